@@ -1,0 +1,26 @@
+# Quick start: `make demo` (the whole road on the embedded digits data) and `make test`.
+# Both create .venv and install everything (PyTorch, Lava with its fix, Norse) first.
+PY := .venv/bin/python
+STAMP := .venv/.kdsnn-installed
+
+.PHONY: demo test venv bench clean
+
+$(STAMP): pyproject.toml scripts/setup_env.sh scripts/patch_lava.py
+	bash scripts/setup_env.sh
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m kdsnn demo
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+bench: $(STAMP)
+	$(PY) bench/accuracy.py
+	$(PY) bench/train_throughput.py
+	$(PY) bench/simulator.py
+
+clean:
+	rm -rf .venv runs build *.egg-info

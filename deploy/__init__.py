@@ -1,0 +1,1 @@
+"""kdsnn.deploy: reference simulator, Lava backend, SynOps/energy and reports."""

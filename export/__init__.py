@@ -1,0 +1,1 @@
+"""kdsnn.export: BN folding, quantization, NIR/ONNX/netx export."""
