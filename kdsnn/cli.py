@@ -1,0 +1,142 @@
+"""The ``kdsnn`` command line. Every user error ends in one line on stderr and exit status 2."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from typing import Any, Callable
+
+from .errors import KdsnnError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _common_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="digits", help="digits (embedded), mnist, cifar10, cifar100")
+    p.add_argument("--data-root", default=None, help="folder in torchvision's layout (mnist/cifar)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
+    p.add_argument("--out", default=None, help="run folder (checkpoint.pt, metrics.jsonl)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--stop-after", type=int, default=None, help="stop after N epochs of this invocation (resume later)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+
+
+def _student_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--teacher", default=None, help="teacher checkpoint (from train-teacher)")
+    p.add_argument("--kd", default="response", help="none, response, feature, lasnn")
+    p.add_argument("--timesteps", type=int, default=4)
+    p.add_argument("--alpha", type=float, default=None, help="distillation weight (method default if omitted)")
+    p.add_argument("--temperature", type=float, default=4.0)
+    p.add_argument("--encoding", default="direct", help="direct (analog input every step) or bernoulli")
+    p.add_argument("--readout", default="membrane", help="membrane (mean of last layer) or spike (counts)")
+    p.add_argument("--threshold", type=float, default=1.0)
+    p.add_argument("--reset", default="hard", help="hard (to 0) or soft (subtract θ)")
+    p.add_argument("--surrogate", default="sigmoid", help="sigmoid, arctan or rectangular")
+    p.add_argument("--surrogate-param", type=float, default=None, help="slope α or width")
+    p.add_argument("--detach-reset", action="store_true")
+
+
+def _train_handler(kind: str) -> Handler:
+    def run(a: argparse.Namespace) -> int:
+        from .trainer import TrainConfig, train
+
+        names = {f.name for f in fields(TrainConfig)}
+        opts = {k: v for k, v in vars(a).items() if k in names and v is not None}
+        if "out" not in opts:
+            opts["out"] = f"runs/{kind}-{opts.get('arch')}-{opts.get('dataset', 'digits')}"
+        result = train(TrainConfig(**opts), kind)
+        _print_result(a, result, f"{kind} {result['arch']}: test accuracy {result['accuracy']:.4f}  checkpoint {result['checkpoint']}")
+        return 0
+    return run
+
+
+def _evaluate(a: argparse.Namespace) -> int:
+    import torch
+
+    from . import checkpoint, data
+    from .trainer import evaluate, resolve_device
+
+    device = resolve_device(a.device)
+    model, ckpt = checkpoint.load_model(a.checkpoint, device)
+    dataset = a.dataset or ckpt.get("dataset", "digits")
+    spec = checkpoint.model_spec(ckpt)
+    ds = data.spec(dataset)
+    if tuple(spec["input_shape"]) != ds.input_shape or spec["classes"] != ds.classes:
+        raise KdsnnError(f"{a.checkpoint} expects {spec['input_shape']} inputs / {spec['classes']} classes; "
+                         f"{dataset} has {list(ds.input_shape)} / {ds.classes}")
+    test = data.load(dataset, "test", a.data_root, noise=a.noise, noise_seed=a.seed)
+    torch.manual_seed(a.seed)
+    acc = evaluate(model.to(device), test, device, desc="evaluate")
+    result = {"accuracy": acc, "checkpoint": a.checkpoint, "dataset": dataset, "noise": a.noise or "none",
+              "arch": spec["arch"]}
+    _print_result(a, result, f"{spec['arch']} on {dataset} (noise {result['noise']}): accuracy {acc:.4f}")
+    return 0
+
+
+def _print_result(a: argparse.Namespace, result: dict[str, Any], text: str) -> None:
+    print(json.dumps(result) if getattr(a, "json", False) else text)
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    parser = argparse.ArgumentParser(prog="kdsnn", description="ANN-to-SNN distillation and neuromorphic deployment")
+    sub = parser.add_subparsers(dest="command", required=True)
+    subs: dict[str, argparse.ArgumentParser] = {}
+
+    def add(name: str, help_: str, handler: Handler) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("--config", default=None, help="TOML file of options (flags override it)")
+        p.add_argument("--json", action="store_true", help="print one machine-readable result line")
+        p.set_defaults(handler=handler)
+        subs[name] = p
+        return p
+
+    p = add("train-teacher", "train a teacher ANN", _train_handler("teacher"))
+    p.add_argument("--arch", default="mnist_cnn")
+    _common_train(p)
+
+    p = add("distill", "train a student SNN from a teacher by knowledge distillation", _train_handler("student"))
+    p.add_argument("--arch", default="snn_2conv")
+    _common_train(p)
+    _student_opts(p)
+
+    p = add("evaluate", "test accuracy of a checkpoint, optionally under corruption", _evaluate)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--dataset", default=None, help="defaults to the checkpoint's data set")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--noise", default=None, help="gaussian:SIGMA, background, noise:FRACTION, rotation, rotation_background")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+
+    from . import commands  # the export/deploy commands live beside their packages
+    commands.register(add)
+    return parser, subs
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser, subs = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if getattr(args, "config", None):
+            from . import config
+            subs[args.command].set_defaults(**config.load(args.config, args.command, subs[args.command]))
+            args = parser.parse_args(argv)
+        return args.handler(args)
+    except KdsnnError as exc:
+        print(f"kdsnn: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kdsnn: interrupted; a run with --resume continues from its last checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

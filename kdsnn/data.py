@@ -1,0 +1,131 @@
+"""Data sets: the embedded ``digits`` default, and MNIST / CIFAR read from a local root.
+
+Nothing is ever downloaded. Every data set yields images in [0, 1]; normalization
+(mean/std) is applied after optional corruption, and is recorded so exporters can state how
+raw data becomes the network's input.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, TensorDataset
+
+from . import corruptions
+from .errors import KdsnnError
+
+DATASETS = ("digits", "mnist", "cifar10", "cifar100")
+
+
+@dataclass
+class DataSpec:
+    """What a model needs to know about its data: shape, classes and preprocessing."""
+
+    name: str
+    input_shape: tuple[int, int, int]
+    classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    raw_scale: float  # raw value × raw_scale = value in [0, 1] (digits: 1/16, images: 1/255)
+    extra: dict = field(default_factory=dict)
+
+    def preprocessing(self) -> dict:
+        return {"raw_scale": self.raw_scale, "mean": list(self.mean), "std": list(self.std)}
+
+
+SPECS = {
+    "digits": DataSpec("digits", (1, 8, 8), 10, (0.0,), (1.0,), 1 / 16),
+    "mnist": DataSpec("mnist", (1, 28, 28), 10, (0.0,), (1.0,), 1 / 255),
+    "cifar10": DataSpec("cifar10", (3, 32, 32), 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 1 / 255),
+    "cifar100": DataSpec("cifar100", (3, 32, 32), 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 1 / 255),
+}
+
+EXPECTED_FILES = {
+    "mnist": "MNIST/raw/train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte",
+    "cifar10": "cifar-10-batches-py/data_batch_1..5, test_batch, batches.meta",
+    "cifar100": "cifar-100-python/train, test, meta",
+}
+
+
+def spec(name: str) -> DataSpec:
+    if name not in SPECS:
+        raise KdsnnError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return SPECS[name]
+
+
+class Prepared(Dataset):
+    """Wraps a [0,1]-image data set: (augment if training) → (corrupt) → normalize."""
+
+    def __init__(self, base: Dataset, ds: DataSpec, train: bool, noise: tuple[str, float] | None = None,
+                 noise_seed: int = 0) -> None:
+        self.base, self.ds, self.train, self.noise = base, ds, train, noise
+        self.mean = torch.tensor(ds.mean).view(-1, 1, 1)
+        self.std = torch.tensor(ds.std).view(-1, 1, 1)
+        self.noise_seed = noise_seed
+        self.augment = train and ds.name.startswith("cifar")
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int):
+        x, y = self.base[i]
+        if self.augment:
+            x = _cifar_augment(x)
+        if self.noise is not None:
+            g = torch.Generator().manual_seed(self.noise_seed * 1_000_003 + i)
+            x = corruptions.apply(x.unsqueeze(0), *self.noise, generator=g)[0]
+        return (x - self.mean) / self.std, int(y)
+
+
+def _cifar_augment(x: torch.Tensor) -> torch.Tensor:
+    """Random crop 32 with zero padding 4 and horizontal flip (the usual CIFAR recipe)."""
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    i, j = torch.randint(0, 9, (2,)).tolist()
+    x = padded[:, i:i + 32, j:j + 32]
+    return x.flip(-1) if torch.rand(()) < 0.5 else x
+
+
+def _digits(train: bool) -> Dataset:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = d.images.astype(np.float32) / 16.0
+    xtr, xte, ytr, yte = train_test_split(x, d.target, test_size=0.25, random_state=0, stratify=d.target)
+    xs, ys = (xtr, ytr) if train else (xte, yte)
+    return TensorDataset(torch.from_numpy(xs).unsqueeze(1), torch.from_numpy(ys.astype(np.int64)))
+
+
+def _torchvision(name: str, root: str | None, train: bool) -> Dataset:
+    import torchvision
+    from torchvision.transforms import ToTensor
+
+    if not root:
+        raise KdsnnError(f"dataset {name} needs --data-root DIR holding {EXPECTED_FILES[name]} (nothing is downloaded)")
+    if not Path(root).is_dir():
+        raise KdsnnError(f"data root {root} does not exist; it should hold {EXPECTED_FILES[name]}")
+    cls = {"mnist": torchvision.datasets.MNIST, "cifar10": torchvision.datasets.CIFAR10,
+           "cifar100": torchvision.datasets.CIFAR100}[name]
+    try:
+        return cls(root, train=train, download=False, transform=ToTensor())
+    except (RuntimeError, FileNotFoundError, OSError) as exc:
+        raise KdsnnError(f"{name} not found under {root}: expected {EXPECTED_FILES[name]} ({exc})") from None
+
+
+def load(name: str, split: str, root: str | None = None, noise: str | None = None, noise_seed: int = 0) -> Dataset:
+    """The ``train`` or ``test`` split of ``name``, normalized, optionally corrupted."""
+    ds = spec(name)
+    if split not in ("train", "test"):
+        raise KdsnnError(f"unknown split {split!r}; use train or test")
+    train = split == "train"
+    base = _digits(train) if name == "digits" else _torchvision(name, root, train)
+    return Prepared(base, ds, train, corruptions.parse(noise), noise_seed)
+
+
+def sample_batch(name: str, n: int, root: str | None = None, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` examples of a split as one batch (used by export checks and reports)."""
+    data = load(name, split, root)
+    items = [data[i] for i in range(min(n, len(data)))]
+    return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])

@@ -1,0 +1,39 @@
+"""Distillation methods, chosen by name; all share :class:`DistillLoss`'s call signature."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import KdsnnError
+from .base import DistillLoss
+from .feature import FeatureKD
+from .lasnn import LayerwiseAttention
+from .none import NoDistill
+from .response import ResponseKD
+
+METHODS: dict[str, type[DistillLoss]] = {c.name: c for c in (NoDistill, ResponseKD, FeatureKD, LayerwiseAttention)}
+
+
+def feature_shapes(model: nn.Module, example: torch.Tensor) -> dict[str, tuple[int, ...]]:
+    """Per-sample shapes of a model's feature taps, from one forward pass in eval mode."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(example[:2])
+    model.train(was_training)
+    return {k: tuple(v.shape[1:]) for k, v in out.features.items()}
+
+
+def build_loss(name: str, student: nn.Module, teacher: nn.Module | None, example: torch.Tensor,
+               alpha: float | None = None, temperature: float = 4.0) -> DistillLoss:
+    """Construct method ``name`` for this student/teacher pair (connectors sized from ``example``)."""
+    if name not in METHODS:
+        raise KdsnnError(f"unknown distillation method {name!r}; choose one of {', '.join(METHODS)}")
+    cls = METHODS[name]
+    if cls.needs_teacher and teacher is None:
+        raise KdsnnError(f"--kd {name} needs a teacher: pass --teacher CKPT (a train-teacher checkpoint)")
+    s_shapes = feature_shapes(student, example)
+    t_shapes = feature_shapes(teacher, example) if teacher is not None else {}
+    if cls.needs_teacher and name != "response" and not (s_shapes and t_shapes):
+        raise KdsnnError(f"--kd {name} needs feature taps on both networks")
+    return cls(s_shapes, t_shapes, alpha=alpha, temperature=temperature).to(example.device)

@@ -1,0 +1,257 @@
+"""Training loop for teachers (``train-teacher``) and students (``distill``).
+
+Deterministic per epoch (data order and random draws are seeded from ``seed`` and the epoch),
+so a run resumed from its last checkpoint ends with the same weights as an uninterrupted one.
+Under ``torchrun`` (``WORLD_SIZE > 1``) it uses DistributedDataParallel: gloo on CPU, nccl on
+CUDA, with no other change to the command.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from . import checkpoint, data
+from .atomic import write_text
+from .distill import build_loss
+from .errors import KdsnnError
+from .models import build_model, is_student
+from .models.output import ModelOutput
+
+
+@dataclass
+class TrainConfig:
+    """Every option of ``train-teacher`` and ``distill`` (CLI flags and TOML keys share names)."""
+
+    out: str = "runs/run"
+    dataset: str = "digits"
+    data_root: str | None = None
+    arch: str = "mnist_cnn"
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    seed: int = 0
+    device: str = "auto"
+    resume: bool = False
+    stop_after: int | None = None
+    workers: int = 0
+    # student only
+    teacher: str | None = None
+    kd: str = "none"
+    timesteps: int = 4
+    alpha: float | None = None
+    temperature: float = 4.0
+    encoding: str = "direct"
+    readout: str = "membrane"
+    threshold: float = 1.0
+    reset: str = "hard"
+    surrogate: str = "sigmoid"
+    surrogate_param: float | None = None
+    detach_reset: bool = False
+    quiet: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise KdsnnError(f"--device {name} asked for, but no CUDA device is available; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise KdsnnError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
+
+
+class _Distributed:
+    """Rank/world bookkeeping; a no-op outside torchrun."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.device = device
+        if self.world > 1 and not dist.is_initialized():
+            if device.type == "cuda":
+                self.device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+                torch.cuda.set_device(self.device)
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+class TrainStep(nn.Module):
+    """Model and loss together, so DDP synchronizes the loss's connectors too."""
+
+    def __init__(self, model: nn.Module, loss: nn.Module | None) -> None:
+        super().__init__()
+        self.model = model
+        self.loss = loss
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, teacher_out: ModelOutput | None):
+        out = self.model(x)
+        if self.loss is None:
+            loss = nn.functional.cross_entropy(out.logits, y)
+            return loss, out.logits
+        loss, _ = self.loss(out, teacher_out, y)
+        return loss, out.logits
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset, device: torch.device, batch_size: int = 256, desc: str | None = None) -> float:
+    """Top-1 accuracy of ``model`` on ``dataset``."""
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    correct = total = 0
+    for x, y in tqdm(loader, desc=desc, leave=False, disable=desc is None):
+        logits = model(x.to(device)).logits
+        correct += int((logits.argmax(1).cpu() == y).sum())
+        total += len(y)
+    return correct / max(total, 1)
+
+
+def _model_spec(cfg: TrainConfig, ds: data.DataSpec) -> dict[str, Any]:
+    spec: dict[str, Any] = {"arch": cfg.arch, "input_shape": list(ds.input_shape), "classes": ds.classes}
+    if is_student(cfg.arch):
+        spec.update(timesteps=cfg.timesteps, encoding=cfg.encoding, readout=cfg.readout,
+                    neuron={"threshold": cfg.threshold, "reset": cfg.reset, "v_reset": 0.0, "surrogate": cfg.surrogate,
+                            "surrogate_param": cfg.surrogate_param, "detach_reset": cfg.detach_reset})
+    return spec
+
+
+def train(cfg: TrainConfig, kind: str) -> dict[str, Any]:
+    """Run ``train-teacher`` (kind='teacher') or ``distill`` (kind='student'); returns the result."""
+    if kind == "teacher" and is_student(cfg.arch):
+        raise KdsnnError(f"{cfg.arch} is a student SNN; train it with `kdsnn distill`")
+    if kind == "student" and not is_student(cfg.arch):
+        from .models import STUDENTS
+        raise KdsnnError(f"{cfg.arch} is not a student SNN; students: {', '.join(STUDENTS)}")
+    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
+        raise KdsnnError("--epochs and --batch-size must be >= 1 and --lr > 0")
+    ds = data.spec(cfg.dataset)
+    device = resolve_device(cfg.device)
+    ddp = _Distributed(device)
+    device = ddp.device
+    out_dir = Path(cfg.out)
+    ckpt_path = out_dir / "checkpoint.pt"
+    metrics_path = out_dir / "metrics.jsonl"
+
+    train_set = data.load(cfg.dataset, "train", cfg.data_root)
+    test_set = data.load(cfg.dataset, "test", cfg.data_root)
+    spec = _model_spec(cfg, ds)
+    torch.manual_seed(cfg.seed)
+    model = build_model(**{k: (tuple(v) if k == "input_shape" else v) for k, v in spec.items()}).to(device)
+
+    teacher = None
+    loss_fn = None
+    if kind == "student":
+        if cfg.teacher:
+            teacher, t_ckpt = checkpoint.load_model(cfg.teacher, device)
+            t_spec = checkpoint.model_spec(t_ckpt)
+            if tuple(t_spec["input_shape"]) != ds.input_shape or t_spec["classes"] != ds.classes:
+                raise KdsnnError(f"teacher {cfg.teacher} was trained on {t_spec['input_shape']} inputs / {t_spec['classes']} "
+                                 f"classes, not {cfg.dataset}'s {list(ds.input_shape)} / {ds.classes}")
+            teacher.to(device).eval()
+            for p in teacher.parameters():
+                p.requires_grad_(False)
+        example = torch.stack([train_set[i][0] for i in range(2)]).to(device)
+        loss_fn = build_loss(cfg.kd, model, teacher, example, cfg.alpha, cfg.temperature)
+
+    step_module = TrainStep(model, loss_fn).to(device)
+    optimizer = torch.optim.SGD(step_module.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    start_epoch = 0
+    if cfg.resume and ckpt_path.exists():
+        state = checkpoint.load(ckpt_path, device)
+        if state["model_spec"] != spec or state.get("kind") != kind or state.get("epochs") != cfg.epochs:
+            raise KdsnnError(f"--resume: {ckpt_path} belongs to a different run (arch, shapes, kind or epochs differ); "
+                             "use another --out or drop --resume")
+        step_module.load_state_dict(state["train_state"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch = state["epoch"]
+    elif ckpt_path.exists() and not cfg.resume and ddp.main:
+        print(f"note: overwriting {ckpt_path} (use --resume to continue it)")
+
+    runner: nn.Module = step_module
+    if ddp.world > 1:
+        runner = nn.parallel.DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None)
+
+    result: dict[str, Any] = {"checkpoint": str(ckpt_path), "epoch": start_epoch}
+    epochs_run = 0
+    for epoch in range(start_epoch, cfg.epochs):
+        if cfg.stop_after is not None and epochs_run >= cfg.stop_after:
+            break
+        torch.manual_seed(cfg.seed * 100_003 + epoch)
+        if ddp.world > 1:
+            sampler = DistributedSampler(train_set, ddp.world, ddp.rank, shuffle=True, seed=cfg.seed)
+            sampler.set_epoch(epoch)
+            loader = DataLoader(train_set, cfg.batch_size, sampler=sampler, num_workers=cfg.workers)
+        else:
+            gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+            loader = DataLoader(train_set, cfg.batch_size, shuffle=True, generator=gen, num_workers=cfg.workers)
+        runner.train()
+        total_loss = correct = seen = 0
+        bar = tqdm(loader, desc=f"{kind} {cfg.arch} epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=cfg.quiet or not ddp.main)
+        for x, y in bar:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            t_out = None
+            if teacher is not None:
+                with torch.no_grad():
+                    t_out = teacher(x)
+            loss, logits = runner(x, y, t_out)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += float(loss.detach()) * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}")
+        scheduler.step()
+        epochs_run += 1
+        acc = evaluate(model, test_set, device)
+        record = {"epoch": epoch + 1, "train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1),
+                  "test_accuracy": acc, "lr": optimizer.param_groups[0]["lr"]}
+        if ddp.main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            prev = metrics_path.read_text() if metrics_path.exists() and (epoch > 0) else ""
+            kept = [ln for ln in prev.splitlines() if ln and json.loads(ln)["epoch"] <= epoch]
+            write_text(metrics_path, "\n".join(kept + [json.dumps(record)]) + "\n")
+            checkpoint.save(ckpt_path, {
+                "kind": kind, "model_spec": spec, "dataset": cfg.dataset, "preprocessing": ds.preprocessing(),
+                "model": model.state_dict(), "train_state": step_module.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "epoch": epoch + 1, "epochs": cfg.epochs, "test_accuracy": acc,
+                "config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
+            })
+            if not cfg.quiet:
+                tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}  loss {record['train_loss']:.4f}  test accuracy {acc:.4f}")
+        result.update(accuracy=acc, epoch=epoch + 1)
+        ddp.barrier()
+    if "accuracy" not in result:
+        result["accuracy"] = evaluate(model, test_set, device)
+    result.update(arch=cfg.arch, dataset=cfg.dataset, kind=kind, finished=result["epoch"] >= cfg.epochs)
+    if kind == "student":
+        result.update(kd=cfg.kd, timesteps=cfg.timesteps)
+    ddp.close()
+    return result
