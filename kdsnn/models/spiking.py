@@ -117,8 +117,10 @@ class SpikingNet(nn.Module):
     output (spike rate over T) is that feature.
     """
 
-    def __init__(self, blocks: list[nn.Module], taps: dict[str, int], timesteps: int = 4, encoding: str = "direct") -> None:
+    def __init__(self, blocks: list[nn.Module], taps: dict[str, int], timesteps: int = 4, encoding: str = "direct",
+                 input_hw: tuple[int, int] | None = None) -> None:
         super().__init__()
+        self.input_hw = input_hw
         self.blocks = nn.ModuleList(blocks)
         self.taps = dict(taps)
         self.timesteps = timesteps

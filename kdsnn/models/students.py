@@ -78,7 +78,7 @@ def build_student(name: str, input_shape: Shape, classes: int, timesteps: int = 
         blocks, taps = _resnet([64, 64, 128, 256, 512], 2, input_shape, classes, neuron, readout, [1, 2, 2, 2])
     else:
         raise KeyError(name)
-    return SpikingNet(blocks, taps, timesteps, encoding)
+    return SpikingNet(blocks, taps, timesteps, encoding, input_hw=(h, w))
 
 
 STUDENTS = ("snn_2conv", "snn_vgg11", "snn_vgg16", "snn_wrn16_2", "snn_resnet14", "snn_resnet18")
