@@ -1,0 +1,42 @@
+"""Shared fixtures: real digits inputs and students whose BN statistics come from real data.
+
+Untrained students with default BN statistics barely spike; calibrating BN on digits (the
+running statistics of a few training batches) gives realistic firing at every layer, so the
+export and simulator tests compare non-trivial spike trains without training.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kdsnn import data
+from kdsnn.models import STUDENTS, build_model
+
+
+def calibrated_student(arch: str, seed: int = 0, timesteps: int = 4, readout: str = "membrane", input_shape=(1, 8, 8),
+                       classes: int = 10, **kw) -> torch.nn.Module:
+    """A student with random weights (seeded) and BN statistics measured on digits."""
+    torch.manual_seed(seed)
+    model = build_model(arch, input_shape, classes, timesteps=timesteps, readout=readout, **kw)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.momentum = None  # cumulative average over the calibration batches
+    x, _ = data.sample_batch("digits", 128, split="train")
+    model.train()
+    with torch.no_grad():
+        model(x)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def digits_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """32 real test images of digits (normalized as the models see them) and labels."""
+    return data.sample_batch("digits", 32)
+
+
+@pytest.fixture(scope="session")
+def digits_preprocessing() -> dict:
+    return data.spec("digits").preprocessing()
+
+
+ALL_STUDENTS = STUDENTS
