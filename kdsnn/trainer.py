@@ -90,6 +90,12 @@ class _Distributed:
     def main(self) -> bool:
         return self.rank == 0
 
+    def sync_buffers(self, module: nn.Module) -> None:
+        """Give every rank rank 0's buffers (BN running statistics drift apart per rank)."""
+        if self.world > 1:
+            for buf in module.buffers():
+                dist.broadcast(buf, 0)
+
     def barrier(self) -> None:
         if self.world > 1:
             dist.barrier()
@@ -229,6 +235,7 @@ def train(cfg: TrainConfig, kind: str) -> dict[str, Any]:
             bar.set_postfix(loss=f"{total_loss / seen:.3f}")
         scheduler.step()
         epochs_run += 1
+        ddp.sync_buffers(step_module)
         acc = evaluate(model, test_set, device)
         record = {"epoch": epoch + 1, "train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1),
                   "test_accuracy": acc, "lr": optimizer.param_groups[0]["lr"]}

@@ -1,0 +1,65 @@
+"""Every registered model: forward and backward at T=1 and T=4, shapes, taps, parameter counts."""
+import pytest
+import torch
+
+from kdsnn.errors import KdsnnError
+from kdsnn.models import STUDENTS, TEACHERS, build_model
+
+
+@pytest.mark.parametrize("arch", list(TEACHERS))
+def test_teacher_forward_backward(arch):
+    m = build_model(arch, (1, 8, 8), 10)
+    out = m(torch.randn(3, 1, 8, 8))
+    assert out.logits.shape == (3, 10)
+    assert out.features and all(f.shape[0] == 3 and f.dim() == 4 for f in out.features.values())
+    out.logits.sum().backward()
+    assert all(p.grad is not None for p in m.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("timesteps", [1, 4])
+@pytest.mark.parametrize("arch", STUDENTS)
+def test_student_forward_backward(arch, timesteps):
+    m = build_model(arch, (1, 8, 8), 10, timesteps=timesteps)
+    out = m(torch.rand(2, 1, 8, 8))
+    assert out.logits.shape == (2, 10)
+    for f in out.features.values():
+        assert f.shape[0] == 2 and f.dim() == 4
+        assert float(f.detach().min()) >= 0 and float(f.detach().max()) <= 1  # spike rates
+    out.logits.sum().backward()
+    grads = [p.grad for p in m.parameters()]
+    assert all(g is not None for g in grads)
+    assert any(float(g.abs().sum()) > 0 for g in grads)
+
+
+def test_student_shapes_cifar_and_mnist():
+    m = build_model("snn_2conv", (1, 28, 28), 10)
+    assert m(torch.rand(2, 1, 28, 28)).logits.shape == (2, 10)
+    m = build_model("snn_wrn16_2", (3, 32, 32), 100, timesteps=2)
+    assert m(torch.rand(2, 3, 32, 32)).logits.shape == (2, 100)
+
+
+def test_spike_readout_counts_are_integers_in_0_T():
+    m = build_model("snn_2conv", (1, 8, 8), 10, timesteps=4, readout="spike")
+    logits = m(torch.rand(5, 1, 8, 8) * 4).logits
+    assert torch.equal(logits, logits.round()) and logits.min() >= 0 and logits.max() <= 4
+
+
+def test_spike_input_and_bernoulli_encoding():
+    m = build_model("snn_2conv", (1, 8, 8), 10, timesteps=3, encoding="bernoulli")
+    torch.manual_seed(0)
+    assert m(torch.rand(2, 1, 8, 8)).logits.shape == (2, 10)
+    assert m((torch.rand(3, 2, 1, 8, 8) > 0.5).float()).logits.shape == (2, 10)
+
+
+@pytest.mark.parametrize("arch,millions", [("resnet18", 11.17), ("wrn28_4", 5.85), ("snn_wrn16_2", 0.69),
+                                           ("snn_resnet18", 11.17), ("pyramidnet18", 1.55)])
+def test_parameter_counts_match_the_papers(arch, millions):
+    m = build_model(arch, (3, 32, 32), 10)
+    assert sum(p.numel() for p in m.parameters()) / 1e6 == pytest.approx(millions, abs=0.01)
+
+
+def test_unknown_names():
+    with pytest.raises(KdsnnError, match="unknown architecture"):
+        build_model("resnet1000", (1, 8, 8), 10)
+    with pytest.raises(KdsnnError, match="encoding"):
+        build_model("snn_2conv", (1, 8, 8), 10, encoding="latency")

@@ -1,0 +1,89 @@
+"""IF dynamics and surrogate gradients against values worked out by hand."""
+import math
+
+import pytest
+import torch
+
+from kdsnn.errors import KdsnnError
+from kdsnn.neurons import IFNeuron, IFParams, if_multistep
+from kdsnn.surrogate import spike
+
+
+def run(x, **kw):
+    seq = torch.tensor(x).view(-1, 1)
+    s, v = if_multistep(seq, IFParams(**kw))
+    return s.view(-1).tolist(), float(v)
+
+
+def test_hard_reset_by_hand():
+    # v: 0.6, 1.2 → spike, reset 0, 0.6, 2.1 → spike, reset 0, -0.2
+    spikes, v = run([0.6, 0.6, 0.6, 1.5, -0.2])
+    assert spikes == [0, 1, 0, 1, 0]
+    assert v == pytest.approx(-0.2)
+
+
+def test_soft_reset_by_hand():
+    # v: 0.6, 1.2 → spike, 0.2; 0.8; 2.3 → spike, 1.3; 1.1 → spike, 0.1
+    spikes, v = run([0.6, 0.6, 0.6, 1.5, -0.2], reset="soft")
+    assert spikes == [0, 1, 0, 1, 1]
+    assert v == pytest.approx(0.1, abs=1e-6)
+
+
+def test_threshold_is_strict_and_configurable():
+    assert run([1.0, 0.0])[0] == [0, 0]          # v = θ exactly does not fire
+    assert run([1.0, 1e-6])[0] == [0, 1]
+    assert run([0.3, 0.3, 0.3], threshold=0.5)[0] == [0, 1, 0]  # 0.3, 0.6 → spike → 0, 0.3
+
+
+def test_nonzero_v_reset():
+    spikes, v = run([2.0, 0.0], v_reset=0.25)
+    assert spikes == [1, 0] and v == pytest.approx(0.25)
+
+
+def test_single_step_streaming_matches_multistep():
+    torch.manual_seed(0)
+    x = torch.rand(6, 3, 5) * 1.5
+    neuron = IFNeuron()
+    full = neuron(x)
+    v = None
+    steps = []
+    for t in range(6):
+        s, v = neuron.step(x[t], v)
+        steps.append(s)
+    assert torch.equal(torch.stack(steps), full)
+
+
+@pytest.mark.parametrize("name,param,x,expected", [
+    ("sigmoid", 4.0, 0.0, 1.0),                                            # 4·σ(0)·(1−σ(0)) = 4·¼
+    ("sigmoid", 4.0, 0.5, 4 * (1 / (1 + math.exp(-2))) * (1 - 1 / (1 + math.exp(-2)))),
+    ("arctan", 2.0, 0.0, 1.0),                                             # α/2
+    ("arctan", 2.0, 0.5, 1 / (1 + (math.pi / 2) ** 2)),                    # 1/(1+(π/2·2·0.5)²)
+    ("rectangular", 1.0, 0.3, 1.0),                                        # |x| < ½ → 1/width
+    ("rectangular", 1.0, 0.6, 0.0),
+    ("rectangular", 0.5, 0.2, 2.0),
+])
+def test_surrogate_gradients(name, param, x, expected):
+    xt = torch.tensor([x], requires_grad=True)
+    out = spike(xt, name, param)
+    assert out.item() == float(x > 0)
+    out.sum().backward()
+    assert xt.grad.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_detach_reset_changes_gradient_only():
+    x = torch.tensor([[0.7], [0.7], [0.7]], requires_grad=True)
+    s1, _ = if_multistep(x, IFParams())
+    s1.sum().backward()
+    g1 = x.grad.clone()
+    x.grad = None
+    s2, _ = if_multistep(x, IFParams(detach_reset=True))
+    s2.sum().backward()
+    assert torch.equal(s1, s2)
+    assert not torch.allclose(g1, x.grad)
+
+
+def test_bad_params():
+    with pytest.raises(KdsnnError, match="reset"):
+        IFParams(reset="partial")
+    with pytest.raises(KdsnnError, match="surrogate"):
+        IFParams(surrogate="erf")
