@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .errors import KdsnnError
-from .surrogate import SURROGATES, spike
+from .surrogate import SURROGATES, SURROGATES_INPLACE, spike
 
 RESET_MODES = ("hard", "soft")
 
@@ -55,16 +55,82 @@ def if_step(x: torch.Tensor, v: torch.Tensor, p: IFParams) -> tuple[torch.Tensor
     return s, v_new
 
 
-def if_multistep(
+def if_multistep_reference(
     x_seq: torch.Tensor, p: IFParams, v0: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run IF over ``x_seq`` of shape ``[T, B, ...]``; returns (spikes ``[T, B, ...]``, last membrane)."""
+    """:func:`if_step` looped over T with autograd through every step (the definition)."""
     v = torch.zeros_like(x_seq[0]) if v0 is None else v0
     out = []
     for t in range(x_seq.shape[0]):
         s, v = if_step(x_seq[t], v, p)
         out.append(s)
     return torch.stack(out), v
+
+
+class _MultiStepIF(torch.autograd.Function):
+    """All T steps in one autograd node: forward keeps only the pre-reset membranes ``h[t]``;
+    backward runs the recurrence in reverse by hand. Same values and gradients as
+    :func:`if_multistep_reference`, with a fraction of its autograd overhead and memory."""
+
+    @staticmethod
+    def forward(ctx, x_seq: torch.Tensor, p: IFParams) -> torch.Tensor:  # type: ignore[override]
+        steps = x_seq.shape[0]
+        h_all = torch.empty(x_seq.shape, dtype=x_seq.dtype, device=x_seq.device)
+        s_all = torch.empty_like(h_all)
+        fired = torch.empty(x_seq.shape[1:], dtype=torch.bool, device=x_seq.device)
+        v = torch.empty_like(h_all[0])
+        h_all[0].copy_(x_seq[0])
+        for t in range(steps):
+            h = h_all[t]
+            torch.gt(h, p.threshold, out=fired)
+            s_all[t].copy_(fired)
+            if t + 1 < steps:
+                if p.reset == "hard":
+                    torch.where(fired, torch.tensor(p.v_reset, dtype=h.dtype), h, out=v)
+                else:
+                    torch.sub(h, s_all[t], alpha=p.threshold, out=v)
+                torch.add(v, x_seq[t + 1], out=h_all[t + 1])
+        ctx.save_for_backward(h_all, s_all)
+        ctx.p = p
+        return s_all
+
+    @staticmethod
+    def backward(ctx, grad_s: torch.Tensor):  # type: ignore[override]
+        h_all, s_all = ctx.saved_tensors
+        p: IFParams = ctx.p
+        param = SURROGATES[p.surrogate][1] if p.surrogate_param is None else p.surrogate_param
+        g = SURROGATES_INPLACE[p.surrogate](h_all - p.threshold, param)   # ds/dh, all steps at once
+        dv_dh = None                                                       # dv[t]/dh[t]
+        if p.reset == "hard":
+            if p.detach_reset:
+                dv_dh = torch.rsub(s_all, 1)
+            else:
+                dv_dh = torch.rsub(h_all, p.v_reset).mul_(g).add_(1).sub_(s_all)
+        elif not p.detach_reset:
+            dv_dh = torch.mul(g, -p.threshold).add_(1)
+        grad_x = g.mul_(grad_s)              # dL/dh through each step's own spike
+        for t in range(h_all.shape[0] - 2, -1, -1):    # dL/dh[t] += dL/dh[t+1] · dv[t]/dh[t]
+            if dv_dh is None:
+                grad_x[t].add_(grad_x[t + 1])
+            else:
+                grad_x[t].addcmul_(grad_x[t + 1], dv_dh[t])
+        return grad_x, None
+
+
+def if_multistep(
+    x_seq: torch.Tensor, p: IFParams, v0: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run IF over ``x_seq`` of shape ``[T, B, ...]``; returns (spikes ``[T, B, ...]``, last membrane).
+
+    Training (gradients needed, rest initial state) takes the fused path; everything else,
+    and any call that needs the final membrane's gradient, uses the step-by-step definition.
+    """
+    if v0 is None and x_seq.requires_grad and torch.is_grad_enabled():
+        spikes = _MultiStepIF.apply(x_seq, p)
+        with torch.no_grad():
+            _, v = if_multistep_reference(x_seq.detach(), p)
+        return spikes, v
+    return if_multistep_reference(x_seq, p, v0)
 
 
 class IFNeuron(nn.Module):
@@ -79,7 +145,9 @@ class IFNeuron(nn.Module):
         self.params = params or IFParams()
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        return if_multistep(x_seq, self.params)[0]
+        if x_seq.requires_grad and torch.is_grad_enabled():
+            return _MultiStepIF.apply(x_seq, self.params)
+        return if_multistep_reference(x_seq, self.params)[0]
 
     def step(self, x: torch.Tensor, v: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One step with explicit state; ``v=None`` starts from rest (``v = 0``)."""
