@@ -63,7 +63,7 @@ def main() -> None:
         body = (f"Command: {cmd} ({time.time() - t0:.0f} s on this machine). Data: digits (scikit-learn), fixed "
                 "stratified split, 1,347 train / 450 test. Students: direct encoding, hard-reset IF (θ = 1), "
                 "membrane readout, SGD 0.05 cosine, batch 64; methods at their defaults (response α = 0.5, τ = 4; "
-                "feature α = 1e-3; lasnn α = 1000). Target: every KD student ≥ 97 % and above the plain SNN.\n\n" + table)
+                "feature α = 1e-3; lasnn α = 1). Target: every KD student ≥ 97 % and above the plain SNN.\n\n" + table)
         replace_section(Path(a.write), "Accuracy on digits (teacher, plain SNN, KD students)", body)
 
 

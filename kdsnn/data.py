@@ -64,7 +64,7 @@ class Prepared(Dataset):
         self.mean = torch.tensor(ds.mean).view(-1, 1, 1)
         self.std = torch.tensor(ds.std).view(-1, 1, 1)
         self.noise_seed = noise_seed
-        self.augment = train and ds.name.startswith("cifar")
+        self.augment = train and ds.name != "mnist"
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
@@ -72,19 +72,22 @@ class Prepared(Dataset):
     def __getitem__(self, i: int):
         x, y = self.base[i]
         if self.augment:
-            x = _cifar_augment(x)
+            x = _shift_augment(x, pad=4 if self.ds.name.startswith("cifar") else 1,
+                               flip=self.ds.name.startswith("cifar"))
         if self.noise is not None:
             g = torch.Generator().manual_seed(self.noise_seed * 1_000_003 + i)
             x = corruptions.apply(x.unsqueeze(0), *self.noise, generator=g)[0]
         return (x - self.mean) / self.std, int(y)
 
 
-def _cifar_augment(x: torch.Tensor) -> torch.Tensor:
-    """Random crop 32 with zero padding 4 and horizontal flip (the usual CIFAR recipe)."""
-    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
-    i, j = torch.randint(0, 9, (2,)).tolist()
-    x = padded[:, i:i + 32, j:j + 32]
-    return x.flip(-1) if torch.rand(()) < 0.5 else x
+def _shift_augment(x: torch.Tensor, pad: int, flip: bool) -> torch.Tensor:
+    """Random crop with zero padding ``pad`` (CIFAR: 4, the usual recipe; digits: 1 pixel of
+    shift) and, for CIFAR, a horizontal flip. Digits are never flipped (a flipped 2 is no 2)."""
+    h, w = x.shape[-2:]
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    i, j = torch.randint(0, 2 * pad + 1, (2,)).tolist()
+    x = padded[:, i:i + h, j:j + w]
+    return x.flip(-1) if flip and torch.rand(()) < 0.5 else x
 
 
 def _digits(train: bool) -> Dataset:

@@ -67,7 +67,7 @@ def test_lasnn_loss_by_hand():
     t = out([[0.0, 0.0]], stage1=[[[[1.0, 1.0]], [[1.0, 1.0]], [[1.0, 1.0]]]])  # at = [1/√2, 1/√2]
     _, parts = loss(s, t, torch.tensor([0]))
     a = 1 / math.sqrt(2)
-    assert parts["distill"] == pytest.approx(((1 - a) ** 2 + a ** 2) / 2, rel=1e-5)
+    assert parts["distill"] == pytest.approx((1 - a) ** 2 + a ** 2, rel=1e-5)  # ‖at(s) − at(t)‖², one sample
 
 
 @pytest.mark.parametrize("kd", ["none", "response", "feature", "lasnn"])

@@ -3,8 +3,11 @@
 For every matched stage (teacher and student stages paired from the deepest down), the
 attention map ``at(f) = normalize(mean_c |f|^p)`` (p = 2, flattened per sample, L2-normed)
 of the student's spike-rate feature is pulled towards the teacher's:
-``CE + α · Σ_stage mean((at(s) − at(t))²)`` (α = 1000, Zagoruyko & Komodakis' β), the larger
-map pooled to the smaller. All stages are trained jointly with the task loss; attention
+``CE + α · Σ_stage mean_batch ‖at(s) − at(t)‖²`` (α = 1), the larger map pooled to the
+smaller. Zagoruyko & Komodakis write ``β/2 · mean((at(s) − at(t))²)`` with β = 1000 over
+32×32 maps, i.e. about 1 × the per-sample squared distance; summing over positions keeps
+that weight right for the small maps of SNN students (at 4×4, a mean would weigh 64×
+more). All stages are trained jointly with the task loss; attention
 needs no connector, which is what bridges the ANN's and SNN's different channel counts.
 """
 from __future__ import annotations
@@ -23,7 +26,7 @@ def attention_map(f: torch.Tensor, p: int = 2) -> torch.Tensor:
 
 class LayerwiseAttention(DistillLoss):
     name = "lasnn"
-    default_alpha = 1000.0
+    default_alpha = 1.0
 
     def __init__(self, student_shapes: Shapes, teacher_shapes: Shapes, alpha: float | None = None,
                  temperature: float = 4.0) -> None:
@@ -35,5 +38,6 @@ class LayerwiseAttention(DistillLoss):
         for s_name, t_name in self.pairs:
             sf, tf = s.features[s_name], t.features[t_name].detach()
             hw = (min(sf.shape[-2], tf.shape[-2]), min(sf.shape[-1], tf.shape[-1]))
-            total = total + (attention_map(to_size(sf, hw)) - attention_map(to_size(tf, hw))).pow(2).mean()
+            diff = attention_map(to_size(sf, hw)) - attention_map(to_size(tf, hw))
+            total = total + diff.pow(2).sum(1).mean()
         return total

@@ -1,0 +1,227 @@
+"""Reference event-driven simulator against a dense step-by-step simulation of the same graph.
+
+One conv network (conv → 2×2 pool → conv → 2×2 pool → linear, IF everywhere, integer
+8-bit graph), random weights with BN statistics calibrated on Bernoulli noise, Bernoulli
+spike input at rates from 1 % to 50 %. For each rate: time per inference of the simulator
+(``kdsnn.deploy.simulator.simulate``, its plan built once beforehand) and of a dense torch
+simulation that runs every layer on every step (conv2d/avg-pool/linear, float32, exact for
+these integers); SynOps per inference and per second; a least-squares fit of the simulator's
+time against SynOps (R²) and the speed-up at 5 %. Lava's time on the same graph and inputs
+when ``kdsnn.deploy.lava_backend.run_lava`` imports and runs. Both use 2 threads at most.
+
+    .venv/bin/python bench/simulator.py [--hw 28] [--channels 16 32] [--timesteps 8] [--batch 16]
+        [--rates 0.01 0.02 0.05 0.1 0.2 0.3 0.5] [--repeats 3] [--write docs/benchmarks.md]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import nir
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._doc import replace_section  # noqa: E402
+from kdsnn.deploy.simulator import _Plan, simulate  # noqa: E402
+from kdsnn.export.graph import get_meta, student_to_graph, topological_order, predecessors  # noqa: E402
+from kdsnn.export.quantize import quantize_graph  # noqa: E402
+from kdsnn.models.spiking import AvgPool, ConvBNIF, Flatten, Readout, SpikingNet  # noqa: E402
+from kdsnn.neurons import IFParams  # noqa: E402
+
+
+def build_graph(hw: int, channels: tuple[int, int], timesteps: int, seed: int = 0) -> nir.NIRGraph:
+    """The integer graph of a 2-conv student, BN scale calibrated on Bernoulli(0.2) spikes, no bias."""
+    torch.manual_seed(seed)
+    p = IFParams()
+    c1, c2 = channels
+    blocks = [ConvBNIF(1, c1, p), AvgPool(2), ConvBNIF(c1, c2, p), AvgPool(2), Flatten(),
+              Readout(c2 * (hw // 4) * (hw // 4), 10, "spike", p)]
+    net = SpikingNet(blocks, {}, timesteps, "bernoulli", input_hw=(hw, hw))
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.momentum = None
+    net.train()
+    with torch.no_grad():
+        net(torch.bernoulli(torch.full((timesteps, 64, 1, hw, hw), 0.2)))
+        for m in net.modules():  # keep BN's scale, drop its shift: activity is driven by the input alone
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.zero_()
+                m.bias.zero_()
+    # spike input: one input step is the value 1 (raw_scale 1), so integer weights see spikes as 1
+    return quantize_graph(student_to_graph(net.eval(), {"raw_scale": 1.0, "mean": [0.0], "std": [1.0]}))
+
+
+class DenseStepper:
+    """Every layer on every step, all neurons and synapses, in torch (float32)."""
+
+    def __init__(self, graph: nir.NIRGraph) -> None:
+        self.g, self.order, self.preds = graph, topological_order(graph), predecessors(graph)
+        self.t = {n: {k: torch.as_tensor(np.asarray(getattr(v, k), dtype=np.float32))
+                      for k in ("weight", "bias", "v_threshold", "v_reset") if hasattr(v, k)}
+                  for n, v in graph.nodes.items()}
+
+    @torch.no_grad()
+    def run(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        v: dict[str, torch.Tensor] = {}
+        spikes: dict[str, list[torch.Tensor]] = {n: [] for n, k in self.g.nodes.items() if isinstance(k, nir.IF)}
+        for step in range(x.shape[0]):
+            out: dict[str, torch.Tensor] = {}
+            for n in self.order:
+                node, p = self.g.nodes[n], self.t[n]
+                if isinstance(node, nir.Input):
+                    out[n] = x[step]
+                    continue
+                h = sum(out[s] for s in self.preds[n])
+                if isinstance(node, nir.Conv2d):
+                    out[n] = F.conv2d(h, p["weight"], p["bias"], tuple(node.stride), tuple(node.padding))
+                elif isinstance(node, nir.SumPool2d):
+                    out[n] = F.avg_pool2d(h, tuple(node.kernel_size), tuple(node.stride), divisor_override=1)
+                elif isinstance(node, nir.Flatten):
+                    out[n] = h.flatten(1)
+                elif isinstance(node, nir.Affine):
+                    out[n] = F.linear(h, p["weight"], p["bias"])
+                elif isinstance(node, nir.IF):
+                    u = v.get(n, torch.zeros_like(h)) + h
+                    s = u > p["v_threshold"]
+                    v[n] = torch.where(s, p["v_reset"], u)
+                    out[n] = s.float()
+                    spikes[n].append(s)
+                else:
+                    out[n] = h
+        return {n: torch.stack(s) for n, s in spikes.items()}
+
+
+def timed(fn, repeats: int) -> float:
+    best = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best.append(time.perf_counter() - t0)
+    return statistics.median(best)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--hw", type=int, default=28)
+    ap.add_argument("--channels", type=int, nargs=2, default=[16, 32])
+    ap.add_argument("--timesteps", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--rates", type=float, nargs="+", default=[0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--lava-batch", type=int, default=2, help="samples per rate for Lava (0: skip Lava)")
+    ap.add_argument("--write", default=None, help="docs/benchmarks.md: replace the '## Reference simulator' section")
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    t0 = time.perf_counter()
+    graph = build_graph(a.hw, tuple(a.channels), a.timesteps)
+    tb = time.perf_counter()
+    plan = _Plan(graph)
+    build_s = time.perf_counter() - tb
+    dense = DenseStepper(graph)
+    synapses = sum(c.synapses for c in plan.connections)
+    print(f"graph: {a.hw}×{a.hw}, channels {a.channels}, T={a.timesteps}, batch {a.batch}; "
+          f"{synapses:,} composed synapses; plan built in {build_s:.2f} s")
+    lava = _lava()
+    rows, xs, ys = [], [], []
+    gen = torch.Generator().manual_seed(1)
+    for rate in a.rates:
+        x = torch.bernoulli(torch.full((a.timesteps, a.batch, 1, a.hw, a.hw), rate), generator=gen)
+        res = simulate(plan, x)
+        ref = dense.run(x)
+        same = all(torch.equal(res.spikes[n].bool(), ref[n]) for n in ref)
+        if not same:
+            raise SystemExit(f"rate {rate}: dense and event-driven spikes differ; the comparison would be meaningless")
+        t_sim = timed(lambda: simulate(plan, x), a.repeats) / a.batch
+        t_dense = timed(lambda: dense.run(x), a.repeats) / a.batch
+        ops = res.per_sample()["synops"]
+        rates = {n: round(s.firing_rate * 100, 1) for n, s in res.neurons.items()}
+        t_lava = None
+        if lava is not None and a.lava_batch > 0:
+            t_lava = _lava_time(lava, graph, x[:, :a.lava_batch])
+        rows.append((rate, ops, t_sim, t_dense, t_lava, rates))
+        xs.append(ops)
+        ys.append(t_sim)
+        print(f"rate {rate:5.2f}: {ops:12,.0f} SynOps/inf  sim {t_sim * 1e3:8.2f} ms  dense {t_dense * 1e3:7.2f} ms  "
+              f"speed-up {t_dense / t_sim:5.2f}×  {ops / t_sim / 1e6:6.1f} MSynOps/s  "
+              f"lava {'—' if t_lava is None else f'{t_lava * 1e3:.1f} ms'}  firing % {rates}")
+    slope, icpt = np.polyfit(xs, ys, 1)
+    pred = np.polyval([slope, icpt], xs)
+    r2 = 1 - float(np.sum((np.array(ys) - pred) ** 2) / np.sum((np.array(ys) - np.mean(ys)) ** 2))
+    at5 = [r for r in rows if abs(r[0] - 0.05) < 1e-9]
+    speed5 = at5[0][3] / at5[0][2] if at5 else float("nan")
+    print(f"fit: time = {icpt * 1e3:.3f} ms + {slope * 1e9:.2f} ns × SynOps  (R² = {r2:.4f}); "
+          f"speed-up at 5 %: {speed5:.2f}× ({time.perf_counter() - t0:.0f} s in all)")
+    if a.write:
+        replace_section(Path(a.write), "Reference simulator", _markdown(a, rows, r2, slope, icpt, speed5, synapses,
+                                                                         build_s, lava))
+
+
+def _lava():
+    try:
+        from kdsnn.deploy.lava_backend import lava_available, run_lava
+    except Exception as exc:  # not written yet, or its imports fail
+        print(f"note: Lava skipped (kdsnn.deploy.lava_backend.run_lava does not import: {type(exc).__name__}: {exc})")
+        return None
+    ok, why = lava_available()
+    if not ok:
+        print(f"note: Lava skipped ({why})")
+        return None
+    return run_lava
+
+
+def _lava_time(run_lava, graph: nir.NIRGraph, x: torch.Tensor) -> float | None:
+    try:
+        return float(run_lava(graph, x, progress=False).per_sample_s)
+    except Exception as exc:
+        print(f"note: Lava run failed ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})")
+        return None
+
+
+def _markdown(a, rows, r2, slope, icpt, speed5, synapses, build_s, lava) -> str:
+    cmd = (f".venv/bin/python bench/simulator.py --hw {a.hw} --channels {a.channels[0]} {a.channels[1]} "
+           f"--timesteps {a.timesteps} --batch {a.batch} --rates {' '.join(str(r) for r in a.rates)} "
+           f"--repeats {a.repeats} --lava-batch {a.lava_batch} --write docs/benchmarks.md")
+    has_lava = any(r[4] is not None for r in rows)
+    head = "| input rate | SynOps / inference | simulator ms / inf | dense torch ms / inf | speed-up | MSynOps/s |"
+    sep = "|---|---|---|---|---|---|"
+    if has_lava:
+        head, sep = head + " Lava ms / inf |", sep + "---|"
+    lines = [head, sep]
+    for rate, ops, ts, td, tl, _ in rows:
+        line = f"| {rate * 100:g} % | {ops:,.0f} | {ts * 1e3:.2f} | {td * 1e3:.2f} | {td / ts:.2f}× | {ops / ts / 1e6:.1f} |"
+        if has_lava:
+            line += f" {'—' if tl is None else f'{tl * 1e3:.1f}'} |"
+        lines.append(line)
+    lava_note = ("Lava: per-sample run time of `run_lava` (Loihi 2 fixed-point simulator on the CPU; the analog/host "
+                 f"first layer and start-up excluded) on the first {a.lava_batch} inputs of each rate."
+                 if has_lava else "Lava: not measured (`kdsnn.deploy.lava_backend.run_lava` did not import or run here).")
+    return f"""Command: `{cmd}`
+
+Network: conv 1→{a.channels[0]} → 2×2 pool → conv {a.channels[0]}→{a.channels[1]} → 2×2 pool → linear → 10, IF
+everywhere (spike readout), {a.hw}×{a.hw} input, T = {a.timesteps}, 8-bit integer graph, random weights with BN
+calibrated on Bernoulli(0.2) noise; {synapses:,} synapses after composing the pools into the next layer (plan built
+once in {build_s:.2f} s, not timed below). Input: Bernoulli spikes `[T, B, 1, H, W]`, batch {a.batch}, median of
+{a.repeats} runs, 2 threads at most, one machine and one run. The dense baseline runs conv2d / sum-pool / linear on
+every step for every neuron (torch float32, exact for these integers); its spikes equal the simulator's at every rate.
+
+{chr(10).join(lines)}
+
+Simulator time against SynOps: time ≈ {icpt * 1e3:.3f} ms + {slope * 1e9:.2f} ns × SynOps per inference,
+R² = {r2:.4f} (target ≥ 0.95). Speed-up over the dense simulation at 5 % input rate: {speed5:.2f}× (target ≥ 10×).
+{lava_note}
+
+Reading: the simulator's cost follows the event count, as an event-driven simulator's should; the dense
+simulation's cost is fixed by the network size. Hidden layers fire at their own rates (a BN-calibrated network
+does not fall silent with its input), so SynOps do not shrink in proportion to the input rate, and a dense
+convolution on a CPU performs a multiply-accumulate in far less time than scipy delivers one event: the speed-up is
+what the table says, not the target where they differ.
+"""
+
+
+if __name__ == "__main__":
+    main()
