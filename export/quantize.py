@@ -90,7 +90,8 @@ def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True, cal
     for s, d in g.edges:
         succs[s].append(d)
     qmax = 2 ** (bits - 1) - 1
-    in_step = input_step(meta.get("preprocessing", {}), calibration_max, bits)
+    # Spike input (Bernoulli encoding) is 0/1 already: its step is 1, whatever the data's scale.
+    in_step = 1.0 if meta.get("encoding") == "bernoulli" else input_step(meta.get("preprocessing", {}), calibration_max, bits)
     sig = _input_scales(g, preds, in_step)
 
     # Group synaptic layers by the population they feed (an IF node, or the Output).

@@ -1,0 +1,182 @@
+"""Energy per inference: operation counts × per-operation energies of a hardware profile.
+
+Profiles are data files (``deploy/profiles/*.toml``, or a user's TOML/JSON file), one entry
+per operation, each with its energy in joules and the ``source`` it comes from::
+
+    name = "my_chip"
+    [ops.synop]                      # one synaptic operation (spike × synapse)
+    joules = 1e-12
+    source = "where this number comes from"
+    [ops.mac]                        # one multiply-accumulate (analog first layer, ANNs)
+    ...
+    [ops.neuron_update]              # one neuron update per step (or the pair below)
+    ...
+    # [ops.neuron_update_active] / [ops.neuron_update_inactive]
+
+A neuron update is *active* when the neuron received at least one event (spike or nonzero
+analog input through a synapse) in that step or spiked; otherwise it is inactive. Only
+profiles that price the two differently (Loihi) use the split.
+"""
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+from kdsnn.errors import KdsnnError
+
+OPS = ("synop", "mac", "neuron_update", "neuron_update_active", "neuron_update_inactive")
+STAT_KEYS = ("synops", "macs_effective", "neuron_updates")
+
+
+@dataclass(frozen=True)
+class Op:
+    """Energy of one operation and where the number comes from."""
+
+    joules: float
+    source: str
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A hardware profile: per-operation energies with sources."""
+
+    name: str
+    description: str
+    ops: dict[str, Op]
+    origin: str
+
+    @property
+    def split_updates(self) -> bool:
+        """Whether active and inactive neuron updates are priced separately."""
+        return "neuron_update_active" in self.ops
+
+
+def builtin_profiles() -> list[str]:
+    """Names of the profiles shipped with kdsnn."""
+    folder = resources.files("kdsnn.deploy") / "profiles"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def load_profile(spec: str | Path | Profile) -> Profile:
+    """A built-in profile by name, or a TOML/JSON profile file by path (validated)."""
+    if isinstance(spec, Profile):
+        return spec
+    text = str(spec)
+    path = Path(text)
+    if path.suffix.lower() in (".toml", ".json") or path.is_file() or "/" in text:
+        if not path.is_file():
+            raise KdsnnError(f"energy profile file {path} does not exist")
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise KdsnnError(f"energy profile {path} could not be read ({type(exc).__name__})") from None
+        return parse_profile(_decode(raw, path.suffix.lower(), str(path)), str(path), default_name=path.stem)
+    names = builtin_profiles()
+    if text not in names:
+        raise KdsnnError(f"unknown energy profile {text!r}; built-in profiles: {', '.join(names)}; "
+                         "or give the path of a .toml/.json profile file")
+    raw = (resources.files("kdsnn.deploy") / "profiles" / f"{text}.toml").read_text(encoding="utf-8")
+    return parse_profile(_decode(raw, ".toml", text), f"built-in:{text}", default_name=text)
+
+
+def _decode(raw: str, suffix: str, where: str) -> dict:
+    try:
+        if suffix == ".json":
+            data = json.loads(raw)
+        else:
+            data = tomllib.loads(raw)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        kind = "JSON" if suffix == ".json" else "TOML"
+        raise KdsnnError(f"energy profile {where} is not valid {kind}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise KdsnnError(f"energy profile {where} must be a table/object at the top level")
+    return data
+
+
+def parse_profile(data: Mapping[str, Any], origin: str, default_name: str = "custom") -> Profile:
+    """Validate a profile's content; every problem is a one-line :class:`KdsnnError`."""
+    unknown = set(data) - {"name", "description", "ops"}
+    if unknown:
+        raise KdsnnError(f"energy profile {origin}: unknown top-level key(s) {', '.join(sorted(unknown))} "
+                         "(allowed: name, description, ops)")
+    name, desc = data.get("name", default_name), data.get("description", "")
+    if not isinstance(name, str) or not name or not isinstance(desc, str):
+        raise KdsnnError(f"energy profile {origin}: 'name' and 'description' must be strings")
+    ops_raw = data.get("ops")
+    if not isinstance(ops_raw, Mapping):
+        raise KdsnnError(f"energy profile {origin}: needs an [ops] table with synop, mac and neuron_update entries")
+    bad = set(ops_raw) - set(OPS)
+    if bad:
+        raise KdsnnError(f"energy profile {origin}: unknown operation(s) {', '.join(sorted(bad))} (known: {', '.join(OPS)})")
+    ops: dict[str, Op] = {}
+    for key, entry in ops_raw.items():
+        if not isinstance(entry, Mapping) or set(entry) != {"joules", "source"}:
+            raise KdsnnError(f"energy profile {origin}: ops.{key} must have exactly 'joules' and 'source'")
+        j, src = entry["joules"], entry["source"]
+        if isinstance(j, bool) or not isinstance(j, (int, float)) or not math.isfinite(j) or j < 0:
+            raise KdsnnError(f"energy profile {origin}: ops.{key}.joules must be a finite number ≥ 0, got {j!r}")
+        if not isinstance(src, str) or not src.strip():
+            raise KdsnnError(f"energy profile {origin}: ops.{key}.source must say where the number comes from")
+        ops[key] = Op(float(j), src)
+    for need in ("synop", "mac"):
+        if need not in ops:
+            raise KdsnnError(f"energy profile {origin}: ops.{need} is missing")
+    split = {"neuron_update_active", "neuron_update_inactive"} & set(ops)
+    if ("neuron_update" in ops) == bool(split) or len(split) == 1:
+        raise KdsnnError(f"energy profile {origin}: give either ops.neuron_update or both "
+                         "ops.neuron_update_active and ops.neuron_update_inactive")
+    return Profile(name, desc, ops, origin)
+
+
+def _count(stats: Mapping[str, Any], key: str) -> float:
+    if key not in stats:
+        raise KdsnnError(f"simulation statistics lack {key!r} (pass SimResult.per_sample())")
+    v = stats[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        raise KdsnnError(f"simulation statistic {key!r} must be a count ≥ 0, got {v!r}")
+    return float(v)
+
+
+def _line(count: float, op: Op) -> dict[str, float]:
+    return {"count": count, "joules_each": op.joules, "joules": count * op.joules}
+
+
+def energy_report(stats: Any, ann_macs: Mapping[str, int | float], profile: Profile | str | Path) -> dict[str, Any]:
+    """Joules per inference of the SNN (breakdown) against ANNs given by their dense MACs.
+
+    ``stats``: a :class:`~kdsnn.deploy.simulator.SimResult` or its ``per_sample()`` dict
+    (synops, macs_effective, neuron_updates, and active_neuron_updates for split profiles).
+    ``ann_macs``: e.g. ``{"teacher": ..., "student_ann": ...}``, dense MACs per inference.
+    """
+    prof = load_profile(profile)
+    per = stats.per_sample() if hasattr(stats, "per_sample") else stats
+    if not isinstance(per, Mapping):
+        raise KdsnnError("energy_report needs a SimResult or a mapping of per-inference counts")
+    ops = prof.ops
+    snn: dict[str, Any] = {"synops": _line(_count(per, "synops"), ops["synop"]),
+                           "first_layer_macs": _line(_count(per, "macs_effective"), ops["mac"])}
+    updates = _count(per, "neuron_updates")
+    if prof.split_updates:
+        active = _count(per, "active_neuron_updates")
+        if active > updates:
+            raise KdsnnError(f"active neuron updates ({active}) exceed all neuron updates ({updates})")
+        snn["neuron_updates_active"] = _line(active, ops["neuron_update_active"])
+        snn["neuron_updates_inactive"] = _line(updates - active, ops["neuron_update_inactive"])
+    else:
+        snn["neuron_updates"] = _line(updates, ops["neuron_update"])
+    snn_total = sum(v["joules"] for v in snn.values())
+    snn["total_joules"] = snn_total
+    anns: dict[str, Any] = {}
+    for name, macs in ann_macs.items():
+        if isinstance(macs, bool) or not isinstance(macs, (int, float)) or not math.isfinite(macs) or macs < 0:
+            raise KdsnnError(f"ANN MAC count for {name!r} must be a number ≥ 0, got {macs!r}")
+        line = _line(float(macs), ops["mac"])
+        line["snn_saving"] = line["joules"] / snn_total if snn_total > 0 else math.inf
+        anns[name] = line
+    return {"profile": prof.name, "description": prof.description, "origin": prof.origin, "unit": "J per inference",
+            "snn": snn, "ann": anns, "sources": {k: v.source for k, v in ops.items()}}

@@ -1,0 +1,342 @@
+"""SynOps and MACs counted on the PyTorch side, independently of the simulator's matrices.
+
+The simulator counts events on its sparse connectivity; this module gets the same numbers
+another way, from spike maps and exact per-position *fan-out maps* computed with PyTorch ops
+(docs/synops.md):
+
+- conv: fan-out of input position ``(y, x)`` = ``C_out/groups`` × the number of output
+  positions whose window covers it: a transposed convolution of a ones map with a ones
+  kernel, cropped by the padding (borders exact);
+- affine/linear: ``out_features`` per input element; scale (identity shortcut): 1;
+- pooling before a synaptic layer is composed with it: with non-overlapping windows each
+  input position belongs to exactly one window, so its fan-out is that window's fan-out
+  (positions no window covers reach nothing);
+- flatten: a reshape of the fan-out map.
+
+SynOps = Σ spikes × fan-out; the analog first layer counts effective MACs (nonzero inputs ×
+fan-out) and dense MACs (every input × fan-out), at every step.
+``ann_macs`` counts the dense MACs of one ANN forward (teacher, or a student run as an ANN).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import nir
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdsnn.errors import KdsnnError
+from kdsnn.export.graph import SYNAPTIC, predecessors
+from kdsnn.export.runtime import GraphRun, GraphSNN
+
+POOLS = (nir.SumPool2d, nir.AvgPool2d)
+
+
+@dataclass
+class SynopsCount:
+    """Whole-batch counts per synaptic layer (insertion order = network order)."""
+
+    batch: int
+    synops: dict[str, int] = field(default_factory=dict)
+    macs_effective: dict[str, int] = field(default_factory=dict)
+    macs_dense: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total_synops(self) -> int:
+        return sum(self.synops.values())
+
+    @property
+    def total_macs_effective(self) -> int:
+        return sum(self.macs_effective.values())
+
+    @property
+    def total_macs_dense(self) -> int:
+        return sum(self.macs_dense.values())
+
+    def per_sample(self) -> dict[str, float]:
+        return {"synops": self.total_synops / self.batch, "macs_effective": self.total_macs_effective / self.batch,
+                "macs_dense": self.total_macs_dense / self.batch}
+
+
+# ----------------------------------------------------------------------------- fan-out maps
+
+def _pair(v) -> tuple[int, int]:
+    a = np.atleast_1d(np.asarray(v)).astype(int).tolist()
+    return (a[0], a[0]) if len(a) == 1 else (a[0], a[1])
+
+
+def conv_fanout(in_hw: tuple[int, int], out_hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
+                pads: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> torch.Tensor:
+    """``[H, W]``: for each input position, how many output positions' windows cover it.
+
+    A transposed convolution of a ones ``[Ho, Wo]`` map with a ones kernel spreads every output
+    back over its window in padded coordinates; cropping the leading padding gives the input grid.
+    """
+    ones = torch.ones(1, 1, *out_hw, dtype=torch.float64)
+    full = F.conv_transpose2d(ones, torch.ones(1, 1, *kernel, dtype=torch.float64), stride=stride, dilation=dilation)[0, 0]
+    out = torch.zeros(in_hw, dtype=torch.float64)
+    crop = full[pads[0]:pads[0] + in_hw[0], pads[1]:pads[1] + in_hw[1]]
+    out[:crop.shape[0], :crop.shape[1]] = crop
+    return out
+
+
+def _conv_pads(padding, kernel: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int]:
+    """Leading (top, left) padding; 'same' puts the odd extra pixel at the end, as PyTorch does."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return 0, 0
+        return tuple(dilation[i] * (kernel[i] - 1) // 2 for i in range(2))  # type: ignore[return-value]
+    return _pair(padding)
+
+
+def pool_back(fan: torch.Tensor, in_shape: tuple[int, ...], kernel, stride, padding) -> torch.Tensor:
+    """Fan-out after a non-overlapping pool → fan-out of the pool's input positions."""
+    k, s, p = _pair(kernel), _pair(stride), _pair(padding)
+    if k != s or p != (0, 0):
+        raise KdsnnError(f"the PyTorch-side counter handles non-overlapping pooling only (kernel = stride, no padding); "
+                         f"got kernel {k}, stride {s}, padding {p}")
+    up = fan.repeat_interleave(k[0], dim=-2).repeat_interleave(k[1], dim=-1)
+    out = torch.zeros(in_shape, dtype=torch.float64)
+    h, w = min(up.shape[-2], in_shape[-2]), min(up.shape[-1], in_shape[-1])
+    out[..., :h, :w] = up[..., :h, :w]
+    return out
+
+
+def _layer_fanout_graph(node: nir.NIRNode, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> torch.Tensor:
+    if isinstance(node, nir.Conv2d):
+        w = np.asarray(node.weight)
+        k, s, d = (w.shape[2], w.shape[3]), _pair(node.stride), _pair(node.dilation)
+        sp_map = conv_fanout(in_shape[1:], out_shape[1:], k, s, _conv_pads(node.padding, k, d), d)
+        return (w.shape[0] // int(node.groups)) * sp_map.expand(in_shape[0], *sp_map.shape).clone()
+    if isinstance(node, (nir.Affine, nir.Linear)):
+        return torch.full(in_shape, float(np.asarray(node.weight).shape[0]), dtype=torch.float64)
+    return torch.ones(in_shape, dtype=torch.float64)  # Scale: one synapse per element
+
+
+@dataclass
+class FanOut:
+    """Fan-out of one synaptic layer, as a map over its source population's shape."""
+
+    source: str
+    fanout: torch.Tensor
+
+
+def graph_fanouts(graph: nir.NIRGraph) -> dict[str, FanOut]:
+    """Per synaptic node: its source population (Input or IF) and the composed fan-out map.
+
+    Supports chains population → (pool | flatten)* → synaptic node, which is what kdsnn and
+    the common SNN exporters write.
+    """
+    shapes = _graph_shapes(graph)
+    preds = predecessors(graph)
+    result: dict[str, FanOut] = {}
+    for name, node in graph.nodes.items():
+        if not isinstance(node, SYNAPTIC):
+            continue
+        if len(preds[name]) != 1:
+            raise KdsnnError(f"synaptic node {name!r} has {len(preds[name])} inputs; the PyTorch-side counter needs one")
+        src = preds[name][0]
+        fan = _layer_fanout_graph(node, shapes[src], shapes[name])
+        while not isinstance(graph.nodes[src], (nir.Input, nir.IF)):
+            snode = graph.nodes[src]
+            if len(preds[src]) != 1 or not isinstance(snode, (*POOLS, nir.Flatten)):
+                raise KdsnnError(f"node {src!r} ({type(snode).__name__}) between a population and {name!r}: the "
+                                 "PyTorch-side counter supports only pooling and flatten there")
+            prev = preds[src][0]
+            if isinstance(snode, nir.Flatten):
+                fan = fan.reshape(shapes[prev])
+            else:
+                fan = pool_back(fan, shapes[prev], snode.kernel_size, snode.stride, snode.padding)
+            src = prev
+        result[name] = FanOut(src, fan)
+    return result
+
+
+def _graph_shapes(graph: nir.NIRGraph) -> dict[str, tuple[int, ...]]:
+    """Every node's output shape, from one zero-input step of the PyTorch graph runtime."""
+    net = GraphSNN(graph, timesteps=1)
+    run = net.run(torch.zeros(1, 1, *net.input_shape))
+    return {n: tuple(o.shape[2:]) for n, o in run.outputs.items()}
+
+
+# ----------------------------------------------------------------------------- counting
+
+def _is_binary(x: torch.Tensor) -> bool:
+    return bool(((x == 0) | (x == 1)).all())
+
+
+def count_graph(graph: nir.NIRGraph, spikes: Mapping[str, torch.Tensor], inputs: torch.Tensor,
+                analog: bool | None = None) -> SynopsCount:
+    """Count SynOps/MACs of a graph from spike maps ``{IF node: [T, B, ...]}`` and the input ``[T, B, ...]``.
+
+    ``analog=None`` decides from the input: non-binary values are analog (MACs), 0/1 are spikes.
+    """
+    if inputs.dim() < 3:
+        raise KdsnnError(f"inputs must be [T, B, ...] as the graph's Input receives them, got shape {tuple(inputs.shape)}")
+    is_analog = (not _is_binary(inputs)) if analog is None else analog
+    out = SynopsCount(batch=int(inputs.shape[1]))
+    for name, fo in graph_fanouts(graph).items():
+        if isinstance(graph.nodes[fo.source], nir.Input):
+            src = inputs.to(torch.float64)
+            if is_analog:
+                nz = (src != 0).to(torch.float64)
+                out.macs_effective[name] = int((nz * fo.fanout).sum())
+                out.macs_dense[name] = int(fo.fanout.sum()) * src.shape[0] * src.shape[1]
+                continue
+        else:
+            if fo.source not in spikes:
+                raise KdsnnError(f"no spike map for IF node {fo.source!r} (needed by {name!r})")
+            src = spikes[fo.source].to(torch.float64)
+        if tuple(src.shape[2:]) != tuple(fo.fanout.shape):
+            raise KdsnnError(f"spike map of {fo.source!r} has shape {tuple(src.shape[2:])}, expected {tuple(fo.fanout.shape)}")
+        out.synops[name] = int((src * fo.fanout).sum())
+    return out
+
+
+def count_run(graph: nir.NIRGraph, run: GraphRun, analog: bool | None = None) -> SynopsCount:
+    """Count SynOps/MACs from a :class:`GraphSNN` run (its per-node outputs) of ``graph``."""
+    inp = [n for n, v in graph.nodes.items() if isinstance(v, nir.Input)]
+    if len(inp) != 1 or inp[0] not in run.outputs:
+        raise KdsnnError("the run does not belong to this graph (no output for its Input node)")
+    spikes = {n: o for n, o in run.outputs.items() if isinstance(graph.nodes.get(n), nir.IF)}
+    return count_graph(graph, spikes, run.outputs[inp[0]], analog)
+
+
+def count_student(model: nn.Module, x: torch.Tensor) -> SynopsCount:
+    """Count SynOps/MACs of a student ``SpikingNet`` forward on ``x`` from its own spike maps (hooks).
+
+    Layers are named by module path (``blocks.3.conv1``), in network order.
+    """
+    from kdsnn.models.spiking import AvgPool, ConvBNIF, Flatten, Readout, SpikingBasicBlock, SpikingNet
+    from kdsnn.neurons import IFNeuron
+
+    if not isinstance(model, SpikingNet):
+        raise KdsnnError("count_student needs a student SNN (SpikingNet); use ann_macs for ANNs")
+    captured: dict[nn.Module, torch.Tensor] = {}
+    hooks = [m.register_forward_hook(lambda mod, _i, o: captured.__setitem__(mod, o.detach()))
+             for m in model.modules() if isinstance(m, IFNeuron)]
+    first_in: list[torch.Tensor] = []
+    hooks.append(model.blocks[0].register_forward_pre_hook(lambda _m, a: first_in.append(a[0].detach())))
+    try:
+        with torch.no_grad():
+            model.eval()(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    t = model.timesteps
+    if first_in:
+        seq = first_in[0]
+    elif x.dim() == 4:  # direct encoding, first block run once on the static input
+        seq = x.unsqueeze(0).expand(t, *x.shape)
+    else:
+        seq = x
+    analog = x.dim() == 4 and model.encoding == "direct" or not _is_binary(seq)
+    out = SynopsCount(batch=int(seq.shape[1]))
+    chain: list[tuple[str, tuple[int, ...], nn.Module | None]] = []  # (kind, input shape, module)
+
+    def count(name: str, src: torch.Tensor, fan: torch.Tensor, is_input: bool) -> None:
+        for kind, shape, mod in reversed(chain):
+            if kind == "flatten":
+                fan = fan.reshape(shape)
+            else:
+                p = mod.pool  # type: ignore[union-attr]
+                fan = pool_back(fan, shape, p.kernel_size, p.stride or p.kernel_size, p.padding)
+        src = src.to(torch.float64)
+        if is_input and analog:
+            out.macs_effective[name] = int(((src != 0).to(torch.float64) * fan).sum())
+            out.macs_dense[name] = int(fan.sum()) * src.shape[0] * src.shape[1]
+        else:
+            out.synops[name] = int((src * fan).sum())
+
+    def conv_fan(conv: nn.Conv2d, in_shape: tuple[int, ...]) -> torch.Tensor:
+        c, h, w = in_shape
+        pads = _conv_pads(conv.padding, conv.kernel_size, conv.dilation)
+        ho = (h + 2 * pads[0] - conv.dilation[0] * (conv.kernel_size[0] - 1) - 1) // conv.stride[0] + 1
+        wo = (w + 2 * pads[1] - conv.dilation[1] * (conv.kernel_size[1] - 1) - 1) // conv.stride[1] + 1
+        m = conv_fanout((h, w), (ho, wo), conv.kernel_size, conv.stride, pads, conv.dilation)
+        return (conv.out_channels // conv.groups) * m.expand(c, h, w).clone()
+
+    src, is_input, shape = seq, True, tuple(seq.shape[2:])
+    for i, block in enumerate(model.blocks):
+        if isinstance(block, (AvgPool, Flatten)):
+            kind = "pool" if isinstance(block, AvgPool) else "flatten"
+            chain.append((kind, shape, block if kind == "pool" else None))
+            if kind == "pool":
+                p = block.pool
+                k, s = _pair(p.kernel_size), _pair(p.stride or p.kernel_size)
+                shape = (shape[0], (shape[1] - k[0]) // s[0] + 1, (shape[2] - k[1]) // s[1] + 1)
+            else:
+                shape = (int(np.prod(shape)),)
+            continue
+        if isinstance(block, ConvBNIF):
+            count(f"blocks.{i}.conv", src, conv_fan(block.conv, shape), is_input)
+            src = captured[block.neuron]
+        elif isinstance(block, SpikingBasicBlock):
+            count(f"blocks.{i}.conv1", src, conv_fan(block.conv1, shape), is_input)
+            mid, pending = captured[block.neuron1], list(chain)
+            chain.clear()
+            count(f"blocks.{i}.conv2", mid, conv_fan(block.conv2, tuple(mid.shape[2:])), False)
+            chain.extend(pending)
+            sc = torch.ones(shape, dtype=torch.float64) if block.shortcut is None else conv_fan(block.shortcut[0], shape)
+            count(f"blocks.{i}.shortcut", src, sc, is_input)
+            src = captured[block.neuron2]
+        elif isinstance(block, Readout):
+            count(f"blocks.{i}.fc", src, torch.full(shape, float(block.fc.out_features), dtype=torch.float64), is_input)
+            src = captured[block.neuron] if block.neuron is not None else src
+        else:
+            raise KdsnnError(f"block {i} ({type(block).__name__}) is not known to the SynOps counter")
+        chain.clear()
+        is_input, shape = False, tuple(src.shape[2:])
+    return out
+
+
+# ----------------------------------------------------------------------------- dense MACs
+
+def ann_macs(model: nn.Module, x: torch.Tensor) -> int:
+    """Dense MACs of one inference: every Conv2d/Linear call, per sample, counted via forward hooks.
+
+    A module called on a ``[T·B, ...]`` batch (a student's time-folded layers) counts once per
+    call per sample, so a student gives its MACs *as an ANN* (each synaptic layer once).
+    """
+    total = [0]
+
+    def hook(mod: nn.Module, _inp, out: torch.Tensor) -> None:
+        per_sample = out[0].numel()
+        if isinstance(mod, nn.Conv2d):
+            fan_in = (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
+        else:
+            fan_in = mod.in_features  # type: ignore[assignment]
+        total[0] += per_sample * fan_in
+
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    if not hooks:
+        raise KdsnnError(f"{type(model).__name__} has no Conv2d or Linear layer to count")
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(x[:1])
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return int(total[0])
+
+
+def graph_ann_macs(graph: nir.NIRGraph) -> int:
+    """Dense MACs of the graph's Conv2d/Affine/Linear layers run once, as an ANN.
+
+    Scale nodes (identity shortcuts) are additions in the ANN and pooling is additions too:
+    neither counts as a MAC, matching :func:`ann_macs` on the student model.
+    """
+    shapes = _graph_shapes(graph)
+    total = 0
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.Conv2d):
+            w = np.asarray(node.weight)
+            total += int(np.prod(shapes[name])) * w.shape[1] * w.shape[2] * w.shape[3]
+        elif isinstance(node, (nir.Affine, nir.Linear)):
+            total += int(np.asarray(node.weight).size)
+    return total
