@@ -1,0 +1,159 @@
+"""Deploy sub-commands: simulate, doctor, verify, report, demo."""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Callable
+
+from kdsnn.errors import KdsnnError
+
+
+def _simulate(a: argparse.Namespace) -> int:
+    import torch
+
+    from kdsnn import data
+    from kdsnn.export import nir_io
+    from kdsnn.export.graph import get_meta
+
+    graph = nir_io.read(a.model)
+    meta = get_meta(graph)
+    dataset = a.dataset or meta.get("dataset")
+    if not dataset:
+        raise KdsnnError(f"{a.model} does not record its data set (written by another tool?): pass --dataset")
+    x, y = data.sample_batch(dataset, a.samples, a.data_root)
+    if a.backend == "reference":
+        from .simulator import simulate
+        res = simulate(graph, x, timesteps=a.timesteps, progress=not a.json)
+        logits = res.logits
+        summary = {"per_inference": res.per_sample(), "layers": {k: {"firing_rate": v.firing_rate, "spikes": v.spikes}
+                                                                for k, v in res.neurons.items()}}
+    elif a.backend == "lava":
+        from .lava_backend import run_lava
+        if not meta.get("integer"):
+            raise KdsnnError("the Lava backend runs integer graphs: export with `kdsnn export --format nir` "
+                             "(integer by default) or `kdsnn quantize`")
+        run = run_lava(graph, x, progress=not a.json)
+        logits = run.logits
+        summary = {"layers": {k: {"spikes": int(v.sum()), "firing_rate": float(v.mean())} for k, v in run.spikes.items()},
+                   "seconds_per_sample": run.per_sample_s, "startup_seconds": run.startup_s}
+    else:
+        raise KdsnnError(f"unknown backend {a.backend!r}; choose reference or lava")
+    acc = float((torch.as_tensor(logits).argmax(1) == y).double().mean())
+    result = {"backend": a.backend, "model": a.model, "dataset": dataset, "samples": len(y), "accuracy": acc, **summary}
+    if a.json:
+        print(json.dumps(result, default=float))
+        return 0
+    print(f"{a.backend} on {len(y)} {dataset} test samples: accuracy {acc * 100:.2f} %")
+    for name, st in summary["layers"].items():
+        print(f"  {name:10s} firing rate {st['firing_rate'] * 100:6.2f} %   spikes {st['spikes']}")
+    if "per_inference" in summary:
+        p = summary["per_inference"]
+        print(f"  per inference: {p['synops']:.0f} SynOps, {p['macs_effective']:.0f} effective first-layer MACs "
+              f"({p['macs_dense']:.0f} dense), {p['neuron_updates']:.0f} neuron updates, {p['overflow']:.0f} 24-bit overflows")
+    return 0
+
+
+def _doctor(a: argparse.Namespace) -> int:
+    import importlib.metadata as md
+
+    import numpy as np
+    import torch
+
+    from .lava_backend import lava_available
+    from .norse_backend import norse_available
+
+    rows = [("PyTorch", True, f"torch {torch.__version__}; CUDA {'available' if torch.cuda.is_available() else 'not available'}")]
+    nir_v = md.version("nir")
+    nir_ok = tuple(int(p) for p in nir_v.split(".")[:3]) >= (1, 0, 8)
+    rows.append(("NIR", nir_ok, f"nir {nir_v}" + ("" if nir_ok else ": need >= 1.0.8 (IF reset semantics changed in 1.0.6)")))
+    np_ok = tuple(int(p) for p in np.__version__.split(".")[:2]) < (2, 4)
+    rows.append(("numpy", np_ok, f"numpy {np.__version__}" + ("" if np_ok else ": lava-nc 0.10 needs numpy < 2.4")))
+    try:
+        import onnxruntime
+        rows.append(("ONNX (onnxruntime)", True, f"onnxruntime {onnxruntime.__version__}"))
+    except ImportError as exc:
+        rows.append(("ONNX (onnxruntime)", False, str(exc)))
+    rows.append(("reference simulator", True, "built in (scipy.sparse)"))
+    ok, why = lava_available()
+    rows.append(("Lava (Loihi 2 sim)", ok, f"lava-nc {md.version('lava-nc')}, lava-dl {md.version('lava-dl')}" if ok
+                 else f"{why}; run scripts/setup_env.sh (installs Lava and applies its Python 3.11 fix)"))
+    ok, why = norse_available()
+    rows.append(("Norse (independent NIR reader)", ok, f"norse {md.version('norse')}" if ok else why))
+    if a.json:
+        print(json.dumps([{"backend": n, "usable": u, "detail": d} for n, u, d in rows]))
+    else:
+        for n, u, d in rows:
+            print(f"{'ok ' if u else 'NO '} {n:32s} {d}")
+    return 0
+
+
+def _verify(a: argparse.Namespace) -> int:
+    from .pipeline import prepare, test_inputs
+    from .verify import as_json, format_table, verify
+
+    dep = prepare(a.checkpoint, a.bits, a.dataset)
+    x, _ = test_inputs(dep.dataset, a.samples, a.data_root)
+    checks = verify(dep, x, progress=not a.json)
+    failed = [c for c in checks if c.failed]
+    if a.json:
+        print(json.dumps({"agree": not failed, "checks": as_json(checks)}))
+    else:
+        print(format_table(checks))
+        print("all backends agree" if not failed else f"{len(failed)} backend(s) disagree")
+    return 1 if failed else 0
+
+
+def _report(a: argparse.Namespace) -> int:
+    from .pipeline import prepare
+    from .report import build_report
+
+    dep = prepare(a.checkpoint, a.bits, a.dataset)
+    profiles = a.profile or None
+    rep = build_report(dep, a.out, a.data_root, a.limit, a.lava_samples, profiles)
+    if a.json:
+        print(json.dumps({"report": f"{a.out}/report.html", "accuracy": rep["accuracy"]}, default=float))
+    else:
+        print(f"report written to {a.out}/report.html (and report.json, *.png)")
+    return 0
+
+
+def _demo(a: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(a.out, a.teacher_epochs, a.student_epochs, a.kd)
+
+
+def register(add: Callable[..., argparse.ArgumentParser]) -> None:
+    p = add("simulate", "run a NIR graph on the reference simulator or on Lava", _simulate)
+    p.add_argument("model", help="a .nir file (ours, or another tool's with the same node types)")
+    p.add_argument("--backend", default="reference", help="reference or lava")
+    p.add_argument("--dataset", default=None, help="data set of the inputs (default: the one the graph records)")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--samples", type=int, default=64, help="number of test inputs")
+    p.add_argument("--timesteps", type=int, default=None, help="T, for graphs that do not record it")
+
+    add("doctor", "report which backends are usable, and why not", _doctor)
+
+    p = add("verify", "export and run a student on every backend and check they agree", _verify)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--bits", type=int, default=8)
+    p.add_argument("--samples", type=int, default=8)
+    p.add_argument("--dataset", default=None)
+    p.add_argument("--data-root", default=None)
+
+    p = add("report", "accuracy per backend, firing, SynOps and energy as HTML/JSON/PNG", _report)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--bits", type=int, default=8)
+    p.add_argument("--dataset", default=None)
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--limit", type=int, default=None, help="use only the first N test samples")
+    p.add_argument("--lava-samples", type=int, default=32, help="test samples run on Lava (slow)")
+    p.add_argument("--profile", action="append", default=None,
+                   help="energy profile: a built-in name or a TOML/JSON file (repeatable; default: all built-ins)")
+
+    p = add("demo", "the whole road on digits: train, distill, quantize, export, simulate, verify, report", _demo)
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--teacher-epochs", type=int, default=15)
+    p.add_argument("--student-epochs", type=int, default=15)
+    p.add_argument("--kd", default="feature")

@@ -1,0 +1,72 @@
+"""Norse 1.1 as an independent runner of our NIR graphs (``norse.torch.from_nir``).
+
+Norse maps ``nir.IF`` to its IAF neuron (``v > θ``, reset to 0, no extra delay): step-exact
+with our contract. Its reader has two limits, measured in tests/test_export_nir.py: it has
+no mapping for ``nir.Scale`` (our identity shortcuts, so residual students are refused here),
+and it builds ``Flatten(start_dim=0)`` literally, which would flatten a batch axis too, so
+samples are fed one at a time, unbatched, step by step.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+
+import nir
+import torch
+
+from kdsnn.errors import KdsnnError
+from kdsnn.export.runtime import GraphSNN
+
+
+def norse_available() -> tuple[bool, str]:
+    # Norse imports torch.utils.cpp_extension, which logs a CUDA_HOME warning on CPU machines.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            import norse.torch  # noqa: F401
+    except Exception as exc:
+        return False, f"{type(exc).__name__}: {exc} (pip install -e .[interop])"
+    return True, ""
+
+
+def norse_supports(graph: nir.NIRGraph) -> tuple[bool, str]:
+    scales = [n for n, node in graph.nodes.items() if isinstance(node, nir.Scale)]
+    if scales:
+        return False, f"Norse's NIR reader has no mapping for Scale nodes ({scales[0]!r}: identity shortcut)"
+    return True, ""
+
+
+def run_norse(graph: nir.NIRGraph, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Logits and per-IF-node spikes ``[T, B, ...]`` of ``graph`` run by Norse on ``x``."""
+    ok, why = norse_available()
+    if not ok:
+        raise KdsnnError(f"Norse is not importable: {why}")
+    ok, why = norse_supports(graph)
+    if not ok:
+        raise KdsnnError(why)
+    import norse.torch as norse
+
+    snn = GraphSNN(graph)
+    seq = snn.prepare_input(x).float()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = norse.from_nir(graph)
+    if_nodes = [n for n in snn.order if isinstance(graph.nodes[n], nir.IF)]
+    outs, spikes = [], {n: [] for n in if_nodes}
+    with torch.no_grad():
+        for b in range(seq.shape[1]):
+            state, per, per_node = None, [], {n: [] for n in if_nodes}
+            for t in range(seq.shape[0]):
+                out, state = module(seq[t, b], state)
+                per.append(out)
+                for n in if_nodes:
+                    per_node[n].append(state.cache[n])
+            outs.append(torch.stack(per))
+            for n in if_nodes:
+                spikes[n].append(torch.stack(per_node[n]))
+    out_seq = torch.stack(outs, 1).double()
+    logits = (out_seq.sum(0) if snn.spiking_output else out_seq.mean(0)) * snn.output_scale
+    return logits, {n: torch.stack(v, 1).double() for n, v in spikes.items()}

@@ -1,0 +1,168 @@
+"""``kdsnn report``: accuracy on every backend, firing, SynOps and energy, as HTML/JSON/PNG.
+
+One self-contained ``report.html`` (images inlined), ``report.json`` with every number, and
+the PNGs beside them. Counting definitions: docs/synops.md; energy constants and their
+sources: ``deploy/profiles/*.toml``.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from kdsnn import checkpoint, data
+from kdsnn.atomic import write_text
+from kdsnn.errors import KdsnnError
+from kdsnn.export.graph import get_meta
+from kdsnn.export.quantize import range_problems
+from kdsnn.export.runtime import GraphSNN
+from kdsnn.trainer import evaluate
+
+from . import plots
+from .energy import builtin_profiles, energy_report, load_profile
+from .pipeline import Deployable
+from .synops import ann_macs, graph_ann_macs
+
+
+def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return float((torch.as_tensor(logits).argmax(1) == labels).double().mean())
+
+
+def _batched(fn, x: torch.Tensor, batch: int, desc: str) -> torch.Tensor:
+    outs = [fn(x[i:i + batch]) for i in tqdm(range(0, len(x), batch), desc=desc, leave=False)]
+    return torch.cat(outs)
+
+
+def build_report(dep: Deployable, out_dir: str | Path, data_root: str | None = None, limit: int | None = None,
+                 lava_samples: int = 32, profiles: list[str] | None = None) -> dict[str, Any]:
+    """Measure everything and write the report files; returns the JSON content."""
+    t0 = time.time()
+    chosen = [load_profile(p) for p in (profiles or builtin_profiles())]  # bad names fail before the long work
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    test = data.load(dep.dataset, "test", data_root)
+    n = len(test) if limit is None else min(limit, len(test))
+    xs, ys = zip(*(test[i] for i in range(n)))
+    x, y = torch.stack(xs), torch.tensor(ys)
+    meta = get_meta(dep.int_graph)
+
+    accuracy: dict[str, Any] = {}
+    with torch.no_grad():
+        accuracy["float (PyTorch student)"] = {"accuracy": evaluate(dep.model, test, torch.device("cpu")) if limit is None
+                                               else _accuracy(dep.model(x).logits, y), "samples": n}
+        int_model = GraphSNN(dep.int_graph)
+        accuracy[f"quantized {dep.bits}-bit (PyTorch)"] = {
+            "accuracy": _accuracy(_batched(lambda b: int_model.run(b).logits, x, 256, "quantized"), y), "samples": n}
+
+    from .simulator import simulate
+    sim = simulate(dep.int_graph, x, progress=True, batch_size=256)
+    accuracy["reference simulator (integer)"] = {"accuracy": _accuracy(sim.logits, y), "samples": n}
+    accuracy["Lava (Loihi 2 sim)"] = _lava_accuracy(dep, x[:lava_samples], y[:lava_samples])
+
+    stats = sim.to_dict()
+    rates = {k: v["firing_rate"] for k, v in stats["neurons"].items()}
+    per_layer = {k: {"synops": v["synops"] / n, "macs_effective": v["macs_effective"] / n,
+                     "macs_dense": v["macs_dense"] / n, "synapses": v["synapses"]} for k, v in stats["layers"].items()}
+    anns = {"student as ANN": graph_ann_macs(dep.float_graph)}
+    teacher_path = (dep.ckpt.get("config") or {}).get("teacher")
+    if teacher_path:
+        try:
+            teacher, _ = checkpoint.load_model(teacher_path)
+            anns[f"teacher {checkpoint.load(teacher_path)['model_spec']['arch']}"] = ann_macs(teacher, x[:1])
+        except KdsnnError as exc:
+            anns_note = str(exc)
+            accuracy["teacher"] = {"note": anns_note}
+    energies = [energy_report(sim, anns, p) for p in chosen]
+
+    one = {k: v[:, 0].reshape(v.shape[0], -1).numpy() for k, v in sim.spikes.items()}
+    images = {
+        "firing_rates": plots.firing_rates(rates, out / "firing_rates.png"),
+        "synops": plots.synops(per_layer, out / "synops.png"),
+        "energy": plots.energy(energies, out / "energy.png"),
+        "raster": plots.raster(one, out / "raster.png"),
+    }
+    params = sum(p.numel() for p in dep.model.parameters())
+    report = {
+        "checkpoint_arch": dep.arch, "dataset": dep.dataset, "samples": n, "timesteps": meta.get("timesteps"),
+        "bits": dep.bits, "parameters": params, "readout": meta.get("readout"), "encoding": meta.get("encoding"),
+        "accuracy": accuracy, "firing_rates": rates, "per_layer": per_layer, "per_inference": sim.per_sample(),
+        "ann_macs": anns, "energy": energies, "range_problems": range_problems(dep.int_graph),
+        "membrane_overflow": stats["totals"]["overflow"], "quantization": meta.get("quantization", {}),
+        "images": {k: v.name for k, v in images.items()}, "seconds": round(time.time() - t0, 1),
+        "definitions": "SynOps: exact fan-out, pooling composed into the next layer; first layer: effective MACs "
+                       "(docs/synops.md). Energy: count × per-operation energy of each profile (sources inside).",
+    }
+    write_text(out / "report.json", json.dumps(report, indent=2, default=float))
+    write_text(out / "report.html", _html(report, images))
+    return report
+
+
+def _lava_accuracy(dep: Deployable, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    from kdsnn.export.netx_export import netx_plan
+
+    from .lava_backend import lava_available, run_lava
+
+    try:
+        netx_plan(dep.int_graph)
+    except KdsnnError as exc:
+        return {"note": f"not expressible in netx: {exc}"}
+    ok, why = lava_available()
+    if not ok:
+        return {"note": f"Lava unavailable: {why}"}
+    run = run_lava(dep.int_graph, x, progress=True)
+    return {"accuracy": _accuracy(run.logits, y), "samples": len(y), "seconds_per_sample": run.per_sample_s}
+
+
+def _img(path: Path) -> str:
+    return f'<img alt="{path.stem}" src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}">'
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return html.escape(str(v))
+
+
+def _table(rows: list[list[Any]], head: list[str]) -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{th}</tr>{body}</table>"
+
+
+def _html(r: dict[str, Any], images: dict[str, Path]) -> str:
+    acc_rows = [[k, f"{v['accuracy'] * 100:.2f} %" if "accuracy" in v else "—", v.get("samples", ""), v.get("note", "")]
+                for k, v in r["accuracy"].items()]
+    e_rows = []
+    for e in r["energy"]:
+        e_rows.append([e["profile"], "SNN", e["snn"]["total_joules"], "; ".join(
+            f"{k}: {v['count']:.3g} × {v['joules_each']:.3g} J" for k, v in e["snn"].items() if isinstance(v, dict))])
+        for name, a in e["ann"].items():
+            e_rows.append([e["profile"], name, a["joules"], f"{a['count']:.3g} MACs; SNN uses {1 / a['snn_saving'] if a['snn_saving'] else 0:.3g}× its energy"])
+    per = r["per_inference"]
+    ops_rows = [[k, v] for k, v in per.items()]
+    sources = "".join(f"<li><b>{html.escape(e['profile'])}</b>: " + "; ".join(
+        f"{html.escape(k)}: {html.escape(s)}" for k, s in e["sources"].items()) + "</li>" for e in r["energy"])
+    problems = "".join(f"<li>{html.escape(p)}</li>" for p in r["range_problems"]) or "<li>none</li>"
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>kdsnn report: {html.escape(r['checkpoint_arch'])}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}img{{max-width:100%;margin:0.5em 0}}</style></head><body>
+<h1>kdsnn report: {html.escape(r['checkpoint_arch'])} on {html.escape(r['dataset'])}</h1>
+<p>T = {r['timesteps']}, {r['bits']}-bit integer deployment, {r['parameters']:,} parameters, encoding {html.escape(str(r['encoding']))},
+readout {html.escape(str(r['readout']))}; {r['samples']} test samples.</p>
+<h2>Accuracy on every backend</h2>{_table(acc_rows, ['backend', 'accuracy', 'samples', 'note'])}
+<h2>Operations per inference</h2>{_table(ops_rows, ['counter', 'per inference'])}
+<p>{html.escape(r['definitions'])}</p>
+{_img(images['synops'])}
+<h2>Firing</h2>{_img(images['firing_rates'])}{_img(images['raster'])}
+<h2>Energy per inference</h2>{_table(e_rows, ['profile', 'network', 'joules', 'breakdown'])}{_img(images['energy'])}
+<h3>Sources of the constants</h3><ul>{sources}</ul>
+<h2>Ranges a Loihi-style target cannot hold</h2><ul>{problems}</ul>
+<p>Membrane values beyond 24 bits seen by the simulator: {r['membrane_overflow']}.</p>
+</body></html>
+"""
