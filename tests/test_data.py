@@ -1,0 +1,77 @@
+"""Data: the fixed digits split, normalization, augmentation and the evaluation corruptions."""
+import pytest
+import torch
+
+from kdsnn import corruptions, data
+from kdsnn.errors import KdsnnError
+
+
+def test_digits_split_is_fixed_and_stratified():
+    train, test = data.load("digits", "train"), data.load("digits", "test")
+    assert (len(train), len(test)) == (1347, 450)
+    x, y = data.sample_batch("digits", 450)
+    assert x.shape == (450, 1, 8, 8) and float(x.min()) == 0.0 and float(x.max()) == 1.0
+    assert torch.bincount(y).min() >= 43  # stratified: every class keeps about 10 %
+    x2, y2 = data.sample_batch("digits", 450)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    assert torch.equal(x * 16, (x * 16).round())  # digits are integers 0..16 at the source
+
+
+def test_training_shift_keeps_the_image():
+    torch.manual_seed(0)
+    train = data.load("digits", "train")
+    base = train.base[0][0]
+    for _ in range(5):
+        shifted = train[0][0]
+        assert shifted.shape == base.shape
+        assert float(shifted.sum()) <= float(base.sum()) + 1e-6  # a crop of a zero-padded shift loses, never adds
+    assert torch.equal(data.load("digits", "test")[0][0], data.load("digits", "test").base[0][0])
+
+
+def test_gaussian_noise_has_the_given_sigma():
+    g = torch.Generator().manual_seed(0)
+    x = torch.full((64, 1, 16, 16), 0.5)
+    y = corruptions.apply(x, "gaussian", 0.05, g)
+    assert float((y - x).std()) == pytest.approx(0.05, rel=0.05)
+
+
+def test_random_noise_replaces_the_given_fraction():
+    g = torch.Generator().manual_seed(0)
+    x = torch.full((64, 1, 16, 16), 2.0)  # outside [0,1], so replaced pixels are recognizable
+    y = corruptions.apply(x, "noise", 0.2, g)
+    assert float((y != x).float().mean()) == pytest.approx(0.2, abs=0.01)
+
+
+def test_background_fills_only_dark_pixels():
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(8, 1, 8, 8)
+    x[:, :, 2:6, 3:5] = 1.0
+    y = corruptions.apply(x, "background", 1.0, g)
+    assert torch.equal(y[:, :, 2:6, 3:5], x[:, :, 2:6, 3:5])
+    assert float(y[:, :, :2].mean()) == pytest.approx(0.5, abs=0.1)
+
+
+def test_rotation_preserves_mass_of_a_centred_blob():
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(4, 1, 9, 9)
+    x[:, :, 4, 4] = 1.0  # the centre pixel is fixed by every rotation about the centre
+    y = corruptions.apply(x, "rotation", 1.0, g)
+    assert torch.allclose(y[:, :, 4, 4], torch.ones(4, 1))
+
+
+def test_noisy_evaluation_is_repeatable():
+    a = data.load("digits", "test", noise="gaussian:0.1")[3][0]
+    b = data.load("digits", "test", noise="gaussian:0.1")[3][0]
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("spec,msg", [("speckle:0.1", "unknown noise"), ("gaussian:abc", "not a number"),
+                                      ("gaussian:-1", ">= 0")])
+def test_bad_noise_specs(spec, msg):
+    with pytest.raises(KdsnnError, match=msg):
+        corruptions.parse(spec)
+
+
+def test_unknown_dataset():
+    with pytest.raises(KdsnnError, match="unknown dataset"):
+        data.load("imagenet", "train")
