@@ -91,7 +91,7 @@ def _verify(a: argparse.Namespace) -> int:
     from .pipeline import prepare, test_inputs
     from .verify import as_json, format_table, verify
 
-    dep = prepare(a.checkpoint, a.bits, a.dataset)
+    dep = prepare(a.checkpoint, a.bits, a.dataset, a.data_root)
     x, _ = test_inputs(dep.dataset, a.samples, a.data_root)
     checks = verify(dep, x, progress=not a.json)
     failed = [c for c in checks if c.failed]
@@ -107,7 +107,7 @@ def _report(a: argparse.Namespace) -> int:
     from .pipeline import prepare
     from .report import build_report
 
-    dep = prepare(a.checkpoint, a.bits, a.dataset)
+    dep = prepare(a.checkpoint, a.bits, a.dataset, a.data_root)
     profiles = a.profile or None
     rep = build_report(dep, a.out, a.data_root, a.limit, a.lava_samples, profiles)
     if a.json:

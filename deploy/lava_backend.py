@@ -29,8 +29,8 @@ from tqdm.auto import tqdm
 
 from kdsnn.errors import KdsnnError
 from kdsnn.export.graph import get_meta, set_meta
-from kdsnn.export.netx_export import (RESET_OFFSET, STATE_MAX, NetxLayer, export_netx, graph_digest, netx_plan,
-                                      read_info)
+from kdsnn.export.netx_export import (RESET_OFFSET, STATE_MAX, NetxLayer, NetxPlan, export_netx, graph_digest,
+                                      netx_plan, read_info)
 from kdsnn.export.runtime import GraphSNN
 
 
@@ -54,8 +54,24 @@ class LavaRun:
     membrane_extremes: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
+def _clear_start_method() -> None:
+    """Let Lava's import run ``multiprocessing.set_start_method('fork')``.
+
+    Lava calls it at import time without ``force``, which raises "context has already been
+    set" once anything in the process fixed the start method (tqdm does, through the
+    multiprocessing lock it creates for its first progress bar). Clearing the choice before
+    Lava's first import is harmless on Linux, where 'fork' is the default Lava then sets.
+    """
+    import multiprocessing as mp
+    import sys
+
+    if "lava.magma.runtime.message_infrastructure.multiprocessing" not in sys.modules:
+        mp.set_start_method(None, force=True)
+
+
 def lava_available() -> tuple[bool, str]:
     """Whether Lava and lava-dl's netx can be imported (and why not)."""
+    _clear_start_method()
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # lava-dl prints a dataset-toolbox notice on import
             import lava.lib.dl.netx  # noqa: F401
@@ -64,6 +80,33 @@ def lava_available() -> tuple[bool, str]:
     except Exception as exc:  # ImportError, or a dataclass error under Python 3.11 without the recipe's fix
         return False, f"{type(exc).__name__}: {exc}"
     return True, ""
+
+
+_PATCHED = False
+
+
+def _patch_lava_conv() -> None:
+    """Give Lava's own conv its geometry as int64 (a numpy 2 incompatibility of lava-nc 0.10).
+
+    Lava's fixed-point Conv keeps kernel/stride/padding/dilation/groups in int8 arrays; under
+    numpy 2 (NEP 50) ``128 % np.int8(1)`` raises OverflowError, so every conv with 128 or more
+    output channels fails inside the runtime. The wrapper only casts those arguments and calls
+    Lava's function, so the arithmetic stays Lava's. Lava's actors are forked from this
+    process, so they inherit the wrapper.
+    """
+    global _PATCHED
+    if _PATCHED:
+        return
+    from lava.proc.conv import utils
+
+    original = utils.conv
+
+    def conv(input_, weight, kernel_size, stride, padding, dilation, groups):
+        geometry = [np.asarray(v, dtype=np.int64) for v in (kernel_size, stride, padding, dilation)]
+        return original(input_, weight, *geometry, int(np.asarray(groups).ravel()[0]))
+
+    utils.conv = conv
+    _PATCHED = True
 
 
 def _subgraph(graph: nir.NIRGraph, names: list[str], input_node: nir.Input | None, meta: dict) -> nir.NIRGraph:
@@ -82,12 +125,14 @@ def _subgraph(graph: nir.NIRGraph, names: list[str], input_node: nir.Input | Non
     return sub
 
 
-def _host_first_layer(graph: nir.NIRGraph, plan, x: torch.Tensor) -> torch.Tensor:
+def _host_first_layer(graph: nir.NIRGraph, plan: NetxPlan, x: torch.Tensor) -> torch.Tensor:
+    """The analog first layer's spikes ``[T, B, ...]``, computed by GraphSNN on that part of the graph."""
     sub = _subgraph(graph, plan.host_nodes, None, get_meta(graph))
     return GraphSNN(sub).run(x).outputs[plan.host_neuron]
 
 
-def _host_readout(graph: nir.NIRGraph, plan, spikes: torch.Tensor) -> torch.Tensor:
+def _host_readout(graph: nir.NIRGraph, plan: NetxPlan, spikes: torch.Tensor) -> torch.Tensor:
+    """Logits from the last Lava layer's spikes: spike counts, or the host's membrane readout."""
     meta = get_meta(graph)
     if not plan.readout_nodes:
         return spikes.sum(0) * float(meta.get("output_scale", 1.0))
@@ -157,7 +202,7 @@ def run_lava(graph: nir.NIRGraph, x: torch.Tensor, netx_path: str | Path | None 
         # sample b, step t sits at buffer index b·T + t + j
         idx = (np.arange(batch)[None, :] * T + np.arange(T)[:, None] + j).ravel()
         seq = np.moveaxis(rec[..., idx], -1, 0)
-        seq = _lava_layout(seq) if seq.ndim == 4 else seq
+        seq = _lava_layout(seq)
         spikes[layer.neuron] = seq.reshape(T, batch, *layer.out_shape).astype(np.float64)
         lags[layer.neuron] = j
     extremes = {}
@@ -174,7 +219,7 @@ def run_lava(graph: nir.NIRGraph, x: torch.Tensor, netx_path: str | Path | None 
     return LavaRun(logits, spikes, [plan.host_neuron], lags, startup, per_sample, steps, extremes)
 
 
-def _simulate(path: Path, plan, host: np.ndarray, progress: bool) -> tuple[list[np.ndarray], float, float, int]:
+def _simulate(path: Path, plan: NetxPlan, host: np.ndarray, progress: bool) -> tuple[list[np.ndarray], float, float, int]:
     """Stream all samples through one Lava runtime; return each layer's raw ``[..., steps]`` record."""
     with contextlib.redirect_stdout(io.StringIO()):
         from lava.lib.dl import netx
@@ -208,8 +253,10 @@ def _simulate(path: Path, plan, host: np.ndarray, progress: bool) -> tuple[list[
         sink = Sink(shape=layer.out.shape, buffer=steps)
         layer.out.connect(sink.a_in)
         sinks.append(sink)
+    _patch_lava_conv()
     t0 = time.perf_counter()
     net.create_runtime(run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+    failed = False
     try:
         startup = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -218,6 +265,26 @@ def _simulate(path: Path, plan, host: np.ndarray, progress: bool) -> tuple[list[
         net.run(condition=RunSteps(num_steps=n_layers))
         per_sample = (time.perf_counter() - t0) / batch
         records = [np.asarray(sink.data.get()) for sink in sinks]
+    except RuntimeError as exc:
+        failed = True
+        raise KdsnnError(f"the Lava simulation failed: {_actor_error(net) or exc}") from None
     finally:
-        net.stop()
+        _shutdown(net, failed)
     return records, startup, per_sample, steps
+
+
+def _actor_error(net) -> str:
+    """Last line of the first traceback a Lava actor (child process) reported."""
+    for actor in net.runtime._messaging_infrastructure.actors:
+        if actor.exception:
+            lines = [ln for ln in str(actor.exception[1]).splitlines() if ln.strip()]
+            return lines[-1] if lines else ""
+    return ""
+
+
+def _shutdown(net, failed: bool) -> None:
+    """Stop the runtime. After an actor failed its services are gone and ``stop()`` would wait
+    for their answer forever, so only the messaging infrastructure is torn down."""
+    if failed:
+        net.runtime._is_started = False
+    net.stop()

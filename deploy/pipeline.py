@@ -8,10 +8,9 @@ from typing import Any
 import nir
 import torch
 
-from kdsnn import checkpoint, data
+from kdsnn import data
 from kdsnn.errors import KdsnnError
-from kdsnn.export.graph import student_to_graph
-from kdsnn.export.quantize import quantize_graph
+from kdsnn.export.student import load_student_graphs
 from kdsnn.models.spiking import SpikingNet
 
 
@@ -31,21 +30,10 @@ class Deployable:
         return self.ckpt["model_spec"]["arch"]
 
 
-def prepare(path: str, bits: int = 8, dataset: str | None = None) -> Deployable:
+def prepare(path: str, bits: int = 8, dataset: str | None = None, data_root: str | None = None) -> Deployable:
     """Load a ``kdsnn distill`` checkpoint and build its float and integer graphs."""
-    model, ckpt = checkpoint.load_model(path)
-    if not isinstance(model, SpikingNet):
-        raise KdsnnError(f"{path} holds the ANN {ckpt['model_spec']['arch']}; deployment needs a student "
-                         "(a `kdsnn distill` checkpoint)")
-    name = dataset or ckpt.get("dataset", "digits")
-    spec = data.spec(name)
-    if tuple(ckpt["model_spec"]["input_shape"]) != spec.input_shape:
-        raise KdsnnError(f"{path} expects inputs of shape {ckpt['model_spec']['input_shape']}, "
-                         f"{name} has {list(spec.input_shape)}")
-    float_graph = student_to_graph(model, ckpt.get("preprocessing", spec.preprocessing()),
-                                   extra={"arch": ckpt["model_spec"]["arch"], "dataset": name})
-    int_graph = quantize_graph(float_graph, bits)
-    return Deployable(model, ckpt, name, float_graph, int_graph, bits)
+    sg = load_student_graphs(path, bits, integer=True, quantized=True, dataset=dataset, data_root=data_root)
+    return Deployable(sg.model, sg.ckpt, sg.dataset, sg.float_graph, sg.graph, bits)  # type: ignore[arg-type]
 
 
 def test_inputs(dataset: str, n: int, data_root: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,6 +6,7 @@ raw data becomes the network's input.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,15 +91,21 @@ def _shift_augment(x: torch.Tensor, pad: int, flip: bool) -> torch.Tensor:
     return x.flip(-1) if flip and torch.rand(()) < 0.5 else x
 
 
-def _digits(train: bool) -> Dataset:
+@functools.lru_cache(maxsize=1)
+def _digits_split() -> tuple[np.ndarray, ...]:
+    """scikit-learn's digits, scaled to [0, 1], split 75/25 with a fixed seed, stratified (read once)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     d = load_digits()
     x = d.images.astype(np.float32) / 16.0
-    xtr, xte, ytr, yte = train_test_split(x, d.target, test_size=0.25, random_state=0, stratify=d.target)
+    return tuple(train_test_split(x, d.target, test_size=0.25, random_state=0, stratify=d.target))
+
+
+def _digits(train: bool) -> Dataset:
+    xtr, xte, ytr, yte = _digits_split()
     xs, ys = (xtr, ytr) if train else (xte, yte)
-    return TensorDataset(torch.from_numpy(xs).unsqueeze(1), torch.from_numpy(ys.astype(np.int64)))
+    return TensorDataset(torch.from_numpy(xs.copy()).unsqueeze(1), torch.from_numpy(ys.astype(np.int64)))
 
 
 def _torchvision(name: str, root: str | None, train: bool) -> Dataset:

@@ -118,7 +118,7 @@ def _error(capsys) -> str:
 
 def test_bad_inputs_give_one_line(trained, tmp_path, capsys):
     assert main(["verify", "--checkpoint", trained["teacher"]]) == 2
-    assert "needs a student" in _error(capsys)
+    assert "only student SNNs" in _error(capsys)
     foreign = tmp_path / "foreign.nir"
     foreign.write_bytes(os.urandom(256))
     assert main(["simulate", str(foreign)]) == 2

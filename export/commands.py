@@ -1,0 +1,207 @@
+"""``kdsnn quantize``, ``kdsnn export`` and ``kdsnn inspect``.
+
+``quantize`` folds BN, quantizes to k bits and writes the NIR graph, reporting float and
+quantized test accuracy and any values a Loihi-style target cannot hold. ``export`` writes
+NIR, ONNX (unrolled or step form) or netx, then checks the written file against the PyTorch
+graph runtime on a few real test inputs of the checkpoint's data set.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import nir
+import numpy as np
+import torch
+
+from kdsnn.errors import KdsnnError
+
+FORMATS = ("nir", "onnx", "onnx-step", "netx")
+CHECK_SAMPLES = 8
+
+
+def register(add: Callable[..., argparse.ArgumentParser]) -> None:
+    """Add the export sub-commands to the ``kdsnn`` parser (see kdsnn/cli.py)."""
+    p = add("quantize", "fold BN, quantize a student to k bits and write its NIR graph", _quantize)
+    _source(p)
+    p.add_argument("--float", action="store_true",
+                   help="store the quantized values as floats on the k-bit grid (fake quantization) instead of integers")
+    p.add_argument("--out", default=None, help="NIR file to write")
+
+    p = add("export", "export a student SNN to NIR, ONNX or lava-dl netx and check the file", _export)
+    _source(p)
+    p.add_argument("--format", default="nir", help="nir, onnx (unrolled over T), onnx-step (one step, explicit state) or netx")
+    p.add_argument("--float", action="store_true", help="export the float graph (BN folded, not quantized)")
+    p.add_argument("--out", default=None, help="file to write")
+    p.add_argument("--no-check", action="store_true", help="skip checking the written file against PyTorch")
+
+    p = add("inspect", "summarise a NIR, ONNX or netx file (layers, shapes, parameters, quantization)", _inspect)
+    p.add_argument("file", help="the file to describe; its format is recognised by content")
+
+
+def _source(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", default=None, help="student checkpoint.pt (from kdsnn distill)")
+    p.add_argument("--bits", type=int, default=8, help="weight bits (2..16)")
+    p.add_argument("--dataset", default=None, help="data for accuracy/checks; defaults to the checkpoint's")
+    p.add_argument("--data-root", default=None, help="folder in torchvision's layout (mnist/cifar)")
+
+
+# ----------------------------------------------------------------------------- shared steps
+
+def _require(a: argparse.Namespace, *names: str) -> None:
+    for n in names:
+        if not getattr(a, n, None):
+            raise KdsnnError(f"--{n.replace('_', '-')} is required")
+
+
+def _dataset(a: argparse.Namespace, ckpt: dict[str, Any]) -> str:
+    from .student import checkpoint_dataset
+
+    return checkpoint_dataset(ckpt, a.dataset, str(a.checkpoint))
+
+
+def _graphs(a: argparse.Namespace, integer: bool, quantized: bool) -> tuple[torch.nn.Module, dict, nir.NIRGraph, nir.NIRGraph]:
+    """(student, checkpoint, float graph, graph to write)."""
+    from .student import load_student_graphs
+
+    sg = load_student_graphs(a.checkpoint, a.bits, integer, quantized, a.dataset, a.data_root)
+    return sg.model, sg.ckpt, sg.float_graph, sg.graph
+
+
+def _emit(a: argparse.Namespace, result: dict[str, Any], text: str) -> None:
+    print(json.dumps(result) if getattr(a, "json", False) else text)
+
+
+# ----------------------------------------------------------------------------- quantize
+
+def _quantize(a: argparse.Namespace) -> int:
+    from kdsnn import data
+    from kdsnn.trainer import evaluate
+
+    from . import nir_io
+    from .quantize import range_problems
+    from .runtime import GraphSNN
+
+    _require(a, "checkpoint", "out")
+    model, ckpt, _, graph = _graphs(a, integer=not a.float, quantized=True)
+    dataset = _dataset(a, ckpt)
+    path = nir_io.write(graph, a.out)
+    test = data.load(dataset, "test", a.data_root)
+    torch.manual_seed(0)  # bernoulli encoding draws spikes: the same draws for both evaluations
+    float_acc = evaluate(model, test, torch.device("cpu"))
+    torch.manual_seed(0)
+    quant_acc = evaluate(GraphSNN(graph), test, torch.device("cpu"))
+    problems = range_problems(graph)
+    result = {"out": str(path), "bits": a.bits, "integer": not a.float, "dataset": dataset,
+              "float_accuracy": float_acc, "quantized_accuracy": quant_acc, "range_problems": problems}
+    mode = "fake-quantized float" if a.float else "integer"
+    text = (f"wrote {path} ({a.bits}-bit {mode})\n"
+            f"{dataset} test accuracy: float {float_acc:.4f}, quantized {quant_acc:.4f} ({quant_acc - float_acc:+.4f})\n"
+            + ("range problems:\n  " + "\n  ".join(problems) if problems else "ranges: every weight, bias and threshold fits Loihi's"))
+    _emit(a, result, text)
+    return 0
+
+
+# ----------------------------------------------------------------------------- export
+
+def _export(a: argparse.Namespace) -> int:
+    from kdsnn import data
+
+    _require(a, "checkpoint", "out")
+    if a.format not in FORMATS:
+        raise KdsnnError(f"unknown --format {a.format!r}; choose one of {', '.join(FORMATS)}")
+    if a.format == "netx" and a.float:
+        raise KdsnnError("netx holds integer networks only; drop --float")
+    _, ckpt, _, graph = _graphs(a, integer=True, quantized=not a.float)
+    path = _write(a.format, graph, a.out)
+    result: dict[str, Any] = {"out": str(path), "format": a.format, "integer": not a.float,
+                              "bits": None if a.float else a.bits}
+    lines = [f"wrote {path} ({a.format}, {'float' if a.float else f'integer {a.bits}-bit'})"]
+    ok = True
+    if not a.no_check:
+        x, _ = data.sample_batch(_dataset(a, ckpt), CHECK_SAMPLES, a.data_root)
+        check = check_file(a.format, path, graph, x)
+        result["check"] = check
+        ok = check["passed"] is not False
+        lines.append(f"check: {check['summary']}")
+    _emit(a, result, "\n".join(lines))
+    if not ok:
+        print(f"kdsnn: error: the written file does not reproduce the PyTorch graph ({check['summary']})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _write(fmt: str, graph: nir.NIRGraph, out: str) -> Path:
+    if fmt == "nir":
+        from . import nir_io
+        return nir_io.write(graph, out)
+    if fmt in ("onnx", "onnx-step"):
+        from .onnx_export import export_onnx
+        return export_onnx(graph, out, form="step" if fmt == "onnx-step" else "unrolled")
+    from . import netx_export  # helper module for lava-dl netx
+    return netx_export.export_netx(graph, out)
+
+
+def check_file(fmt: str, path: Path, graph: nir.NIRGraph, x: torch.Tensor) -> dict[str, Any]:
+    """Run the written file on ``x`` and compare with GraphSNN of ``graph``.
+
+    Returns ``{"passed": True/False/None, "max_abs_diff", "summary"}``; ``None`` when the check
+    could not run (netx without Lava). Integer graphs must agree exactly; float ONNX graphs
+    within :data:`~kdsnn.export.onnx_export.FLOAT_ATOL`.
+    """
+    from .runtime import GraphSNN
+
+    snn = GraphSNN(graph)
+    if snn.encoding == "bernoulli":
+        torch.manual_seed(0)
+        x = snn.prepare_input(x)  # one spike draw, fed identically to both sides
+    ref = snn.run(x)
+    n = x.shape[-4] if x.dim() >= 4 else x.shape[0]
+    if fmt == "nir":
+        from . import nir_io
+        back = nir_io.load_snn(path).run(x)
+        same = all(torch.equal(back.outputs[k], v) for k, v in ref.outputs.items()) and torch.equal(back.logits, ref.logits)
+        diff = float((back.logits - ref.logits).abs().max())
+        return {"passed": same, "max_abs_diff": diff,
+                "summary": f"reloaded NIR vs PyTorch graph on {n} test inputs: "
+                           + ("identical outputs at every node" if same else f"differ (max |Δlogit| {diff:.3g})")}
+    if fmt in ("onnx", "onnx-step"):
+        from .onnx_export import FLOAT_ATOL, run_onnx
+        got = run_onnx(path, x)
+        want = ref.logits.float().numpy()
+        diff = float(np.abs(got - want).max())
+        passed = bool(np.array_equal(got, want)) if snn.integer else diff <= FLOAT_ATOL
+        kind = "identical logits" if diff == 0 else f"max |Δlogit| {diff:.3g} (tolerance {0 if snn.integer else FLOAT_ATOL:g})"
+        return {"passed": passed, "max_abs_diff": diff,
+                "summary": f"onnxruntime vs PyTorch graph on {n} test inputs: {kind}" + ("" if passed else ": FAILED")}
+    return _check_netx(path, graph, x, ref.logits)
+
+
+def _check_netx(path: Path, graph: nir.NIRGraph, x: torch.Tensor, ref_logits: torch.Tensor) -> dict[str, Any]:
+    try:
+        from kdsnn.deploy.lava_backend import lava_available, run_lava
+    except ImportError as exc:
+        return {"passed": None, "max_abs_diff": None, "summary": f"skipped: the Lava backend is not installed ({exc})"}
+    ok, why = lava_available()
+    if not ok:
+        return {"passed": None, "max_abs_diff": None, "summary": f"skipped: Lava is not importable ({why})"}
+    x = x[:2]  # Lava starts slowly and runs one sample at a time
+    got = run_lava(graph, x, netx_path=path, progress=False).logits
+    want = ref_logits[:2]
+    diff = float((torch.as_tensor(got, dtype=torch.float64) - want.double()).abs().max())
+    return {"passed": diff == 0, "max_abs_diff": diff,
+            "summary": f"Lava (Loihi 2 fixed-point simulation) vs PyTorch graph on {len(x)} test inputs: "
+                       + ("identical logits" if diff == 0 else f"max |Δlogit| {diff:.3g}: FAILED")}
+
+
+# ----------------------------------------------------------------------------- inspect
+
+def _inspect(a: argparse.Namespace) -> int:
+    from .inspect import describe, detect
+
+    text = describe(a.file)
+    _emit(a, {"file": a.file, "format": detect(a.file), "summary": text}, text)
+    return 0

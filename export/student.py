@@ -1,0 +1,62 @@
+"""A student checkpoint → its deployable graphs (float, and k-bit quantized).
+
+The one road from a ``kdsnn distill`` checkpoint to NIR graphs, shared by ``kdsnn export``,
+``quantize``, ``verify``, ``report`` and ``demo``. The graphs record the checkpoint's arch and
+data set, so ``kdsnn simulate`` knows which inputs a file expects.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import nir
+from torch import nn
+
+from kdsnn import checkpoint, data
+from kdsnn.errors import KdsnnError
+from kdsnn.models.spiking import SpikingNet
+
+from .graph import student_to_graph
+from .quantize import input_step, quantize_graph
+
+
+@dataclass
+class StudentGraphs:
+    model: nn.Module
+    ckpt: dict[str, Any]
+    dataset: str
+    float_graph: nir.NIRGraph
+    graph: nir.NIRGraph  # quantized (integer, or fake-quantized float), or the float graph
+
+
+def checkpoint_dataset(ckpt: dict[str, Any], dataset: str | None, source: str) -> str:
+    """The data set to use (the checkpoint's unless given), checked against the model's shapes."""
+    name = dataset or ckpt.get("dataset", "digits")
+    ds, spec = data.spec(name), checkpoint.model_spec(ckpt)
+    if tuple(spec["input_shape"]) != ds.input_shape or spec["classes"] != ds.classes:
+        raise KdsnnError(f"{source} expects {spec['input_shape']} inputs / {spec['classes']} classes; "
+                         f"{name} has {list(ds.input_shape)} / {ds.classes}")
+    return name
+
+
+def load_student_graphs(path: str, bits: int = 8, integer: bool = True, quantized: bool = True,
+                        dataset: str | None = None, data_root: str | None = None) -> StudentGraphs:
+    """Load a student checkpoint, fold BN, and quantize (calibrating the input step if needed)."""
+    model, ckpt = checkpoint.load_model(path)
+    if not isinstance(model, SpikingNet):
+        raise KdsnnError(f"{path} holds the ANN {ckpt['model_spec']['arch']}; only student SNNs "
+                         "(`kdsnn distill` checkpoints) are deployed")
+    name = checkpoint_dataset(ckpt, dataset, str(path))
+    pre = ckpt.get("preprocessing") or data.spec(name).preprocessing()
+    float_graph = student_to_graph(model, pre, extra={"arch": ckpt["model_spec"]["arch"], "dataset": name,
+                                                      "source": str(path)})
+    if not quantized:
+        return StudentGraphs(model, ckpt, name, float_graph, float_graph)
+    cal = None
+    try:
+        input_step(pre, None, bits)
+    except KdsnnError:  # normalization is not a pure scale: calibrate the input step on training data
+        x, _ = data.sample_batch(name, 256, data_root, split="train")
+        cal = float(x.abs().max())
+    graph = quantize_graph(float_graph, bits=bits, integer=integer, calibration_max=cal)
+    return StudentGraphs(model, ckpt, name, float_graph, graph)
