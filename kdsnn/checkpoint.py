@@ -5,8 +5,6 @@ tensors and plain data only. A file that is not ours, or is corrupt, gives a one
 """
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +32,9 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
         raise KdsnnError(f"checkpoint {path} does not exist; pass the checkpoint.pt a train-teacher or distill run wrote")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise KdsnnError(f"{path} is not a readable kdsnn checkpoint (corrupt or foreign file: {first[:120]})") from None
+    except Exception as exc:  # torch.load raises many types on corrupt input (IndexError, UnpicklingError, ...)
+        raise KdsnnError(f"{path} is not a readable kdsnn checkpoint (corrupt, truncated or not a PyTorch file: "
+                         f"{type(exc).__name__}); use the checkpoint.pt a kdsnn run wrote") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise KdsnnError(f"{path} is not a kdsnn checkpoint (no '{FORMAT}' marker); was it written by another tool?")
     if ckpt.get("version", 0) > VERSION:
