@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ import nir
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from kdsnn.progress import progress as progress_bar
 
 from kdsnn.errors import KdsnnError
 from kdsnn.export.graph import get_meta, set_meta
@@ -72,6 +73,8 @@ def _clear_start_method() -> None:
 def lava_available() -> tuple[bool, str]:
     """Whether Lava and lava-dl's netx can be imported (and why not)."""
     _clear_start_method()
+    # lava-dl's slayer imports torch.utils.cpp_extension, which logs a CUDA_HOME warning on CPU machines
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # lava-dl prints a dataset-toolbox notice on import
             import lava.lib.dl.netx  # noqa: F401
@@ -260,7 +263,7 @@ def _simulate(path: Path, plan: NetxPlan, host: np.ndarray, progress: bool) -> t
     try:
         startup = time.perf_counter() - t0
         t0 = time.perf_counter()
-        for _ in tqdm(range(batch), desc="Lava", unit="sample", disable=not progress, leave=False):
+        for _ in progress_bar(range(batch), desc="Lava", unit="sample", enabled=progress, leave=False):
             net.run(condition=RunSteps(num_steps=T))
         net.run(condition=RunSteps(num_steps=n_layers))
         per_sample = (time.perf_counter() - t0) / batch

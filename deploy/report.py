@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from kdsnn import checkpoint, data
 from kdsnn.atomic import write_text
+from kdsnn.progress import progress
 from kdsnn.errors import KdsnnError
 from kdsnn.export.graph import get_meta
 from kdsnn.export.quantize import range_problems
@@ -35,7 +35,7 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def _batched(fn, x: torch.Tensor, batch: int, desc: str) -> torch.Tensor:
-    outs = [fn(x[i:i + batch]) for i in tqdm(range(0, len(x), batch), desc=desc, leave=False)]
+    outs = [fn(x[i:i + batch]) for i in progress(range(0, len(x), batch), desc=desc, leave=False)]
     return torch.cat(outs)
 
 

@@ -23,7 +23,7 @@ import nir
 import numpy as np
 import scipy.sparse as sp
 import torch
-from tqdm.auto import tqdm
+from kdsnn.progress import progress as progress_bar
 
 from kdsnn.errors import KdsnnError
 from kdsnn.export.graph import get_meta, predecessors, topological_order
@@ -538,7 +538,7 @@ def simulate(graph: nir.NIRGraph | Plan, x: torch.Tensor | np.ndarray, timesteps
     spikes = {n: np.zeros((t, b, s.size), dtype=np.uint8) for n, s in neurons.items()}
     n_out = int(np.prod(plan.shape[plan.output]))
     out_seq = np.zeros((t, b, n_out))
-    bar = tqdm(total=t * ((b + chunk - 1) // chunk), desc="simulate", unit="step", disable=not progress)
+    bar = progress_bar(total=t * ((b + chunk - 1) // chunk), desc="simulate", unit="step", enabled=progress)
     for lo in range(0, b, chunk):
         _run_chunk(plan, seq[:, lo:lo + chunk], analog, integer, layers, neurons,
                    {n: s[:, lo:lo + chunk] for n, s in spikes.items()}, out_seq[:, lo:lo + chunk], bar)

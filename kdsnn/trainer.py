@@ -19,6 +19,8 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from .progress import progress
+
 from . import checkpoint, data
 from .atomic import write_text
 from .distill import build_loss
@@ -128,7 +130,7 @@ def evaluate(model: nn.Module, dataset, device: torch.device, batch_size: int = 
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     correct = total = 0
-    for x, y in tqdm(loader, desc=desc, leave=False, disable=desc is None):
+    for x, y in progress(loader, desc=desc, leave=False, enabled=desc is not None):
         logits = model(x.to(device)).logits
         correct += int((logits.argmax(1).cpu() == y).sum())
         total += len(y)
@@ -217,8 +219,8 @@ def train(cfg: TrainConfig, kind: str) -> dict[str, Any]:
             loader = DataLoader(train_set, cfg.batch_size, shuffle=True, generator=gen, num_workers=cfg.workers)
         runner.train()
         total_loss = correct = seen = 0
-        bar = tqdm(loader, desc=f"{kind} {cfg.arch} epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=cfg.quiet or not ddp.main)
+        bar = progress(loader, desc=f"{kind} {cfg.arch} epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                       enabled=not cfg.quiet and ddp.main)
         for x, y in bar:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             t_out = None
