@@ -31,17 +31,22 @@ def firing_rates(rates: dict[str, float], path: Path) -> Path:
 
 
 def synops(layers: dict[str, dict[str, Any]], path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(max(4, 0.55 * len(layers) + 2), 3.2))
+    """One bar per synaptic layer: SynOps (spiking input) or effective MACs (analog first layer)."""
+    fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(layers) + 2.5), 3.2))
     names = list(layers)
-    syn = [layers[n]["synops"] for n in names]
-    mac = [layers[n]["macs_effective"] for n in names]
-    ax.bar(names, syn, color="#3a7dc9", label="SynOps (spike × synapses reached)")
-    ax.bar(names, mac, bottom=syn, color="#e08a2c", label="effective MACs (analog first layer)")
+    analog = [layers[n]["macs_effective"] > 0 and layers[n]["synops"] == 0 for n in names]
+    vals = [layers[n]["macs_effective"] if a else layers[n]["synops"] for n, a in zip(names, analog)]
+    colors = ["#e08a2c" if a else "#3a7dc9" for a in analog]
+    ax.bar(names, vals, color=colors)
+    positive = [v for v in vals if v > 0]
+    if positive:
+        ax.set_yscale("log")
+        ax.set_ylim(min(positive) / 3, max(positive) * 3)
+    for i, v in enumerate(vals):
+        ax.annotate(f"{v:.3g}", (i, v), ha="center", va="bottom", fontsize=7)
     ax.set_ylabel("operations per inference")
-    ax.set_yscale("log")
-    ax.set_title("Synaptic work per layer")
+    ax.set_title("Synaptic work per layer (blue: SynOps; orange: effective MACs of the analog input)", fontsize=9)
     ax.tick_params(axis="x", rotation=60)
-    ax.legend(fontsize=8)
     return _save(fig, path)
 
 
@@ -63,20 +68,19 @@ def energy(reports: list[dict[str, Any]], path: Path) -> Path:
     return _save(fig, path)
 
 
-def raster(spikes: dict[str, np.ndarray], path: Path, max_neurons: int = 400) -> Path:
-    """One sample's spikes ``{layer: [T, N]}``: each layer a band, neurons subsampled evenly."""
-    fig, ax = plt.subplots(figsize=(7, 0.5 * len(spikes) + 2.5))
-    offset, ticks, labels = 0, [], []
-    for name, s in spikes.items():
+def raster(spikes: dict[str, np.ndarray], path: Path, max_neurons: int = 512) -> Path:
+    """One sample's spikes ``{layer: [T, N]}``: a panel per layer, time down, neurons across
+    (evenly subsampled to ``max_neurons``), a black cell per spike."""
+    fig, axes = plt.subplots(len(spikes), 1, figsize=(8, 0.35 * sum(s.shape[0] for s in spikes.values()) + 1.2 * len(spikes)),
+                             squeeze=False)
+    for ax, (name, s) in zip(axes[:, 0], spikes.items()):
         s = s.reshape(s.shape[0], -1)
         keep = np.linspace(0, s.shape[1] - 1, min(max_neurons, s.shape[1])).astype(int)
-        t, n = np.nonzero(s[:, keep])
-        ax.scatter(t, n + offset, s=2, marker="|", color="black")
-        ticks.append(offset + len(keep) / 2)
-        labels.append(f"{name} ({s.shape[1]})")
-        offset += len(keep) + 20
-    ax.set_yticks(ticks, labels, fontsize=7)
-    ax.set_xlabel("time step")
-    ax.set_xticks(range(next(iter(spikes.values())).shape[0]))
-    ax.set_title("Spike raster of one test sample (neurons subsampled per layer)")
+        ax.imshow(s[:, keep], aspect="auto", cmap="Greys", interpolation="nearest", vmin=0, vmax=1)
+        ax.set_ylabel("t", rotation=0)
+        ax.set_yticks(range(s.shape[0]))
+        ax.set_title(f"{name}: {s.shape[1]} neurons ({len(keep)} shown), {int(s.sum())} spikes, "
+                     f"rate {s.mean() * 100:.1f} %", fontsize=8, loc="left")
+        ax.set_xticks([])
+    fig.suptitle("Spike raster of one test sample", fontsize=10)
     return _save(fig, path)
