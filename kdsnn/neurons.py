@@ -99,21 +99,26 @@ class _MultiStepIF(torch.autograd.Function):
         h_all, s_all = ctx.saved_tensors
         p: IFParams = ctx.p
         param = SURROGATES[p.surrogate][1] if p.surrogate_param is None else p.surrogate_param
-        g = SURROGATES_INPLACE[p.surrogate](h_all - p.threshold, param)   # ds/dh, all steps at once
-        dv_dh = None                                                       # dv[t]/dh[t]
-        if p.reset == "hard":
-            if p.detach_reset:
-                dv_dh = torch.rsub(s_all, 1)
-            else:
-                dv_dh = torch.rsub(h_all, p.v_reset).mul_(g).add_(1).sub_(s_all)
-        elif not p.detach_reset:
-            dv_dh = torch.mul(g, -p.threshold).add_(1)
-        grad_x = g.mul_(grad_s)              # dL/dh through each step's own spike
-        for t in range(h_all.shape[0] - 2, -1, -1):    # dL/dh[t] += dL/dh[t+1] · dv[t]/dh[t]
-            if dv_dh is None:
+        surrogate_ = SURROGATES_INPLACE[p.surrogate]
+        grad_x = torch.empty_like(h_all)
+        g = torch.empty_like(h_all[0])        # one step's surrogate ds/dh, reused for every step
+        dv = torch.empty_like(h_all[0])       # one step's dv[t]/dh[t]
+        for t in range(h_all.shape[0] - 1, -1, -1):
+            surrogate_(torch.sub(h_all[t], p.threshold, out=g), param)
+            torch.mul(grad_s[t], g, out=grad_x[t])           # dL/dh[t] through this step's spike
+            if t == h_all.shape[0] - 1:
+                continue
+            if p.reset == "hard":                            # v = h·(1−s) + v_reset·s
+                if p.detach_reset:
+                    torch.sub(1, s_all[t], out=dv)
+                else:
+                    torch.sub(p.v_reset, h_all[t], out=dv).mul_(g).add_(1).sub_(s_all[t])
+            elif p.detach_reset:                             # v = h − θ·s
                 grad_x[t].add_(grad_x[t + 1])
+                continue
             else:
-                grad_x[t].addcmul_(grad_x[t + 1], dv_dh[t])
+                torch.mul(g, -p.threshold, out=dv).add_(1)
+            grad_x[t].addcmul_(grad_x[t + 1], dv)           # dL/dh[t] += dL/dh[t+1] · dv[t]/dh[t]
         return grad_x, None
 
 
