@@ -99,27 +99,54 @@ class _MultiStepIF(torch.autograd.Function):
         h_all, s_all = ctx.saved_tensors
         p: IFParams = ctx.p
         param = SURROGATES[p.surrogate][1] if p.surrogate_param is None else p.surrogate_param
-        surrogate_ = SURROGATES_INPLACE[p.surrogate]
-        grad_x = torch.empty_like(h_all)
-        g = torch.empty_like(h_all[0])        # one step's surrogate ds/dh, reused for every step
-        dv = torch.empty_like(h_all[0])       # one step's dv[t]/dh[t]
-        for t in range(h_all.shape[0] - 1, -1, -1):
-            surrogate_(torch.sub(h_all[t], p.threshold, out=g), param)
-            torch.mul(grad_s[t], g, out=grad_x[t])           # dL/dh[t] through this step's spike
-            if t == h_all.shape[0] - 1:
-                continue
-            if p.reset == "hard":                            # v = h·(1−s) + v_reset·s
-                if p.detach_reset:
-                    torch.sub(1, s_all[t], out=dv)
-                else:
-                    torch.sub(p.v_reset, h_all[t], out=dv).mul_(g).add_(1).sub_(s_all[t])
-            elif p.detach_reset:                             # v = h − θ·s
+        if h_all.is_cuda:
+            return _backward_whole_sequence(h_all, s_all, grad_s, p, param), None
+        return _backward_step_buffers(h_all, s_all, grad_s, p, param), None
+
+
+def _dv_dh_(dv: torch.Tensor, h: torch.Tensor, s: torch.Tensor, g: torch.Tensor, p: IFParams) -> torch.Tensor | None:
+    """dv[t]/dh[t] into ``dv`` (None when it is 1: soft reset with the reset detached)."""
+    if p.reset == "hard":  # v = h·(1−s) + v_reset·s
+        if p.detach_reset:
+            return torch.sub(1, s, out=dv)
+        return torch.sub(p.v_reset, h, out=dv).mul_(g).add_(1).sub_(s)
+    if p.detach_reset:     # v = h − θ·s
+        return None
+    return torch.mul(g, -p.threshold, out=dv).add_(1)
+
+
+def _backward_step_buffers(h_all, s_all, grad_s, p: IFParams, param: float) -> torch.Tensor:
+    """CPU: one step at a time in two reused buffers. Fresh whole-sequence temporaries cost
+    page faults on every call there (large allocations are not cached)."""
+    surrogate_ = SURROGATES_INPLACE[p.surrogate]
+    grad_x = torch.empty_like(h_all)
+    g = torch.empty_like(h_all[0])
+    dv = torch.empty_like(h_all[0])
+    last = h_all.shape[0] - 1
+    for t in range(last, -1, -1):
+        surrogate_(torch.sub(h_all[t], p.threshold, out=g), param)
+        torch.mul(grad_s[t], g, out=grad_x[t])           # dL/dh[t] through this step's spike
+        if t < last:                                      # ... plus through v[t] into h[t+1]
+            d = _dv_dh_(dv, h_all[t], s_all[t], g, p)
+            if d is None:
                 grad_x[t].add_(grad_x[t + 1])
-                continue
             else:
-                torch.mul(g, -p.threshold, out=dv).add_(1)
-            grad_x[t].addcmul_(grad_x[t + 1], dv)           # dL/dh[t] += dL/dh[t+1] · dv[t]/dh[t]
-        return grad_x, None
+                grad_x[t].addcmul_(grad_x[t + 1], d)
+    return grad_x
+
+
+def _backward_whole_sequence(h_all, s_all, grad_s, p: IFParams, param: float) -> torch.Tensor:
+    """CUDA: elementwise work on all steps at once (fewer kernel launches; the caching
+    allocator makes temporaries cheap); only the recurrence loops over T."""
+    g = SURROGATES_INPLACE[p.surrogate](h_all - p.threshold, param)
+    d = _dv_dh_(torch.empty_like(h_all), h_all, s_all, g, p)
+    grad_x = g.mul_(grad_s)
+    for t in range(h_all.shape[0] - 2, -1, -1):
+        if d is None:
+            grad_x[t].add_(grad_x[t + 1])
+        else:
+            grad_x[t].addcmul_(grad_x[t + 1], d[t])
+    return grad_x
 
 
 def if_multistep(

@@ -108,3 +108,28 @@ def test_fused_multistep_matches_step_by_step_autograd(reset, detach, surrogate)
     (s * w).sum().backward()
     assert torch.equal(s, s_ref)
     assert torch.allclose(x.grad, g_ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("reset,detach", [("hard", False), ("hard", True), ("soft", False), ("soft", True)])
+def test_cpu_and_cuda_backward_strategies_agree(reset, detach):
+    """The CUDA strategy (whole sequence at once) runs on any device: hold it to the CPU one
+    and to autograd through if_step, so CI checks the code a GPU run takes."""
+    from kdsnn.neurons import _backward_step_buffers, _backward_whole_sequence, if_multistep_reference
+
+    p = IFParams(reset=reset, detach_reset=detach)
+    torch.manual_seed(2)
+    x = (torch.rand(4, 3, 6) * 1.6 - 0.2).requires_grad_()
+    w = torch.randn(4, 3, 6)
+    s_ref, _ = if_multistep_reference(x, p)
+    (s_ref * w).sum().backward()
+    # rebuild the saved tensors of the fused forward: pre-reset membranes and spikes
+    h, v, hs = None, torch.zeros(3, 6), []
+    for t in range(4):
+        h = v + x.detach()[t]
+        hs.append(h)
+        fired = h > p.threshold
+        v = torch.where(fired, torch.tensor(p.v_reset), h) if reset == "hard" else h - p.threshold * fired
+    h_all, s_all = torch.stack(hs), s_ref.detach()
+    a = _backward_step_buffers(h_all, s_all, w, p, 4.0)
+    b = _backward_whole_sequence(h_all.clone(), s_all, w, p, 4.0)
+    assert torch.allclose(a, x.grad, atol=1e-6) and torch.allclose(b, x.grad, atol=1e-6)
