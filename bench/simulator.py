@@ -6,8 +6,9 @@ spike input at rates from 1 % to 50 %. For each rate: time per inference of the 
 (``kdsnn.deploy.simulator.simulate``, its plan built once beforehand) and of a dense torch
 simulation that runs every layer on every step (conv2d/avg-pool/linear, float32, exact for
 these integers); SynOps per inference and per second; a least-squares fit of the simulator's
-time against SynOps (R²) and the speed-up at 5 %. Lava's time on the same graph and inputs
-when ``kdsnn.deploy.lava_backend.run_lava`` imports and runs. Both use 2 threads at most.
+time against SynOps (R²), the speed-up at 5 % and, when ``kdsnn.deploy.lava_backend.run_lava``
+imports and runs, Lava's time on the same graph and inputs. Simulator and dense baseline use
+2 threads at most (``torch.set_num_threads(2)``; the simulator splits a batch over that many).
 
     .venv/bin/python bench/simulator.py [--hw 28] [--channels 16 32] [--timesteps 8] [--batch 16]
         [--bits 7] [--rates 0.01 0.02 0.05 0.1 0.2 0.3 0.5] [--repeats 3] [--lava-batch 1]
@@ -160,8 +161,10 @@ def main() -> None:
     r2 = 1 - float(np.sum((np.array(ys) - pred) ** 2) / np.sum((np.array(ys) - np.mean(ys)) ** 2))
     at5 = [r for r in rows if abs(r[0] - 0.05) < 1e-9]
     speed5 = at5[0][3] / at5[0][2] if at5 else float("nan")
+    lava5 = _lava_ratio(at5)
     print(f"fit: time = {icpt * 1e3:.3f} ms + {slope * 1e9:.2f} ns × SynOps  (R² = {r2:.4f}); "
-          f"speed-up at 5 %: {speed5:.2f}× ({time.perf_counter() - t0:.0f} s in all)")
+          f"speed-up at 5 %: {speed5:.2f}× over dense, {'—' if lava5 is None else f'{lava5:.0f}×'} over Lava "
+          f"({time.perf_counter() - t0:.0f} s in all)")
     if a.write:
         replace_section(Path(a.write), "Reference simulator", _markdown(a, rows, r2, slope, icpt, speed5, synapses,
                                                                          build_s, lava, dense_macs))
@@ -192,6 +195,17 @@ def _lava_time(run_lava, graph: nir.NIRGraph, x: torch.Tensor, ours) -> tuple[fl
     return float(run.per_sample_s), same
 
 
+def _lava_ratio(at5: list) -> float | None:
+    """Lava's time over the simulator's at 5 % input (None when Lava did not run there)."""
+    if not at5 or at5[0][4] is None:
+        return None
+    return at5[0][4][0] / at5[0][2]
+
+
+def _met(ok: bool) -> str:
+    return "**met**" if ok else "**not met**"
+
+
 def _markdown(a, rows, r2, slope, icpt, speed5, synapses, build_s, lava, dense_macs: int) -> str:
     cmd = (f".venv/bin/python bench/simulator.py --hw {a.hw} --channels {a.channels[0]} {a.channels[1]} "
            f"--timesteps {a.timesteps} --bits {a.bits} --batch {a.batch} --rates {' '.join(str(r) for r in a.rates)} "
@@ -213,10 +227,17 @@ def _markdown(a, rows, r2, slope, icpt, speed5, synapses, build_s, lava, dense_m
         if has_lava:
             line += f" {'—' if tl is None else f'{tl[0] * 1e3:.1f}' + ('' if tl[1] else ' (spikes differ)')} |"
         lines.append(line)
+    lava5 = _lava_ratio(at5)
+    lava_line = ("not measured" if lava5 is None else
+                 f"{lava5:.0f}× ({at5[0][4][0] * 1e3:.1f} ms against {at5[0][2] * 1e3:.2f} ms): {_met(lava5 >= 100)}")
     lava_note = ("Lava: per-sample run time of `run_lava` (Loihi 2 fixed-point simulator on the CPU; compile and start-up "
                  f"excluded, pipeline flush included) on the first {a.lava_batch} input(s) of each rate; its spikes "
                  "are compared with the simulator's on those inputs."
                  if has_lava else "Lava: not measured (`kdsnn.deploy.lava_backend.run_lava` did not import or run here).")
+    conclusion = ("So the 10× speed-up over dense at 5 % is out of reach for a per-synapse event loop on a CPU at "
+                  "this activity: the simulator is a counting and correctness reference (bit-exact with GraphSNN and "
+                  "Lava), not faster than dense tensor code." if speed5 < 10 else
+                  "Even so, the event-driven simulator beats the dense one by the 10× asked for at 5 %.")
     return f"""Command: `{cmd}`
 
 Network: conv 1→{a.channels[0]} → 2×2 pool → conv {a.channels[0]}→{a.channels[1]} → 2×2 pool → linear → 10, IF
@@ -228,18 +249,32 @@ every step for every neuron (torch float32, exact for these integers); its spike
 
 {chr(10).join(lines)}
 
-Simulator time against SynOps: time ≈ {icpt * 1e3:.3f} ms + {slope * 1e9:.2f} ns × SynOps per inference,
-R² = {r2:.4f} (target ≥ 0.95). Speed-up over the dense simulation at 5 % input rate: {speed5:.2f}× (target ≥ 10×:
-not met, see below).
+Targets at 5 % input ({at5[0][1]:,.0f} SynOps per inference):
+
+- time follows SynOps: time ≈ {icpt * 1e3:.3f} ms + {slope * 1e9:.2f} ns × SynOps per inference, R² = {r2:.4f}
+  (target ≥ 0.95): {_met(r2 >= 0.95)};
+- ≥ 10× faster than the dense simulation: {speed5:.2f}× ({at5[0][2] * 1e3:.2f} ms against {at5[0][3] * 1e3:.2f} ms):
+  {_met(speed5 >= 10)};
+- ≥ 100× faster than Lava's CPU simulator on the same graph and inputs: {lava_line}.
+
 {lava_note}
 
-Reading: the simulator's time follows the event count (the fit above), as an event-driven simulator's should,
-while the dense simulation's is fixed by the network: {dense_macs:,} MACs per inference (every synapse of every layer
-at every step; pools not composed), {dense_rate:.1f} G MAC/s in torch. The simulator delivers an event in
-{slope * 1e9:.1f} ns (scipy sparse products, one thread), about {ratio:.0f}× the dense cost of a MAC, and at 5 % input
-it still has {frac:.0f} % as many SynOps as the dense network has MACs (hidden layers fire at 5-10 %, and composing a
-2×2 pool multiplies a spike's fan-out by 4). So the speed-up target of 10× at 5 % is **not met** by this reference
-simulator on a CPU: it is a counting and correctness reference (bit-exact with GraphSNN and Lava), not a fast engine.
+How it runs: each spike reads its source's row of the composed connectivity, stored once per
+distinct row shape (translated copies with equal weights share one table, as convolutional weight
+sharing does on neuromorphic chips, so the table stays in cache) and adds the weights into the
+targets' currents in a compiled loop (numba); each IF population then updates in one fused pass. In
+integer graphs whose currents provably stay below 2^52 the weights go straight into the currents (any
+order gives the same bits); otherwise each target sums its weights from zero in event order and adds
+the sum once, the floating-point operations of a sparse product (spikes, currents and every counter
+were checked bit-identical with a scipy sparse-product formulation on every student architecture).
+
+Reading: the simulator's time follows the event count (the fit above), as an event-driven simulator's
+should, while the dense simulation's is fixed by the network: {dense_macs:,} MACs per inference (every
+synapse of every layer at every step; pools not composed), {dense_rate:.1f} G MAC/s in torch. The simulator
+delivers an event in {slope * 1e9:.2f} ns, about {ratio:.0f}× the dense cost of a MAC (a scattered read-add-write
+per synapse against vectorized, cache-blocked convolution), and at 5 % input it still has {frac:.0f} % as many
+SynOps as the dense network has MACs (hidden layers fire at 5-10 %, and composing a 2×2 pool multiplies a
+spike's fan-out by 4). {conclusion}
 """
 
 

@@ -3,10 +3,12 @@
 Every synaptic layer (Conv2d, Affine, Linear, Scale) becomes a sparse matrix from source
 index to targets (``scipy.sparse`` CSC, built vectorized, borders exact). Pooling and
 Flatten are linear and are composed into the synaptic layer that follows them, so a spike
-before a pool drives the synapses of the composed connectivity directly. Each step, only
-the columns of active sources are gathered (work ∝ spikes × fan-out); each IF population
-then updates its membrane under the contract of DESIGN.md (``v += r·x``; spike iff
-``v > θ``; reset to ``v_reset``).
+before a pool drives the synapses of the composed connectivity directly. Each step, a
+compiled loop (numba) walks only the rows of active sources (work ∝ spikes × fan-out; rows
+that are translated copies share one weight table, see :func:`row_patterns`); each IF
+population then updates its membrane in one fused pass under the contract of DESIGN.md
+(``v += r·x``; spike iff ``v > θ``; reset to ``v_reset``). A batch is split over
+``torch.get_num_threads()`` threads (rows are independent; results do not depend on it).
 
 Counting (docs/synops.md): one SynOp per spike per *structural* synapse of the composed
 connectivity (zero weights count: they are wired); analog input to the first layer counts
@@ -16,17 +18,21 @@ or spiked. In integer mode, membranes beyond 24-bit signed are reported, never c
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 import nir
 import numpy as np
 import scipy.sparse as sp
 import torch
-from kdsnn.progress import progress as progress_bar
+from numba import njit
 
 from kdsnn.errors import KdsnnError
 from kdsnn.export.graph import get_meta, predecessors, topological_order
+from kdsnn.progress import progress as progress_bar
 
 SUPPORTED = (nir.Input, nir.Output, nir.Conv2d, nir.Affine, nir.Linear, nir.Scale, nir.SumPool2d, nir.AvgPool2d,
              nir.Flatten, nir.IF)
@@ -34,6 +40,8 @@ SYNAPTIC = (nir.Conv2d, nir.Affine, nir.Linear, nir.Scale)
 POPULATIONS = (nir.Input, nir.IF)
 MEMBRANE_BITS = 24
 V_MIN, V_MAX = -(2 ** (MEMBRANE_BITS - 1)), 2 ** (MEMBRANE_BITS - 1) - 1
+_SPIKES, _ANALOG, _EXACT = 0, 1, 2  # delivery modes (see _deliver)
+EXACT_BOUND = 2.0 ** 52  # |current| below this: integer float64 sums are exact in any order
 
 
 # ----------------------------------------------------------------------------- results
@@ -229,9 +237,63 @@ class Connection:
     def synapses(self) -> int:
         return int(self.wt.nnz)
 
+    @cached_property
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The synapses as shared row patterns: what delivery reads (see :func:`row_patterns`)."""
+        return row_patterns(self.wt)
+
+    @cached_property
+    def integral(self) -> bool:
+        """Whether every weight is a finite integer (exact delivery may then apply)."""
+        w = self.wt.data.real
+        return bool(np.isfinite(w).all() and (w == np.round(w)).all())
+
+    @cached_property
+    def abs_fanin(self) -> np.ndarray:
+        """Σ |weight| over each target's structural synapses: a bound on what one step can add."""
+        return np.bincount(self.wt.indices, weights=np.abs(self.wt.data.real), minlength=self.n_tgt)
+
     def weights(self) -> sp.csc_matrix:
         """The real ``[n_tgt, n_src]`` weight matrix (zero-weight synapses kept as explicit zeros)."""
         return sp.csc_matrix((self.wt.data.real.copy(), self.wt.indices, self.wt.indptr), shape=(self.n_tgt, self.n_src))
+
+
+def row_patterns(wt: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of ``wt`` ``[n_src, n_tgt]`` stored once per distinct shape: ``(pattern, base, ptr, offset, weight)``.
+
+    Source ``i`` reaches targets ``base[i] + offset[ptr[p]:ptr[p + 1]]`` with weights
+    ``weight[ptr[p]:ptr[p + 1]]`` where ``p = pattern[i]``, in the row's own (sorted) order.
+    Rows that are translated copies with equal weights (a convolution's interior, every
+    source of a pool window) share one pattern, so the table a spike reads stays in cache:
+    the weight sharing of convolutional connectivity on neuromorphic chips. Weights are the
+    real parts of ``wt`` (float64; ``-0.0`` stored as ``0.0``, which no sum from zero can tell apart).
+    """
+    wt = wt.tocsr()
+    wt.sort_indices()
+    indptr = wt.indptr.astype(np.int64)
+    lens = np.diff(indptr)
+    first = np.zeros(wt.shape[0], dtype=np.int64)
+    first[lens > 0] = wt.indices[indptr[:-1][lens > 0]]
+    rel = wt.indices.astype(np.int64) - np.repeat(first, lens)
+    w = np.ascontiguousarray(wt.data.real, dtype=np.float64) + 0.0
+    rel_b, w_b = rel.tobytes(), w.tobytes()
+    seen: dict[bytes, int] = {}
+    pattern = np.empty(wt.shape[0], dtype=np.int64)
+    keep: list[int] = []
+    for i in range(wt.shape[0]):
+        lo, hi = int(indptr[i]) * 8, int(indptr[i + 1]) * 8
+        key = rel_b[lo:hi] + w_b[lo:hi]
+        p = seen.get(key)
+        if p is None:
+            p = seen[key] = len(keep)
+            keep.append(i)
+        pattern[i] = p
+    rows = np.asarray(keep, dtype=np.int64)
+    ptr = np.zeros(rows.size + 1, dtype=np.int64)
+    np.cumsum(lens[rows], out=ptr[1:])
+    take = np.concatenate([np.arange(indptr[i], indptr[i + 1]) for i in keep]) if keep else np.zeros(0, np.int64)
+    offset_dtype = np.int32 if wt.shape[1] < 2 ** 31 else np.int64
+    return pattern, first, ptr, rel[take].astype(offset_dtype), w[take]
 
 
 def _wired(w: sp.csc_matrix) -> sp.csc_matrix:
@@ -343,6 +405,8 @@ class Plan:
                 b = own_bias if b is None else b + own_bias
             bias[name] = b
             self.shape[name] = out_shape
+        for c in self.connections:  # built here, so that a plan built once carries its whole cost
+            c.arrays  # noqa: B018
 
     def _linear(self, name: str, node: nir.NIRNode, in_shape: tuple[int, ...]) -> tuple[sp.csc_matrix, tuple[int, ...], np.ndarray | None]:
         """The node as a sparse ``[out, in]`` matrix, its output shape and its bias (per output element)."""
@@ -429,44 +493,118 @@ def _bad(name: str, what: str, got: int, want: int) -> None:
     raise KdsnnError(f"NIR node {name!r}: {what} has {got} values, expected {want}")
 
 
-# ----------------------------------------------------------------------------- simulation
+# ----------------------------------------------------------------------------- simulation kernels
+#
+# Compiled once (numba, cached beside the module). Each step costs one pass over the events
+# of each connection (work ∝ events × fan-out) plus one fused pass over each IF population.
+# Floating-point operations are the very ones of a scipy complex sparse product (per target:
+# a zero-started sum of the weights, in event order, then added once to the current), so
+# results are bit-identical to the straightforward sparse formulation.
 
-def _events(src: np.ndarray, values: bool) -> sp.csr_matrix:
-    """The nonzero entries of ``src`` ``[B, n]`` as a complex CSR matrix (values, or ones)."""
-    b_idx, i_idx = np.nonzero(src)
-    indptr = np.zeros(src.shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(b_idx, minlength=src.shape[0]), out=indptr[1:])
-    data = src[b_idx, i_idx].astype(np.complex128) if values else np.ones(b_idx.size, dtype=np.complex128)
-    return sp.csr_matrix((data, i_idx, indptr), shape=src.shape)
+@njit(cache=True, nogil=True)
+def _deliver(ev_cnt: np.ndarray, ev_idx: np.ndarray, ev_val: np.ndarray, mode: int, pattern: np.ndarray,
+             base: np.ndarray, ptr: np.ndarray, offset: np.ndarray, weights: np.ndarray, cur: np.ndarray,
+             recv: np.ndarray, acc: np.ndarray, accv: np.ndarray, mark: np.ndarray,
+             touched: np.ndarray) -> int:  # pragma: no cover - compiled
+    """Add each row ``b``'s events (sources ``ev_idx[b, :ev_cnt[b]]``) through :func:`row_patterns` into ``cur``.
 
-
-def _scatter(y: sp.csr_matrix, cur: np.ndarray, recv: np.ndarray | None) -> int:
-    """Add the real part of ``y`` ``[B, n]`` into ``cur``; mark its entries in ``recv``; return Σ imag.
-
-    Only the stored entries are touched (work ∝ targets reached, not layer size).
+    ``mode`` ``_SPIKES``: per target, ``acc`` sums the weights from zero in event order and is
+    then added once to ``cur``. ``_ANALOG``: the same with weight × value (a sum whose weights
+    and values both cancel to zero is not added, as a sparse product drops it). ``_EXACT``
+    (integer weights and currents, sums provably below 2**52: any order gives the same bits):
+    weights go straight into ``cur``. ``recv`` marks every target a structural synapse reached.
+    Returns the number of events (spikes × structural fan-out).
     """
-    rows = np.repeat(np.arange(y.shape[0], dtype=np.int64) * y.shape[1], np.diff(y.indptr)) + y.indices
-    cur.reshape(-1)[rows] += y.data.real  # CSR rows hold each target at most once: no repeated index
-    if recv is not None:
-        recv.reshape(-1)[rows] = True
-    return int(round(float(y.data.imag.sum())))
-
-
-def _deliver(conn: Connection, src: np.ndarray, analog: bool, cur: np.ndarray, recv: np.ndarray) -> int:
-    """Add the events of ``src`` ``[B, n_src]`` into ``cur`` ``[B, n_tgt]``, mark receivers, return events.
-
-    One sparse product: work ∝ events × fan-out. Analog sources need a second product with
-    unit events to find the receivers (the imaginary part then sums input values).
-    """
-    ones = _events(src, values=False)
-    if not ones.nnz:
-        return 0
-    if not analog:
-        return _scatter(ones @ conn.wt, cur, recv)
-    events = _scatter(ones @ conn.wt, np.zeros_like(cur), recv)
-    _scatter(_events(src, values=True) @ conn.wt, cur, None)
+    events = 0
+    for b in range(cur.shape[0]):
+        nt = 0
+        cur_b, recv_b = cur[b], recv[b]
+        for e in range(ev_cnt[b]):
+            i = ev_idx[b, e]
+            p, at = pattern[i], base[i]
+            lo, hi = ptr[p], ptr[p + 1]
+            events += hi - lo
+            if mode == _EXACT:
+                for k in range(lo, hi):
+                    j = at + offset[k]
+                    cur_b[j] += weights[k]
+                    recv_b[j] = True
+            elif mode == _ANALOG:
+                v = ev_val[b, e]
+                for k in range(lo, hi):
+                    j = at + offset[k]
+                    if not mark[j]:
+                        mark[j] = True
+                        touched[nt] = j
+                        nt += 1
+                    acc[j] += v * weights[k]
+                    accv[j] += v
+            else:
+                for k in range(lo, hi):
+                    j = at + offset[k]
+                    if not mark[j]:
+                        mark[j] = True
+                        touched[nt] = j
+                        nt += 1
+                    acc[j] += weights[k]
+        for q in range(nt):
+            j = touched[q]
+            if mode != _ANALOG or acc[j] != 0.0 or accv[j] != 0.0:
+                cur_b[j] += acc[j]
+            recv_b[j] = True
+            acc[j] = 0.0
+            accv[j] = 0.0
+            mark[j] = False
     return events
 
+
+@njit(cache=True, nogil=True)
+def _update(v: np.ndarray, cur: np.ndarray, r: np.ndarray, scaled: bool, th: np.ndarray, vr: np.ndarray,
+            recv: np.ndarray, spk: np.ndarray, ev_cnt: np.ndarray, ev_idx: np.ndarray, integer: bool,
+            stats: np.ndarray) -> tuple[float, float]:  # pragma: no cover - compiled
+    """One IF step of a population ``[B, n]`` in place: ``h = v + r·cur``; spike iff ``h > θ``; reset.
+
+    Writes the spikes to ``spk`` and, per row, the spiking indices to ``ev_idx`` (count in
+    ``ev_cnt``), adds ``[spikes, active updates, overflow]`` to ``stats``; returns ``(max h, min h)``
+    (NaN if any ``h`` is NaN).
+    """
+    hmax, hmin = -np.inf, np.inf
+    spikes = active = overflow = 0
+    nan = False
+    for b in range(cur.shape[0]):
+        n_ev = 0
+        for j in range(cur.shape[1]):
+            h = v[b, j] + (r[j] * cur[b, j] if scaled else cur[b, j])
+            if integer and (h < V_MIN or h > V_MAX):
+                overflow += 1
+            if h > hmax:
+                hmax = h
+            if h < hmin:
+                hmin = h
+            if h != h:
+                nan = True
+            if h > th[j]:
+                v[b, j] = vr[j]
+                spk[b, j] = 1
+                ev_idx[b, n_ev] = j
+                n_ev += 1
+                active += 1
+            else:
+                v[b, j] = h
+                spk[b, j] = 0
+                if recv[b, j]:
+                    active += 1
+        ev_cnt[b] = n_ev
+        spikes += n_ev
+    stats[0] += spikes
+    stats[1] += active
+    stats[2] += overflow
+    if nan:  # as numpy's max/min: NaN, which then leaves the running maximum as it was
+        return np.nan, np.nan
+    return hmax, hmin
+
+
+# ----------------------------------------------------------------------------- simulation
 
 def _prepare(plan: Plan, meta: dict, x: torch.Tensor | np.ndarray, timesteps: int | None,
              seed: int | None) -> tuple[np.ndarray, bool, int]:
@@ -496,10 +634,11 @@ def _prepare(plan: Plan, meta: dict, x: torch.Tensor | np.ndarray, timesteps: in
         if timesteps and int(timesteps) != x.shape[0]:
             raise KdsnnError(f"input has {x.shape[0]} steps but timesteps={timesteps} was asked for")
         x = x.to(torch.float64)
-        analog = not bool(((x == 0) | (x == 1)).all())
+        xn = x.numpy()
+        analog = not bool(((xn == 0) | (xn == 1)).all())
     else:
         raise KdsnnError(f"input shape {tuple(x.shape)} does not match the graph's input {shape} ([B, ...] or [T, B, ...])")
-    if not torch.isfinite(x).all():
+    if not np.isfinite(x.numpy()).all():  # numpy: torch's threads only add overhead on these small checks
         raise KdsnnError("input contains NaN or infinite values")
     scale = meta.get("input_scale")
     if integer and scale and encoding == "direct":
@@ -539,9 +678,17 @@ def simulate(graph: nir.NIRGraph | Plan, x: torch.Tensor | np.ndarray, timesteps
     n_out = int(np.prod(plan.shape[plan.output]))
     out_seq = np.zeros((t, b, n_out))
     bar = progress_bar(total=t * ((b + chunk - 1) // chunk), desc="simulate", unit="step", enabled=progress)
-    for lo in range(0, b, chunk):
-        _run_chunk(plan, seq[:, lo:lo + chunk], analog, integer, layers, neurons,
-                   {n: s[:, lo:lo + chunk] for n, s in spikes.items()}, out_seq[:, lo:lo + chunk], bar)
+    workers = max(1, min(torch.get_num_threads(), chunk))
+    with ThreadPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+        for lo in range(0, b, chunk):
+            hi = min(lo + chunk, b)
+            parts = np.array_split(np.arange(lo, hi), min(workers, hi - lo))
+            jobs = [(plan, seq[:, r[0]:r[-1] + 1], analog, integer, *_fresh(layers, neurons),
+                     {n: s[:, r[0]:r[-1] + 1] for n, s in spikes.items()}, out_seq[:, r[0]:r[-1] + 1],
+                     bar if k == 0 else None) for k, r in enumerate(parts)]
+            done = [_run_chunk(*jobs[0])] if len(jobs) == 1 else list(pool.map(lambda j: _run_chunk(*j), jobs))
+            for part_layers, part_neurons in done:
+                _merge(layers, neurons, part_layers, part_neurons)
     bar.close()
     for st in neurons.values():
         st.firing_rate = st.spikes / st.updates if st.updates else 0.0
@@ -553,49 +700,113 @@ def simulate(graph: nir.NIRGraph | Plan, x: torch.Tensor | np.ndarray, timesteps
                      readout="spike" if spiking else "membrane", output_seq=out)
 
 
+def _fresh(layers: dict[str, LayerStats], neurons: dict[str, NeuronStats]
+           ) -> tuple[dict[str, LayerStats], dict[str, NeuronStats]]:
+    """Zeroed counters shaped like ``layers`` and ``neurons`` (one set per thread, merged after)."""
+    return ({k: LayerStats(l.source, l.target, l.synapses, analog=l.analog) for k, l in layers.items()},
+            {k: NeuronStats(size=n.size) for k, n in neurons.items()})
+
+
+def _merge(layers: dict[str, LayerStats], neurons: dict[str, NeuronStats], part_layers: dict[str, LayerStats],
+           part_neurons: dict[str, NeuronStats]) -> None:
+    """Add one part's counters into the totals."""
+    for k, l in part_layers.items():
+        layers[k].synops += l.synops
+        layers[k].macs_effective += l.macs_effective
+        layers[k].macs_dense += l.macs_dense
+    for k, n in part_neurons.items():
+        tot = neurons[k]
+        tot.spikes += n.spikes
+        tot.updates += n.updates
+        tot.active_updates += n.active_updates
+        tot.overflow += n.overflow
+        tot.max_abs_membrane = max(tot.max_abs_membrane, n.max_abs_membrane)
+
+
+def _exact(bias: np.ndarray, conns: list[Connection], mode: dict[str, int]) -> bool:
+    """Whether a target's currents are integer sums below :data:`EXACT_BOUND` (bias included)."""
+    if not conns or any(mode[c.name] != _SPIKES or not c.integral for c in conns):
+        return False
+    if not (np.isfinite(bias).all() and (bias == np.round(bias)).all()):
+        return False
+    bound = np.abs(bias) + sum(c.abs_fanin for c in conns)
+    return bool(bound.size == 0 or bound.max() < EXACT_BOUND)
+
+
 def _run_chunk(plan: Plan, seq: np.ndarray, analog: bool, integer: bool, layers: dict[str, LayerStats],
-               neurons: dict[str, NeuronStats], spikes: dict[str, np.ndarray], out_seq: np.ndarray, bar) -> None:
+               neurons: dict[str, NeuronStats], spikes: dict[str, np.ndarray], out_seq: np.ndarray,
+               bar) -> tuple[dict[str, LayerStats], dict[str, NeuronStats]]:
+    """Simulate rows of the batch step by step, populations in order; returns the counters it added to.
+
+    Rows are independent, so threads may run disjoint rows (the compiled kernels release the GIL).
+    """
     t, b = seq.shape[0], seq.shape[1]
     nodes = plan.graph.nodes
     incoming: dict[str, list[Connection]] = {n: [] for n in plan.populations}
     for c in plan.connections:
         incoming[c.target].append(c)
+    n_max = max([c.n_tgt for c in plan.connections], default=0)
+    acc, accv = np.zeros(n_max), np.zeros(n_max)  # per-target scratch of _deliver, left zeroed by it
+    mark, touched = np.zeros(n_max, dtype=np.bool_), np.zeros(n_max, dtype=np.int64)
+    n_in = seq.shape[2]
+    events: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {  # per source: counts, indices, values
+        n: (np.zeros(b, dtype=np.int64), np.zeros((b, st.size), dtype=np.int64), np.zeros((b, 0)))
+        for n, st in neurons.items()}
     v = {n: np.zeros((b, st.size)) for n, st in neurons.items()}
-    params = {n: (_param(nodes[n], "r", st.size, 1.0), _param(nodes[n], "v_threshold", st.size, 1.0),
-                  _param(nodes[n], "v_reset", st.size, 0.0)) for n, st in neurons.items()}
+    params = {n: (np.ascontiguousarray(_param(nodes[n], "r", st.size, 1.0)),
+                  np.ascontiguousarray(_param(nodes[n], "v_threshold", st.size, 1.0)),
+                  np.ascontiguousarray(_param(nodes[n], "v_reset", st.size, 0.0))) for n, st in neurons.items()}
+    scaled = {n: bool(np.any(p[0] != 1)) for n, p in params.items()}
+    counts = {n: np.zeros(3, dtype=np.int64) for n in neurons}  # spikes, active updates, overflow
+    mode = {c.name: _ANALOG if analog and c.source == plan.input else _SPIKES for c in plan.connections}
+    for name, conns in incoming.items():
+        if _exact(plan.target_bias[name], conns, mode):
+            mode.update((c.name, _EXACT) for c in conns)
     for step in range(t):
-        state: dict[str, np.ndarray] = {plan.input: seq[step]}
+        x = seq[step]
+        state: dict[str, np.ndarray] = {plan.input: x}
+        b_idx, i_idx = np.nonzero(x)
+        ev_cnt = np.bincount(b_idx, minlength=b).astype(np.int64)
+        ev_idx = np.zeros((b, n_in), dtype=np.int64)
+        ev_val = np.zeros((b, n_in))
+        col = np.arange(b_idx.size) - np.repeat(np.cumsum(ev_cnt) - ev_cnt, ev_cnt)
+        ev_idx[b_idx, col] = i_idx
+        ev_val[b_idx, col] = x[b_idx, i_idx]
+        events[plan.input] = (ev_cnt, ev_idx, ev_val)
         for name in plan.populations:
             size = plan.target_bias[name].size
             cur = np.empty((b, size))
             cur[:] = plan.target_bias[name]
-            recv = np.zeros((b, size), dtype=bool)
+            recv = np.zeros((b, size), dtype=np.bool_)
             for c in incoming[name]:
-                is_analog = analog and c.source == plan.input
-                events = _deliver(c, state[c.source], is_analog, cur, recv)
+                cnt, idx, val = events[c.source]
+                n_ev = _deliver(cnt, idx, val, mode[c.name], *c.arrays, cur, recv, acc, accv, mark, touched)
                 st = layers[c.name]
-                if is_analog:
-                    st.macs_effective += events
+                if mode[c.name] == _ANALOG:
+                    st.macs_effective += n_ev
                     st.macs_dense += c.synapses * b
                 else:
-                    st.synops += events
+                    st.synops += n_ev
             if name == plan.output:
                 for p in plan.passthrough:
                     cur += state[p]
                 out_seq[step] = cur
                 continue
             r, th, vr = params[name]
-            h = v[name] + (cur if not np.any(r != 1) else r * cur)
-            s = h > th
+            cnt, idx, _ = events[name]
+            spk = spikes[name][step]
+            hmax, hmin = _update(v[name], cur, r, scaled[name], th, vr, recv, spk, cnt, idx, integer, counts[name])
             st = neurons[name]
-            if integer:
-                st.overflow += int(np.count_nonzero((h < V_MIN) | (h > V_MAX)))
-            if h.size:
-                st.max_abs_membrane = max(st.max_abs_membrane, float(h.max()), -float(h.min()))
-            v[name] = np.where(s, vr, h)
-            st.spikes += int(np.count_nonzero(s))
-            st.updates += s.size
-            st.active_updates += int(np.count_nonzero(recv | s))
-            spikes[name][step] = s
-            state[name] = s
-        bar.update(1)
+            if size:
+                st.max_abs_membrane = max(st.max_abs_membrane, float(hmax), -float(hmin))
+            st.updates += spk.size
+            state[name] = spk
+        if bar is not None:
+            bar.update(1)
+    for n, st in neurons.items():
+        spk_n, active, overflow = (int(v_) for v_ in counts[n])
+        st.spikes += spk_n
+        st.active_updates += active
+        if integer:
+            st.overflow += overflow
+    return layers, neurons

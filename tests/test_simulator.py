@@ -353,7 +353,8 @@ def test_bad_input_and_unsupported_nodes_raise(batch4):
         simulate(bad, torch.ones(1, 1, 1, 3, 3))
 
 
-def test_progress_bar_and_dict_summary(batch4, capsys):
+def test_progress_bar_and_dict_summary(batch4, capsys, monkeypatch):
+    monkeypatch.setenv("KDSNN_PROGRESS", "1")  # bars are hidden when stderr is not a terminal
     _, q = _graphs("snn_2conv")
     r = simulate(q, batch4[:2], progress=True)
     assert "simulate" in capsys.readouterr().err
