@@ -53,6 +53,8 @@ def _train_handler(kind: str) -> Handler:
         if "out" not in opts:
             opts["out"] = f"runs/{kind}-{opts.get('arch')}-{opts.get('dataset', 'digits')}"
         result = train(TrainConfig(**opts), kind)
+        if result.get("rank", 0) != 0:
+            return 0  # under torchrun only rank 0 reports
         _print_result(a, result, f"{kind} {result['arch']}: test accuracy {result['accuracy']:.4f}  checkpoint {result['checkpoint']}")
         return 0
     return run

@@ -98,6 +98,15 @@ class _Distributed:
             for buf in module.buffers():
                 dist.broadcast(buf, 0)
 
+    def replicas_identical(self, module: nn.Module) -> bool:
+        """Whether every rank holds bit-identical parameters and buffers (checksums gathered)."""
+        with torch.no_grad():
+            flat = torch.cat([t.detach().double().flatten().cpu() for t in module.state_dict().values()])
+            mine = torch.stack([flat.sum(), (flat * torch.arange(1, flat.numel() + 1, dtype=torch.float64)).sum()])
+        gathered = [torch.zeros_like(mine) for _ in range(self.world)]
+        dist.all_gather(gathered, mine.to(self.device) if self.device.type == "cuda" else mine)
+        return all(torch.equal(g.cpu(), gathered[0].cpu()) for g in gathered)
+
     def barrier(self) -> None:
         if self.world > 1:
             dist.barrier()
@@ -262,5 +271,7 @@ def train(cfg: TrainConfig, kind: str) -> dict[str, Any]:
     result.update(arch=cfg.arch, dataset=cfg.dataset, kind=kind, finished=result["epoch"] >= cfg.epochs)
     if kind == "student":
         result.update(kd=cfg.kd, timesteps=cfg.timesteps)
+    if ddp.world > 1:
+        result.update(world_size=ddp.world, rank=ddp.rank, replicas_identical=ddp.replicas_identical(step_module))
     ddp.close()
     return result
