@@ -39,6 +39,28 @@ def norse_supports(graph: nir.NIRGraph) -> tuple[bool, str]:
     return True, ""
 
 
+def step_per_sample(module: torch.nn.Module, seq: torch.Tensor, record: list[str] | None = None
+                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Run a Norse/nirtorch module step by step on each unbatched sample of ``seq`` ``[T, B, ...]``.
+
+    Returns the output sequence ``[T, B, ...]`` and the per-step outputs of the nodes in
+    ``record`` (``from_nir``'s GraphExecutor caches every node's output in its state).
+    """
+    outs, nodes = [], {n: [] for n in record or []}
+    with torch.no_grad():
+        for b in range(seq.shape[1]):
+            state, per, per_node = None, [], {n: [] for n in nodes}
+            for t in range(seq.shape[0]):
+                out, state = module(seq[t, b], state)
+                per.append(out)
+                for n in per_node:
+                    per_node[n].append(state.cache[n])
+            outs.append(torch.stack(per))
+            for n in nodes:
+                nodes[n].append(torch.stack(per_node[n]))
+    return torch.stack(outs, 1), {n: torch.stack(v, 1) for n, v in nodes.items()}
+
+
 def run_norse(graph: nir.NIRGraph, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Logits and per-IF-node spikes ``[T, B, ...]`` of ``graph`` run by Norse on ``x``."""
     ok, why = norse_available()
@@ -50,23 +72,11 @@ def run_norse(graph: nir.NIRGraph, x: torch.Tensor) -> tuple[torch.Tensor, dict[
     import norse.torch as norse
 
     snn = GraphSNN(graph)
-    seq = snn.prepare_input(x).float()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         module = norse.from_nir(graph)
     if_nodes = [n for n in snn.order if isinstance(graph.nodes[n], nir.IF)]
-    outs, spikes = [], {n: [] for n in if_nodes}
-    with torch.no_grad():
-        for b in range(seq.shape[1]):
-            state, per, per_node = None, [], {n: [] for n in if_nodes}
-            for t in range(seq.shape[0]):
-                out, state = module(seq[t, b], state)
-                per.append(out)
-                for n in if_nodes:
-                    per_node[n].append(state.cache[n])
-            outs.append(torch.stack(per))
-            for n in if_nodes:
-                spikes[n].append(torch.stack(per_node[n]))
-    out_seq = torch.stack(outs, 1).double()
+    out_seq, spikes = step_per_sample(module, snn.prepare_input(x).float(), if_nodes)
+    out_seq = out_seq.double()
     logits = (out_seq.sum(0) if snn.spiking_output else out_seq.mean(0)) * snn.output_scale
-    return logits, {n: torch.stack(v, 1).double() for n, v in spikes.items()}
+    return logits, {n: v.double() for n, v in spikes.items()}

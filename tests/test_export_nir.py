@@ -246,23 +246,9 @@ def _quiet(fn, *args):
 
 
 def _step_per_sample(module, seq: torch.Tensor, record: list[str] | None = None):
-    """Run a Norse/nirtorch module step by step on each unbatched sample of ``seq`` ``[T, B, ...]``.
+    from kdsnn.deploy.norse_backend import step_per_sample
 
-    Returns the output sequence ``[T, B, ...]`` and, for ``from_nir``'s GraphExecutor, the
-    per-step outputs of the nodes in ``record`` (it caches every node's output in its state).
-    """
-    outs, nodes = [], {n: [] for n in record or []}
-    for b in range(seq.shape[1]):
-        state, per, per_node = None, [], {n: [] for n in nodes}
-        for t in range(seq.shape[0]):
-            out, state = module(seq[t, b], state)
-            per.append(out)
-            for n in per_node:
-                per_node[n].append(state.cache[n])
-        outs.append(torch.stack(per))
-        for n in nodes:
-            nodes[n].append(torch.stack(per_node[n]))
-    return torch.stack(outs, 1), {n: torch.stack(v, 1) for n, v in nodes.items()}
+    return step_per_sample(module, seq, record)
 
 
 def _logits(seq: torch.Tensor, spiking: bool, scale: float) -> torch.Tensor:
