@@ -67,6 +67,19 @@ def if_multistep_reference(
     return torch.stack(out), v
 
 
+def _empty_sequence(x_seq: torch.Tensor) -> torch.Tensor:
+    """An uninitialized ``[T, B, ...]`` tensor laid out like one step of ``x_seq``: channels-last
+    maps stay channels-last (also when ``x_seq`` is one step expanded over T), so the next
+    convolution reads them without a reorder."""
+    step = x_seq[0]
+    if x_seq.dim() == 5 and step.is_contiguous(memory_format=torch.channels_last) and not step.is_contiguous():
+        t, b = x_seq.shape[:2]
+        flat = torch.empty((t * b, *x_seq.shape[2:]), dtype=x_seq.dtype, device=x_seq.device,
+                           memory_format=torch.channels_last)
+        return flat.view(x_seq.shape)
+    return torch.empty(x_seq.shape, dtype=x_seq.dtype, device=x_seq.device)
+
+
 class _MultiStepIF(torch.autograd.Function):
     """All T steps in one autograd node: forward keeps only the pre-reset membranes ``h[t]``;
     backward runs the recurrence in reverse by hand. Same values and gradients as
@@ -75,7 +88,7 @@ class _MultiStepIF(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_seq: torch.Tensor, p: IFParams) -> torch.Tensor:  # type: ignore[override]
         steps = x_seq.shape[0]
-        h_all = torch.empty(x_seq.shape, dtype=x_seq.dtype, device=x_seq.device)
+        h_all = _empty_sequence(x_seq)
         s_all = torch.empty_like(h_all)
         fired = torch.empty(x_seq.shape[1:], dtype=torch.bool, device=x_seq.device)
         v = torch.empty_like(h_all[0])

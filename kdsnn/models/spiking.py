@@ -125,6 +125,7 @@ class SpikingNet(nn.Module):
         self.taps = dict(taps)
         self.timesteps = timesteps
         self.encoding = encoding
+        self.to(memory_format=torch.channels_last)  # conv weights NHWC, like the activations (faster convs)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         t = self.timesteps
@@ -133,6 +134,9 @@ class SpikingNet(nn.Module):
         return x.unsqueeze(0).expand(t, *x.shape)
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
+        if x.dim() == 4:
+            # NHWC: oneDNN's convolutions (and cuDNN's) run faster on it; values are unchanged
+            x = x.contiguous(memory_format=torch.channels_last)
         tap_at = {i: name for name, i in self.taps.items()}
         features: dict[str, torch.Tensor] = {}
         first = 0
