@@ -18,9 +18,9 @@ test: $(STAMP)
 	$(PY) -m pytest tests
 
 bench: $(STAMP)
-	$(PY) bench/accuracy.py
-	$(PY) bench/train_throughput.py
-	$(PY) bench/simulator.py
+	$(PY) bench/accuracy.py --write docs/benchmarks.md
+	$(PY) bench/train_throughput.py --write docs/benchmarks.md
+	$(PY) bench/simulator.py --write docs/benchmarks.md
 
 clean:
 	rm -rf .venv runs build *.egg-info
