@@ -177,6 +177,8 @@ def train(cfg: TrainConfig, kind: str) -> dict[str, Any]:
     spec = _model_spec(cfg, ds)
     torch.manual_seed(cfg.seed)
     model = build_model(**{k: (tuple(v) if k == "input_shape" else v) for k, v in spec.items()}).to(device)
+    if hasattr(model, "set_layout"):
+        model.set_layout(device.type)
 
     teacher = None
     loss_fn = None
