@@ -2,12 +2,10 @@
 import json
 import os
 from html.parser import HTMLParser
-from pathlib import Path
 
 import nir
 import numpy as np
 import pytest
-import torch
 
 from kdsnn.cli import main
 from kdsnn.trainer import TrainConfig, train
