@@ -31,7 +31,7 @@ import torch
 from numba import njit
 
 from kdsnn.errors import KdsnnError
-from kdsnn.export.graph import get_meta, predecessors, topological_order
+from kdsnn.export.graph import get_meta, pair, predecessors, topological_order
 from kdsnn.progress import progress as progress_bar
 
 SUPPORTED = (nir.Input, nir.Output, nir.Conv2d, nir.Affine, nir.Linear, nir.Scale, nir.SumPool2d, nir.AvgPool2d,
@@ -108,21 +108,17 @@ class SimResult:
 
 # ----------------------------------------------------------------------------- connectivity
 
-def _pair(v: Any) -> tuple[int, int]:
-    a = np.atleast_1d(np.asarray(v)).astype(int).tolist()
-    return (a[0], a[0]) if len(a) == 1 else (a[0], a[1])
-
 
 def _conv_pads(node: nir.Conv2d, k: tuple[int, int], d: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
     """(top, bottom), (left, right) zero padding of a Conv2d, strings resolved as PyTorch does."""
     if isinstance(node.padding, str):
         if node.padding == "valid":
             return (0, 0), (0, 0)
-        if _pair(node.stride) != (1, 1):
+        if pair(node.stride) != (1, 1):
             raise KdsnnError("Conv2d padding 'same' needs stride 1 (as in PyTorch)")
         tot = [d[i] * (k[i] - 1) for i in range(2)]
         return (tot[0] // 2, tot[0] - tot[0] // 2), (tot[1] // 2, tot[1] - tot[1] // 2)
-    p = _pair(node.padding)
+    p = pair(node.padding)
     return (p[0], p[0]), (p[1], p[1])
 
 
@@ -145,7 +141,7 @@ def conv_matrix(node: nir.Conv2d, in_shape: tuple[int, int, int]) -> tuple[sp.cs
     c, h, wd = in_shape
     if cin_g * groups != c or cout % groups:
         raise KdsnnError(f"Conv2d weight {w.shape} with groups={groups} does not fit an input of {c} channels")
-    (sy, sx), (dy, dx) = _pair(node.stride), _pair(node.dilation)
+    (sy, sx), (dy, dx) = pair(node.stride), pair(node.dilation)
     (pt, pb), (pl, pr) = _conv_pads(node, (kh, kw), (dy, dx))
     ho = (h + pt + pb - dy * (kh - 1) - 1) // sy + 1
     wo = (wd + pl + pr - dx * (kw - 1) - 1) // sx + 1
@@ -173,7 +169,7 @@ def pool_matrix(node: nir.SumPool2d | nir.AvgPool2d, in_shape: tuple[int, int, i
     if len(in_shape) != 3:
         raise KdsnnError(f"pooling needs a (C, H, W) input, got shape {in_shape}")
     c, h, wd = in_shape
-    (kh, kw), (sy, sx), (py, px) = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
+    (kh, kw), (sy, sx), (py, px) = pair(node.kernel_size), pair(node.stride), pair(node.padding)
     ho, wo = (h + 2 * py - kh) // sy + 1, (wd + 2 * px - kw) // sx + 1
     if ho < 1 or wo < 1:
         raise KdsnnError(f"pooling kernel {kh}×{kw} does not fit its {h}×{wd} input")
@@ -414,8 +410,8 @@ class Plan:
         if isinstance(node, nir.Conv2d):
             if len(in_shape) != 3:
                 raise KdsnnError(f"Conv2d {name!r} needs a (C, H, W) input, got shape {in_shape}")
-            if node.input_shape is not None and tuple(_pair(node.input_shape)) != tuple(in_shape[1:]):
-                raise KdsnnError(f"Conv2d {name!r} declares input {tuple(_pair(node.input_shape))} but receives {in_shape[1:]}")
+            if node.input_shape is not None and tuple(pair(node.input_shape)) != tuple(in_shape[1:]):
+                raise KdsnnError(f"Conv2d {name!r} declares input {tuple(pair(node.input_shape))} but receives {in_shape[1:]}")
             m, out = conv_matrix(node, in_shape)  # type: ignore[arg-type]
             b = np.asarray(node.bias, dtype=np.float64).ravel()
             if b.size not in (1, out[0]):

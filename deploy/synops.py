@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdsnn.errors import KdsnnError
-from kdsnn.export.graph import SYNAPTIC, predecessors
+from kdsnn.export.graph import SYNAPTIC, pair, predecessors
 from kdsnn.export.runtime import GraphRun, GraphSNN
 
 POOLS = (nir.SumPool2d, nir.AvgPool2d)
@@ -63,10 +63,6 @@ class SynopsCount:
 
 # ----------------------------------------------------------------------------- fan-out maps
 
-def _pair(v) -> tuple[int, int]:
-    a = np.atleast_1d(np.asarray(v)).astype(int).tolist()
-    return (a[0], a[0]) if len(a) == 1 else (a[0], a[1])
-
 
 def conv_fanout(in_hw: tuple[int, int], out_hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
                 pads: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> torch.Tensor:
@@ -89,12 +85,12 @@ def _conv_pads(padding, kernel: tuple[int, int], dilation: tuple[int, int]) -> t
         if padding == "valid":
             return 0, 0
         return tuple(dilation[i] * (kernel[i] - 1) // 2 for i in range(2))  # type: ignore[return-value]
-    return _pair(padding)
+    return pair(padding)
 
 
 def pool_back(fan: torch.Tensor, in_shape: tuple[int, ...], kernel, stride, padding) -> torch.Tensor:
     """Fan-out after a non-overlapping pool → fan-out of the pool's input positions."""
-    k, s, p = _pair(kernel), _pair(stride), _pair(padding)
+    k, s, p = pair(kernel), pair(stride), pair(padding)
     if k != s or p != (0, 0):
         raise KdsnnError(f"the PyTorch-side counter handles non-overlapping pooling only (kernel = stride, no padding); "
                          f"got kernel {k}, stride {s}, padding {p}")
@@ -108,7 +104,7 @@ def pool_back(fan: torch.Tensor, in_shape: tuple[int, ...], kernel, stride, padd
 def _layer_fanout_graph(node: nir.NIRNode, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> torch.Tensor:
     if isinstance(node, nir.Conv2d):
         w = np.asarray(node.weight)
-        k, s, d = (w.shape[2], w.shape[3]), _pair(node.stride), _pair(node.dilation)
+        k, s, d = (w.shape[2], w.shape[3]), pair(node.stride), pair(node.dilation)
         sp_map = conv_fanout(in_shape[1:], out_shape[1:], k, s, _conv_pads(node.padding, k, d), d)
         return (w.shape[0] // int(node.groups)) * sp_map.expand(in_shape[0], *sp_map.shape).clone()
     if isinstance(node, (nir.Affine, nir.Linear)):
@@ -266,7 +262,7 @@ def count_student(model: nn.Module, x: torch.Tensor) -> SynopsCount:
             chain.append((kind, shape, block if kind == "pool" else None))
             if kind == "pool":
                 p = block.pool
-                k, s = _pair(p.kernel_size), _pair(p.stride or p.kernel_size)
+                k, s = pair(p.kernel_size), pair(p.stride or p.kernel_size)
                 shape = (shape[0], (shape[1] - k[0]) // s[0] + 1, (shape[2] - k[1]) // s[1] + 1)
             else:
                 shape = (int(np.prod(shape)),)

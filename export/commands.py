@@ -58,7 +58,7 @@ def _require(a: argparse.Namespace, *names: str) -> None:
 
 
 def _dataset(a: argparse.Namespace, ckpt: dict[str, Any]) -> str:
-    from .student import checkpoint_dataset
+    from kdsnn.checkpoint import checkpoint_dataset
 
     return checkpoint_dataset(ckpt, a.dataset, str(a.checkpoint))
 

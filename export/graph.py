@@ -33,6 +33,12 @@ from .fold import fold_bn
 SYNAPTIC = (nir.Conv2d, nir.Affine, nir.Linear, nir.Scale)
 
 
+def pair(v) -> tuple[int, int]:
+    """A NIR size/stride/padding field (scalar or 2-vector) as ``(h, w)`` integers."""
+    a = np.atleast_1d(np.asarray(v)).astype(int).tolist()
+    return (a[0], a[0]) if len(a) == 1 else (a[0], a[1])
+
+
 def get_meta(graph: nir.NIRGraph) -> dict[str, Any]:
     """Our metadata, or ``{}`` for a graph another tool wrote."""
     raw = (graph.metadata or {}).get("kdsnn")

@@ -19,7 +19,7 @@ from torch import nn
 from kdsnn.errors import KdsnnError
 from kdsnn.models.output import ModelOutput
 
-from .graph import get_meta, predecessors, topological_order
+from .graph import get_meta, pair, predecessors, topological_order
 
 SUPPORTED = (nir.Input, nir.Output, nir.Conv2d, nir.Affine, nir.Linear, nir.Scale, nir.SumPool2d, nir.AvgPool2d,
              nir.Flatten, nir.IF)
@@ -32,10 +32,6 @@ class GraphRun(NamedTuple):
     outputs: dict[str, torch.Tensor]
     output_seq: torch.Tensor
 
-
-def _pair(v) -> tuple[int, int]:
-    a = np.atleast_1d(np.asarray(v)).astype(int).tolist()
-    return (a[0], a[0]) if len(a) == 1 else (a[0], a[1])
 
 
 def _param(node: nir.NIRNode, name: str, dtype: torch.dtype) -> torch.Tensor:
@@ -135,8 +131,8 @@ class GraphSNN(nn.Module):
             return self._if(x, p)
         flat = x.flatten(0, 1)
         if isinstance(node, nir.Conv2d):
-            pad = node.padding if isinstance(node.padding, str) else _pair(node.padding)
-            y = F.conv2d(flat, p["weight"], p["bias"], _pair(node.stride), pad, _pair(node.dilation), int(node.groups))
+            pad = node.padding if isinstance(node.padding, str) else pair(node.padding)
+            y = F.conv2d(flat, p["weight"], p["bias"], pair(node.stride), pad, pair(node.dilation), int(node.groups))
         elif isinstance(node, nir.Affine):
             y = F.linear(flat, p["weight"], p["bias"])
         elif isinstance(node, nir.Linear):
@@ -144,7 +140,7 @@ class GraphSNN(nn.Module):
         elif isinstance(node, nir.Scale):
             y = flat * p["scale"]
         elif isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
-            k, s, pd = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
+            k, s, pd = pair(node.kernel_size), pair(node.stride), pair(node.padding)
             y = F.avg_pool2d(flat, k, s, pd, divisor_override=1 if isinstance(node, nir.SumPool2d) else None)
         elif isinstance(node, nir.Flatten):
             out_type = node.output_type.get("output") if node.output_type else None

@@ -29,16 +29,6 @@ class StudentGraphs:
     graph: nir.NIRGraph  # quantized (integer, or fake-quantized float), or the float graph
 
 
-def checkpoint_dataset(ckpt: dict[str, Any], dataset: str | None, source: str) -> str:
-    """The data set to use (the checkpoint's unless given), checked against the model's shapes."""
-    name = dataset or ckpt.get("dataset", "digits")
-    ds, spec = data.spec(name), checkpoint.model_spec(ckpt)
-    if tuple(spec["input_shape"]) != ds.input_shape or spec["classes"] != ds.classes:
-        raise KdsnnError(f"{source} expects {spec['input_shape']} inputs / {spec['classes']} classes; "
-                         f"{name} has {list(ds.input_shape)} / {ds.classes}")
-    return name
-
-
 def load_student_graphs(path: str, bits: int = 8, integer: bool = True, quantized: bool = True,
                         dataset: str | None = None, data_root: str | None = None) -> StudentGraphs:
     """Load a student checkpoint, fold BN, and quantize (calibrating the input step if needed)."""
@@ -46,7 +36,7 @@ def load_student_graphs(path: str, bits: int = 8, integer: bool = True, quantize
     if not isinstance(model, SpikingNet):
         raise KdsnnError(f"{path} holds the ANN {ckpt['model_spec']['arch']}; only student SNNs "
                          "(`kdsnn distill` checkpoints) are deployed")
-    name = checkpoint_dataset(ckpt, dataset, str(path))
+    name = checkpoint.checkpoint_dataset(ckpt, dataset, str(path))
     pre = ckpt.get("preprocessing") or data.spec(name).preprocessing()
     float_graph = student_to_graph(model, pre, extra={"arch": ckpt["model_spec"]["arch"], "dataset": name,
                                                       "source": str(path)})

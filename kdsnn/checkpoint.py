@@ -63,3 +63,15 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     except (KeyError, RuntimeError) as exc:
         raise KdsnnError(f"{path}: checkpoint does not match its architecture ({str(exc).splitlines()[0][:120]})") from None
     return model.eval(), ckpt
+
+
+def checkpoint_dataset(ckpt: dict[str, Any], dataset: str | None, source: str) -> str:
+    """The data set to use (the checkpoint's unless given), checked against the model's shapes."""
+    from . import data
+
+    name = dataset or ckpt.get("dataset", "digits")
+    ds, spec = data.spec(name), model_spec(ckpt)
+    if tuple(spec["input_shape"]) != ds.input_shape or spec["classes"] != ds.classes:
+        raise KdsnnError(f"{source} expects {spec['input_shape']} inputs / {spec['classes']} classes; "
+                         f"{name} has {list(ds.input_shape)} / {ds.classes}")
+    return name

@@ -68,12 +68,8 @@ def _evaluate(a: argparse.Namespace) -> int:
 
     device = resolve_device(a.device)
     model, ckpt = checkpoint.load_model(a.checkpoint, device)
-    dataset = a.dataset or ckpt.get("dataset", "digits")
+    dataset = checkpoint.checkpoint_dataset(ckpt, a.dataset, a.checkpoint)
     spec = checkpoint.model_spec(ckpt)
-    ds = data.spec(dataset)
-    if tuple(spec["input_shape"]) != ds.input_shape or spec["classes"] != ds.classes:
-        raise KdsnnError(f"{a.checkpoint} expects {spec['input_shape']} inputs / {spec['classes']} classes; "
-                         f"{dataset} has {list(ds.input_shape)} / {ds.classes}")
     test = data.load(dataset, "test", a.data_root, noise=a.noise, noise_seed=a.seed)
     torch.manual_seed(a.seed)
     acc = evaluate(model.to(device), test, device, desc="evaluate")

@@ -55,10 +55,12 @@ def if_step(x: torch.Tensor, v: torch.Tensor, p: IFParams) -> tuple[torch.Tensor
     return s, v_new
 
 
-def if_multistep_reference(
+def if_multistep(
     x_seq: torch.Tensor, p: IFParams, v0: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`if_step` looped over T with autograd through every step (the definition)."""
+    """Run IF over ``x_seq`` ``[T, B, ...]`` from ``v0`` (rest by default): :func:`if_step` looped
+    over T, with autograd through every step and the final membrane. Returns (spikes
+    ``[T, B, ...]``, last membrane). :class:`IFNeuron` trains with the fused equivalent."""
     v = torch.zeros_like(x_seq[0]) if v0 is None else v0
     out = []
     for t in range(x_seq.shape[0]):
@@ -83,7 +85,7 @@ def _empty_sequence(x_seq: torch.Tensor) -> torch.Tensor:
 class _MultiStepIF(torch.autograd.Function):
     """All T steps in one autograd node: forward keeps only the pre-reset membranes ``h[t]``;
     backward runs the recurrence in reverse by hand. Same values and gradients as
-    :func:`if_multistep_reference`, with a fraction of its autograd overhead and memory."""
+    :func:`if_multistep`, with a fraction of its autograd overhead and memory."""
 
     @staticmethod
     def forward(ctx, x_seq: torch.Tensor, p: IFParams) -> torch.Tensor:  # type: ignore[override]
@@ -162,22 +164,6 @@ def _backward_whole_sequence(h_all, s_all, grad_s, p: IFParams, param: float) ->
     return grad_x
 
 
-def if_multistep(
-    x_seq: torch.Tensor, p: IFParams, v0: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run IF over ``x_seq`` of shape ``[T, B, ...]``; returns (spikes ``[T, B, ...]``, last membrane).
-
-    Training (gradients needed, rest initial state) takes the fused path; everything else,
-    and any call that needs the final membrane's gradient, uses the step-by-step definition.
-    """
-    if v0 is None and x_seq.requires_grad and torch.is_grad_enabled():
-        spikes = _MultiStepIF.apply(x_seq, p)
-        with torch.no_grad():
-            _, v = if_multistep_reference(x_seq.detach(), p)
-        return spikes, v
-    return if_multistep_reference(x_seq, p, v0)
-
-
 class IFNeuron(nn.Module):
     """Multi-step IF layer: ``[T, B, ...]`` currents in, ``[T, B, ...]`` spikes out.
 
@@ -192,7 +178,7 @@ class IFNeuron(nn.Module):
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         if x_seq.requires_grad and torch.is_grad_enabled():
             return _MultiStepIF.apply(x_seq, self.params)
-        return if_multistep_reference(x_seq, self.params)[0]
+        return if_multistep(x_seq, self.params)[0]
 
     def step(self, x: torch.Tensor, v: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One step with explicit state; ``v=None`` starts from rest (``v = 0``)."""

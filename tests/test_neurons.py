@@ -94,13 +94,11 @@ def test_bad_params():
 @pytest.mark.parametrize("surrogate", ["sigmoid", "arctan", "rectangular"])
 def test_fused_multistep_matches_step_by_step_autograd(reset, detach, surrogate):
     """The fused training path against autograd through :func:`if_step` (a second method)."""
-    from kdsnn.neurons import if_multistep_reference
-
     p = IFParams(reset=reset, detach_reset=detach, surrogate=surrogate)
     torch.manual_seed(1)
     x = (torch.rand(5, 4, 7) * 1.6 - 0.2).requires_grad_()
     w = torch.randn(5, 4, 7)
-    s_ref, _ = if_multistep_reference(x, p)
+    s_ref, _ = if_multistep(x, p)
     (s_ref * w).sum().backward()
     g_ref = x.grad.clone()
     x.grad = None
@@ -114,13 +112,13 @@ def test_fused_multistep_matches_step_by_step_autograd(reset, detach, surrogate)
 def test_cpu_and_cuda_backward_strategies_agree(reset, detach):
     """The CUDA strategy (whole sequence at once) runs on any device: hold it to the CPU one
     and to autograd through if_step, so CI checks the code a GPU run takes."""
-    from kdsnn.neurons import _backward_step_buffers, _backward_whole_sequence, if_multistep_reference
+    from kdsnn.neurons import _backward_step_buffers, _backward_whole_sequence
 
     p = IFParams(reset=reset, detach_reset=detach)
     torch.manual_seed(2)
     x = (torch.rand(4, 3, 6) * 1.6 - 0.2).requires_grad_()
     w = torch.randn(4, 3, 6)
-    s_ref, _ = if_multistep_reference(x, p)
+    s_ref, _ = if_multistep(x, p)
     (s_ref * w).sum().backward()
     # rebuild the saved tensors of the fused forward: pre-reset membranes and spikes
     h, v, hs = None, torch.zeros(3, 6), []
