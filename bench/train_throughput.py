@@ -24,6 +24,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._doc import replace_section  # noqa: E402
 from kdsnn.models.spiking import AvgPool, ConvBNIF, Flatten, Readout, SpikingNet  # noqa: E402
+from kdsnn.memory import keep_freed_memory  # noqa: E402
 from kdsnn.neurons import IFParams  # noqa: E402
 
 BATCH, T = 32, 4
@@ -111,6 +112,8 @@ def child(name: str, steps: int) -> None:
     # ru_maxrss survives exec (it would report the parent's peak): reset the high-water mark.
     Path("/proc/self/clear_refs").write_text("5")
     torch.set_num_threads(2)
+    if DEVICE.type == "cpu":
+        keep_freed_memory()
     step = make_step(name)
     for _ in range(steps):
         step()
@@ -139,6 +142,8 @@ def main() -> None:
         return child(a.child, a.warmup + 2)
     torch.set_num_threads(2)
     torch.manual_seed(0)
+    if DEVICE.type == "cpu":  # as kdsnn's trainer does, for every model of this process alike
+        keep_freed_memory()
     names = ["kdsnn-snn", "ann", "ann-nhwc"]
     try:
         import norse.torch  # noqa: F401

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from . import if_kernels
 from .errors import KdsnnError
 from .surrogate import SURROGATES, SURROGATES_INPLACE, spike
 
@@ -92,6 +93,11 @@ class _MultiStepIF(torch.autograd.Function):
         steps = x_seq.shape[0]
         h_all = _empty_sequence(x_seq)
         s_all = torch.empty_like(h_all)
+        ctx.p = p
+        if if_kernels.supported(x_seq) and if_kernels.supported(h_all):  # CPU: one compiled pass
+            if_kernels.if_forward(x_seq, h_all, s_all, p.threshold, p.reset == "hard", p.v_reset)
+            ctx.save_for_backward(h_all, s_all)
+            return s_all
         fired = torch.empty(x_seq.shape[1:], dtype=torch.bool, device=x_seq.device)
         v = torch.empty_like(h_all[0])
         h_all[0].copy_(x_seq[0])
@@ -116,6 +122,9 @@ class _MultiStepIF(torch.autograd.Function):
         param = SURROGATES[p.surrogate][1] if p.surrogate_param is None else p.surrogate_param
         if h_all.is_cuda:
             return _backward_whole_sequence(h_all, s_all, grad_s, p, param), None
+        if if_kernels.supported(h_all):
+            return if_kernels.if_backward(h_all, grad_s, p.threshold, p.reset == "hard", p.v_reset, p.detach_reset,
+                                          p.surrogate, param), None
         return _backward_step_buffers(h_all, s_all, grad_s, p, param), None
 
 

@@ -25,6 +25,7 @@ from . import checkpoint, data
 from .atomic import write_text
 from .distill import build_loss
 from .errors import KdsnnError
+from .memory import keep_freed_memory
 from .models import build_model, is_student
 from .models.output import ModelOutput
 
@@ -51,6 +52,7 @@ class TrainConfig:
     teacher: str | None = None
     kd: str = "none"
     timesteps: int = 4
+    width: float = 1.0
     alpha: float | None = None
     temperature: float = 4.0
     encoding: str = "direct"
@@ -149,7 +151,7 @@ def evaluate(model: nn.Module, dataset, device: torch.device, batch_size: int = 
 def _model_spec(cfg: TrainConfig, ds: data.DataSpec) -> dict[str, Any]:
     spec: dict[str, Any] = {"arch": cfg.arch, "input_shape": list(ds.input_shape), "classes": ds.classes}
     if is_student(cfg.arch):
-        spec.update(timesteps=cfg.timesteps, encoding=cfg.encoding, readout=cfg.readout,
+        spec.update(timesteps=cfg.timesteps, encoding=cfg.encoding, readout=cfg.readout, width=cfg.width,
                     neuron={"threshold": cfg.threshold, "reset": cfg.reset, "v_reset": 0.0, "surrogate": cfg.surrogate,
                             "surrogate_param": cfg.surrogate_param, "detach_reset": cfg.detach_reset})
     return spec
@@ -168,6 +170,8 @@ def train(cfg: TrainConfig, kind: str) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     ddp = _Distributed(device)
     device = ddp.device
+    if device.type == "cpu":
+        keep_freed_memory()  # T-folded maps exceed glibc's mmap threshold: reuse them (kdsnn/memory.py)
     out_dir = Path(cfg.out)
     ckpt_path = out_dir / "checkpoint.pt"
     metrics_path = out_dir / "metrics.jsonl"

@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from kdsnn import if_kernels
 from kdsnn.errors import KdsnnError
 from kdsnn.neurons import IFNeuron, IFParams, if_multistep
 from kdsnn.surrogate import spike
@@ -130,4 +131,50 @@ def test_cpu_and_cuda_backward_strategies_agree(reset, detach):
     h_all, s_all = torch.stack(hs), s_ref.detach()
     a = _backward_step_buffers(h_all, s_all, w, p, 4.0)
     b = _backward_whole_sequence(h_all.clone(), s_all, w, p, 4.0)
+    c = if_kernels.if_backward(h_all, w, p.threshold, reset == "hard", p.v_reset, detach, "sigmoid", 4.0)
     assert torch.allclose(a, x.grad, atol=1e-6) and torch.allclose(b, x.grad, atol=1e-6)
+    assert torch.allclose(c, x.grad, atol=1e-6)
+
+
+@pytest.mark.parametrize("surrogate,reset,detach", [("sigmoid", "hard", False), ("arctan", "soft", False),
+                                                     ("rectangular", "hard", True), ("sigmoid", "soft", True)])
+@pytest.mark.parametrize("static", [False, True])
+def test_compiled_kernels_on_channels_last_maps_split_over_threads(surrogate, reset, detach, static):
+    """The compiled CPU path on what training feeds it: channels-last [T, B, C, H, W] maps large
+    enough to be split over two threads at a tile boundary, or one map expanded over T (direct
+    encoding), θ and v_reset off their defaults. Against autograd through if_step."""
+    p = IFParams(threshold=0.7, v_reset=-0.2, reset=reset, detach_reset=detach, surrogate=surrogate)
+    torch.manual_seed(3)
+    t, shape = 4, (3, 5, 97, 91)  # 132,405 neurons per step: two threads, an uneven last tile
+    if static:
+        base = (torch.rand(shape) * 1.2 - 0.2).contiguous(memory_format=torch.channels_last)
+        x_ref = base.unsqueeze(0).expand(t, *shape).clone().requires_grad_()
+        x = base.clone().contiguous(memory_format=torch.channels_last).requires_grad_()
+        x_seq = x.unsqueeze(0).expand(t, *shape)
+    else:
+        flat = (torch.rand(t * shape[0], *shape[1:]) * 1.2 - 0.2).contiguous(memory_format=torch.channels_last)
+        x_ref = flat.view(t, *shape).detach().clone().requires_grad_()
+        x = flat.requires_grad_()
+        x_seq = x.view(t, *shape)
+    assert if_kernels.supported(x_seq) and (if_kernels.steps_view(x_seq).shape[0] == 1) == static
+    torch.set_num_threads(2)
+    w = torch.randn(t, *shape)
+    s_ref, _ = if_multistep(x_ref, p)
+    (s_ref * w).sum().backward()
+    s = IFNeuron(p)(x_seq)
+    (s * w).sum().backward()
+    assert torch.equal(s, s_ref)
+    grad_ref = x_ref.grad.sum(0) if static else x_ref.grad
+    assert torch.allclose(x.grad.view(grad_ref.shape), grad_ref, atol=1e-5)
+
+
+def test_compiled_kernels_take_float64():
+    p = IFParams()
+    torch.manual_seed(4)
+    x = (torch.rand(3, 2, 5, dtype=torch.float64) * 1.6 - 0.2).requires_grad_()
+    w = torch.randn(3, 2, 5, dtype=torch.float64)
+    s_ref, _ = if_multistep(x, p)
+    (s_ref * w).sum().backward()
+    g_ref, x.grad = x.grad.clone(), None
+    (IFNeuron(p)(x) * w).sum().backward()
+    assert x.grad.dtype == torch.float64 and torch.allclose(x.grad, g_ref, atol=1e-12)
