@@ -51,6 +51,7 @@ def build_from_spec(spec: dict[str, Any]) -> nn.Module:
     kwargs = {}
     if is_student(spec["arch"]):
         kwargs = {k: spec[k] for k in ("timesteps", "encoding", "readout", "neuron")}
+        kwargs["width"] = spec.get("width", 1.0)  # absent from checkpoints written before --width
     return build_model(spec["arch"], tuple(spec["input_shape"]), spec["classes"], **kwargs)
 
 

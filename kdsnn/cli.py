@@ -33,6 +33,7 @@ def _student_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", default=None, help="teacher checkpoint (from train-teacher)")
     p.add_argument("--kd", default="response", help="none, response, feature, lasnn")
     p.add_argument("--timesteps", type=int, default=4)
+    p.add_argument("--width", type=float, default=1.0, help="student channel multiplier (0.25: a quarter of every layer)")
     p.add_argument("--alpha", type=float, default=None, help="distillation weight (method default if omitted)")
     p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--encoding", default="direct", help="direct (analog input every step) or bernoulli")

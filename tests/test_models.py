@@ -63,3 +63,23 @@ def test_unknown_names():
         build_model("resnet1000", (1, 8, 8), 10)
     with pytest.raises(KdsnnError, match="encoding"):
         build_model("snn_2conv", (1, 8, 8), 10, encoding="latency")
+
+
+def test_width_multiplier_scales_every_layer_and_survives_a_checkpoint():
+    from kdsnn.checkpoint import build_from_spec
+
+    m = build_model("snn_2conv", (1, 8, 8), 10, width=0.25)
+    convs = [mod for mod in m.modules() if isinstance(mod, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(1, 16), (16, 32)]
+    # by hand: 1·16·9 + 16·32·9 conv weights, 2·(16 + 32) BN, linear 32·2·2·10 + 10
+    assert sum(p.numel() for p in m.parameters()) == 144 + 4608 + 96 + 1290
+    r = build_model("snn_resnet14", (1, 8, 8), 10, width=0.5)
+    assert max(mod.out_channels for mod in r.modules() if isinstance(mod, torch.nn.Conv2d)) == 32
+    spec = {"arch": "snn_2conv", "input_shape": [1, 8, 8], "classes": 10, "timesteps": 4, "encoding": "direct",
+            "readout": "membrane", "neuron": {}, "width": 0.25}
+    rebuilt = build_from_spec(spec)
+    rebuilt.load_state_dict(m.state_dict())  # same shapes
+    del spec["width"]  # checkpoints written before --width rebuild at full width
+    assert sum(p.numel() for p in build_from_spec(spec).parameters()) == 576 + 73728 + 384 + 5130
+    with pytest.raises(KdsnnError, match="width"):
+        build_model("snn_2conv", (1, 8, 8), 10, width=0)

@@ -20,8 +20,10 @@ def is_student(arch: str) -> bool:
 
 
 def build_model(arch: str, input_shape: tuple[int, int, int], classes: int, *, timesteps: int = 4,
-                encoding: str = "direct", readout: str = "membrane", neuron: dict | IFParams | None = None) -> nn.Module:
-    """Build a registered teacher or student. Students also take T, encoding, readout, neuron."""
+                encoding: str = "direct", readout: str = "membrane", neuron: dict | IFParams | None = None,
+                width: float = 1.0) -> nn.Module:
+    """Build a registered teacher or student. Students also take T, encoding, readout, neuron
+    and a channel-width multiplier."""
     input_shape = tuple(int(v) for v in input_shape)  # type: ignore[assignment]
     if arch in TEACHERS:
         return TEACHERS[arch](input_shape, classes)
@@ -33,5 +35,7 @@ def build_model(arch: str, input_shape: tuple[int, int, int], classes: int, *, t
         raise KdsnnError(f"unknown readout {readout!r}; choose one of {', '.join(READOUTS)}")
     if timesteps < 1:
         raise KdsnnError(f"--timesteps must be at least 1, got {timesteps}")
+    if not width > 0:
+        raise KdsnnError(f"--width must be positive (a channel multiplier, e.g. 0.25), got {width}")
     params = neuron if isinstance(neuron, IFParams) else IFParams(**(neuron or {}))
-    return build_student(arch, input_shape, classes, timesteps, encoding, readout, params)
+    return build_student(arch, input_shape, classes, timesteps, encoding, readout, params, float(width))

@@ -59,23 +59,34 @@ def _resnet(widths: list[int], blocks_per_stage: int, input_shape: Shape, classe
     return blocks, taps
 
 
+def scaled(channels: int, width: float) -> int:
+    """A layer's channel count at width multiplier ``width`` (rounded, at least 1)."""
+    return max(1, int(round(channels * width)))
+
+
 def build_student(name: str, input_shape: Shape, classes: int, timesteps: int = 4, encoding: str = "direct",
-                  readout: str = "membrane", neuron: IFParams | None = None) -> SpikingNet:
-    """Construct the named student for ``input_shape`` (C, H, W) and ``classes``."""
+                  readout: str = "membrane", neuron: IFParams | None = None, width: float = 1.0) -> SpikingNet:
+    """Construct the named student for ``input_shape`` (C, H, W) and ``classes``; ``width``
+    multiplies every layer's channel count (a smaller student for a smaller chip)."""
     neuron = neuron or IFParams()
     c, h, w = input_shape
     if name == "snn_2conv":
-        blocks: list[nn.Module] = [ConvBNIF(c, 64, neuron), AvgPool(2), ConvBNIF(64, 128, neuron), AvgPool(2),
-                                   Flatten(), Readout(128 * (h // 4) * (w // 4), classes, readout, neuron)]
+        c1, c2 = scaled(64, width), scaled(128, width)
+        blocks: list[nn.Module] = [ConvBNIF(c, c1, neuron), AvgPool(2), ConvBNIF(c1, c2, neuron), AvgPool(2),
+                                   Flatten(), Readout(c2 * (h // 4) * (w // 4), classes, readout, neuron)]
         taps = {"stage1": 1, "stage2": 3}
     elif name in ("snn_vgg11", "snn_vgg16"):
-        blocks, taps = _vgg(VGG_CONFIGS[name[4:]], input_shape, classes, neuron, readout)
+        cfg = [item if item == "M" else scaled(item, width) for item in VGG_CONFIGS[name[4:]]]
+        blocks, taps = _vgg(cfg, input_shape, classes, neuron, readout)
     elif name == "snn_wrn16_2":
-        blocks, taps = _resnet([16, 32, 64, 128], 2, input_shape, classes, neuron, readout, [1, 2, 2])
+        blocks, taps = _resnet([scaled(c, width) for c in (16, 32, 64, 128)], 2, input_shape, classes, neuron, readout,
+                               [1, 2, 2])
     elif name == "snn_resnet14":
-        blocks, taps = _resnet([16, 16, 32, 64], 2, input_shape, classes, neuron, readout, [1, 2, 2])
+        blocks, taps = _resnet([scaled(c, width) for c in (16, 16, 32, 64)], 2, input_shape, classes, neuron, readout,
+                               [1, 2, 2])
     elif name == "snn_resnet18":
-        blocks, taps = _resnet([64, 64, 128, 256, 512], 2, input_shape, classes, neuron, readout, [1, 2, 2, 2])
+        blocks, taps = _resnet([scaled(c, width) for c in (64, 64, 128, 256, 512)], 2, input_shape, classes, neuron,
+                               readout, [1, 2, 2, 2])
     else:
         raise KeyError(name)
     return SpikingNet(blocks, taps, timesteps, encoding, input_hw=(h, w))
