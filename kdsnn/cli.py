@@ -27,6 +27,9 @@ def _common_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--stop-after", type=int, default=None, help="stop after N epochs of this invocation (resume later)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    p.add_argument("--validate", action="store_true",
+                   help="train on 80%% of the training split and report accuracy on the held-out 20%% "
+                        "(choose options without looking at the test split)")
 
 
 def _student_opts(p: argparse.ArgumentParser) -> None:
@@ -56,7 +59,7 @@ def _train_handler(kind: str) -> Handler:
         result = train(TrainConfig(**opts), kind)
         if result.get("rank", 0) != 0:
             return 0  # under torchrun only rank 0 reports
-        _print_result(a, result, f"{kind} {result['arch']}: test accuracy {result['accuracy']:.4f}  checkpoint {result['checkpoint']}")
+        _print_result(a, result, f"{kind} {result['arch']}: {result['split']} accuracy {result['accuracy']:.4f}  checkpoint {result['checkpoint']}")
         return 0
     return run
 

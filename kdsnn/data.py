@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import Dataset, Subset, TensorDataset
 
 from . import corruptions
 from .errors import KdsnnError
@@ -124,14 +124,31 @@ def _torchvision(name: str, root: str | None, train: bool) -> Dataset:
         raise KdsnnError(f"{name} not found under {root}: expected {EXPECTED_FILES[name]} ({exc})") from None
 
 
+SPLITS = ("train", "test", "fit", "val")
+VAL_FRACTION = 0.2  # of the training split, held out by ``fit``/``val``
+
+
+def validation_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, val) indices of a training split of ``n`` examples: a fixed random ``VAL_FRACTION``
+    held out (seed 0, whatever the run's seed), so every run validates on the same images."""
+    perm = np.random.default_rng(0).permutation(n)
+    n_val = max(1, int(round(n * VAL_FRACTION)))
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
 def load(name: str, split: str, root: str | None = None, noise: str | None = None, noise_seed: int = 0) -> Dataset:
-    """The ``train`` or ``test`` split of ``name``, normalized, optionally corrupted."""
+    """A split of ``name``, normalized, optionally corrupted: ``train``, ``test``, or the training
+    split divided into ``fit`` (augmented, for training) and ``val`` (held out, never augmented),
+    for choosing options without looking at the test split."""
     ds = spec(name)
-    if split not in ("train", "test"):
-        raise KdsnnError(f"unknown split {split!r}; use train or test")
-    train = split == "train"
+    if split not in SPLITS:
+        raise KdsnnError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    train = split != "test"
     base = _digits(train) if name == "digits" else _torchvision(name, root, train)
-    return Prepared(base, ds, train, corruptions.parse(noise), noise_seed)
+    if split in ("fit", "val"):
+        fit, val = validation_indices(len(base))  # type: ignore[arg-type]
+        base = Subset(base, (fit if split == "fit" else val).tolist())
+    return Prepared(base, ds, split in ("train", "fit"), corruptions.parse(noise), noise_seed)
 
 
 def sample_batch(name: str, n: int, root: str | None = None, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:

@@ -48,6 +48,7 @@ class TrainConfig:
     resume: bool = False
     stop_after: int | None = None
     workers: int = 0
+    validate: bool = False  # train on 80 % of the training split, report accuracy on the other 20 %
     # student only
     teacher: str | None = None
     kd: str = "none"
@@ -176,8 +177,9 @@ def train(cfg: TrainConfig, kind: str) -> dict[str, Any]:
     ckpt_path = out_dir / "checkpoint.pt"
     metrics_path = out_dir / "metrics.jsonl"
 
-    train_set = data.load(cfg.dataset, "train", cfg.data_root)
-    test_set = data.load(cfg.dataset, "test", cfg.data_root)
+    split = "val" if cfg.validate else "test"  # the split every reported accuracy is measured on
+    train_set = data.load(cfg.dataset, "fit" if cfg.validate else "train", cfg.data_root)
+    test_set = data.load(cfg.dataset, split, cfg.data_root)
     spec = _model_spec(cfg, ds)
     torch.manual_seed(cfg.seed)
     model = build_model(**{k: (tuple(v) if k == "input_shape" else v) for k, v in spec.items()}).to(device)
@@ -255,7 +257,7 @@ def train(cfg: TrainConfig, kind: str) -> dict[str, Any]:
         ddp.sync_buffers(step_module)
         acc = evaluate(model, test_set, device)
         record = {"epoch": epoch + 1, "train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1),
-                  "test_accuracy": acc, "lr": optimizer.param_groups[0]["lr"]}
+                  f"{split}_accuracy": acc, "lr": optimizer.param_groups[0]["lr"]}
         if ddp.main:
             out_dir.mkdir(parents=True, exist_ok=True)
             prev = metrics_path.read_text() if metrics_path.exists() and (epoch > 0) else ""
@@ -265,16 +267,16 @@ def train(cfg: TrainConfig, kind: str) -> dict[str, Any]:
                 "kind": kind, "model_spec": spec, "dataset": cfg.dataset, "preprocessing": ds.preprocessing(),
                 "model": model.state_dict(), "train_state": step_module.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "epoch": epoch + 1, "epochs": cfg.epochs, "test_accuracy": acc,
+                "epoch": epoch + 1, "epochs": cfg.epochs, f"{split}_accuracy": acc,
                 "config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
             })
             if not cfg.quiet:
-                tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}  loss {record['train_loss']:.4f}  test accuracy {acc:.4f}")
+                tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}  loss {record['train_loss']:.4f}  {split} accuracy {acc:.4f}")
         result.update(accuracy=acc, epoch=epoch + 1)
         ddp.barrier()
     if "accuracy" not in result:
         result["accuracy"] = evaluate(model, test_set, device)
-    result.update(arch=cfg.arch, dataset=cfg.dataset, kind=kind, finished=result["epoch"] >= cfg.epochs)
+    result.update(arch=cfg.arch, dataset=cfg.dataset, kind=kind, finished=result["epoch"] >= cfg.epochs, split=split)
     if kind == "student":
         result.update(kd=cfg.kd, timesteps=cfg.timesteps)
     if ddp.world > 1:

@@ -17,6 +17,23 @@ def test_digits_split_is_fixed_and_stratified():
     assert torch.equal(x * 16, (x * 16).round())  # digits are integers 0..16 at the source
 
 
+def test_validation_split_holds_out_a_fixed_fifth_of_train_never_test():
+    fit, val = data.load("digits", "fit"), data.load("digits", "val")
+    assert (len(fit), len(val)) == (1347 - 269, 269)  # round(0.2 · 1347) = 269
+    fit_idx, val_idx = fit.base.indices, val.base.indices
+    assert set(fit_idx).isdisjoint(val_idx) and set(fit_idx) | set(val_idx) == set(range(1347))
+    assert fit.augment and not val.augment
+    train = data.load("digits", "train")
+    assert torch.equal(val[0][0], train.base[val_idx[0]][0] * 1.0)  # the same image, not augmented
+    assert data.validation_indices(1347)[1].tolist() == val_idx  # fixed: the same on every call
+    test_images = data.load("digits", "test").base.tensors[0]
+    val_images = torch.stack([train.base[i][0] for i in val_idx])
+    # no held-out image is a test image (digits has no duplicates across its split)
+    assert not (val_images.flatten(1)[:, None, :] == test_images.flatten(1)[None, :, :]).all(-1).any()
+    with pytest.raises(KdsnnError, match="split"):
+        data.load("digits", "holdout")
+
+
 def test_training_shift_keeps_the_image():
     torch.manual_seed(0)
     train = data.load("digits", "train")

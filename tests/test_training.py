@@ -34,6 +34,22 @@ def test_short_distillation_beats_chance(teacher, tmp_path, capsys):
     assert ckpt["model_spec"]["timesteps"] == 4 and ckpt["model_spec"]["neuron"]["reset"] == "hard"
 
 
+def test_validate_reports_the_held_out_split(teacher, tmp_path, capsys):
+    code = main(["distill", "--arch", "snn_2conv", "--width", "0.25", "--teacher", str(teacher), "--kd", "none",
+                 "--epochs", "1", "--validate", "--out", str(tmp_path), "--quiet", "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["split"] == "val"
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["val_accuracy"] == result["accuracy"] and "test_accuracy" not in record
+    model, ckpt = checkpoint.load_model(result["checkpoint"])
+    assert ckpt["model_spec"]["width"] == 0.25 and ckpt["val_accuracy"] == result["accuracy"]
+    # the accuracy is the held-out fifth's, computed here a second way
+    from kdsnn import data
+    from kdsnn.trainer import evaluate
+    assert evaluate(model, data.load("digits", "val"), torch.device("cpu")) == result["accuracy"]
+
+
 def test_evaluate_with_noise(teacher, capsys):
     assert main(["evaluate", "--checkpoint", str(teacher), "--json"]) == 0
     clean = json.loads(capsys.readouterr().out)["accuracy"]
