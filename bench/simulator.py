@@ -263,6 +263,10 @@ How it runs: each spike reads its source's row of the composed connectivity, sto
 distinct row shape (translated copies with equal weights share one table, as convolutional weight
 sharing does on neuromorphic chips, so the table stays in cache) and adds the weights into the
 targets' currents in a compiled loop (numba); each IF population then updates in one fused pass. In
+integer graphs with spike input (this one) the integer fast path runs: (C, H, W) populations stored
+channels-last, so a spike through a conv adds one contiguous run of kw·C_out integer weights per kernel
+row (vectorized), "received an event" marked once per run, and all steps of all populations in one
+compiled call per thread (same spikes and counts as the general path, which tests check). In other
 integer graphs whose currents provably stay below 2^52 the weights go straight into the currents (any
 order gives the same bits); otherwise each target sums its weights from zero in event order and adds
 the sum once, the floating-point operations of a sparse product (spikes, currents and every counter

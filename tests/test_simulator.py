@@ -361,3 +361,52 @@ def test_progress_bar_and_dict_summary(batch4, capsys, monkeypatch):
     d = r.to_dict()
     assert d["per_sample"]["synops"] == d["totals"]["synops"] / 2
     assert d["per_sample"]["neuron_updates"] == (64 * 8 * 8 + 128 * 4 * 4) * 4
+
+
+def _assert_same_run(a, b) -> None:
+    """Two simulations agree bit for bit: spikes, Output values, logits and every counter."""
+    assert sorted(a.spikes) == sorted(b.spikes)
+    for n in a.spikes:
+        assert a.spikes[n].shape == b.spikes[n].shape and torch.equal(a.spikes[n], b.spikes[n]), n
+    assert torch.equal(a.output_seq, b.output_seq) and torch.equal(a.logits, b.logits)
+    assert a.layers == b.layers and a.neurons == b.neurons
+
+
+@pytest.mark.parametrize("arch", ["snn_2conv", "snn_resnet14"])
+def test_integer_fast_path_matches_general_path(arch):
+    # Spike input to an integer graph takes the channels-last integer fast path; fast=False forces the
+    # general (float64, neuron-major) path. Conv + pool + linear (snn_2conv) and a residual student.
+    _, q = _graphs(arch, readout="spike")
+    plan = Plan(q)
+    assert plan.fast is not None
+    x = torch.bernoulli(torch.full((4, 5, 1, 8, 8), 0.3), generator=torch.Generator().manual_seed(0))
+    fast, general = simulate(plan, x), simulate(plan, x, fast=False)
+    _assert_same_run(fast, general)
+    assert sum(st.spikes for st in fast.neurons.values()) > 0 and fast.totals()["synops"] > 0
+    _assert_same_run(simulate(plan, x, batch_size=2), general)  # chunks and thread splits change nothing
+    assert fast.spikes["if1"].reshape(-1).shape[0] == fast.spikes["if1"].numel()  # NCHW views reshape as usual
+
+
+def test_fast_path_declines_what_it_cannot_do_exactly(batch4):
+    # Analog (direct) input, float weights and non-integer resets stay on the general path.
+    _, q = _graphs("snn_2conv")
+    r = simulate(q, batch4)  # direct encoding: the analog first layer needs float sums
+    _assert_same_run(r, simulate(q, batch4, fast=False))
+    g = _conv_graph()
+    g.nodes["conv"].weight = g.nodes["conv"].weight * 0.5
+    assert Plan(g).fast is None
+    g = _conv_graph()
+    g.nodes["if"] = nir.IF(r=np.ones((2, 3, 3)), v_threshold=np.full((2, 3, 3), 1.5), v_reset=np.full((2, 3, 3), 0.25))
+    assert Plan(g).fast is None
+    assert Plan(_conv_graph()).fast is not None
+
+
+def test_fast_path_widens_its_integers_when_the_bounds_ask():
+    # int32 state while T steps of the largest current provably fit, int64 beyond, general path past 2**52.
+    fast = Plan(_conv_graph()).fast
+    assert fast.dtype(4) == np.int32 and fast.dtype(2 ** 29) == np.int64 and fast.dtype(2 ** 51) is None
+    g = _conv_graph()
+    g.nodes["conv"].weight = g.nodes["conv"].weight * 2.0 ** 28  # 9 · 2^28 per step: int64 from T = 1
+    x = torch.bernoulli(torch.full((3, 2, 1, 3, 3), 0.5), generator=torch.Generator().manual_seed(1))
+    assert Plan(g).fast.dtype(3) == np.int64
+    _assert_same_run(simulate(g, x), simulate(g, x, fast=False))
