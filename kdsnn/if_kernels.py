@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from numba import njit
 
-RECTANGULAR, SIGMOID, ARCTAN = 0, 1, 2  # SIGMOID: the caller passes σ(α·(h − θ)) precomputed
+RECTANGULAR, SIGMOID, ARCTAN = 0, 1, 2
 SURROGATE_CODES = {"rectangular": RECTANGULAR, "sigmoid": SIGMOID, "arctan": ARCTAN}
 _TILE = 1024           # neurons whose membranes stay in L1 while the T steps go by
 _MIN_PER_THREAD = 1 << 16
@@ -53,29 +53,33 @@ def _forward(x, h_out, s_out, threshold, hard, v_reset, lo, hi):  # pragma: no c
 
 
 @njit(cache=True, nogil=True)
-def _backward(h_all, grad_s, grad_x, threshold, hard, v_reset, detach, kind, param, lo, hi):  # pragma: no cover
+def _backward(h_all, grad_s, sig, grad_x, threshold, hard, v_reset, detach, kind, param, summed, lo, hi):  # pragma: no cover
     """grad_x[t] = grad_s[t]·g[t] + grad_x[t+1]·dv[t]/dh[t], t = T−1 … 0, for elements lo..hi.
 
-    g is the surrogate derivative at h − θ; for SIGMOID ``grad_x`` holds σ(α·(h − θ)) on
-    entry (computed by PyTorch's vectorized sigmoid), each element read before it is written.
-    Each branch is its own simple loop over a tile (g first, then the recurrence), which LLVM
-    vectorizes; one loop with the branches inside it stays scalar."""
+    g is the surrogate derivative at h − θ; for SIGMOID ``sig`` holds σ(α·(h − θ)), computed
+    beforehand by PyTorch's vectorized sigmoid (numba has no vector exp here: an exp written
+    out as a polynomial measured slower than PyTorch's three passes). ``summed`` (one input map fed at every step, as
+    direct encoding does): ``grad_x`` is ``[1, N]`` and receives Σ_t, what the expand's backward
+    would sum. Each branch is its own simple loop over a tile (g first, then the recurrence),
+    which LLVM vectorizes; one loop with the branches inside it stays scalar."""
     steps = h_all.shape[0]
     carry_buf = np.empty(_TILE, dtype=grad_x.dtype)
     g_buf = np.empty(_TILE, dtype=grad_x.dtype)
+    sum_buf = np.zeros(_TILE, dtype=grad_x.dtype)
     half_width = param / 2
     atan_k = math.pi / 2 * param
     for start in range(lo, hi, _TILE):
         end = min(start + _TILE, hi)
-        carry, g = carry_buf[:end - start], g_buf[:end - start]
+        carry, g, total = carry_buf[:end - start], g_buf[:end - start], sum_buf[:end - start]
         for t in range(steps - 1, -1, -1):
-            ht, gst, gxt = h_all[t, start:end], grad_s[t, start:end], grad_x[t, start:end]
+            ht, gst, gxt = h_all[t, start:end], grad_s[t, start:end], grad_x[0 if summed else t, start:end]
             if kind == RECTANGULAR:
                 for k in range(g.size):
                     g[k] = (1.0 if abs(ht[k] - threshold) < half_width else 0.0) / param
             elif kind == SIGMOID:
+                sgt = sig[t, start:end]
                 for k in range(g.size):
-                    g[k] = (gxt[k] - gxt[k] * gxt[k]) * param
+                    g[k] = (sgt[k] - sgt[k] * sgt[k]) * param
             else:
                 for k in range(g.size):
                     a = atan_k * (ht[k] - threshold)
@@ -96,8 +100,16 @@ def _backward(h_all, grad_s, grad_x, threshold, hard, v_reset, detach, kind, par
             else:
                 for k in range(g.size):
                     carry[k] = gst[k] * g[k] + carry[k] * (1.0 - threshold * g[k])
-            for k in range(g.size):
-                gxt[k] = carry[k]
+            if summed:
+                for k in range(g.size):
+                    total[k] += carry[k]
+            else:
+                for k in range(g.size):
+                    gxt[k] = carry[k]
+        if summed:
+            for k in range(total.size):
+                gxt[k] = total[k]
+                total[k] = 0.0
     return 0
 
 
@@ -143,15 +155,18 @@ def if_forward(x_seq: torch.Tensor, h_all: torch.Tensor, s_all: torch.Tensor, th
 
 
 def if_backward(h_all: torch.Tensor, grad_s: torch.Tensor, threshold: float, hard: bool, v_reset: float,
-                detach: bool, surrogate: str, param: float) -> torch.Tensor:
-    """dL/dx for every step from dL/ds (``grad_s``), given the saved pre-reset membranes."""
+                detach: bool, surrogate: str, param: float, summed: bool = False) -> torch.Tensor:
+    """dL/dx for every step from dL/ds (``grad_s``), given the saved pre-reset membranes;
+    ``summed``: one map, Σ over steps (the gradient of a single input fed at every step)."""
     if grad_s.stride() != h_all.stride() or steps_view(grad_s) is None:
         grad_s = torch.empty_like(h_all).copy_(grad_s)  # same physical order as h_all
-    grad_x = torch.empty_like(h_all)
+    grad_x = torch.empty_like(h_all[0] if summed else h_all)
     kind = SURROGATE_CODES[surrogate]
-    if kind == SIGMOID:  # σ(α(h − θ)) into grad_x: PyTorch's sigmoid is vectorized, numba's exp is not
-        torch.sub(h_all, threshold, out=grad_x).mul_(param).sigmoid_()
-    h, gs, gx = steps_view(h_all), steps_view(grad_s), steps_view(grad_x)
-    _run(_backward, h.shape[1], h.numpy(), gs.numpy(), gx.numpy(), float(threshold), bool(hard),
-         float(v_reset), bool(detach), kind, float(param))
+    sig = h_all[:1]  # unread unless SIGMOID
+    if kind == SIGMOID:  # σ(α(h − θ)), PyTorch-vectorized; into grad_x's memory when it has T steps
+        sig = torch.sub(h_all, threshold, out=torch.empty_like(h_all) if summed else grad_x).mul_(param).sigmoid_()
+    h, gs, sg = steps_view(h_all), steps_view(grad_s), steps_view(sig)
+    gx = grad_x.as_strided((1, grad_x.numel()), (grad_x.numel(), 1)) if summed else steps_view(grad_x)
+    _run(_backward, h.shape[1], h.numpy(), gs.numpy(), sg.numpy(), gx.numpy(), float(threshold), bool(hard),
+         float(v_reset), bool(detach), kind, float(param), bool(summed))
     return grad_x

@@ -89,7 +89,12 @@ class _MultiStepIF(torch.autograd.Function):
     :func:`if_multistep`, with a fraction of its autograd overhead and memory."""
 
     @staticmethod
-    def forward(ctx, x_seq: torch.Tensor, p: IFParams) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x_seq: torch.Tensor, p: IFParams, static_steps: int | None = None) -> torch.Tensor:  # type: ignore[override]
+        """``static_steps``: ``x_seq`` is one step's input ``[B, ...]``, fed that many times
+        (direct encoding); its gradient is then the sum over steps, formed in the kernel."""
+        ctx.static = static_steps is not None
+        if ctx.static:
+            x_seq = x_seq.unsqueeze(0).expand(static_steps, *x_seq.shape)
         steps = x_seq.shape[0]
         h_all = _empty_sequence(x_seq)
         s_all = torch.empty_like(h_all)
@@ -121,11 +126,13 @@ class _MultiStepIF(torch.autograd.Function):
         p: IFParams = ctx.p
         param = SURROGATES[p.surrogate][1] if p.surrogate_param is None else p.surrogate_param
         if h_all.is_cuda:
-            return _backward_whole_sequence(h_all, s_all, grad_s, p, param), None
-        if if_kernels.supported(h_all):
+            grad = _backward_whole_sequence(h_all, s_all, grad_s, p, param)
+        elif if_kernels.supported(h_all):
             return if_kernels.if_backward(h_all, grad_s, p.threshold, p.reset == "hard", p.v_reset, p.detach_reset,
-                                          p.surrogate, param), None
-        return _backward_step_buffers(h_all, s_all, grad_s, p, param), None
+                                          p.surrogate, param, summed=ctx.static), None, None
+        else:
+            grad = _backward_step_buffers(h_all, s_all, grad_s, p, param)
+        return (grad.sum(0) if ctx.static else grad), None, None
 
 
 def _dv_dh_(dv: torch.Tensor, h: torch.Tensor, s: torch.Tensor, g: torch.Tensor, p: IFParams) -> torch.Tensor | None:
@@ -184,9 +191,14 @@ class IFNeuron(nn.Module):
         super().__init__()
         self.params = params or IFParams()
 
-    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+    def forward(self, x_seq: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """``[T, B, ...]`` currents → spikes; with ``steps``, ``x_seq`` is one step's current
+        ``[B, ...]`` fed at each of ``steps`` steps (direct encoding), whose gradient in training
+        is then summed over the steps inside the fused node."""
         if x_seq.requires_grad and torch.is_grad_enabled():
-            return _MultiStepIF.apply(x_seq, self.params)
+            return _MultiStepIF.apply(x_seq, self.params, steps)
+        if steps is not None:
+            x_seq = x_seq.unsqueeze(0).expand(steps, *x_seq.shape)
         return if_multistep(x_seq, self.params)[0]
 
     def step(self, x: torch.Tensor, v: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

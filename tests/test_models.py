@@ -83,3 +83,24 @@ def test_width_multiplier_scales_every_layer_and_survives_a_checkpoint():
     assert sum(p.numel() for p in build_from_spec(spec).parameters()) == 576 + 73728 + 384 + 5130
     with pytest.raises(KdsnnError, match="width"):
         build_model("snn_2conv", (1, 8, 8), 10, width=0)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("kernel,hw", [(2, (8, 6)), ((4, 3), (4, 3))])
+def test_avg_pool_backward_equals_pytorch_in_every_layout(channels_last, kernel, hw):
+    """The students' pooling (own backward, one pass) against nn.AvgPool2d's autograd: the same
+    values, in the input's memory format, whatever layout the incoming gradient has."""
+    from kdsnn.models.spiking import AvgPool
+
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    flat = torch.randn(2 * 3, 5, *hw).contiguous(memory_format=fmt)
+    x = flat.view(2, 3, 5, *hw).requires_grad_()
+    ref_x = flat.clone().requires_grad_()
+    y, y_ref = AvgPool(kernel)(x), torch.nn.AvgPool2d(kernel)(ref_x)
+    assert torch.equal(y.flatten(0, 1), y_ref)
+    w = torch.randn(y_ref.shape)
+    (y.flatten(0, 1) * w).sum().backward()
+    (y_ref * w).sum().backward()
+    assert torch.equal(x.grad.flatten(0, 1), ref_x.grad)
+    assert x.grad.flatten(0, 1).is_contiguous(memory_format=fmt)

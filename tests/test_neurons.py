@@ -132,8 +132,9 @@ def test_cpu_and_cuda_backward_strategies_agree(reset, detach):
     a = _backward_step_buffers(h_all, s_all, w, p, 4.0)
     b = _backward_whole_sequence(h_all.clone(), s_all, w, p, 4.0)
     c = if_kernels.if_backward(h_all, w, p.threshold, reset == "hard", p.v_reset, detach, "sigmoid", 4.0)
+    d = if_kernels.if_backward(h_all, w, p.threshold, reset == "hard", p.v_reset, detach, "sigmoid", 4.0, summed=True)
     assert torch.allclose(a, x.grad, atol=1e-6) and torch.allclose(b, x.grad, atol=1e-6)
-    assert torch.allclose(c, x.grad, atol=1e-6)
+    assert torch.allclose(c, x.grad, atol=1e-6) and torch.allclose(d, x.grad.sum(0), atol=1e-6)
 
 
 @pytest.mark.parametrize("surrogate,reset,detach", [("sigmoid", "hard", False), ("arctan", "soft", False),
@@ -151,6 +152,9 @@ def test_compiled_kernels_on_channels_last_maps_split_over_threads(surrogate, re
         x_ref = base.unsqueeze(0).expand(t, *shape).clone().requires_grad_()
         x = base.clone().contiguous(memory_format=torch.channels_last).requires_grad_()
         x_seq = x.unsqueeze(0).expand(t, *shape)
+        s_static = IFNeuron(p)(x, t)  # the gradient summed over steps inside the node
+        (s_static * w_of(t, shape)).sum().backward()
+        grad_static, x.grad = x.grad.clone(), None
     else:
         flat = (torch.rand(t * shape[0], *shape[1:]) * 1.2 - 0.2).contiguous(memory_format=torch.channels_last)
         x_ref = flat.view(t, *shape).detach().clone().requires_grad_()
@@ -158,7 +162,7 @@ def test_compiled_kernels_on_channels_last_maps_split_over_threads(surrogate, re
         x_seq = x.view(t, *shape)
     assert if_kernels.supported(x_seq) and (if_kernels.steps_view(x_seq).shape[0] == 1) == static
     torch.set_num_threads(2)
-    w = torch.randn(t, *shape)
+    w = w_of(t, shape)
     s_ref, _ = if_multistep(x_ref, p)
     (s_ref * w).sum().backward()
     s = IFNeuron(p)(x_seq)
@@ -166,6 +170,12 @@ def test_compiled_kernels_on_channels_last_maps_split_over_threads(surrogate, re
     assert torch.equal(s, s_ref)
     grad_ref = x_ref.grad.sum(0) if static else x_ref.grad
     assert torch.allclose(x.grad.view(grad_ref.shape), grad_ref, atol=1e-5)
+    if static:
+        assert torch.equal(s_static, s_ref) and torch.allclose(grad_static, grad_ref, atol=1e-5)
+
+
+def w_of(t, shape):
+    return torch.randn(t, *shape, generator=torch.Generator().manual_seed(5))
 
 
 def test_compiled_kernels_take_float64():

@@ -7,6 +7,7 @@ student is a flat list of these blocks (see :class:`SpikingNet`).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..neurons import IFNeuron, IFParams
@@ -38,8 +39,7 @@ class ConvBNIF(nn.Module):
 
     def forward_static(self, x: torch.Tensor, t: int) -> torch.Tensor:
         """Input ``[B, ...]`` identical at every step: compute the current once, feed it T times."""
-        current = self.bn(self.conv(x))
-        return self.neuron(current.unsqueeze(0).expand(t, *current.shape))
+        return self.neuron(self.bn(self.conv(x)), t)
 
 
 class SpikingBasicBlock(nn.Module):
@@ -70,6 +70,33 @@ class SpikingBasicBlock(nn.Module):
         return self.neuron2(unfold(out, t))
 
 
+class _TiledAvgPool(torch.autograd.Function):
+    """Average pooling whose windows tile the map (kernel = stride, no padding), with a backward
+    that spreads ``grad / k²`` over each window in one pass, in the input's memory format.
+
+    PyTorch's CPU ``avg_pool2d_backward`` zero-fills and accumulates, and takes about 13× longer
+    when the incoming gradient is NCHW and the input channels-last (as after a Flatten); the
+    values are the same (one division per element either way)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:  # type: ignore[override]
+        ctx.kernel = kernel
+        ctx.channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        return F.avg_pool2d(x, kernel)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (kh, kw), (n, c, ho, wo) = ctx.kernel, grad.shape
+        g = grad / (kh * kw)
+        if ctx.channels_last:
+            out = torch.empty((n, ho * kh, wo * kw, c), dtype=g.dtype, device=g.device)
+            out.view(n, ho, kh, wo, kw, c).copy_(g.permute(0, 2, 3, 1)[:, :, None, :, None, :].expand(n, ho, kh, wo, kw, c))
+            return out.permute(0, 3, 1, 2), None
+        out = torch.empty((n, c, ho * kh, wo * kw), dtype=g.dtype, device=g.device)
+        out.view(n, c, ho, kh, wo, kw).copy_(g[:, :, :, None, :, None].expand(n, c, ho, kh, wo, kw))
+        return out, None
+
+
 class AvgPool(nn.Module):
     """Average pooling over each step's map (linear: exporters fold it into the next layer)."""
 
@@ -78,7 +105,12 @@ class AvgPool(nn.Module):
         self.pool = nn.AvgPool2d(kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return unfold(self.pool(fold(x)), x.shape[0])
+        flat = fold(x)
+        k = (self.pool.kernel_size,) * 2 if isinstance(self.pool.kernel_size, int) else tuple(self.pool.kernel_size)
+        tiles = flat.shape[-2] % k[0] == 0 and flat.shape[-1] % k[1] == 0
+        if tiles and flat.requires_grad and torch.is_grad_enabled() and not flat.is_cuda:
+            return unfold(_TiledAvgPool.apply(flat, k), x.shape[0])
+        return unfold(self.pool(flat), x.shape[0])
 
 
 class Flatten(nn.Module):
