@@ -172,9 +172,14 @@ def main() -> None:
                 f"(batch {BATCH}, T = {T}, 2 threads, median of {a.steps} interleaved steps after {a.warmup} warm-up; "
                 "peak RSS of a child process running only that model). Target: kdsnn SNN ≤ 4.0× the ANN.\n\n"
                 "kdsnn computes the first (analog, direct-encoded) layer's conv and BN once and feeds the same "
-                "current at every step, runs conv/BN/linear on all T steps at once (T folded into the batch), and "
-                "runs the IF recurrence as one autograd node with a hand-written backward, and keeps maps "
-                "channels-last (NHWC), where oneDNN's convolutions are faster. `ann` is the ANN as usually written "
+                "current at every step (its gradient summed over the steps inside the IF node), runs conv/BN/linear on "
+                "all T steps at once (T folded into the batch), runs the IF recurrence as one autograd node whose "
+                "forward and backward are compiled CPU kernels (numba: one pass per neuron over the T steps, instead "
+                "of about a dozen PyTorch passes per step), pools with a one-pass backward, and keeps maps "
+                "channels-last (NHWC), where oneDNN's convolutions are faster. The process keeps freed memory for "
+                "reuse (kdsnn/memory.py: T-folded maps are above glibc's mmap threshold and were page-faulted afresh "
+                "on every step), as kdsnn's trainer does; it applies to every model measured here alike. `ann` is the "
+                "ANN as usually written "
                 "(NCHW); `ann-nhwc` is the same ANN in NHWC, the stricter baseline, shown beside it.\n\n" + table)
         replace_section(Path(a.write), a.section, body)
 
