@@ -22,14 +22,16 @@ def teacher(tmp_path_factory):
 
 
 def test_short_distillation_beats_chance(teacher, tmp_path, capsys):
-    code = main(["distill", "--arch", "snn_2conv", "--teacher", str(teacher), "--kd", "response", "--epochs", "3",
+    # 5 epochs: with response's default α = 0.9 the student leans on the (3-epoch, ~91 %) teacher's soft
+    # targets and needs a few more epochs than with α = 0.5 (3 epochs: 79 % against 86 %)
+    code = main(["distill", "--arch", "snn_2conv", "--teacher", str(teacher), "--kd", "response", "--epochs", "5",
                  "--out", str(tmp_path), "--quiet", "--json"])
     assert code == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["accuracy"] > 0.85  # chance is 0.10
     assert Path(result["checkpoint"]).exists()
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(l)["epoch"] for l in lines] == [1, 2, 3]
+    assert [json.loads(l)["epoch"] for l in lines] == [1, 2, 3, 4, 5]
     model, ckpt = checkpoint.load_model(result["checkpoint"])
     assert ckpt["model_spec"]["timesteps"] == 4 and ckpt["model_spec"]["neuron"]["reset"] == "hard"
 
