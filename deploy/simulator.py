@@ -9,9 +9,10 @@ that are translated copies share one weight table, see :func:`row_patterns`); ea
 population then updates its membrane in one fused pass under the contract of DESIGN.md
 (``v += r·x``; spike iff ``v > θ``; reset to ``v_reset``). A batch is split over
 ``torch.get_num_threads()`` threads (rows are independent; results do not depend on it).
-Spike input to an exactly-integer graph takes a faster path with the same bits and counts
-(:class:`FastNet`: integer state, channels-last populations, contiguous runs of weights, every
-step of every population in one compiled call).
+Spike input, or integer-valued analog input (a direct-encoded integer graph's first layer), to an
+exactly-integer graph takes a faster path with the same bits and counts (:class:`FastNet`:
+integer state, channels-last populations, contiguous runs of weights, every step of every
+population in one compiled call).
 
 Counting (docs/synops.md): one SynOp per spike per *structural* synapse of the composed
 connectivity (zero weights count: they are wired); analog input to the first layer counts
@@ -660,6 +661,7 @@ class FastNet:
     cur_bound: np.ndarray            # per population: max over targets of |bias| + Σ|w| (one step's reach)
     v_lo: np.ndarray                 # per population: min(0, floor θ, v_reset)
     v_hi: np.ndarray                 # per population: max(0, floor θ, v_reset)
+    in_reach: np.ndarray             # per population: max over targets of Σ|w| from the Input (unit inputs)
     _cache: dict = field(default_factory=dict, repr=False)
 
     @staticmethod
@@ -706,11 +708,14 @@ class FastNet:
         names, nodes, n = plan.populations, plan.graph.nodes, int(offs[-1])
         bias, th, vr = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
         cur_bound, v_lo, v_hi = np.zeros(len(names)), np.zeros(len(names)), np.zeros(len(names))
+        in_reach = np.zeros(len(names))
         for i, name in enumerate(names):
             at = offs[i] + pos[name]
             b = plan.target_bias[name]
             reach = np.abs(b) + sum((c.abs_fanin for c in incoming[name]), np.zeros(b.size))
             cur_bound[i] = reach.max(initial=0.0)
+            in_reach[i] = sum((c.abs_fanin for c in incoming[name] if c.source == plan.input),
+                              np.zeros(b.size)).max(initial=0.0)
             bias[at] = b
             if isinstance(nodes[name], nir.IF):
                 t_ = np.floor(_param(nodes[name], "v_threshold", b.size, 1.0))
@@ -726,17 +731,23 @@ class FastNet:
         v_hi[out] = len(plan.passthrough)  # the Output adds each passthrough spike (0 or 1) to its current
         return FastNet(list(names), pos, np.array(pops, dtype=np.int64).reshape(-1, 8),
                        np.array(conns, dtype=np.int64).reshape(-1, 3), conn_names, n, tables, bias, th, vr, gather,
-                       cur_bound, v_lo, v_hi)
+                       cur_bound, v_lo, v_hi, in_reach)
 
-    def dtype(self, timesteps: int) -> type | None:
+    def reach(self, input_max: float = 1.0) -> np.ndarray:
+        """Per population: a bound on one step's current when inputs are at most ``input_max`` in
+        magnitude (spikes: 1; an integer analog first layer: its largest |value|)."""
+        return self.cur_bound + max(float(input_max) - 1.0, 0.0) * self.in_reach
+
+    def dtype(self, timesteps: int, input_max: float = 1.0) -> type | None:
         """The narrowest integer dtype that holds every membrane and current over ``timesteps`` exactly.
 
         A membrane stays within ``[v_lo − T·reach, v_hi]`` before a step and moves by at most
         ``reach`` in one; None when even int64 (kept below 2**52, where float64 is exact, as the
-        general path's sums are) is not provably enough.
+        general path's sums are, analog first layer included) is not provably enough.
         """
-        worst = float(np.max(np.maximum(np.abs(self.v_lo) + (timesteps + 1) * self.cur_bound,
-                                        np.abs(self.v_hi) + self.cur_bound), initial=0.0))
+        reach = self.reach(input_max)
+        worst = float(np.max(np.maximum(np.abs(self.v_lo) + (timesteps + 1) * reach,
+                                        np.abs(self.v_hi) + reach), initial=0.0))
         return next((dt for dt, limit in INT_DTYPES if worst < limit), None)
 
     def arrays(self, dtype: type) -> tuple[np.ndarray, ...]:
@@ -906,6 +917,38 @@ def _add_runs(ev: np.ndarray, e_lo: int, n_ev: int, row_lo: int, rows: np.ndarra
     return synops
 
 
+@njit(cache=True, nogil=True)
+def _add_runs_scaled(ev: np.ndarray, e_lo: int, n_ev: int, row_lo: int, rows: np.ndarray, runs: np.ndarray,
+                     weight: np.ndarray, cur: np.ndarray, recv: np.ndarray, values: np.ndarray) -> int:  # pragma: no cover
+    """:func:`_add_runs` for an analog (integer-valued) source: each event adds ``value · weight``.
+
+    The first layer of a direct-encoded integer graph: the nonzero inputs are the events, and the
+    count returned is its effective MACs (nonzero inputs × structural fan-out)."""
+    macs = 0
+    for e in range(e_lo, e_lo + n_ev):
+        src = ev[e]
+        i = row_lo + src
+        value = values[src]
+        at, blk = np.uint64(rows[i, 0]), np.uint64(rows[i, 1])
+        macs += rows[i, 7]
+        _add_run_scaled(cur, at, weight, np.uint64(rows[i, 2]), np.uint64(rows[i, 3]), recv, blk,
+                        np.uint64(rows[i, 4]), value)
+        for r in range(rows[i, 5], rows[i, 6]):
+            _add_run_scaled(cur, at + np.uint64(runs[r, 0]), weight, np.uint64(runs[r, 1]), np.uint64(runs[r, 2]), recv,
+                            blk + np.uint64(runs[r, 3]), np.uint64(runs[r, 4]), value)
+    return macs
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _add_run_scaled(cur: np.ndarray, at: np.uint64, weight: np.ndarray, k: np.uint64, n: np.uint64, recv: np.ndarray,
+                    blk: np.uint64, blocks: np.uint64, value) -> None:  # pragma: no cover - compiled
+    """``cur[at:at + n] += value · weight[k:k + n]``; ``recv[blk:blk + blocks] = 1``."""
+    for q in range(n):
+        cur[at + q] += value * weight[k + q]
+    for q in range(blocks):
+        recv[blk + q] = 1
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _add_run(cur: np.ndarray, at: np.uint64, weight: np.ndarray, k: np.uint64, n: np.uint64, recv: np.ndarray,
              blk: np.uint64, blocks: np.uint64) -> None:  # pragma: no cover - compiled
@@ -994,13 +1037,14 @@ def _fill(dst: np.ndarray, lo: int, hi: int) -> None:  # pragma: no cover - comp
 
 
 @njit(cache=True, nogil=True)
-def _run_fast(flags: np.ndarray, pops: np.ndarray, conns: np.ndarray, rows: np.ndarray, runs: np.ndarray,
+def _run_fast(flags: np.ndarray, values: np.ndarray, analog: bool, pops: np.ndarray, conns: np.ndarray, rows: np.ndarray, runs: np.ndarray,
               weight: np.ndarray, bias: np.ndarray,
               th: np.ndarray, vr: np.ndarray, lim: np.ndarray, bounds: np.ndarray, gather: np.ndarray, spk: np.ndarray,
               out: np.ndarray, stats: np.ndarray, synops: np.ndarray) -> None:  # pragma: no cover - compiled
     """Simulate rows of a batch, every step and population, on a :class:`FastNet` (one call, no Python per step).
 
-    ``flags`` ``[B, T, n_in (padded)]`` uint8: input spikes; ``spk`` ``[B, T, n]`` uint8 receives
+    ``flags`` ``[B, T, n_in (padded)]`` uint8: nonzero inputs (the input events); ``values``
+    ``[B, T, n_in]``: their integer values when ``analog`` (else unread); ``spk`` ``[B, T, n]`` uint8 receives
     every population's spikes (internal order), ``out`` ``[T, B, n_out]`` the Output's values;
     ``stats`` ``[populations, 5]`` (spikes, active updates, overflow, max h, min h) and ``synops``
     ``[connections]`` are added to. A row runs all its steps before the next row (rows are
@@ -1026,8 +1070,12 @@ def _run_fast(flags: np.ndarray, pops: np.ndarray, conns: np.ndarray, rows: np.n
                     _copy(cur, bias, lo, hi)
                 _fill(recv, lo, lo + size // grain)
                 for c in range(pops[q, 3], pops[q, 4]):
-                    synops[c] += _add_runs(ev, conns[c, 1], cnt[conns[c, 0]], conns[c, 2], rows, runs, weight, cur,
-                                           recv)
+                    if analog and conns[c, 0] == n_pop:  # from the Input, analog: value × weight
+                        synops[c] += _add_runs_scaled(ev, conns[c, 1], cnt[n_pop], conns[c, 2], rows, runs, weight,
+                                                      cur, recv, values[b, step])
+                    else:
+                        synops[c] += _add_runs(ev, conns[c, 1], cnt[conns[c, 0]], conns[c, 2], rows, runs, weight, cur,
+                                               recv)
                 if pops[q, 2]:
                     _readout(cur[lo:hi], row, gather, out[step, b])
                     _fill(cur, lo, hi)
@@ -1105,8 +1153,8 @@ def simulate(graph: nir.NIRGraph | Plan, x: torch.Tensor | np.ndarray, timesteps
 
     Graphs without kdsnn metadata (another tool's) need ``timesteps`` for ``[B, ...]`` input and
     use direct encoding. ``seed`` fixes Bernoulli encoding; ``batch_size`` splits a large batch.
-    Spike input to an exactly-integer graph takes the integer fast path (see :class:`FastNet`)
-    unless ``fast=False``; both paths give the same bits and counts.
+    Spike or integer-valued input to an exactly-integer graph takes the integer fast path (see
+    :class:`FastNet`) unless ``fast=False``; both paths give the same bits and counts.
     """
     plan = graph if isinstance(graph, Plan) else Plan(graph)
     meta = get_meta(plan.graph)
@@ -1124,13 +1172,17 @@ def simulate(graph: nir.NIRGraph | Plan, x: torch.Tensor | np.ndarray, timesteps
                if isinstance(plan.graph.nodes[n], nir.IF)}
     n_out = int(np.prod(plan.shape[plan.output]))
     out_seq = np.zeros((t, b, n_out))
-    net = plan.fast if fast and not analog else None
-    dtype = net.dtype(t) if net is not None else None
+    # the fast path takes spikes, and analog input when it is integer-valued (a direct-encoded integer
+    # graph's input, rounded to its input step): integer products and sums, exact in any order
+    input_max = float(np.abs(seq).max(initial=0.0))
+    net = plan.fast if fast and (not analog or np.array_equal(seq, np.round(seq))) else None
+    dtype = net.dtype(t, input_max) if net is not None else None
     bar = progress_bar(total=t * ((b + chunk - 1) // chunk), desc="simulate", unit="step", enabled=progress)
     workers = max(1, min(torch.get_num_threads(), chunk))
     with ThreadPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
         if net is not None and dtype is not None:
-            spikes = _simulate_fast(plan, net, dtype, seq, chunk, pool, workers, integer, layers, neurons, out_seq, bar)
+            spikes = _simulate_fast(plan, net, dtype, seq, analog, input_max, chunk, pool, workers, integer, layers,
+                                    neurons, out_seq, bar)
         else:
             spikes = _simulate_general(plan, seq, analog, integer, chunk, pool, workers, layers, neurons, out_seq, bar)
     bar.close()
@@ -1164,28 +1216,37 @@ def _simulate_general(plan: Plan, seq: np.ndarray, analog: bool, integer: bool, 
     return {n: torch.from_numpy(s.reshape(t, b, *plan.shape[n])) for n, s in spikes.items()}
 
 
-def _simulate_fast(plan: Plan, net: FastNet, dtype: type, seq: np.ndarray, chunk: int, pool, workers: int,
-                   integer: bool, layers: dict[str, LayerStats], neurons: dict[str, NeuronStats],
+def _simulate_fast(plan: Plan, net: FastNet, dtype: type, seq: np.ndarray, analog: bool, input_max: float, chunk: int,
+                   pool, workers: int, integer: bool, layers: dict[str, LayerStats], neurons: dict[str, NeuronStats],
                    out_seq: np.ndarray, bar) -> dict[str, torch.Tensor]:
-    """Spike input on a :class:`FastNet`: one compiled call per thread and chunk; returns spikes (NCHW views)."""
+    """Spike or integer analog input on a :class:`FastNet`: one compiled call per thread and chunk;
+    returns spikes (NCHW views)."""
     t, b, n_in = seq.shape
     flags = np.zeros((b, t, -(-n_in // 8) * 8), dtype=np.uint8)  # padded: scanned 8 bytes at a time
-    flags[:, :, :n_in] = (seq != 0).transpose(1, 0, 2)  # spike input: the events are the nonzero entries
+    flags[:, :, :n_in] = (seq != 0).transpose(1, 0, 2)  # the events are the nonzero entries
+    values = (np.ascontiguousarray(seq.transpose(1, 0, 2)).astype(dtype) if analog
+              else np.zeros((b, t, 0), dtype=dtype))
     spk = np.zeros((b, t, net.n), dtype=np.uint8)
-    args = net.arrays(dtype)
+    args = list(net.arrays(dtype))
+    args[9] = np.stack([net.v_lo, net.v_hi, net.reach(input_max)], axis=1).astype(np.int64)  # bounds at these inputs
 
     def job(rows: tuple[int, int]) -> tuple[int, np.ndarray, np.ndarray]:
         r0, r1 = rows
         stats = np.zeros((len(net.names), 5), dtype=np.int64)
         stats[:, 3], stats[:, 4] = np.iinfo(np.int64).min, np.iinfo(np.int64).max
         synops = np.zeros(len(net.conn_names), dtype=np.int64)
-        _run_fast(flags[r0:r1], *args, spk[r0:r1], out_seq[:, r0:r1], stats, synops)
+        _run_fast(flags[r0:r1], values[r0:r1], analog, *args, spk[r0:r1], out_seq[:, r0:r1], stats, synops)
         return r1 - r0, stats, synops
 
     for lo in range(0, b, chunk):
         parts = _parts(lo, min(lo + chunk, b), workers)
         for rows, stats, synops in ([job(parts[0])] if len(parts) == 1 else list(pool.map(job, parts))):
             _merge_fast(net, rows * t, integer, stats, synops, layers, neurons)
+            if analog:  # the first layer's events are MACs of analog input: effective, and dense beside them
+                for lay in layers.values():
+                    if lay.analog:
+                        lay.macs_effective, lay.synops = lay.macs_effective + lay.synops, 0
+                        lay.macs_dense += lay.synapses * rows * t
         bar.update(t)
     return {n: _public_spikes(spk, net, n, plan.shape[n]) for n in neurons}
 

@@ -387,11 +387,30 @@ def test_integer_fast_path_matches_general_path(arch):
     assert fast.spikes["if1"].reshape(-1).shape[0] == fast.spikes["if1"].numel()  # NCHW views reshape as usual
 
 
+@pytest.mark.parametrize("arch", ["snn_2conv", "snn_resnet14"])
+def test_direct_encoded_integer_graphs_take_the_fast_path(arch, batch4, monkeypatch):
+    # Direct encoding: the integer graph's input is round(x / input step), integer-valued, so the first
+    # layer is integer multiply-adds, exact in any order: the fast path takes it (value × weight runs)
+    # and must give the general path's bits and counters (effective and dense MACs, active updates).
+    import kdsnn.deploy.simulator as simulator
+
+    f, q = _graphs(arch)
+    general = simulate(q, batch4, fast=False)
+    monkeypatch.setattr(simulator, "_simulate_general", lambda *a, **k: pytest.fail("general path taken"))
+    fast = simulate(q, batch4)
+    _assert_same_run(fast, general)
+    first = next(l for l in fast.layers.values() if l.analog)
+    assert first.macs_effective > 0 and first.macs_dense >= first.macs_effective and first.synops == 0
+    monkeypatch.undo()
+    assert Plan(f).fast is None  # float weights: general path
+    # inputs large enough that int64 could no longer be proven exact: the general path, same bits as ever
+    huge = batch4 * 2.0 ** 40
+    monkeypatch.setattr(simulator, "_simulate_fast", lambda *a, **k: pytest.fail("fast path taken"))
+    simulate(q, huge)
+
+
 def test_fast_path_declines_what_it_cannot_do_exactly(batch4):
-    # Analog (direct) input, float weights and non-integer resets stay on the general path.
-    _, q = _graphs("snn_2conv")
-    r = simulate(q, batch4)  # direct encoding: the analog first layer needs float sums
-    _assert_same_run(r, simulate(q, batch4, fast=False))
+    # Float weights and non-integer resets stay on the general path.
     g = _conv_graph()
     g.nodes["conv"].weight = g.nodes["conv"].weight * 0.5
     assert Plan(g).fast is None
