@@ -188,3 +188,19 @@ def test_compiled_kernels_take_float64():
     g_ref, x.grad = x.grad.clone(), None
     (IFNeuron(p)(x) * w).sum().backward()
     assert x.grad.dtype == torch.float64 and torch.allclose(x.grad, g_ref, atol=1e-12)
+
+
+def test_static_input_outside_the_kernels_sums_its_gradient_too():
+    """bfloat16 maps take the PyTorch loop and backward (the compiled kernels take float32/64):
+    a static input's gradient is the sum over steps there as well (the path CUDA takes)."""
+    p = IFParams()
+    torch.manual_seed(6)
+    base = torch.rand(3, 5) * 1.4 - 0.2
+    x = base.to(torch.bfloat16).requires_grad_()
+    assert not if_kernels.supported(x.unsqueeze(0).expand(4, 3, 5))
+    w = torch.randn(4, 3, 5).to(torch.bfloat16)
+    (IFNeuron(p)(x, 4) * w).sum().backward()
+    x_ref = base.to(torch.bfloat16).unsqueeze(0).expand(4, 3, 5).clone().requires_grad_()
+    s_ref, _ = if_multistep(x_ref, p)
+    (s_ref * w).sum().backward()
+    assert torch.allclose(x.grad.float(), x_ref.grad.float().sum(0), atol=0.05)
