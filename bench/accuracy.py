@@ -53,7 +53,6 @@ def main() -> None:
     ap.add_argument("--section", default=None)
     a = ap.parse_args()
     alphas = parse_alphas(a.alpha)
-    a.alpha_map = alphas
     torch.set_num_threads(2)
     root = Path(tempfile.mkdtemp(prefix="kdsnn-bench-"))
     t0 = time.time()
@@ -69,7 +68,7 @@ def main() -> None:
                                   quiet=True, validate=a.validate), "student")
             results.setdefault(kd, []).append(r["accuracy"])
             print(f"{kd} seed {seed}: {r['accuracy']:.4f}", flush=True)
-    table = _table(a, teacher["accuracy"], results, split)
+    table = _table(a, alphas, teacher["accuracy"], results, split)
     print(table)
     elapsed = time.time() - t0
     print(f"({elapsed:.0f} s)")
@@ -89,7 +88,8 @@ def main() -> None:
         replace_section(Path(a.write), section, body)
 
 
-def _table(a: argparse.Namespace, teacher_acc: float, results: dict[str, list[float]], split: str) -> str:
+def _table(a: argparse.Namespace, alphas: dict[str, float], teacher_acc: float, results: dict[str, list[float]],
+           split: str) -> str:
     """Markdown: teacher, then each method's mean, per-seed accuracies and paired difference to ``none``."""
     plain = results.get("none")
     rows = [f"| model | method | mean {split} accuracy | per seed | vs plain SNN (mean of paired differences) | seeds above / equal / below |",
@@ -101,7 +101,7 @@ def _table(a: argparse.Namespace, teacher_acc: float, results: dict[str, list[fl
             diffs = [x - y for x, y in zip(accs, plain)]
             delta = f"{statistics.mean(diffs) * 100:+.2f} pp"
             wins = f"{sum(d > 0 for d in diffs)} / {sum(d == 0 for d in diffs)} / {sum(d < 0 for d in diffs)}"
-        alpha = f", α = {a.alpha_map[kd]}" if kd in getattr(a, "alpha_map", {}) else ""
+        alpha = f", α = {alphas[kd]}" if kd in alphas else ""
         rows.append(f"| student {a.student_arch} ×{a.width} (SNN, T = 4) | {kd}{alpha} | {statistics.mean(accs) * 100:.2f} % | "
                     f"{', '.join(f'{x * 100:.2f}' for x in accs)} | {delta} | {wins} |")
     return "\n".join(rows)

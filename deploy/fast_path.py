@@ -309,63 +309,41 @@ def _compact(flags: np.ndarray, lo: int, hi: int, ev: np.ndarray, at: int) -> in
 
 @njit(cache=True, nogil=True)
 def _add_runs(ev: np.ndarray, e_lo: int, n_ev: int, row_lo: int, rows: np.ndarray, runs: np.ndarray, weight: np.ndarray,
-              cur: np.ndarray, recv: np.ndarray) -> int:  # pragma: no cover - compiled
+              cur: np.ndarray, recv: np.ndarray, values: np.ndarray, scaled: bool) -> int:  # pragma: no cover - compiled
     """Add the weights of sources ``ev[e_lo:e_lo + n_ev]`` into ``cur`` run by run; mark their blocks in ``recv``.
 
     Tables as :func:`_concat` lays them out. A run is a contiguous slice of targets and of
     weights, so its loop vectorizes (integer adds: any order gives the same sums). Unsigned
-    indices spare numba's negative-index wraparound. Returns the SynOps (structural synapses reached).
+    indices spare numba's negative-index wraparound. ``scaled``: the source is analog (an
+    integer-valued first layer) and each event adds ``values[source] · weight``; the count
+    returned is then its effective MACs. Returns the SynOps (structural synapses reached).
     """
     synops = 0
     for e in range(e_lo, e_lo + n_ev):
-        i = row_lo + ev[e]
-        at, blk = np.uint64(rows[i, 0]), np.uint64(rows[i, 1])
-        synops += rows[i, 7]
-        _add_run(cur, at, weight, np.uint64(rows[i, 2]), np.uint64(rows[i, 3]), recv, blk, np.uint64(rows[i, 4]))
-        for r in range(rows[i, 5], rows[i, 6]):
-            _add_run(cur, at + np.uint64(runs[r, 0]), weight, np.uint64(runs[r, 1]), np.uint64(runs[r, 2]), recv,
-                     blk + np.uint64(runs[r, 3]), np.uint64(runs[r, 4]))
-    return synops
-
-
-@njit(cache=True, nogil=True)
-def _add_runs_scaled(ev: np.ndarray, e_lo: int, n_ev: int, row_lo: int, rows: np.ndarray, runs: np.ndarray,
-                     weight: np.ndarray, cur: np.ndarray, recv: np.ndarray, values: np.ndarray) -> int:  # pragma: no cover
-    """:func:`_add_runs` for an analog (integer-valued) source: each event adds ``value · weight``.
-
-    The first layer of a direct-encoded integer graph: the nonzero inputs are the events, and the
-    count returned is its effective MACs (nonzero inputs × structural fan-out)."""
-    macs = 0
-    for e in range(e_lo, e_lo + n_ev):
         src = ev[e]
         i = row_lo + src
-        value = values[src]
+        value = values[src] if scaled else 1
         at, blk = np.uint64(rows[i, 0]), np.uint64(rows[i, 1])
-        macs += rows[i, 7]
-        _add_run_scaled(cur, at, weight, np.uint64(rows[i, 2]), np.uint64(rows[i, 3]), recv, blk,
-                        np.uint64(rows[i, 4]), value)
+        synops += rows[i, 7]
+        _add_run(cur, at, weight, np.uint64(rows[i, 2]), np.uint64(rows[i, 3]), recv, blk, np.uint64(rows[i, 4]),
+                 value, scaled)
         for r in range(rows[i, 5], rows[i, 6]):
-            _add_run_scaled(cur, at + np.uint64(runs[r, 0]), weight, np.uint64(runs[r, 1]), np.uint64(runs[r, 2]), recv,
-                            blk + np.uint64(runs[r, 3]), np.uint64(runs[r, 4]), value)
-    return macs
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _add_run_scaled(cur: np.ndarray, at: np.uint64, weight: np.ndarray, k: np.uint64, n: np.uint64, recv: np.ndarray,
-                    blk: np.uint64, blocks: np.uint64, value) -> None:  # pragma: no cover - compiled
-    """``cur[at:at + n] += value · weight[k:k + n]``; ``recv[blk:blk + blocks] = 1``."""
-    for q in range(n):
-        cur[at + q] += value * weight[k + q]
-    for q in range(blocks):
-        recv[blk + q] = 1
+            _add_run(cur, at + np.uint64(runs[r, 0]), weight, np.uint64(runs[r, 1]), np.uint64(runs[r, 2]), recv,
+                     blk + np.uint64(runs[r, 3]), np.uint64(runs[r, 4]), value, scaled)
+    return synops
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _add_run(cur: np.ndarray, at: np.uint64, weight: np.ndarray, k: np.uint64, n: np.uint64, recv: np.ndarray,
-             blk: np.uint64, blocks: np.uint64) -> None:  # pragma: no cover - compiled
-    """``cur[at:at + n] += weight[k:k + n]``; ``recv[blk:blk + blocks] = 1`` (one vectorized loop each)."""
-    for q in range(n):
-        cur[at + q] += weight[k + q]
+             blk: np.uint64, blocks: np.uint64, value, scaled: bool) -> None:  # pragma: no cover - compiled
+    """``cur[at:at + n] += (value ·) weight[k:k + n]``; ``recv[blk:blk + blocks] = 1`` (one vectorized loop each;
+    spikes add the weights themselves, without a multiply)."""
+    if scaled:
+        for q in range(n):
+            cur[at + q] += value * weight[k + q]
+    else:
+        for q in range(n):
+            cur[at + q] += weight[k + q]
     for q in range(blocks):
         recv[blk + q] = 1
 
@@ -481,12 +459,8 @@ def _run_fast(flags: np.ndarray, values: np.ndarray, analog: bool, pops: np.ndar
                     _copy(cur, bias, lo, hi)
                 _fill(recv, lo, lo + size // grain)
                 for c in range(pops[q, 3], pops[q, 4]):
-                    if analog and conns[c, 0] == n_pop:  # from the Input, analog: value × weight
-                        synops[c] += _add_runs_scaled(ev, conns[c, 1], cnt[n_pop], conns[c, 2], rows, runs, weight,
-                                                      cur, recv, values[b, step])
-                    else:
-                        synops[c] += _add_runs(ev, conns[c, 1], cnt[conns[c, 0]], conns[c, 2], rows, runs, weight, cur,
-                                               recv)
+                    synops[c] += _add_runs(ev, conns[c, 1], cnt[conns[c, 0]], conns[c, 2], rows, runs, weight, cur,
+                                           recv, values[b, step], analog and conns[c, 0] == n_pop)
                 if pops[q, 2]:
                     _readout(cur[lo:hi], row, gather, out[step, b])
                     _fill(cur, lo, hi)
@@ -528,20 +502,22 @@ def simulate_fast(plan: Plan, net: FastNet, dtype: type, seq: np.ndarray, analog
         parts = _parts(lo, min(lo + chunk, b), workers)
         for rows, stats, synops in ([job(parts[0])] if len(parts) == 1 else list(pool.map(job, parts))):
             _merge_fast(net, rows * t, integer, stats, synops, layers, neurons)
-            if analog:  # the first layer's events are MACs of analog input: effective, and dense beside them
-                for lay in layers.values():
-                    if lay.analog:
-                        lay.macs_effective, lay.synops = lay.macs_effective + lay.synops, 0
-                        lay.macs_dense += lay.synapses * rows * t
         bar.update(t)
     return {n: _public_spikes(spk, net, n, plan.shape[n]) for n in neurons}
 
 
 def _merge_fast(net: FastNet, updates_per_neuron: int, integer: bool, stats: np.ndarray, synops: np.ndarray,
                 layers: dict[str, LayerStats], neurons: dict[str, NeuronStats]) -> None:
-    """Add one fast-path part's raw counters into the totals (as :func:`_merge` does for the general path)."""
+    """Add one fast-path part's raw counters into the totals (as :func:`_merge` does for the general path).
+
+    An analog first layer's events are MACs: effective ones, with the dense count beside them."""
     for name, ops in zip(net.conn_names, synops):
-        layers[name].synops += int(ops)
+        lay = layers[name]
+        if lay.analog:
+            lay.macs_effective += int(ops)
+            lay.macs_dense += lay.synapses * updates_per_neuron
+        else:
+            lay.synops += int(ops)
     for q, name in enumerate(net.names):
         st = neurons.get(name)
         if st is None:

@@ -531,8 +531,9 @@ def _deliver(ev_cnt: np.ndarray, ev_idx: np.ndarray, ev_val: np.ndarray, mode: i
                     j = at + offset[k]
                     cur_b[j] += weights[k]
                     recv_b[j] = True
-            elif mode == _ANALOG:
-                v = ev_val[b, e]
+            else:  # a spike adds each weight once (1.0 · w is w, bit for bit); an analog value scales them
+                analog = mode == _ANALOG
+                v = ev_val[b, e] if analog else 1.0
                 for k in range(lo, hi):
                     j = at + offset[k]
                     if not mark[j]:
@@ -540,15 +541,8 @@ def _deliver(ev_cnt: np.ndarray, ev_idx: np.ndarray, ev_val: np.ndarray, mode: i
                         touched[nt] = j
                         nt += 1
                     acc[j] += v * weights[k]
-                    accv[j] += v
-            else:
-                for k in range(lo, hi):
-                    j = at + offset[k]
-                    if not mark[j]:
-                        mark[j] = True
-                        touched[nt] = j
-                        nt += 1
-                    acc[j] += weights[k]
+                    if analog:
+                        accv[j] += v
         for q in range(nt):
             j = touched[q]
             if mode != _ANALOG or acc[j] != 0.0 or accv[j] != 0.0:
@@ -691,8 +685,8 @@ def simulate(graph: nir.NIRGraph | Plan, x: torch.Tensor | np.ndarray, timesteps
     out_seq = np.zeros((t, b, n_out))
     # the fast path takes spikes, and analog input when it is integer-valued (a direct-encoded integer
     # graph's input, rounded to its input step): integer products and sums, exact in any order
-    input_max = float(np.abs(seq).max(initial=0.0))
     net = plan.fast if fast and (not analog or np.array_equal(seq, np.round(seq))) else None
+    input_max = float(np.abs(seq).max(initial=0.0)) if net is not None and analog else 1.0
     dtype = net.dtype(t, input_max) if net is not None else None
     bar = progress_bar(total=t * ((b + chunk - 1) // chunk), desc="simulate", unit="step", enabled=progress)
     workers = max(1, min(torch.get_num_threads(), chunk))

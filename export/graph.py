@@ -113,9 +113,7 @@ def _block(b: _Builder, block: nn.Module, src: str) -> str:
             sc = b.conv(src, block.shortcut[0], block.shortcut[1])
         return b.neuron([c2, sc], b.shape[c2], block.neuron2.params)
     if isinstance(block, AvgPool):
-        pool = block.pool
-        k = pool.kernel_size if isinstance(pool.kernel_size, tuple) else (pool.kernel_size, pool.kernel_size)
-        s = pool.stride if isinstance(pool.stride, tuple) else (pool.stride, pool.stride)
+        k, s = block.kernel, pair(block.pool.stride)
         c, h, w = b.shape[src]
         out = (c, (h - k[0]) // s[0] + 1, (w - k[1]) // s[1] + 1)
         node = nir.SumPool2d(kernel_size=np.array(k), stride=np.array(s), padding=np.array([0, 0]))

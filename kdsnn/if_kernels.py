@@ -58,8 +58,8 @@ def _backward(h_all, grad_s, sig, grad_x, threshold, hard, v_reset, detach, kind
 
     g is the surrogate derivative at h − θ; for SIGMOID ``sig`` holds σ(α·(h − θ)), computed
     beforehand by PyTorch's vectorized sigmoid (numba has no vector exp here: an exp written
-    out as a polynomial measured slower than PyTorch's three passes). ``summed`` (one input map fed at every step, as
-    direct encoding does): ``grad_x`` is ``[1, N]`` and receives Σ_t, what the expand's backward
+    out as a polynomial measured slower than PyTorch's three passes). ``summed`` (one input map
+    fed at every step, as direct encoding does): ``grad_x`` is ``[1, N]`` and receives Σ_t, what the expand's backward
     would sum. Each branch is its own simple loop over a tile (g first, then the recurrence),
     which LLVM vectorizes; one loop with the branches inside it stays scalar."""
     steps = h_all.shape[0]

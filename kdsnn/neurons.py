@@ -95,27 +95,12 @@ class _MultiStepIF(torch.autograd.Function):
         ctx.static = static_steps is not None
         if ctx.static:
             x_seq = x_seq.unsqueeze(0).expand(static_steps, *x_seq.shape)
-        steps = x_seq.shape[0]
         h_all = _empty_sequence(x_seq)
         s_all = torch.empty_like(h_all)
-        ctx.p = p
-        if if_kernels.supported(x_seq) and if_kernels.supported(h_all):  # CPU: one compiled pass
+        if if_kernels.supported(x_seq):  # CPU: one compiled pass
             if_kernels.if_forward(x_seq, h_all, s_all, p.threshold, p.reset == "hard", p.v_reset)
-            ctx.save_for_backward(h_all, s_all)
-            return s_all
-        fired = torch.empty(x_seq.shape[1:], dtype=torch.bool, device=x_seq.device)
-        v = torch.empty_like(h_all[0])
-        h_all[0].copy_(x_seq[0])
-        for t in range(steps):
-            h = h_all[t]
-            torch.gt(h, p.threshold, out=fired)
-            s_all[t].copy_(fired)
-            if t + 1 < steps:
-                if p.reset == "hard":
-                    torch.where(fired, torch.tensor(p.v_reset, dtype=h.dtype), h, out=v)
-                else:
-                    torch.sub(h, s_all[t], alpha=p.threshold, out=v)
-                torch.add(v, x_seq[t + 1], out=h_all[t + 1])
+        else:
+            _forward_steps(x_seq, h_all, s_all, p)
         ctx.save_for_backward(h_all, s_all)
         ctx.p = p
         return s_all
@@ -133,6 +118,23 @@ class _MultiStepIF(torch.autograd.Function):
         else:
             grad = _backward_step_buffers(h_all, s_all, grad_s, p, param)
         return (grad.sum(0) if ctx.static else grad), None, None
+
+
+def _forward_steps(x_seq: torch.Tensor, h_all: torch.Tensor, s_all: torch.Tensor, p: IFParams) -> None:
+    """The recurrence with PyTorch ops, one step at a time, into ``h_all`` and ``s_all`` (CUDA, other dtypes)."""
+    fired = torch.empty(x_seq.shape[1:], dtype=torch.bool, device=x_seq.device)
+    v = torch.empty_like(h_all[0])
+    h_all[0].copy_(x_seq[0])
+    for t in range(x_seq.shape[0]):
+        h = h_all[t]
+        torch.gt(h, p.threshold, out=fired)
+        s_all[t].copy_(fired)
+        if t + 1 < x_seq.shape[0]:
+            if p.reset == "hard":
+                torch.where(fired, torch.tensor(p.v_reset, dtype=h.dtype), h, out=v)
+            else:
+                torch.sub(h, s_all[t], alpha=p.threshold, out=v)
+            torch.add(v, x_seq[t + 1], out=h_all[t + 1])
 
 
 def _dv_dh_(dv: torch.Tensor, h: torch.Tensor, s: torch.Tensor, g: torch.Tensor, p: IFParams) -> torch.Tensor | None:

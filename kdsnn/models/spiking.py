@@ -103,13 +103,14 @@ class AvgPool(nn.Module):
     def __init__(self, kernel: int | tuple[int, int]) -> None:
         super().__init__()
         self.pool = nn.AvgPool2d(kernel)
+        self.kernel = (kernel, kernel) if isinstance(kernel, int) else (int(kernel[0]), int(kernel[1]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = fold(x)
-        k = (self.pool.kernel_size,) * 2 if isinstance(self.pool.kernel_size, int) else tuple(self.pool.kernel_size)
-        tiles = flat.shape[-2] % k[0] == 0 and flat.shape[-1] % k[1] == 0
+        kh, kw = self.kernel
+        tiles = flat.shape[-2] % kh == 0 and flat.shape[-1] % kw == 0
         if tiles and flat.requires_grad and torch.is_grad_enabled() and not flat.is_cuda:
-            return unfold(_TiledAvgPool.apply(flat, k), x.shape[0])
+            return unfold(_TiledAvgPool.apply(flat, self.kernel), x.shape[0])
         return unfold(self.pool(flat), x.shape[0])
 
 
