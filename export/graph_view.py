@@ -1,0 +1,261 @@
+"""One validated view of a NIR graph, built once, read by every consumer.
+
+The simulator, the PyTorch graph runtime, the ONNX and netx exporters, Lava, Norse, the
+SynOps counter and ``inspect`` all need the same facts about a graph: its order, who feeds
+whom, every node's shape, the Input and Output, how the output is read, the encoding, T, dt,
+integer mode and each population's neuron model. :class:`GraphView` derives them once and is
+the one place that refuses what kdsnn cannot run, naming the node and why.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import nir
+import numpy as np
+
+from kdsnn.errors import KdsnnError
+from kdsnn.neuron_models import MODELS, NeuronModel
+
+from .graph import get_meta
+
+SYNAPTIC = (nir.Conv2d, nir.Affine, nir.Linear, nir.Scale)
+POOLS = (nir.SumPool2d, nir.AvgPool2d)
+NEURONS = tuple(MODELS)
+SUPPORTED = (nir.Input, nir.Output, nir.Flatten, *SYNAPTIC, *POOLS, *NEURONS)
+ENCODINGS = ("direct", "bernoulli")
+
+
+def pair(v: Any, what: str = "size", node: str = "?") -> tuple[int, int]:
+    """A NIR size/stride/padding field (one or two integers) as ``(h, w)``."""
+    a = np.atleast_1d(np.asarray(v))
+    if a.size not in (1, 2) or not np.all(a == np.round(a)):
+        raise KdsnnError(f"NIR node {node!r}: {what} {v!r} is not one or two integers")
+    a = a.astype(int).tolist()
+    return (a[0], a[0]) if len(a) == 1 else (a[0], a[1])
+
+
+def conv_pads(node: nir.Conv2d, name: str = "?") -> tuple[int, int, int, int]:
+    """Zero padding of a Conv2d as ``(top, left, bottom, right)``; strings resolved as PyTorch does
+    ('same': the extra pixel goes bottom/right, stride 1 only)."""
+    w = np.asarray(node.weight)
+    k = (int(w.shape[-2]), int(w.shape[-1])) if w.ndim == 4 else (1, 1)
+    d = pair(node.dilation, "dilation", name)
+    if isinstance(node.padding, str):
+        if node.padding == "valid":
+            return (0, 0, 0, 0)
+        if node.padding == "same":
+            if pair(node.stride, "stride", name) != (1, 1):
+                raise KdsnnError(f"NIR node {name!r}: Conv2d padding 'same' needs stride 1 (as in PyTorch)")
+            tot = (d[0] * (k[0] - 1), d[1] * (k[1] - 1))
+            return (tot[0] // 2, tot[1] // 2, tot[0] - tot[0] // 2, tot[1] - tot[1] // 2)
+        raise KdsnnError(f"NIR node {name!r}: unknown padding {node.padding!r} (use 'same', 'valid' or integers)")
+    p = pair(node.padding, "padding", name)
+    return (p[0], p[1], p[0], p[1])
+
+
+def window_out(size: tuple[int, int], k: tuple[int, int], s: tuple[int, int], pads: tuple[int, int, int, int],
+               d: tuple[int, int] = (1, 1)) -> tuple[int, int]:
+    """Output size of a convolution or pooling window over ``size`` (pads: top, left, bottom, right)."""
+    return ((size[0] + pads[0] + pads[2] - d[0] * (k[0] - 1) - 1) // s[0] + 1,
+            (size[1] + pads[1] + pads[3] - d[1] * (k[1] - 1) - 1) // s[1] + 1)
+
+
+def _type_shape(t: Any) -> tuple[int, ...]:
+    return tuple(int(v) for v in np.asarray(t).ravel().tolist())
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """One node with its neighbours and shapes (per sample, no batch axis)."""
+
+    name: str
+    node: nir.NIRNode
+    preds: tuple[str, ...]
+    succs: tuple[str, ...]
+    in_shape: tuple[int, ...]
+    shape: tuple[int, ...]
+
+
+class GraphView:
+    """A NIR graph checked once and described: order, neighbours, shapes, I/O, readout, models.
+
+    ``timesteps`` overrides the T the graph records; a graph that records none and is given
+    none has ``timesteps = None`` (commands then ask for ``--timesteps``).
+    """
+
+    def __init__(self, graph: nir.NIRGraph, timesteps: int | None = None) -> None:
+        self.graph = graph
+        self.nodes: dict[str, nir.NIRNode] = dict(graph.nodes)
+        self.meta: dict[str, Any] = get_meta(graph)
+        for name, node in self.nodes.items():
+            if not isinstance(node, SUPPORTED):
+                raise KdsnnError(f"NIR node {name!r} of type {type(node).__name__} is not supported "
+                                 f"(supported: {', '.join(sorted({t.__name__ for t in SUPPORTED}))})")
+        self.preds: dict[str, list[str]] = {n: [] for n in self.nodes}
+        self.succs: dict[str, list[str]] = {n: [] for n in self.nodes}
+        for s, d in graph.edges:
+            if s not in self.nodes or d not in self.nodes:
+                raise KdsnnError(f"NIR graph has an edge {s} → {d} to a node that does not exist")
+            self.preds[d].append(s)
+            self.succs[s].append(d)
+        self.order: list[str] = self._topological()
+        inputs = [n for n in self.order if isinstance(self.nodes[n], nir.Input)]
+        outputs = [n for n in self.order if isinstance(self.nodes[n], nir.Output)]
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise KdsnnError(f"NIR graph must have exactly one Input and one Output node "
+                             f"(has {len(inputs)} and {len(outputs)})")
+        self.input, self.output = inputs[0], outputs[0]
+        self.input_shape: tuple[int, ...] = _type_shape(self.nodes[self.input].input_type["input"])
+        self.in_shape: dict[str, tuple[int, ...]] = {}
+        self.shape: dict[str, tuple[int, ...]] = {}
+        self._infer_shapes()
+        self.dt = float(self.meta.get("dt", 1.0))
+        self.reset = str(self.meta.get("reset", "hard"))
+        self.models: dict[str, NeuronModel] = {n: self._model(n) for n in self.order if isinstance(self.nodes[n], NEURONS)}
+        self.populations: list[str] = list(self.models)
+        self.synaptic: list[str] = [n for n in self.order if isinstance(self.nodes[n], SYNAPTIC)]
+        t = timesteps or self.meta.get("timesteps")
+        self.timesteps: int | None = int(t) if t else None
+        self.encoding: str = self.meta.get("encoding", "direct")
+        if self.encoding not in ENCODINGS:
+            raise KdsnnError(f"unknown input encoding {self.encoding!r} in the graph's metadata "
+                             f"(known: {', '.join(ENCODINGS)})")
+        self.integer = bool(self.meta.get("integer", False))
+        self.input_scale: float | None = self.meta.get("input_scale")
+        self.output_scale = float(self.meta.get("output_scale", 1.0))
+        last = self.preds[self.output]
+        self.spiking_output = bool(last) and all(self.models.get(p) is not None and self.models[p].spiking for p in last)
+        self.readout = "spike" if self.spiking_output else "membrane"
+
+    # ------------------------------------------------------------------ structure
+    def _topological(self) -> list[str]:
+        order: list[str] = []
+        state: dict[str, int] = {}  # 1 visiting, 2 done
+        for root in self.nodes:
+            stack = [(root, iter(self.preds[root]))]
+            if state.get(root) == 2:
+                continue
+            state[root] = 1
+            while stack:
+                n, it = stack[-1]
+                p = next(it, None)
+                if p is None:
+                    stack.pop()
+                    state[n] = 2
+                    order.append(n)
+                elif state.get(p) == 1:
+                    raise KdsnnError(f"NIR graph has a cycle through node {p!r}; only feed-forward graphs are supported")
+                elif state.get(p) is None:
+                    state[p] = 1
+                    stack.append((p, iter(self.preds[p])))
+        return order
+
+    def info(self, name: str) -> NodeInfo:
+        """Node ``name`` with its neighbours and shapes."""
+        return NodeInfo(name, self.nodes[name], tuple(self.preds[name]), tuple(self.succs[name]),
+                        self.in_shape[name], self.shape[name])
+
+    def of_type(self, *types: type) -> list[str]:
+        """Names of the nodes of the given NIR types, in topological order."""
+        return [n for n in self.order if isinstance(self.nodes[n], types)]
+
+    def size(self, name: str) -> int:
+        """Number of elements of node ``name``'s output."""
+        return int(np.prod(self.shape[name]))
+
+    # ------------------------------------------------------------------ shapes
+    def _infer_shapes(self) -> None:
+        for name in self.order:
+            node = self.nodes[name]
+            if isinstance(node, nir.Input):
+                self.in_shape[name] = self.shape[name] = self.input_shape
+                continue
+            if not self.preds[name]:
+                raise KdsnnError(f"NIR node {name!r} has no incoming edge")
+            ins = {self.shape[p] for p in self.preds[name]}
+            if len(ins) != 1:
+                sizes = {int(np.prod(s)) for s in ins}
+                if len(sizes) != 1:
+                    raise KdsnnError(f"NIR node {name!r} sums inputs of different shapes {sorted(ins)}")
+            shape = self.shape[self.preds[name][0]]
+            self.in_shape[name] = shape
+            self.shape[name] = _node_shape(name, node, shape)
+
+    def _model(self, name: str) -> NeuronModel:
+        node = self.nodes[name]
+        model = MODELS[type(node)](node, dt=self.dt, reset=self.reset)
+        why = model.size_ok(self.size(name))
+        if why:
+            raise KdsnnError(f"{type(node).__name__} node {name!r}: {why} (shape {self.shape[name]})")
+        return model
+
+    # ------------------------------------------------------------------ readout
+    def logits(self, out_seq: Any) -> Any:
+        """Logits from the Output's sequence ``[T, B, ...]``: spike counts, or the mean over T, times ``output_scale``."""
+        return (out_seq.sum(0) if self.spiking_output else out_seq.mean(0)) * self.output_scale
+
+    def require_timesteps(self) -> int:
+        """T, or a one-line error saying how to give it."""
+        if not self.timesteps:
+            raise KdsnnError("the graph does not record its number of time steps (no kdsnn metadata): "
+                             "give it (timesteps=T / --timesteps T)")
+        return self.timesteps
+
+
+def _node_shape(name: str, node: nir.NIRNode, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Output shape of ``node`` on an input of ``shape``, checking that they fit."""
+    if isinstance(node, nir.Conv2d):
+        w = np.asarray(node.weight)
+        if w.ndim != 4 or len(shape) != 3:
+            raise KdsnnError(f"NIR node {name!r}: Conv2d needs a 4-D weight and a [C, H, W] input, "
+                             f"got weight {w.shape} and input {shape}")
+        groups = int(node.groups)
+        if w.shape[1] * groups != shape[0] or w.shape[0] % groups:
+            raise KdsnnError(f"NIR node {name!r}: Conv2d expects {w.shape[1] * groups} input channels, gets {shape[0]}")
+        if node.input_shape is not None and np.asarray(node.input_shape).size == 2 \
+                and pair(node.input_shape, "input_shape", name) != tuple(shape[1:]):
+            raise KdsnnError(f"NIR node {name!r}: Conv2d declares input {pair(node.input_shape)} but receives {shape[1:]}")
+        k, d = (int(w.shape[2]), int(w.shape[3])), pair(node.dilation, "dilation", name)
+        hw = window_out(shape[1:], k, pair(node.stride, "stride", name), conv_pads(node, name), d)
+        if hw[0] < 1 or hw[1] < 1:
+            raise KdsnnError(f"NIR node {name!r}: Conv2d kernel {k[0]}×{k[1]} does not fit its {shape[1]}×{shape[2]} input")
+        b = np.asarray(node.bias).ravel()
+        if b.size not in (1, w.shape[0]):
+            raise KdsnnError(f"NIR node {name!r}: bias has {b.size} values, expected {w.shape[0]}")
+        return (int(w.shape[0]), *hw)
+    if isinstance(node, (nir.Affine, nir.Linear)):
+        w = np.asarray(node.weight)
+        n_in = int(np.prod(shape))
+        if w.ndim != 2 or w.shape[1] != n_in:
+            raise KdsnnError(f"NIR node {name!r}: {type(node).__name__} weight {w.shape} does not fit an input of "
+                             f"shape {shape}")
+        if isinstance(node, nir.Affine):
+            b = np.asarray(node.bias).ravel()
+            if b.size not in (1, w.shape[0]):
+                raise KdsnnError(f"NIR node {name!r}: bias has {b.size} values, expected {w.shape[0]}")
+        return (int(w.shape[0]),)
+    if isinstance(node, POOLS):
+        if len(shape) != 3:
+            raise KdsnnError(f"NIR node {name!r}: pooling needs a [C, H, W] input, gets {shape}")
+        k, s = pair(node.kernel_size, "kernel_size", name), pair(node.stride, "stride", name)
+        p = pair(node.padding, "padding", name)
+        hw = window_out(shape[1:], k, s, (p[0], p[1], p[0], p[1]))
+        if hw[0] < 1 or hw[1] < 1:
+            raise KdsnnError(f"NIR node {name!r}: pooling kernel {k[0]}×{k[1]} does not fit its {shape[1]}×{shape[2]} input")
+        return (shape[0], *hw)
+    if isinstance(node, nir.Flatten):
+        out = node.output_type.get("output") if node.output_type else None
+        if out is not None and np.asarray(out).size:
+            new = _type_shape(out)
+            if int(np.prod(new)) != int(np.prod(shape)):
+                raise KdsnnError(f"NIR node {name!r}: Flatten from {shape} to {new} changes the number of elements")
+            return new
+        nd = len(shape)
+        start, end = int(node.start_dim) % max(nd, 1), int(node.end_dim) % max(nd, 1)
+        return (*shape[:start], int(np.prod(shape[start:end + 1])), *shape[end + 1:])
+    if isinstance(node, nir.Scale):
+        a = np.asarray(node.scale)
+        if a.size != 1 and a.size != int(np.prod(shape)):
+            raise KdsnnError(f"NIR node {name!r}: scale of shape {a.shape} does not match its input {shape}")
+    return shape

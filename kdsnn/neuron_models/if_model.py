@@ -1,0 +1,136 @@
+"""The integrate-and-fire neuron (NIR ``IF``): parameters and the one reference step.
+
+Discrete time, step ``dt``, per neuron (DESIGN.md's contract)::
+
+    h[t] = v[t-1] + r·dt·x[t]                 (r·dt = 1: h = v + x, exact for integers)
+    s[t] = 1  iff  h[t] > θ                    (strict, as NIR's IF and Lava)
+    v[t] = v_reset        where s[t] = 1       (reset "hard": to v_reset, NIR ≥ 1.0.6)
+    v[t] = h[t] − θ·s[t]                       (reset "soft": subtract θ, NIR < 1.0.6)
+    v[0] = 0
+
+Float semantics: the arithmetic above in the array's dtype. Integer semantics: the same
+operations on integer-valued float64 (or integer) arrays with r·dt = 1, integer θ and
+v_reset; every sum is exact, so any implementation gives the same bits. Every other IF
+implementation in kdsnn (training kernels, graph runtime, simulator paths, ONNX emitter,
+Lava/netx mapping) is held to :meth:`IFModel.step` by tests/test_neuron_conformance.py.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import nir
+import numpy as np
+import torch
+
+from kdsnn.errors import KdsnnError
+
+RESETS = ("hard", "soft")
+
+
+def _vector(value: Any, default: float) -> np.ndarray:
+    """A NIR parameter (scalar, array or None) as a flat float64 array."""
+    if value is None:
+        return np.full(1, float(default))
+    return np.asarray(value, dtype=np.float64).ravel()
+
+
+@dataclass(frozen=True, eq=False)
+class IFModel:
+    """One IF population's parameters (flat arrays of 1 or n values, broadcast per neuron).
+
+    ``threshold`` θ, ``r`` (NIR's input gain), ``v_reset``, ``reset`` ("hard" or "soft"),
+    ``dt`` (the step; ``r·dt`` scales the input). Build it from a NIR node with :meth:`from_nir`.
+    """
+
+    threshold: np.ndarray
+    r: np.ndarray
+    v_reset: np.ndarray
+    reset: str = "hard"
+    dt: float = 1.0
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    kind = "IF"
+    spiking = True
+
+    def __post_init__(self) -> None:
+        if self.reset not in RESETS:
+            raise KdsnnError(f"unknown IF reset {self.reset!r}; choose 'hard' (to v_reset) or 'soft' (subtract θ)")
+        if not self.dt > 0:
+            raise KdsnnError(f"time step dt must be positive, got {self.dt}")
+
+    @classmethod
+    def from_nir(cls, node: nir.IF, dt: float = 1.0, reset: str = "hard") -> IFModel:
+        """The model of a ``nir.IF`` node; ``reset`` is decided by the reader (file version, options)."""
+        return cls(threshold=_vector(node.v_threshold, 1.0), r=_vector(node.r, 1.0),
+                   v_reset=_vector(getattr(node, "v_reset", None), 0.0), reset=reset, dt=float(dt))
+
+    @property
+    def gain(self) -> np.ndarray:
+        """What one step multiplies the input by: ``r·dt``."""
+        return self.r * self.dt
+
+    @property
+    def unit_gain(self) -> bool:
+        """Whether ``r·dt = 1`` everywhere (the input is added as it is)."""
+        return bool(np.all(self.gain == 1.0))
+
+    def integer_exact(self) -> bool:
+        """Whether integer currents keep integer membranes: ``r·dt = 1``, finite integer θ floor and v_reset."""
+        return bool(self.unit_gain and np.isfinite(self.threshold).all() and np.isfinite(self.v_reset).all()
+                    and (self.v_reset == np.round(self.v_reset)).all()
+                    and (self.reset == "hard" or (self.threshold == np.round(self.threshold)).all()))
+
+    def size_ok(self, n: int) -> str | None:
+        """Why parameters of this model cannot drive a population of ``n`` neurons (None if they can)."""
+        for what, a in (("v_threshold", self.threshold), ("r", self.r), ("v_reset", self.v_reset)):
+            if a.size not in (1, n):
+                return f"{what} has {a.size} values but the population has {n} neurons"
+        return None
+
+    def _param(self, name: str, like: Any) -> Any:
+        """Parameter ``name`` in ``like``'s kind: numpy as stored, torch in its dtype and device (cached)."""
+        a = getattr(self, name) if name != "gain" else self.gain
+        if not isinstance(like, torch.Tensor):
+            dtype = like.dtype.type if isinstance(like, np.ndarray) and like.dtype.kind == "f" else np.float64
+            return a.astype(dtype, copy=False) if a.size != 1 else dtype(a[0])
+        key = (name, like.dtype, like.device)
+        t = self._cache.get(key)
+        if t is None:
+            t = self._cache[key] = torch.as_tensor(a if a.size != 1 else a[:1], dtype=like.dtype, device=like.device)
+        return t
+
+    def initial_state(self, like: Any) -> Any:
+        """``v[0] = 0`` shaped like one step's input."""
+        return torch.zeros_like(like) if isinstance(like, torch.Tensor) else np.zeros_like(np.asarray(like, dtype=np.float64))
+
+    def charge(self, x: Any, v: Any) -> Any:
+        """``h = v + r·dt·x`` (``v + x`` when ``r·dt = 1``)."""
+        return v + x if self.unit_gain else v + self._param("gain", x) * x
+
+    def fire_reset(self, h: Any) -> tuple[Any, Any]:
+        """Spikes and the membrane after reset, from the pre-reset membrane ``h``."""
+        th = self._param("threshold", h)
+        fired = h > th
+        if isinstance(h, torch.Tensor):
+            s = fired.to(h.dtype)
+            v = torch.where(fired, self._param("v_reset", h).expand_as(h), h) if self.reset == "hard" else h - th * s
+            return s, v
+        s = fired.astype(h.dtype if h.dtype.kind == "f" else np.float64)
+        v = np.where(fired, np.broadcast_to(self._param("v_reset", h), h.shape), h) if self.reset == "hard" else h - th * s
+        return s, v
+
+    def step(self, x: Any, v: Any) -> tuple[Any, Any]:
+        """One step: input ``x`` and membrane ``v`` (numpy or torch, ``[..., n]``) → (spikes, new membrane)."""
+        return self.fire_reset(self.charge(x, v))
+
+    def run(self, x_seq: Any) -> tuple[Any, Any]:
+        """All steps of ``x_seq`` ``[T, ...]`` from rest: (spikes ``[T, ...]``, membranes after each step ``[T, ...]``)."""
+        v = self.initial_state(x_seq[0])
+        spikes, membranes = [], []
+        for t in range(x_seq.shape[0]):
+            s, v = self.step(x_seq[t], v)
+            spikes.append(s)
+            membranes.append(v)
+        stack = torch.stack if isinstance(x_seq, torch.Tensor) else np.stack
+        return stack(spikes), stack(membranes)

@@ -1,0 +1,282 @@
+"""Every IF implementation against the one reference step (:class:`kdsnn.neuron_models.IFModel`).
+
+The same currents (random float and integer, exactly at threshold, negative, near the 24-bit
+bound, per-neuron thresholds, soft reset) go to every implementation: the training step and
+its compiled and PyTorch-op kernels, the graph runtime, both simulator paths (kernels
+directly, and whole runs), ONNX (step form, with its membranes, and the unrolled form) and
+Lava. Each must give the reference's spikes, and its membranes where it exposes them, at
+every step. The reference itself is checked by hand below. Adding a neuron model is one
+module in kdsnn/neuron_models and one row in ``MODELS_UNDER_TEST``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import nir
+import numpy as np
+import pytest
+import torch
+
+from kdsnn import if_kernels
+from kdsnn.export.graph import set_meta
+from kdsnn.neuron_models import IFModel
+from kdsnn.neurons import IFParams, _forward_steps, if_step
+
+T, B, N = 9, 3, 12
+V24 = 2 ** 23 - 1
+
+
+@dataclass
+class Case:
+    name: str
+    threshold: np.ndarray      # [N] (per neuron) or [1]
+    v_reset: float
+    reset: str
+    x: np.ndarray              # [T, B, N]
+    integer: bool
+
+    @property
+    def per_neuron(self) -> bool:
+        return self.threshold.size > 1
+
+    def model(self) -> IFModel:
+        return IFModel(threshold=self.threshold.astype(np.float64), r=np.ones(1), v_reset=np.array([self.v_reset]),
+                       reset=self.reset)
+
+
+def _cases() -> list[Case]:
+    rng = np.random.default_rng(7)
+    one = np.ones(1)
+    at = np.zeros((T, B, N))
+    at[0], at[1], at[2], at[3], at[4] = 5, 0, 2, 3, 1   # h = 5 = θ (no spike), 5, 7 > θ (spike), 3, 4
+    at[5:] = rng.integers(-5, 6, (T - 5, B, N))
+    big = rng.integers(2 ** 20, 2 ** 21, (T, B, N)).astype(np.float64)
+    big[::3] *= -1
+    return [
+        Case("float", one * 1.0, 0.0, "hard", rng.normal(0.35, 0.6, (T, B, N)).astype(np.float32).astype(np.float64), False),
+        Case("float_soft", one * 0.75, 0.0, "soft", rng.normal(0.3, 0.5, (T, B, N)).astype(np.float32).astype(np.float64), False),
+        Case("integer", one * 37, 0.0, "hard", rng.integers(-20, 41, (T, B, N)).astype(np.float64), True),
+        Case("integer_v_reset", one * 10, -3.0, "hard", rng.integers(-6, 12, (T, B, N)).astype(np.float64), True),
+        Case("at_threshold", one * 5, 0.0, "hard", at, True),
+        Case("negative", one * 4, 0.0, "hard", -rng.integers(0, 500, (T, B, N)).astype(np.float64), True),
+        Case("near_24_bit", one * (V24 - 3 * 2 ** 20), 0.0, "hard", big, True),
+        Case("per_neuron_threshold", rng.integers(1, 30, N).astype(np.float64), 0.0, "hard",
+             rng.integers(-5, 15, (T, B, N)).astype(np.float64), True),
+    ]
+
+
+CASES = _cases()
+
+
+# ----------------------------------------------------------------------------- implementations
+# Each returns (spikes [T, B, N], membranes after each step [T, B, N] or None, pre-reset h or None)
+# and says which cases it can run (None: runs it; a string: why not, checked to be a real limit).
+
+def _train_params(c: Case) -> IFParams:
+    return IFParams(threshold=float(c.threshold[0]), reset=c.reset, v_reset=c.v_reset)
+
+
+def training_step(c: Case):
+    p, x = _train_params(c), torch.from_numpy(c.x)
+    v, s_all, v_all = torch.zeros(B, N, dtype=torch.float64), [], []
+    for t in range(T):
+        s, v = if_step(x[t], v, p)
+        s_all.append(s)
+        v_all.append(v)
+    return torch.stack(s_all).numpy(), torch.stack(v_all).numpy(), None
+
+
+def training_compiled_kernel(c: Case):
+    x = torch.from_numpy(c.x.copy())
+    h, s = torch.empty_like(x), torch.empty_like(x)
+    assert if_kernels.supported(x)
+    if_kernels.if_forward(x, h, s, float(c.threshold[0]), c.reset == "hard", c.v_reset)
+    return s.numpy(), None, h.numpy()
+
+
+def training_torch_ops(c: Case):
+    x = torch.from_numpy(c.x.copy())
+    h, s = torch.empty_like(x), torch.empty_like(x)
+    _forward_steps(x, h, s, _train_params(c))
+    return s.numpy(), None, h.numpy()
+
+
+def training_fused_autograd(c: Case):
+    from kdsnn.neurons import IFNeuron
+    x = torch.from_numpy(c.x.copy()).requires_grad_(True)
+    s = IFNeuron(_train_params(c))(x)
+    return s.detach().numpy(), None, None
+
+
+def _graph(c: Case) -> nir.NIRGraph:
+    ones = np.ones(N)
+    g = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([N])}),
+                            "if1": nir.IF(r=ones, v_threshold=np.broadcast_to(c.threshold, (N,)).copy(),
+                                          v_reset=ones * c.v_reset),
+                            "output": nir.Output(output_type={"output": np.array([N])})},
+                     edges=[("input", "if1"), ("if1", "output")], type_check=False)
+    set_meta(g, {"producer": "kdsnn", "timesteps": T, "encoding": "direct", "integer": c.integer,
+                 "input_scale": None, "readout": "spike", "dt": 1, "reset": "hard"})
+    return g
+
+
+def graph_runtime(c: Case):
+    from kdsnn.export.runtime import GraphSNN
+    run = GraphSNN(_graph(c)).run(torch.from_numpy(c.x))
+    return run.outputs["if1"].double().numpy(), None, None
+
+
+def simulator_general_kernel(c: Case):
+    from kdsnn.deploy.simulator import _update
+    v, spk = np.zeros((B, N)), np.zeros((B, N), dtype=np.uint8)
+    th = np.ascontiguousarray(np.broadcast_to(c.threshold, (N,)), dtype=np.float64)
+    vr, r = np.full(N, c.v_reset), np.ones(N)
+    s_all, v_all = [], []
+    for t in range(T):
+        _update(v, np.ascontiguousarray(c.x[t]), r, False, th, vr, np.zeros((B, N), np.bool_), spk,
+                np.zeros(B, np.int64), np.zeros((B, N), np.int64), c.integer, np.zeros(3, np.int64))
+        s_all.append(spk.astype(np.float64))
+        v_all.append(v.copy())
+    return np.stack(s_all), np.stack(v_all), None
+
+
+def simulator_fast_kernel(c: Case):
+    from kdsnn.deploy.fast_path import _integrate
+    th = np.ascontiguousarray(np.broadcast_to(c.threshold, (N,)), dtype=np.int64)
+    vr = np.full(N, int(c.v_reset), dtype=np.int64)
+    lim = np.array([-V24 - 1, V24, np.iinfo(np.int64).min, np.iinfo(np.int64).max], dtype=np.int64)
+    s_all, v_all = np.zeros((T, B, N)), np.zeros((T, B, N))
+    for b in range(B):
+        v, spk = np.zeros(N, np.int64), np.zeros(N, np.uint8)
+        stats = np.array([0, 0, 0, np.iinfo(np.int64).min, np.iinfo(np.int64).max], dtype=np.int64)
+        for t in range(T):
+            _integrate(v, c.x[t, b].astype(np.int64), th, vr, spk, lim, stats, not c.per_neuron, True)
+            s_all[t, b], v_all[t, b] = spk, v
+    return s_all, v_all, None
+
+
+def simulator_general_run(c: Case):
+    from kdsnn.deploy.simulator import simulate
+    return simulate(_graph(c), torch.from_numpy(c.x), fast=False).spikes["if1"].double().numpy(), None, None
+
+
+def simulator_fast_run(c: Case):
+    from kdsnn.deploy.simulator import Plan, simulate
+    plan = Plan(_graph(c))
+    assert plan.fast is not None, "an integer graph must take the fast path"
+    return simulate(plan, torch.from_numpy(c.x), fast=True).spikes["if1"].double().numpy(), None, None
+
+
+def onnx_step(c: Case, tmp_path):
+    from kdsnn.export.onnx_export import OnnxModel, export_onnx, initial_states, run_steps
+    model = OnnxModel(export_onnx(_graph(c), tmp_path / "if.onnx", "step"))
+    states = initial_states(model, B)
+    s_all, v_all = [], []
+    for t in range(T):
+        run = run_steps(model, c.x[t:t + 1].astype(np.float32), states)
+        states = run.states
+        s_all.append(run.outputs[0])
+        v_all.append(states["v_if1"])
+    return np.stack(s_all).astype(np.float64), np.stack(v_all).astype(np.float64), None
+
+
+def onnx_unrolled(c: Case, tmp_path):
+    """The unrolled model returns spike counts (spike readout): compared as counts."""
+    from kdsnn.export.onnx_export import export_onnx, run_onnx
+    g = _graph(c)
+    set_meta(g, {**__import__("kdsnn.export.graph", fromlist=["get_meta"]).get_meta(g), "encoding": "bernoulli"})
+    counts = run_onnx(export_onnx(g, tmp_path / "if_unrolled.onnx", "unrolled"), c.x.astype(np.float32))
+    return counts.astype(np.float64), "counts", None
+
+
+IMPLEMENTATIONS: dict[str, tuple[Callable, Callable[[Case], str | None]]] = {
+    "training if_step": (training_step, lambda c: "IFParams has one θ per layer" if c.per_neuron else None),
+    "training compiled kernel": (training_compiled_kernel, lambda c: "IFParams has one θ per layer" if c.per_neuron else None),
+    "training torch ops": (training_torch_ops, lambda c: "IFParams has one θ per layer" if c.per_neuron else None),
+    "training fused autograd": (training_fused_autograd, lambda c: "IFParams has one θ per layer" if c.per_neuron else None),
+    "graph runtime": (graph_runtime, lambda c: "NIR's IF resets to v_reset" if c.reset == "soft" else None),
+    "simulator general kernel": (simulator_general_kernel, lambda c: "NIR's IF resets to v_reset" if c.reset == "soft" else None),
+    "simulator fast kernel": (simulator_fast_kernel,
+                              lambda c: "integer graphs only" if not c.integer else
+                              ("NIR's IF resets to v_reset" if c.reset == "soft" else None)),
+    "simulator general run": (simulator_general_run, lambda c: "NIR's IF resets to v_reset" if c.reset == "soft" else None),
+    "simulator fast run": (simulator_fast_run, lambda c: "integer graphs only" if not c.integer else
+                           ("NIR's IF resets to v_reset" if c.reset == "soft" else None)),
+    "onnx step": (onnx_step, lambda c: "NIR's IF resets to v_reset" if c.reset == "soft" else None),
+    "onnx unrolled": (onnx_unrolled, lambda c: "NIR's IF resets to v_reset" if c.reset == "soft" else None),
+}
+
+
+def _reference(c: Case, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The spec's spikes, membranes and pre-reset membranes, in the implementation's precision."""
+    m = c.model()
+    x = c.x.astype(dtype)
+    v = np.zeros((B, N), dtype=dtype)
+    s_all, v_all, h_all = [], [], []
+    for t in range(T):
+        h = m.charge(x[t], v)
+        s, v = m.fire_reset(h)
+        s_all.append(s)
+        v_all.append(v)
+        h_all.append(h)
+    return np.stack(s_all), np.stack(v_all), np.stack(h_all)
+
+
+FLOAT32 = {"graph runtime", "onnx step", "onnx unrolled"}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize("impl", list(IMPLEMENTATIONS))
+def test_conformance(impl: str, case: Case, tmp_path) -> None:
+    run, limit = IMPLEMENTATIONS[impl]
+    why = limit(case)
+    if why is not None:
+        # a stated limit of the implementation, not a skip: the case really is outside what it represents
+        assert case.reset == "soft" or case.per_neuron or not case.integer
+        return
+    dtype = np.float32 if impl in FLOAT32 and not case.integer else np.float64
+    spikes, membranes, pre = run(case, tmp_path) if impl.startswith("onnx") else run(case)
+    ref_s, ref_v, ref_h = _reference(case, dtype)
+    if isinstance(membranes, str):  # spike counts over T
+        np.testing.assert_array_equal(spikes, ref_s.sum(0))
+        return
+    np.testing.assert_array_equal(spikes.reshape(T, B, N), ref_s, err_msg=f"{impl}: spikes differ from the spec")
+    if membranes is not None:
+        np.testing.assert_array_equal(membranes.reshape(T, B, N), ref_v, err_msg=f"{impl}: membranes differ")
+    if pre is not None:
+        np.testing.assert_array_equal(pre.reshape(T, B, N), ref_h, err_msg=f"{impl}: pre-reset membranes differ")
+
+
+def test_cases_exercise_the_edges() -> None:
+    """The cases really contain what their names promise (spikes, silence, at-threshold, 24-bit)."""
+    by = {c.name: c for c in CASES}
+    s, v, h = _reference(by["at_threshold"], np.float64)
+    assert (h == 5).any() and (s[h == 5] == 0).all()      # h = θ exactly: no spike
+    s, v, h = _reference(by["negative"], np.float64)
+    assert s.sum() == 0 and v.min() < -2000
+    s, v, h = _reference(by["near_24_bit"], np.float64)
+    assert V24 - 2 ** 21 < h.max() <= V24 and s.any()   # within 2^21 of the 24-bit bound, never past it
+    for c in CASES:
+        s, _, _ = _reference(c, np.float64)
+        assert 0 < s.mean() < 1 or c.name == "negative", c.name
+
+
+def test_reference_step_by_hand() -> None:
+    """The spec on sequences worked out by hand (hard and soft reset, strict threshold, gain)."""
+    hard = IFModel(threshold=np.array([1.0]), r=np.ones(1), v_reset=np.zeros(1))
+    s, v = hard.run(np.array([[0.6], [0.6], [0.6], [1.5], [-0.2], [1.0]]))
+    # h: 0.6, 1.2→spike→0, 0.6, 2.1→spike→0, -0.2, 0.8
+    assert s.ravel().tolist() == [0, 1, 0, 1, 0, 0]
+    assert v.ravel() == pytest.approx([0.6, 0, 0.6, 0, -0.2, 0.8])
+    soft = IFModel(threshold=np.array([1.0]), r=np.ones(1), v_reset=np.zeros(1), reset="soft")
+    s, v = soft.run(np.array([[0.6], [0.6], [0.6], [1.5], [-0.2]]))
+    # h: 0.6, 1.2→spike→0.2, 0.8, 2.3→spike→1.3, 1.1→spike→0.1
+    assert s.ravel().tolist() == [0, 1, 0, 1, 1]
+    assert v.ravel() == pytest.approx([0.6, 0.2, 0.8, 1.3, 0.1])
+    exact = IFModel(threshold=np.array([2.0]), r=np.ones(1), v_reset=np.zeros(1))
+    assert exact.run(np.array([[2.0], [0.0]]))[0].ravel().tolist() == [0, 0]   # h = θ does not fire
+    gain = IFModel(threshold=np.array([1.0]), r=np.array([4.0]), v_reset=np.zeros(1), dt=0.5)
+    assert gain.run(np.array([[0.3], [0.3]]))[0].ravel().tolist() == [0, 1]   # 0.6, 1.2
+    torch_s, torch_v = hard.run(torch.tensor([[0.6], [0.6]], dtype=torch.float64))
+    assert torch_s.ravel().tolist() == [0, 1] and torch_v.ravel().tolist() == pytest.approx([0.6, 0.0])
