@@ -26,9 +26,8 @@ import numpy as np
 from kdsnn.errors import KdsnnError
 
 from .graph import SYNAPTIC, get_meta, predecessors, set_meta
-
-MEMBRANE_BITS = 24
-LOIHI_MANTISSA_BITS = 8
+from .loihi import STATE_BITS as MEMBRANE_BITS
+from .loihi import weight_fits
 
 
 def input_step(preprocessing: dict[str, Any], calibration_max: float | None, bits: int) -> float:
@@ -131,11 +130,9 @@ def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True, cal
                 if hasattr(node, "bias"):
                     node.bias = b_new
             wmax = int(np.abs(w_int).max())
-            exp = max(0, int(wmax).bit_length() - LOIHI_MANTISSA_BITS)
-            mantissa_ok = wmax < 2 ** LOIHI_MANTISSA_BITS and (exp == 0 or not np.any(np.mod(w_int, 2 ** exp)))
             report[l] = {"feeds": target, "current_scale": c, "input_scale": s_in[l], "weight_scale": c / s_in[l],
                          "weight_bits": bits, "max_abs_weight": wmax, "max_abs_bias": int(np.abs(b_int).max()),
-                         "fits_loihi_weight": bool(wmax <= 255 and (mantissa_ok or wmax < 2 ** LOIHI_MANTISSA_BITS)),
+                         "fits_loihi_weight": weight_fits(w_int),
                          "fits_24bit_bias": bool(np.abs(b_int).max() < 2 ** (MEMBRANE_BITS - 1))}
         tnode = g.nodes[target]
         if isinstance(tnode, nir.IF):
