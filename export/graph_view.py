@@ -227,14 +227,15 @@ def _node_shape(name: str, node: nir.NIRNode, shape: tuple[int, ...]) -> tuple[i
     if isinstance(node, (nir.Affine, nir.Linear)):
         w = np.asarray(node.weight)
         n_in = int(np.prod(shape))
-        if w.ndim != 2 or w.shape[1] != n_in:
+        if w.ndim != 2 or (not shape or w.shape[1] != shape[-1]) and w.shape[1] != n_in:
             raise KdsnnError(f"NIR node {name!r}: {type(node).__name__} weight {w.shape} does not fit an input of "
                              f"shape {shape}")
         if isinstance(node, nir.Affine):
             b = np.asarray(node.bias).ravel()
             if b.size not in (1, w.shape[0]):
                 raise KdsnnError(f"NIR node {name!r}: bias has {b.size} values, expected {w.shape[0]}")
-        return (int(w.shape[0]),)
+        # NIR applies an affine map to the last axis; a [C, H, W] map fed without Flatten is read flattened
+        return (*shape[:-1], int(w.shape[0])) if shape and w.shape[1] == shape[-1] else (int(w.shape[0]),)
     if isinstance(node, POOLS):
         if len(shape) != 3:
             raise KdsnnError(f"NIR node {name!r}: pooling needs a [C, H, W] input, gets {shape}")

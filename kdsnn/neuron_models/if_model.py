@@ -35,6 +35,15 @@ def _vector(value: Any, default: float) -> np.ndarray:
     return np.asarray(value, dtype=np.float64).ravel()
 
 
+def _trailing(shape: tuple[int, ...], n: int) -> tuple[int, ...]:
+    """The shortest trailing part of ``shape`` holding ``n`` elements: per-neuron parameters of a
+    population ``[..., C, H, W]`` broadcast over the leading (batch, time) axes."""
+    for k in range(1, len(shape) + 1):
+        if int(np.prod(shape[-k:])) == n:
+            return shape[-k:]
+    raise KdsnnError(f"{n} per-neuron parameters do not fit a population of shape {shape}")
+
+
 @dataclass(frozen=True, eq=False)
 class IFModel:
     """One IF population's parameters (flat arrays of 1 or n values, broadcast per neuron).
@@ -91,13 +100,16 @@ class IFModel:
     def _param(self, name: str, like: Any) -> Any:
         """Parameter ``name`` in ``like``'s kind: numpy as stored, torch in its dtype and device (cached)."""
         a = getattr(self, name) if name != "gain" else self.gain
+        if a.size != 1:
+            a = a.reshape(_trailing(tuple(like.shape), a.size))
         if not isinstance(like, torch.Tensor):
             dtype = like.dtype.type if isinstance(like, np.ndarray) and like.dtype.kind == "f" else np.float64
-            return a.astype(dtype, copy=False) if a.size != 1 else dtype(a[0])
-        key = (name, like.dtype, like.device)
+            return a.astype(dtype, copy=False) if a.size != 1 else dtype(a.flat[0])
+        key = (name, like.dtype, like.device, a.shape)
         t = self._cache.get(key)
         if t is None:
-            t = self._cache[key] = torch.as_tensor(a if a.size != 1 else a[:1], dtype=like.dtype, device=like.device)
+            t = self._cache[key] = torch.as_tensor(a if a.size != 1 else a.ravel()[:1], dtype=like.dtype,
+                                                   device=like.device)
         return t
 
     def initial_state(self, like: Any) -> Any:
