@@ -1,0 +1,131 @@
+"""Lava's process-graph route: build Lava processes from a :class:`LavaGraphPlan` and run them.
+
+Populations are ``LIFReset`` processes (relays plain ``LIF``); connections are Lava's ``Conv``
+(weights flipped and laid out as Lava's ``(C_out, W, H, C_in)``, as netx does), ``Dense`` over
+the ``C, H, W`` flattening of a map (``transpose([2, 1, 0]).flatten()``, as netx does) and
+``Sparse`` diagonals over Lava's own flattening of a map. Dense and Sparse weights go in as
+``(2w, weight_exp = −1)`` (:func:`kdsnn.export.loihi.lava_weights`), Conv weights as they are
+(Lava's fixed-point Conv uses them unscaled). Sample ``b``'s step ``t`` leaves the host's
+source at Lava time ``b·T + t + 1`` and population ``P`` emits its spikes for it at
+``b·T + t + 1 + lag(P)``; every sink is re-aligned by its population's lag.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+
+import numpy as np
+import torch
+
+from kdsnn.errors import KdsnnError
+from kdsnn.export.graph_view import GraphView
+from kdsnn.export.loihi import BIAS_EXP, DU, V_DECAY, lava_weights
+from kdsnn.progress import progress as progress_bar
+
+from .lava_plan import Connection, LavaGraphPlan
+from .lava_runtime import (LavaRun, actor_error, aligned, host_first_layer, host_readout, lava_layout, lava_shape,
+                           membrane_extremes, patch_lava_conv, shutdown, source_data, synapse_current)
+
+
+def run_graph(view: GraphView, plan: LavaGraphPlan, x: torch.Tensor, progress: bool) -> LavaRun:
+    """Run ``plan`` (of ``view``) as Lava processes on ``x``; see the module docstring."""
+    T = plan.timesteps
+    host = host_first_layer(view, plan.host_nodes, x)
+    batch = host.shape[1]
+    raw, startup, per_sample, steps = _simulate(plan, host.numpy(), progress)
+    spikes = {plan.host_neuron: host.numpy()}
+    lags = {}
+    for pop in plan.neurons:
+        spikes[pop.name] = aligned(raw[pop.name], pop.lag, T, batch, pop.shape)
+        lags[pop.name] = pop.lag
+    extremes = {}
+    for pop in plan.neurons:
+        if pop.warnings:
+            cur = sum(synapse_current(c.synapse, torch.as_tensor(spikes[c.origin]))
+                      for c in plan.connections if c.target == pop.name)
+            extremes[pop.name] = membrane_extremes(pop.name, cur, pop.threshold)
+    logits = host_readout(view, plan.readout_nodes, torch.as_tensor(spikes[plan.readout_source]))
+    return LavaRun(logits, spikes, [plan.host_neuron], lags, startup, per_sample, steps, extremes, "process-graph")
+
+
+def _lava_bias(bias: np.ndarray) -> np.ndarray:
+    return lava_layout(bias[None])[0] if bias.ndim == 3 else bias
+
+
+def _connect(conn: Connection, out_ports: dict, in_ports: dict, shapes: dict):
+    """Build ``conn``'s process and wire it from its source's spikes into its target's input."""
+    from lava.proc.conv.process import Conv
+    from lava.proc.dense.process import Dense
+    from lava.proc.sparse.process import Sparse
+    from scipy.sparse import diags
+
+    syn, src = conn.synapse, out_ports[conn.source]
+    src_shape = shapes[conn.source]
+    if syn.kind == "conv":
+        w = np.ascontiguousarray(syn.weight[:, :, ::-1, ::-1].transpose(0, 3, 2, 1)).astype(np.int32)
+        proc = Conv(weight=w, input_shape=lava_shape(src_shape), padding=syn.padding[::-1], stride=syn.stride[::-1])
+        src.connect(proc.s_in)
+        out = proc.a_out
+    elif syn.kind == "dense":
+        w, exp = lava_weights(syn.weight)
+        proc = Dense(weights=w.astype(np.int32), weight_exp=exp, num_weight_bits=8)
+        (src.transpose([2, 1, 0]).flatten() if len(src_shape) == 3 else src).connect(proc.s_in)
+        out = proc.a_out
+    else:
+        w, exp = lava_weights(_lava_bias(np.asarray(syn.weight)).ravel())
+        proc = Sparse(weights=diags(w.astype(np.int32), dtype=np.int32).tocsr(), weight_exp=exp, num_weight_bits=8)
+        (src.flatten() if len(src_shape) == 3 else src).connect(proc.s_in)
+        out = proc.a_out.reshape(lava_shape(shapes[conn.target])) if len(src_shape) == 3 else proc.a_out
+    if tuple(out.shape) != tuple(in_ports[conn.target].shape):
+        raise KdsnnError(f"Lava built {tuple(out.shape)} for the connection into {conn.target!r}, which has input "
+                         f"{tuple(in_ports[conn.target].shape)}")
+    out.connect(in_ports[conn.target])
+    return proc
+
+
+def _simulate(plan: LavaGraphPlan, host: np.ndarray, progress: bool) -> tuple[dict[str, np.ndarray], float, float, int]:
+    """Build every process, stream all samples through one runtime, return each population's raw record."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        from lava.magma.core.run_conditions import RunSteps
+        from lava.magma.core.run_configs import Loihi2SimCfg
+        from lava.proc.io.sink import RingBuffer as Sink
+        from lava.proc.io.source import RingBuffer as Source
+        from lava.proc.lif.process import LIF, LIFReset
+
+    T, batch = host.shape[0], host.shape[1]
+    steps = batch * T + plan.max_lag
+    source = Source(data=source_data(host, steps, flat=host.ndim != 5))
+    shapes = {plan.host_neuron: tuple(host.shape[2:])}
+    out_ports, in_ports, sinks = {plan.host_neuron: source.s_out}, {}, {}
+    for pop in plan.populations:
+        common = dict(shape=lava_shape(pop.shape), du=DU, dv=V_DECAY, vth=pop.threshold, bias_exp=BIAS_EXP,
+                      bias_mant=_lava_bias(pop.bias).astype(np.int32))
+        proc = LIF(**common) if pop.relay_of else LIFReset(**common, reset_interval=T,
+                                                           reset_offset=(1 + pop.lag) % T)
+        shapes[pop.name] = pop.shape
+        out_ports[pop.name], in_ports[pop.name] = proc.s_out, proc.a_in
+        if pop.relay_of is None:
+            sinks[pop.name] = Sink(shape=lava_shape(pop.shape), buffer=steps)
+            proc.s_out.connect(sinks[pop.name].a_in)
+    for conn in plan.connections:
+        _connect(conn, out_ports, in_ports, shapes)
+    patch_lava_conv()
+    t0 = time.perf_counter()
+    source.create_runtime(run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+    failed = False
+    try:
+        startup = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for _ in progress_bar(range(batch), desc="Lava", unit="sample", enabled=progress, leave=False):
+            source.run(condition=RunSteps(num_steps=T))
+        if plan.max_lag:
+            source.run(condition=RunSteps(num_steps=plan.max_lag))
+        per_sample = (time.perf_counter() - t0) / batch
+        records = {name: np.asarray(sink.data.get()) for name, sink in sinks.items()}
+    except RuntimeError as exc:
+        failed = True
+        raise KdsnnError(f"the Lava simulation failed: {actor_error(source.runtime) or exc}") from None
+    finally:
+        shutdown(source, failed)
+    return records, startup, per_sample, steps
