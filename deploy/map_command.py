@@ -36,7 +36,7 @@ def _map(a: argparse.Namespace) -> int:
     graph, float_graph, dataset = _load_model(a)
     view = graph_view(graph)
     x = sim = None
-    if dataset:
+    if dataset and view.simulable:
         from kdsnn import data
 
         from .simulator import simulate

@@ -57,23 +57,34 @@ class View:
     integer: bool
     timesteps: int | None
     plan: Any
+    simulable: bool = True  # False: the reference simulator does not run this graph's reset
 
 
 def graph_view(graph: nir.NIRGraph) -> View:
-    """The one place mapping reads a graph (switching to ``kdsnn.export.graph_view`` is one edit here)."""
-    from kdsnn.export.graph import get_meta, predecessors
+    """The one place mapping reads a graph: :class:`kdsnn.export.graph_view.GraphView` for its
+    structure, the simulator's plan (explicit per-synapse matrices) for its connections."""
+    from kdsnn.export.graph_view import GraphView
 
     from .simulator import Plan
 
-    plan = Plan(graph)
-    preds = predecessors(graph)
-    succs: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    for s, d in graph.edges:
-        succs[s].append(d)
-    meta = get_meta(graph)
-    pops = [n for n in plan.order if isinstance(graph.nodes[n], nir.IF)]
-    return View(dict(graph.nodes), list(plan.order), preds, succs, dict(plan.shape), plan.input, plan.output, pops,
-                meta, bool(meta.get("integer", False)), meta.get("timesteps"), plan)
+    gv = GraphView(graph)
+    simulable = True
+    if gv.meta.get("reset", "hard") != "hard":  # connectivity does not depend on the reset; the simulator refuses it
+        import copy
+
+        from kdsnn.export.graph import set_meta
+        graph = copy.copy(graph)
+        set_meta(graph, {**gv.meta, "reset": "hard"})
+        simulable = False
+    try:  # explicit per-synapse matrices: placement needs every neuron's fan-in
+        plan = Plan(graph, connectivity="sparse")
+    except TypeError:  # a simulator whose Plan always stores explicit matrices
+        plan = Plan(graph)
+    if any(not hasattr(c, "wt") for c in plan.connections):
+        raise KdsnnError("the simulator's plan has no per-synapse matrices; mapping needs them")
+    return View(dict(gv.nodes), list(gv.order), {k: list(v) for k, v in gv.preds.items()},
+                {k: list(v) for k, v in gv.succs.items()}, dict(gv.shape), gv.input, gv.output, list(gv.populations),
+                dict(gv.meta), bool(gv.integer), gv.timesteps, plan, simulable)
 
 
 # ----------------------------------------------------------------------------- placement
@@ -340,6 +351,9 @@ def map_graph(graph: nir.NIRGraph, target: Target | str, x: Any = None, sim: Any
         "unpublished": t.unpublished(),
         "sources": {f"{s}.{k}": e.source for s, d in t.entries.items() for k, e in d.items()},
     }
+    if not view.simulable:
+        x = sim = None
+        result["note"] = "the reference simulator runs reset to v_reset only: no per-core load, energy or latency"
     if sim is None and x is not None:
         from .simulator import simulate
         sim = simulate(view.plan, x)
