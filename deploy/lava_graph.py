@@ -53,6 +53,12 @@ def _lava_bias(bias: np.ndarray) -> np.ndarray:
     return lava_layout(bias[None])[0] if bias.ndim == 3 else bias
 
 
+def lif_params(shape: tuple[int, ...], threshold: int, bias: np.ndarray) -> dict:
+    """Lava LIF parameters of one IF population (our shape and bias layout): kdsnn's IF mapping, in one place."""
+    return dict(shape=lava_shape(shape), du=DU, dv=V_DECAY, vth=int(threshold), bias_exp=BIAS_EXP,
+                bias_mant=_lava_bias(np.broadcast_to(np.asarray(bias), shape)).astype(np.int32))
+
+
 def _connect(conn: Connection, out_ports: dict, in_ports: dict, shapes: dict):
     """Build ``conn``'s process and wire it from its source's spikes into its target's input."""
     from lava.proc.conv.process import Conv
@@ -99,8 +105,7 @@ def _simulate(plan: LavaGraphPlan, host: np.ndarray, progress: bool) -> tuple[di
     shapes = {plan.host_neuron: tuple(host.shape[2:])}
     out_ports, in_ports, sinks = {plan.host_neuron: source.s_out}, {}, {}
     for pop in plan.populations:
-        common = dict(shape=lava_shape(pop.shape), du=DU, dv=V_DECAY, vth=pop.threshold, bias_exp=BIAS_EXP,
-                      bias_mant=_lava_bias(pop.bias).astype(np.int32))
+        common = lif_params(pop.shape, pop.threshold, pop.bias)
         proc = LIF(**common) if pop.relay_of else LIFReset(**common, reset_interval=T,
                                                            reset_offset=(1 + pop.lag) % T)
         shapes[pop.name] = pop.shape
