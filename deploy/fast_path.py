@@ -1,120 +1,54 @@
 """The reference simulator's integer fast path: exact integer graphs, vectorized event delivery.
 
 When every connection is exact (integer weights and biases, sums provably exact: any order of
-addition gives the same bits) and every IF neuron has r = 1 and an integer reset, a whole
-simulation is integer arithmetic, with spike input or an integer-valued analog first layer (a
-direct-encoded integer graph's input). :class:`FastNet` then stores (C, H, W) populations
+addition gives the same bits) and every IF neuron is integer-exact (r·dt = 1, integer reset), a
+whole simulation is integer arithmetic, with spike input or an integer-valued analog first layer
+(a direct-encoded integer graph's input). :class:`FastNet` then stores (C, H, W) populations
 channels-last (position-major: index (y·W + x)·C + c), so that a spike through a convolution
-adds, per kernel row, one contiguous run of kw·C_out weights: delivery becomes vectorizable runs
-of integer adds instead of scattered float read-add-writes, and every step of every population
-runs in one compiled call per thread (:func:`_run_fast`). Spikes and every counter are
-bit-identical with the general path of :mod:`kdsnn.deploy.simulator` (tests compare the two);
-only the internal order of neurons differs, and the spike tensors handed back are permuted views
-in the public (C, H, W) order.
+adds, per kernel row, one contiguous run of kw·C_out weights read from the kernel itself:
+delivery becomes vectorizable runs of integer adds instead of scattered float read-add-writes,
+and every step of every population runs in one compiled call per thread
+(:func:`kdsnn.deploy.sim_kernels._run_fast`). Spikes and every counter are bit-identical with
+the general path (:mod:`kdsnn.deploy.sim_general`; tests compare the two); only the internal
+order of neurons differs, and the spike tensors handed back are permuted views in the public
+(C, H, W) order.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import nir
 import numpy as np
-import scipy.sparse as sp
 import torch
-from numba import njit
-from numba.cpython.unsafe.numbers import trailing_zeros
 
-from .simulator import (_SPIKES, V_MAX, V_MIN, Connection, LayerStats, NeuronStats, Plan, _exact, _param, _parts,
-                        row_patterns)
+from .sim_connect import Tables, channels_last
+from .sim_kernels import (
+    P_OFF,
+    P_SIZE,
+    R_SYNOPS,
+    S_HMAX,
+    S_HMIN,
+    V_MAX,
+    V_MIN,
+    _integrate,
+    _run_fast,
+)
+from .sim_plan import Plan, exact
+from .sim_results import LayerStats, NeuronStats, SimState, parts
+
+__all__ = ["FastNet", "_integrate", "channels_last", "simulate_fast"]
 
 INT_DTYPES = ((np.int32, 2.0 ** 31 - 1), (np.int64, 2.0 ** 52))  # state dtypes, and the |value| each holds exactly
 
 
-def channels_last(shape: tuple[int, ...]) -> np.ndarray:
-    """Internal position of each element (original C-order index) of a population of ``shape``.
-
-    ``(C, H, W)`` populations go channels-last (the targets of one kernel tap are contiguous);
-    any other shape keeps its order.
-    """
-    n = int(np.prod(shape))
-    if len(shape) != 3:
-        return np.arange(n, dtype=np.int64)
-    c, h, w = shape
-    return np.arange(n, dtype=np.int64).reshape(h, w, c).transpose(2, 0, 1).ravel()  # [c, y, x] → (y·W + x)·C + c
-
-
-def _permuted(wt: sp.csr_matrix, src_pos: np.ndarray, tgt_pos: np.ndarray) -> sp.csr_matrix:
-    """Real ``wt`` with rows and columns moved to their internal positions (explicit zeros kept)."""
-    rows = np.argsort(src_pos, kind="stable")  # internal row r holds original row rows[r]
-    lens = np.diff(wt.indptr)[rows]
-    indptr = np.zeros(rows.size + 1, dtype=np.int64)
-    np.cumsum(lens, out=indptr[1:])
-    take = np.repeat(wt.indptr[rows].astype(np.int64) - indptr[:-1], lens) + np.arange(int(indptr[-1]))
-    m = sp.csr_matrix((np.ascontiguousarray(wt.data.real[take]), tgt_pos[wt.indices[take]], indptr), shape=wt.shape)
-    m.sort_indices()
-    return m
-
-
-def run_table(ptr: np.ndarray, offset: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Split each row pattern of :func:`row_patterns` into runs of consecutive targets.
-
-    Returns ``(rptr, run_at, run_len, run_k)``: pattern ``p`` has runs ``rptr[p]:rptr[p + 1]``;
-    run ``r`` covers targets ``base + run_at[r] + [0, run_len[r])`` with weights
-    ``weight[run_k[r]:run_k[r] + run_len[r]]``. A run is what one vectorized loop adds.
-    """
-    n = offset.size
-    start = np.ones(n, dtype=np.bool_)
-    start[1:] = offset[1:] != offset[:-1] + 1
-    start[ptr[:-1][ptr[:-1] < n]] = True  # a run never crosses the end of a pattern
-    run_k = np.flatnonzero(start).astype(np.int64)
-    run_len = np.diff(np.append(run_k, n)).astype(np.int64)
-    rptr = np.searchsorted(run_k, ptr).astype(np.int64)
-    return rptr, offset[run_k].astype(np.int64), run_len, run_k
-
-
-def _integer_if(node: nir.IF, n: int) -> bool:
-    """Whether an IF population keeps integer membranes: r = 1, finite θ, integer finite reset."""
-    r, th, vr = (_param(node, a, n, d) for a, d in (("r", 1.0), ("v_threshold", 1.0), ("v_reset", 0.0)))
-    return bool((r == 1).all() and np.isfinite(th).all() and np.isfinite(vr).all() and (vr == np.round(vr)).all())
-
-
-def _uniform(node: nir.NIRNode, n: int) -> bool:
+def _uniform(model, n: int) -> bool:
     """Whether an IF population has one θ and one reset for all its neurons (the update then reads scalars)."""
-    if not isinstance(node, nir.IF) or n == 0:
+    if model is None or n == 0:
         return False
-    th, vr = _param(node, "v_threshold", n, 1.0), _param(node, "v_reset", n, 0.0)
+    th, vr = np.broadcast_to(model.threshold, (n,)), np.broadcast_to(model.v_reset, (n,))
     return bool((th == th[0]).all() and (vr == vr[0]).all())
 
 
-@dataclass
-class _Tables:
-    """One connection's run tables in target-local indices, before :meth:`FastNet.build` places them."""
-
-    pattern: np.ndarray
-    first: np.ndarray     # per source row: its first target (local)
-    rptr: np.ndarray
-    run_at: np.ndarray
-    run_len: np.ndarray
-    run_k: np.ndarray
-    fan: np.ndarray
-    weight: np.ndarray
-
-    @staticmethod
-    def of(m: sp.csr_matrix) -> _Tables:
-        """Tables of a (permuted) real ``[n_src, n_tgt]`` connection."""
-        pattern, first, ptr, offset, w = row_patterns(m)
-        rptr, run_at, run_len, run_k = run_table(ptr, offset.astype(np.int64))
-        return _Tables(pattern, first, rptr, run_at, run_len, run_k, np.diff(ptr), w.astype(np.int64))
-
-    def grain(self) -> int:
-        """The largest block size dividing every run's start and length (0 when there are no runs).
-
-        Every run then covers whole blocks, so "this neuron received an event" can be recorded
-        once per block and run instead of once per synapse (all neurons of a block receive together).
-        """
-        return int(np.gcd.reduce(np.concatenate([self.first, self.run_at, self.run_len, [0]])))
-
-
-def _concat(tables: list[_Tables], offsets: list[int], grains: list[int]) -> tuple[np.ndarray, ...]:
+def _concat(tables: list[Tables], offsets: list[int], grains: list[int]) -> tuple[np.ndarray, ...]:
     """All connections' tables as records with global indices (connection ``i`` targets ``offsets[i]``).
 
     Returns ``(rows, runs, weight)``, laid out so that a spike reads few cache lines, none of
@@ -136,12 +70,12 @@ def _concat(tables: list[_Tables], offsets: list[int], grains: list[int]) -> tup
                               t.fan[t.pattern]], axis=1))
         runs.append(np.stack([t.run_at, t.run_k + wo, t.run_len, t.run_at // g, t.run_len // g] + [0 * t.run_k] * 3,
                              axis=1))
-    cat = lambda parts: np.concatenate([np.zeros((0, 8), np.int64)] + parts).astype(np.int64)  # noqa: E731
+    cat = lambda parts: np.concatenate([np.zeros((0, 8), np.int64)] + parts).astype(np.int64)
     weight = np.concatenate([np.zeros(0, np.int64)] + [t.weight for t in tables]).astype(np.int64)
     return cat(rows), cat(runs), weight
 
 
-def _first_runs(t: _Tables, first: np.ndarray, has: np.ndarray, grain: int) -> list[np.ndarray]:
+def _first_runs(t: Tables, first: np.ndarray, has: np.ndarray, grain: int) -> list[np.ndarray]:
     """Per row: weight index, length and receive blocks of its first run (zeros for rows without runs)."""
     if not t.run_k.size:
         return [np.zeros(first.size, np.int64) for _ in range(3)]
@@ -187,28 +121,27 @@ class FastNet:
     @staticmethod
     def build(plan: Plan) -> FastNet | None:
         """The flattened plan, or None when some connection or neuron is not exactly integer."""
-        nodes, names = plan.graph.nodes, plan.populations
-        incoming = {n: [c for c in plan.connections if c.target == n] for n in names}
-        spike_mode = {c.name: _SPIKES for c in plan.connections}
+        view, names = plan.view, plan.populations
+        incoming = {n: plan.incoming(n) for n in names}
         for n in names:
             bias = plan.target_bias[n]
             if not (np.isfinite(bias).all() and (bias == np.round(bias)).all()):
                 return None
-            if incoming[n] and not _exact(bias, incoming[n], spike_mode):
+            if incoming[n] and not exact(bias, incoming[n]):
                 return None
-            if isinstance(nodes[n], nir.IF) and not _integer_if(nodes[n], bias.size):
+            if n in view.models and not view.models[n].integer_exact():
                 return None
-        pos = {n: channels_last(plan.shape[n]) if isinstance(nodes[n], nir.IF) else
-               np.arange(plan.target_bias[n].size, dtype=np.int64) for n in names}
-        pos[plan.input] = np.arange(int(np.prod(plan.input_shape)), dtype=np.int64)
-        sizes = [plan.target_bias[n].size for n in names]
+        hwc = {n: n in view.models and len(plan.shape[n]) == 3 for n in names}
+        hwc[plan.input] = False
+        pos = {n: channels_last(plan.shape[n]) if hwc[n] else np.arange(view.size(n), dtype=np.int64) for n in names}
+        sizes = [view.size(n) for n in names]
         offs = np.concatenate([[0], np.cumsum([-(-s // 8) * 8 for s in sizes])]).astype(np.int64)
         index = {n: i for i, n in enumerate(names)}
         index[plan.input] = len(names)
         pops, conns, conn_names, tables, t_offs, t_grains = [], [], [], [], [], []
         for i, n in enumerate(names):
             c_lo = len(conns)
-            mine = [_Tables.of(_permuted(c.wt, pos[c.source], pos[n])) for c in incoming[n]]
+            mine = [_integer(c.tables(hwc[c.source], hwc[n]).unit_step()) for c in incoming[n]]
             grain = int(np.gcd.reduce([sizes[i]] + [t.grain() for t in mine])) or 1
             for c, t in zip(incoming[n], mine):
                 conns.append((index[c.source], int(offs[index[c.source]]), sum(t_.pattern.size for t_ in tables)))
@@ -216,16 +149,16 @@ class FastNet:
                 tables.append(t)
                 t_offs.append(int(offs[i]))
                 t_grains.append(grain)
-            pops.append((int(offs[i]), sizes[i], int(isinstance(nodes[n], nir.Output)), c_lo, len(conns), grain,
-                         int(_uniform(nodes[n], sizes[i])), int(np.any(plan.target_bias[n] != 0))))
+            uniform = _uniform(view.models.get(n), sizes[i])
+            pops.append((int(offs[i]), sizes[i], int(n == plan.output), c_lo, len(conns), grain, int(uniform),
+                         int(np.any(plan.target_bias[n] != 0))))
         return FastNet._assemble(plan, pos, offs, pops, conns, conn_names, _concat(tables, t_offs, t_grains), incoming)
 
     @staticmethod
     def _assemble(plan: Plan, pos: dict[str, np.ndarray], offs: np.ndarray, pops: list, conns: list,
-                  conn_names: list[str], tables: tuple[np.ndarray, ...],
-                  incoming: dict[str, list[Connection]]) -> FastNet | None:
+                  conn_names: list[str], tables: tuple[np.ndarray, ...], incoming: dict[str, list]) -> FastNet | None:
         """Per-neuron parameters in internal order, the Output's passthrough gather, and the bounds."""
-        names, nodes, n = plan.populations, plan.graph.nodes, int(offs[-1])
+        names, view, n = plan.populations, plan.view, int(offs[-1])
         bias, th, vr = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
         cur_bound, v_lo, v_hi = np.zeros(len(names)), np.zeros(len(names)), np.zeros(len(names))
         in_reach = np.zeros(len(names))
@@ -237,9 +170,10 @@ class FastNet:
             in_reach[i] = sum((c.abs_fanin for c in incoming[name] if c.source == plan.input),
                               np.zeros(b.size)).max(initial=0.0)
             bias[at] = b
-            if isinstance(nodes[name], nir.IF):
-                t_ = np.floor(_param(nodes[name], "v_threshold", b.size, 1.0))
-                r_ = _param(nodes[name], "v_reset", b.size, 0.0)
+            model = view.models.get(name)
+            if model is not None:
+                t_ = np.floor(np.broadcast_to(model.threshold, (b.size,)))
+                r_ = np.broadcast_to(model.v_reset, (b.size,))
                 if max(np.abs(t_).max(initial=0.0), np.abs(r_).max(initial=0.0)) >= INT_DTYPES[-1][1]:
                     return None
                 th[at], vr[at] = t_, r_
@@ -278,7 +212,7 @@ class FastNet:
         """
         if dtype not in self._cache:
             rows, runs, weight = self.tables
-            index = np.int32 if max(self.n, weight.size, runs.shape[0], int(rows[:, 7].max(initial=0))) < 2 ** 31 else np.int64
+            index = np.int32 if max(self.n, weight.size, runs.shape[0], int(rows[:, R_SYNOPS].max(initial=0))) < 2 ** 31 else np.int64
             lim = np.array([V_MIN, V_MAX, np.iinfo(dtype).min, np.iinfo(dtype).max], dtype=dtype)
             bounds = np.stack([self.v_lo, self.v_hi, self.cur_bound], axis=1).astype(np.int64)
             self._cache[dtype] = (self.pops, self.conns, rows.astype(index), runs.astype(index),
@@ -287,241 +221,63 @@ class FastNet:
         return self._cache[dtype]
 
 
-# ----------------------------------------------------------------------------- kernels
 
-@njit(cache=True, nogil=True)
-def _compact(flags: np.ndarray, lo: int, hi: int, ev: np.ndarray, at: int) -> int:  # pragma: no cover - compiled
-    """Write the indices ``j - lo`` of the nonzero bytes of ``flags[lo:hi]`` (each 0 or 1) to ``ev[at:]``.
-
-    ``lo`` and ``hi`` are multiples of 8 and ``flags`` is 8-byte aligned: the scan reads one
-    8-byte word per 8 neurons and jumps from set byte to set byte (trailing zeros). Returns the count.
-    """
-    words = flags.view(np.uint64)
-    n = 0
-    for q in range(lo // 8, hi // 8):
-        word = words[q]
-        while word:
-            ev[at + n] = q * 8 + (np.int64(trailing_zeros(word)) >> 3) - lo
-            n += 1
-            word &= word - np.uint64(1)
-    return n
-
-
-@njit(cache=True, nogil=True)
-def _add_runs(ev: np.ndarray, e_lo: int, n_ev: int, row_lo: int, rows: np.ndarray, runs: np.ndarray, weight: np.ndarray,
-              cur: np.ndarray, recv: np.ndarray, values: np.ndarray, scaled: bool) -> int:  # pragma: no cover - compiled
-    """Add the weights of sources ``ev[e_lo:e_lo + n_ev]`` into ``cur`` run by run; mark their blocks in ``recv``.
-
-    Tables as :func:`_concat` lays them out. A run is a contiguous slice of targets and of
-    weights, so its loop vectorizes (integer adds: any order gives the same sums). Unsigned
-    indices spare numba's negative-index wraparound. ``scaled``: the source is analog (an
-    integer-valued first layer) and each event adds ``values[source] · weight``; the count
-    returned is then its effective MACs. Returns the SynOps (structural synapses reached).
-    """
-    synops = 0
-    for e in range(e_lo, e_lo + n_ev):
-        src = ev[e]
-        i = row_lo + src
-        at, blk = np.uint64(rows[i, 0]), np.uint64(rows[i, 1])
-        synops += rows[i, 7]
-        if scaled:
-            value = values[src]
-            _add_run_scaled(cur, at, weight, np.uint64(rows[i, 2]), np.uint64(rows[i, 3]), recv, blk,
-                            np.uint64(rows[i, 4]), value)
-            for r in range(rows[i, 5], rows[i, 6]):
-                _add_run_scaled(cur, at + np.uint64(runs[r, 0]), weight, np.uint64(runs[r, 1]), np.uint64(runs[r, 2]),
-                                recv, blk + np.uint64(runs[r, 3]), np.uint64(runs[r, 4]), value)
-        else:
-            _add_run(cur, at, weight, np.uint64(rows[i, 2]), np.uint64(rows[i, 3]), recv, blk, np.uint64(rows[i, 4]))
-            for r in range(rows[i, 5], rows[i, 6]):
-                _add_run(cur, at + np.uint64(runs[r, 0]), weight, np.uint64(runs[r, 1]), np.uint64(runs[r, 2]), recv,
-                         blk + np.uint64(runs[r, 3]), np.uint64(runs[r, 4]))
-    return synops
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _add_run(cur: np.ndarray, at: np.uint64, weight: np.ndarray, k: np.uint64, n: np.uint64, recv: np.ndarray,
-             blk: np.uint64, blocks: np.uint64) -> None:  # pragma: no cover - compiled
-    """``cur[at:at + n] += weight[k:k + n]``; ``recv[blk:blk + blocks] = 1`` (one vectorized loop each)."""
-    for q in range(n):
-        cur[at + q] += weight[k + q]
-    for q in range(blocks):
-        recv[blk + q] = 1
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _add_run_scaled(cur: np.ndarray, at: np.uint64, weight: np.ndarray, k: np.uint64, n: np.uint64, recv: np.ndarray,
-                    blk: np.uint64, blocks: np.uint64, value) -> None:  # pragma: no cover - compiled
-    """``cur[at:at + n] += value · weight[k:k + n]``; ``recv[blk:blk + blocks] = 1``. Kept apart from
-    :func:`_add_run`: one leaf taking a ``scaled`` flag measured 3–4× slower on spikes (its loops
-    stopped vectorizing)."""
-    for q in range(n):
-        cur[at + q] += value * weight[k + q]
-    for q in range(blocks):
-        recv[blk + q] = 1
-
-
-@njit(cache=True, nogil=True)
-def _integrate(v: np.ndarray, cur: np.ndarray, th: np.ndarray, vr: np.ndarray, spk: np.ndarray, lim: np.ndarray,
-               stats: np.ndarray, uniform: bool, count: bool) -> int:  # pragma: no cover - compiled
-    """One integer IF step of one population, in place: ``h = v + cur``; spike iff ``h > θ``; reset; ``cur = 0``.
-
-    One branch-free pass in the state dtype, so it vectorizes; the two flags are loop-invariant
-    (the compiler makes one loop per case): ``uniform`` reads θ and the reset once, not per
-    neuron; ``count`` counts ``h`` beyond 24-bit signed, which costs as much again and is asked
-    for only when the bounds cannot rule it out. Adds to ``stats[2]`` (overflow) and folds
-    max/min ``h`` into ``stats[3:5]``; returns this step's min ``h``.
-    """
-    vmin, vmax, hmax, hmin = lim[0], lim[1], lim[2], lim[3]
-    th0, vr0 = th[0], vr[0]
-    overflow = 0
-    for j in range(v.size):
-        v[j] += cur[j]
-        h = v[j]
-        cur[j] = 0
-        hmax = max(hmax, h)
-        hmin = min(hmin, h)
-        if count:
-            overflow += (h < vmin) | (h > vmax)
-        s = h > (th0 if uniform else th[j])
-        v[j] = (vr0 if uniform else vr[j]) if s else h
-        spk[j] = s
-    stats[2] += overflow
-    stats[3] = max(stats[3], hmax)
-    stats[4] = min(stats[4], hmin)
-    return hmin
-
-
-@njit(cache=True, nogil=True)
-def _active(recv: np.ndarray, blocks: int, grain: int, ev: np.ndarray, n_ev: int) -> int:  # pragma: no cover
-    """Active updates of one population and step: neurons of received blocks, plus spikers outside them.
-
-    ``recv[:blocks]`` marks received blocks of ``grain`` neurons; ``ev[:n_ev]`` are the spikers in
-    increasing order, so one walk pairs them with their blocks (no division).
-    """
-    received = 0
-    for g in range(blocks):
-        received += recv[g]
-    active = received * grain
-    if received < blocks:
-        g, end = 0, grain
-        for e in range(n_ev):
-            j = ev[e]
-            while j >= end:
-                g += 1
-                end += grain
-            active += recv[g] == 0
-    return active
-
-
-@njit(cache=True, nogil=True)
-def _readout(cur: np.ndarray, row: np.ndarray, gather: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
-    """The Output's value: its current (float64), plus each passthrough population's spikes in turn."""
-    for j in range(cur.size):
-        x = float(cur[j])
-        for g in range(gather.shape[0]):
-            x += row[gather[g, j]]
-        out[j] = x
-
-
-@njit(cache=True, nogil=True)
-def _copy(dst: np.ndarray, src: np.ndarray, lo: int, hi: int) -> None:  # pragma: no cover - compiled
-    """``dst[lo:hi] = src[lo:hi]`` as a plain loop (numba's slice assignment is several times slower)."""
-    for j in range(np.uint64(lo), np.uint64(hi)):
-        dst[j] = src[j]
-
-
-@njit(cache=True, nogil=True)
-def _fill(dst: np.ndarray, lo: int, hi: int) -> None:  # pragma: no cover - compiled
-    """``dst[lo:hi] = 0`` as a plain loop."""
-    for j in range(np.uint64(lo), np.uint64(hi)):
-        dst[j] = 0
-
-
-@njit(cache=True, nogil=True)
-def _run_fast(flags: np.ndarray, values: np.ndarray, analog: bool, pops: np.ndarray, conns: np.ndarray, rows: np.ndarray, runs: np.ndarray,
-              weight: np.ndarray, bias: np.ndarray,
-              th: np.ndarray, vr: np.ndarray, lim: np.ndarray, bounds: np.ndarray, gather: np.ndarray, spk: np.ndarray,
-              out: np.ndarray, stats: np.ndarray, synops: np.ndarray) -> None:  # pragma: no cover - compiled
-    """Simulate rows of a batch, every step and population, on a :class:`FastNet` (one call, no Python per step).
-
-    ``flags`` ``[B, T, n_in (padded)]`` uint8: nonzero inputs (the input events); ``values``
-    ``[B, T, n_in]``: their integer values when ``analog`` (else unread); ``spk`` ``[B, T, n]`` uint8 receives
-    every population's spikes (internal order), ``out`` ``[T, B, n_out]`` the Output's values;
-    ``stats`` ``[populations, 5]`` (spikes, active updates, overflow, max h, min h) and ``synops``
-    ``[connections]`` are added to. A row runs all its steps before the next row (rows are
-    independent), so its state stays in cache.
-    """
-    n_pop, n, n_in = pops.shape[0], spk.shape[2], flags.shape[2]
-    v = np.zeros(n, dtype=bias.dtype)
-    cur = np.zeros(n, dtype=bias.dtype)  # zero between steps: a step adds into it, the update clears it
-    recv = np.zeros(n, dtype=np.uint8)  # per population: one byte per receive block, from its offset
-    ev = np.zeros(n + n_in, dtype=np.int64)
-    cnt = np.zeros(n_pop + 1, dtype=np.int64)
-    floor = np.zeros(n_pop, dtype=np.int64)  # per population: a lower bound of the membranes so far
-    for b in range(flags.shape[0]):
-        _fill(v, 0, n)
-        floor[:] = bounds[:, 0]
-        for step in range(flags.shape[1]):
-            cnt[n_pop] = _compact(flags[b, step], 0, n_in, ev, n)
-            row = spk[b, step]
-            for q in range(n_pop):
-                lo, size, grain = pops[q, 0], pops[q, 1], pops[q, 5]
-                hi = lo + size
-                if pops[q, 7]:
-                    _copy(cur, bias, lo, hi)
-                _fill(recv, lo, lo + size // grain)
-                for c in range(pops[q, 3], pops[q, 4]):
-                    synops[c] += _add_runs(ev, conns[c, 1], cnt[conns[c, 0]], conns[c, 2], rows, runs, weight, cur,
-                                           recv, values[b, step], analog and conns[c, 0] == n_pop)
-                if pops[q, 2]:
-                    _readout(cur[lo:hi], row, gather, out[step, b])
-                    _fill(cur, lo, hi)
-                    continue
-                count = floor[q] - bounds[q, 2] < lim[0] or bounds[q, 1] + bounds[q, 2] > lim[1]
-                h_min = _integrate(v[lo:hi], cur[lo:hi], th[lo:hi], vr[lo:hi], row[lo:hi], lim, stats[q],
-                                   pops[q, 6] != 0, count)
-                floor[q] = min(floor[q], h_min)
-                cnt[q] = _compact(row, lo, lo + (size + 7) // 8 * 8, ev, lo)
-                stats[q, 0] += cnt[q]
-                stats[q, 1] += _active(recv[lo:], size // grain, grain, ev[lo:], cnt[q])
+def _integer(t: Tables) -> Tables:
+    """The tables with integer weights (the plan checked they are integers)."""
+    return Tables(t.pattern, t.first, t.rptr, t.run_at, t.run_len, t.run_k, t.run_step, t.weight.astype(np.int64))
 
 
 # ----------------------------------------------------------------------------- driver
 
-def simulate_fast(plan: Plan, net: FastNet, dtype: type, seq: np.ndarray, analog: bool, input_max: float, chunk: int,
-                   pool, workers: int, integer: bool, layers: dict[str, LayerStats], neurons: dict[str, NeuronStats],
-                   out_seq: np.ndarray, bar) -> dict[str, torch.Tensor]:
-    """Spike or integer analog input on a :class:`FastNet`: one compiled call per thread and chunk;
-    returns spikes (NCHW views)."""
+@dataclass
+class FastInput:
+    """The input of one fast-path run: nonzero flags ``[B, T, n_in (padded)]`` and their integer values."""
+
+    flags: np.ndarray
+    values: np.ndarray
+    analog: bool
+    input_max: float
+    timesteps: int
+
+
+def fast_input(seq: np.ndarray, analog: bool, dtype: type, input_max: float) -> FastInput:
+    """``seq`` ``[T, B, n_in]`` as the fast path reads it (events = nonzero entries, rows padded to 8 bytes)."""
     t, b, n_in = seq.shape
     flags = np.zeros((b, t, -(-n_in // 8) * 8), dtype=np.uint8)  # padded: scanned 8 bytes at a time
-    flags[:, :, :n_in] = (seq != 0).transpose(1, 0, 2)  # the events are the nonzero entries
+    flags[:, :, :n_in] = (seq != 0).transpose(1, 0, 2)
     values = (np.ascontiguousarray(seq.transpose(1, 0, 2)).astype(dtype) if analog
               else np.zeros((b, t, 0), dtype=dtype))
+    return FastInput(flags, values, analog, input_max, t)
+
+
+def simulate_fast(plan: Plan, net: FastNet, dtype: type, inp: FastInput, state: SimState) -> dict[str, torch.Tensor]:
+    """Spike or integer analog input on a :class:`FastNet`: one compiled call per thread and chunk; fills
+    ``state``'s counters and Output sequence and returns spikes (NCHW views)."""
+    b, t = inp.flags.shape[0], inp.timesteps
     spk = np.zeros((b, t, net.n), dtype=np.uint8)
     args = list(net.arrays(dtype))
-    args[9] = np.stack([net.v_lo, net.v_hi, net.reach(input_max)], axis=1).astype(np.int64)  # bounds at these inputs
+    args[9] = np.stack([net.v_lo, net.v_hi, net.reach(inp.input_max)], axis=1).astype(np.int64)  # bounds here
 
     def job(rows: tuple[int, int]) -> tuple[int, np.ndarray, np.ndarray]:
         r0, r1 = rows
         stats = np.zeros((len(net.names), 5), dtype=np.int64)
-        stats[:, 3], stats[:, 4] = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+        stats[:, S_HMAX], stats[:, S_HMIN] = np.iinfo(np.int64).min, np.iinfo(np.int64).max
         synops = np.zeros(len(net.conn_names), dtype=np.int64)
-        _run_fast(flags[r0:r1], values[r0:r1], analog, *args, spk[r0:r1], out_seq[:, r0:r1], stats, synops)
+        _run_fast(inp.flags[r0:r1], inp.values[r0:r1], inp.analog, *args, spk[r0:r1], state.out_seq[:, r0:r1], stats,
+                  synops)
         return r1 - r0, stats, synops
 
-    for lo in range(0, b, chunk):
-        parts = _parts(lo, min(lo + chunk, b), workers)
-        for rows, stats, synops in ([job(parts[0])] if len(parts) == 1 else list(pool.map(job, parts))):
-            _merge_fast(net, rows * t, integer, stats, synops, layers, neurons)
-        bar.update(t)
-    return {n: _public_spikes(spk, net, n, plan.shape[n]) for n in neurons}
+    for lo in range(0, b, state.chunk):
+        ranges = parts(lo, min(lo + state.chunk, b), state.workers)
+        for rows, stats, synops in ([job(ranges[0])] if len(ranges) == 1 else list(state.pool.map(job, ranges))):
+            _merge_fast(net, rows * t, state.integer, stats, synops, state.layers, state.neurons)
+        state.bar.update(t)
+    return {n: _public_spikes(spk, net, n, plan.shape[n]) for n in state.neurons}
 
 
 def _merge_fast(net: FastNet, updates_per_neuron: int, integer: bool, stats: np.ndarray, synops: np.ndarray,
                 layers: dict[str, LayerStats], neurons: dict[str, NeuronStats]) -> None:
-    """Add one fast-path part's raw counters into the totals (as :func:`_merge` does for the general path).
+    """Add one fast-path part's raw counters into the totals (as the general path's merge does).
 
     An analog first layer's events are MACs: effective ones, with the dense count beside them."""
     for name, ops in zip(net.conn_names, synops):
@@ -548,7 +304,7 @@ def _merge_fast(net: FastNet, updates_per_neuron: int, integer: bool, stats: np.
 def _public_spikes(spk: np.ndarray, net: FastNet, name: str, shape: tuple[int, ...]) -> torch.Tensor:
     """One population's spikes ``[T, B, *shape]`` as a view of the fast path's ``[B, T, n]`` internal buffer."""
     q = net.names.index(name)
-    off, size = int(net.pops[q, 0]), int(net.pops[q, 1])
+    off, size = int(net.pops[q, P_OFF]), int(net.pops[q, P_SIZE])
     part = spk[:, :, off:off + size]
     if len(shape) == 3:  # stored channels-last: (H, W, C) → (C, H, W)
         return torch.from_numpy(part.reshape(*spk.shape[:2], shape[1], shape[2], shape[0])).permute(1, 0, 4, 2, 3)

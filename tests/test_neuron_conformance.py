@@ -128,7 +128,7 @@ def graph_runtime(c: Case):
 
 
 def simulator_general_kernel(c: Case):
-    from kdsnn.deploy.simulator import _update
+    from kdsnn.deploy.sim_kernels import _update
     v, spk = np.zeros((B, N)), np.zeros((B, N), dtype=np.uint8)
     th = np.ascontiguousarray(np.broadcast_to(c.threshold, (N,)), dtype=np.float64)
     vr, r = np.full(N, c.v_reset), np.ones(N)
@@ -142,7 +142,7 @@ def simulator_general_kernel(c: Case):
 
 
 def simulator_fast_kernel(c: Case):
-    from kdsnn.deploy.fast_path import _integrate
+    from kdsnn.deploy.sim_kernels import _integrate
     th = np.ascontiguousarray(np.broadcast_to(c.threshold, (N,)), dtype=np.int64)
     vr = np.full(N, int(c.v_reset), dtype=np.int64)
     lim = np.array([-V24 - 1, V24, np.iinfo(np.int64).min, np.iinfo(np.int64).max], dtype=np.int64)

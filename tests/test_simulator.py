@@ -349,7 +349,7 @@ def test_bad_input_and_unsupported_nodes_raise(batch4):
         simulate(lif, torch.ones(1, 1, 2))
     bad = _conv_graph()
     bad.nodes["conv"].weight = np.ones((2, 3, 3, 3))  # expects 3 input channels, gets 1
-    with pytest.raises(KdsnnError, match="does not fit an input of 1 channels"):
+    with pytest.raises(KdsnnError, match="expects 3 input channels, gets 1"):  # the graph view's check
         simulate(bad, torch.ones(1, 1, 1, 3, 3))
 
 

@@ -1,0 +1,328 @@
+"""Connectivity as kernels: what a spike reaches, computed from the layer, never stored per synapse.
+
+A connection's synapses are :class:`Tables`: each source element points at a *pattern* (a
+list of runs of targets with the weights they take) and at its first target; sources whose
+synapses are translated copies of each other share a pattern. Convolutions are built
+analytically from the kernel, stride, padding and dilation (borders exact): one pattern per
+(input channel, row class, column class), where a row class is the set of kernel rows that
+land inside the output for that input row; the weights are the kernel itself, laid out so a
+kernel row's taps are one contiguous run. So memory is O(parameters + neurons), as on a chip
+that stores a kernel once. A non-overlapping pool before the synaptic layer is composed by
+coordinates (each source lands in one pooled position, or none); Flatten is index arithmetic;
+Scale and identity edges are elementwise; Affine/Linear are their dense matrix.
+
+Targets are numbered C-order (``chw``) or, for (C, H, W) populations in the integer fast
+path, channels-last (``hwc``: index (y·W + x)·C + c), where a conv tap's targets are one
+contiguous run of output channels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import nir
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from kdsnn.export.graph_view import conv_pads, pair
+
+from kdsnn.errors import KdsnnError
+
+
+def channels_last(shape: tuple[int, ...]) -> np.ndarray:
+    """Internal position of each element (original C-order index) of a population of ``shape``:
+    (C, H, W) populations go channels-last, any other shape keeps its order."""
+    n = int(np.prod(shape))
+    if len(shape) != 3:
+        return np.arange(n, dtype=np.int64)
+    c, h, w = shape
+    return np.arange(n, dtype=np.int64).reshape(h, w, c).transpose(2, 0, 1).ravel()
+
+
+@dataclass
+class Tables:
+    """A connection's synapses in target-local indices (see the module docstring).
+
+    Source ``i`` reaches, for each run ``r`` of pattern ``p = pattern[i]`` (``rptr[p]:rptr[p + 1]``),
+    the targets ``first[i] + run_at[r] + q·run_step[r]`` for ``q < run_len[r]``, with weights
+    ``weight[run_k[r] + q]``. A source reaches each of its targets once.
+    """
+
+    pattern: np.ndarray
+    first: np.ndarray
+    rptr: np.ndarray
+    run_at: np.ndarray
+    run_len: np.ndarray
+    run_k: np.ndarray
+    run_step: np.ndarray
+    weight: np.ndarray
+
+    @cached_property
+    def fan(self) -> np.ndarray:
+        """Structural synapses of each pattern (the SynOps one event through it costs)."""
+        cs = np.concatenate([[0], np.cumsum(self.run_len)]).astype(np.int64)
+        return cs[self.rptr[1:]] - cs[self.rptr[:-1]]
+
+    @property
+    def synapses(self) -> int:
+        return int(self.fan[self.pattern].sum())
+
+    def unit_step(self) -> Tables:
+        """The same synapses with every run contiguous (strided runs split into single targets)."""
+        split = (self.run_step != 1) & (self.run_len > 1)
+        if not split.any():
+            return self
+        n = np.where(split, self.run_len, 1)
+        starts = np.repeat(np.cumsum(n) - n, n)
+        q = np.arange(int(n.sum())) - starts
+        run = np.repeat(np.arange(n.size), n)
+        sp_ = split[run]
+        at = self.run_at[run] + np.where(sp_, q * self.run_step[run], 0)
+        k = self.run_k[run] + np.where(sp_, q, 0)
+        length = np.where(sp_, 1, self.run_len[run])
+        rptr = np.concatenate([[0], np.cumsum(n)])[self.rptr]
+        return Tables(self.pattern, self.first, rptr, at, length, k, np.ones_like(length), self.weight)
+
+    def grain(self) -> int:
+        """The largest block size dividing every first target and run start and length (0: none)."""
+        return int(np.gcd.reduce(np.concatenate([self.first, self.run_at, self.run_len, [0]]).astype(np.int64)))
+
+    def relocated(self, index: np.ndarray | None, src_pos: np.ndarray | None) -> Tables:
+        """Tables over the sources of a connection whose source ``f`` (C-order) meets the op at ``index[f]``
+        (−1: reaches nothing; None: the identity), renumbered to internal positions ``src_pos``."""
+        pattern, first, rptr = self.pattern, self.first, self.rptr
+        if index is not None:
+            empty = rptr.size - 1
+            rptr = np.append(rptr, rptr[-1])
+            ok = index >= 0
+            pattern = np.where(ok, pattern[np.where(ok, index, 0)], empty)
+            first = np.where(ok, first[np.where(ok, index, 0)], 0)
+        if src_pos is not None:
+            p, f = np.empty_like(pattern), np.empty_like(first)
+            p[src_pos], f[src_pos] = pattern, first
+            pattern, first = p, f
+        return Tables(pattern, first, rptr, self.run_at, self.run_len, self.run_k, self.run_step, self.weight)
+
+
+def _i64(*arrays) -> list[np.ndarray]:
+    return [np.asarray(a, dtype=np.int64) for a in arrays]
+
+
+def _axis_classes(n: int, n_out: int, k: int, s: int, pad: int, d: int) -> tuple[np.ndarray, np.ndarray, list]:
+    """Per input coordinate along one axis: its class, its first output coordinate, and per class the
+    kernel taps landing inside the output as ``(tap, output offset from the first)`` (borders exact)."""
+    cls, base, classes, seen = np.zeros(n, np.int64), np.zeros(n, np.int64), [], {}
+    for i in range(n):
+        taps = [(kk, (i + pad - kk * d) // s) for kk in range(k)
+                if i + pad - kk * d >= 0 and (i + pad - kk * d) % s == 0 and (i + pad - kk * d) // s < n_out]
+        b = min((o for _, o in taps), default=0)
+        key = tuple(sorted((o - b, kk) for kk, o in taps))
+        if key not in seen:
+            seen[key] = len(classes)
+            classes.append(key)
+        cls[i], base[i] = seen[key], b
+    return cls, base, classes
+
+
+@dataclass
+class ConvOp:
+    """A Conv2d's connectivity from its kernel (weights already scaled by any pool before it)."""
+
+    weight: np.ndarray   # [C_out, C_in/groups, kh, kw] float64
+    groups: int
+    in_shape: tuple[int, int, int]
+    out_shape: tuple[int, int, int]
+    stride: tuple[int, int]
+    pads: tuple[int, int, int, int]   # top, left, bottom, right
+    dilation: tuple[int, int]
+
+    def tables(self, hwc: bool) -> Tables:
+        """Tables over the op's input positions (C-order), targets ``hwc`` or C-order."""
+        w, g = self.weight, self.groups
+        cout, cin_g, kh, kw = w.shape
+        c, h, wd = self.in_shape
+        _, ho, wo = self.out_shape
+        cout_g = cout // g
+        (sy, sx), (dy, dx) = self.stride, self.dilation
+        korder = sorted(range(kw), key=lambda kx: ((kx * dx) % sx, -kx))  # a kernel row's valid taps: adjacent
+        kpos = np.argsort(korder)
+        wk = w.reshape(g, cout_g, cin_g, kh, kw)[..., korder].transpose(0, 2, 3, 4, 1)
+        weight = np.ascontiguousarray(wk, dtype=np.float64).ravel() + 0.0
+        ycls, ybase, yclasses = _axis_classes(h, ho, kh, sy, self.pads[0], dy)
+        xcls, xbase, xclasses = _axis_classes(wd, wo, kw, sx, self.pads[1], dx)
+        c_at, c_k, c_len, c_step, c_ptr = [], [], [], [], [0]
+        for yc in yclasses:
+            for xc in xclasses:
+                runs: list[list[int]] = []
+                for ry, ky in yc:
+                    for rx, kx in xc:
+                        at = (ry * wo + rx) * cout if hwc else ry * wo + rx
+                        k = (ky * kw + int(kpos[kx])) * cout_g
+                        step = 1 if hwc else ho * wo
+                        if runs and hwc and runs[-1][0] + runs[-1][2] == at and runs[-1][1] + runs[-1][2] == k:
+                            runs[-1][2] += cout_g  # contiguous targets and weights: one longer run
+                        else:
+                            runs.append([at, k, cout_g, step])
+                for at, k, n, step in runs:
+                    c_at.append(at), c_k.append(k), c_len.append(n), c_step.append(step)
+                c_ptr.append(len(c_at))
+        c_at, c_k, c_len, c_step, c_ptr = _i64(c_at, c_k, c_len, c_step, c_ptr)
+        n_combo, n_runs = c_ptr.size - 1, c_at.size
+        ci = np.arange(c, dtype=np.int64)
+        rptr = np.append((ci[:, None] * n_runs + c_ptr[None, :-1]).ravel(), c * n_runs)
+        run_k = (np.tile(c_k, c).reshape(c, n_runs) + ci[:, None] * (kh * kw * cout_g)).ravel()
+        combo = ycls[:, None] * len(xclasses) + xcls[None, :]
+        pattern = (ci[:, None, None] * n_combo + combo[None]).ravel()
+        grp = (ci // cin_g) * cout_g
+        pos = ybase[:, None] * wo + xbase[None, :]
+        first = ((grp[:, None, None] + pos[None] * cout) if hwc else (grp[:, None, None] * (ho * wo) + pos[None])).ravel()
+        return Tables(pattern, first, rptr, np.tile(c_at, c), np.tile(c_len, c), run_k, np.tile(c_step, c), weight)
+
+    def abs_fanin(self, counts: np.ndarray) -> np.ndarray:
+        """Σ |weight| × sources landing there, per output (C-order): a bound on one step's current."""
+        t, l, b, r = self.pads
+        x = F.pad(torch.from_numpy(counts.reshape(1, *self.in_shape)), (l, r, t, b))
+        y = F.conv2d(x, torch.from_numpy(np.abs(self.weight)), None, self.stride, 0, self.dilation, self.groups)
+        return y.numpy().ravel()
+
+
+@dataclass
+class DenseOp:
+    """An Affine/Linear weight matrix ``[n_out, n_in]``: every input reaches every output."""
+
+    weight: np.ndarray
+
+    def tables(self, hwc: bool) -> Tables:
+        n_out, n_in = self.weight.shape
+        p = np.arange(n_in, dtype=np.int64)
+        return Tables(p, np.zeros(n_in, np.int64), np.arange(n_in + 1, dtype=np.int64), np.zeros(n_in, np.int64),
+                      np.full(n_in, n_out, np.int64), p * n_out, np.ones(n_in, np.int64),
+                      np.ascontiguousarray(self.weight.T, dtype=np.float64).ravel() + 0.0)
+
+    def abs_fanin(self, counts: np.ndarray) -> np.ndarray:
+        return np.abs(self.weight) @ counts
+
+
+@dataclass
+class ElementwiseOp:
+    """A Scale (or an identity edge): input ``i`` reaches output ``i`` with ``scale[i]``."""
+
+    scale: np.ndarray   # 1 or n values
+    n: int
+    out_pos: np.ndarray | None = None  # internal position of each output when targets are channels-last
+
+    def tables(self, hwc: bool) -> Tables:
+        n, s = self.n, self.scale + 0.0
+        first = np.arange(n, dtype=np.int64) if not hwc or self.out_pos is None else self.out_pos
+        one = np.ones(1, np.int64)
+        if s.size == 1:
+            return Tables(np.zeros(n, np.int64), first, np.array([0, 1]), 0 * one, one, 0 * one, one, s)
+        p = np.arange(n, dtype=np.int64)
+        return Tables(p, first, np.arange(n + 1, dtype=np.int64), 0 * p, p * 0 + 1, p, p * 0 + 1, s)
+
+    def abs_fanin(self, counts: np.ndarray) -> np.ndarray:
+        return np.abs(self.scale) * counts
+
+
+def pool_index(node: nir.SumPool2d | nir.AvgPool2d, name: str, in_shape: tuple[int, ...],
+               out_shape: tuple[int, ...]) -> tuple[np.ndarray, float] | None:
+    """Where each input element (C-order) lands after a non-overlapping pool (−1: in no window), and the
+    factor it is taken with (1, or 1/k² for an average); None for overlapping windows."""
+    (kh, kw), (sy, sx) = pair(node.kernel_size, "kernel_size", name), pair(node.stride, "stride", name)
+    py, px = pair(node.padding, "padding", name)
+    if sy < kh or sx < kw:
+        return None
+    c, h, w = in_shape
+    _, ho, wo = out_shape
+
+    def axis(n: int, k: int, s: int, p: int, n_out: int) -> np.ndarray:
+        i = np.arange(n) + p
+        o = i // s
+        return np.where((i - o * s < k) & (o < n_out), o, -1)
+
+    oy, ox = axis(h, kh, sy, py, ho), axis(w, kw, sx, px, wo)
+    idx = (np.arange(c)[:, None, None] * ho + oy[None, :, None]) * wo + ox[None, None, :]
+    idx = np.where((oy[None, :, None] >= 0) & (ox[None, None, :] >= 0), idx, -1).ravel().astype(np.int64)
+    return idx, (1.0 if isinstance(node, nir.SumPool2d) else 1.0 / (kh * kw))
+
+
+@dataclass
+class KernelConnection:
+    """A composed connection kept as an op (conv, dense, elementwise) after an optional pool."""
+
+    name: str
+    source: str
+    target: str
+    op: ConvOp | DenseOp | ElementwiseOp
+    index: np.ndarray | None      # source (C-order) → op input (−1: nowhere); None: identity
+    src_shape: tuple[int, ...]
+    tgt_shape: tuple[int, ...]
+
+    def tables(self, src_hwc: bool = False, tgt_hwc: bool = False) -> Tables:
+        """The synapses with sources and targets numbered C-order or channels-last."""
+        t = self.op.tables(tgt_hwc and len(self.tgt_shape) == 3)
+        pos = channels_last(self.src_shape) if src_hwc and len(self.src_shape) == 3 else None
+        return t.relocated(self.index, pos)
+
+    @cached_property
+    def _chw(self) -> Tables:
+        return self.tables()
+
+    @property
+    def n_src(self) -> int:
+        return int(np.prod(self.src_shape))
+
+    @property
+    def n_tgt(self) -> int:
+        return int(np.prod(self.tgt_shape))
+
+    @cached_property
+    def synapses(self) -> int:
+        return self._chw.synapses
+
+    @property
+    def fanout(self) -> np.ndarray:
+        """Structural synapses of each source element (C-order)."""
+        return self._chw.fan[self._chw.pattern]
+
+    @cached_property
+    def integral(self) -> bool:
+        """Whether every weight is a finite integer (exact delivery may then apply)."""
+        w = self._chw.weight
+        return bool(np.isfinite(w).all() and (w == np.round(w)).all())
+
+    @cached_property
+    def abs_fanin(self) -> np.ndarray:
+        """Σ |weight| over each target's structural synapses (C-order): a bound on what one step adds."""
+        n_in = (int(np.prod(self.op.in_shape)) if isinstance(self.op, ConvOp) else
+                self.op.weight.shape[1] if isinstance(self.op, DenseOp) else self.op.n)
+        counts = np.ones(n_in) if self.index is None else np.bincount(self.index[self.index >= 0], minlength=n_in)
+        return np.asarray(self.op.abs_fanin(counts.astype(np.float64)), dtype=np.float64)
+
+    def weights(self) -> sp.csc_matrix:
+        """The real ``[n_tgt, n_src]`` weight matrix (explicit zeros kept): O(synapses), for tests and small graphs."""
+        t = self._chw
+        fan = t.fan[t.pattern]
+        src = np.repeat(np.arange(t.pattern.size), fan)
+        rows, vals = [], []
+        for i in range(t.pattern.size):
+            p = t.pattern[i]
+            for r in range(t.rptr[p], t.rptr[p + 1]):
+                q = np.arange(t.run_len[r])
+                rows.append(t.first[i] + t.run_at[r] + q * t.run_step[r])
+                vals.append(t.weight[t.run_k[r] + q])
+        rows_a = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        vals_a = np.concatenate(vals) if vals else np.zeros(0)
+        m = sp.csc_matrix((vals_a, (rows_a, src)), shape=(self.n_tgt, self.n_src))
+        m.sort_indices()
+        return m
+
+
+def conv_op(node: nir.Conv2d, name: str, in_shape: tuple[int, ...], out_shape: tuple[int, ...], factor: float) -> ConvOp:
+    """The op of a Conv2d on ``in_shape`` with its weights times ``factor`` (a pool before it)."""
+    w = np.asarray(node.weight, dtype=np.float64) * factor
+    if w.ndim != 4:  # pragma: no cover - the graph view checks it
+        raise KdsnnError(f"NIR node {name!r}: Conv2d weight must be 4-d")
+    return ConvOp(w, int(node.groups), tuple(in_shape), tuple(out_shape), pair(node.stride, "stride", name),
+                  conv_pads(node, name), pair(node.dilation, "dilation", name))

@@ -1,0 +1,123 @@
+"""The reference simulator's general path: any graph the plan holds, float64 state, step by step.
+
+Python walks steps and populations; the compiled kernels (:mod:`kdsnn.deploy.sim_kernels`)
+deliver each connection's events through its :class:`~kdsnn.deploy.sim_connect.Tables` and
+update each IF population in one fused pass (``h = v + r·dt·x``; spike iff ``h > θ``; reset to
+``v_reset``: :class:`kdsnn.neuron_models.IFModel`'s step). A batch is split over threads
+(rows are independent; results do not depend on the split).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .sim_connect import Tables
+from .sim_kernels import ANALOG, EXACT, SPIKES, _update, deliver
+from .sim_plan import Plan, exact
+from .sim_results import LayerStats, NeuronStats, SimState, fresh, merge, parts
+
+
+def simulate_general(plan: Plan, seq: np.ndarray, analog: bool, state: SimState) -> dict[str, torch.Tensor]:
+    """Fill ``state``'s counters and Output sequence from ``seq`` ``[T, B, n_in]``; return the spikes."""
+    t, b = seq.shape[0], seq.shape[1]
+    tables = {c.name: _arrays(c.tables()) for c in plan.connections}
+    spikes = {n: np.zeros((t, b, s.size), dtype=np.uint8) for n, s in state.neurons.items()}
+    for lo in range(0, b, state.chunk):
+        jobs = [(plan, tables, seq[:, r0:r1], analog, state.integer, *fresh(state.layers, state.neurons),
+                 {n: s[:, r0:r1] for n, s in spikes.items()}, state.out_seq[:, r0:r1], state.bar if k == 0 else None)
+                for k, (r0, r1) in enumerate(parts(lo, min(lo + state.chunk, b), state.workers))]
+        done = [_run_chunk(*jobs[0])] if len(jobs) == 1 else list(state.pool.map(lambda j: _run_chunk(*j), jobs))
+        for part_layers, part_neurons in done:
+            merge(state.layers, state.neurons, part_layers, part_neurons)
+    return {n: torch.from_numpy(s.reshape(t, b, *plan.shape[n])) for n, s in spikes.items()}
+
+
+def _arrays(t: Tables) -> tuple[np.ndarray, ...]:
+    """What :func:`deliver` reads, in its argument order."""
+    return (t.pattern, t.first, t.rptr, t.run_at, t.run_len, t.run_k, t.run_step, t.fan,
+            np.ascontiguousarray(t.weight, dtype=np.float64))
+
+
+def _params(plan: Plan, name: str, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-neuron input gain r·dt, threshold and reset of population ``name``."""
+    m = plan.view.models[name]
+    return tuple(np.ascontiguousarray(np.broadcast_to(a, (n,)), dtype=np.float64)  # type: ignore[return-value]
+                 for a in (m.gain, m.threshold, m.v_reset))
+
+
+def _events(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A step's input ``[B, n_in]`` as events per row: counts, source indices (increasing) and values."""
+    b, n_in = x.shape
+    b_idx, i_idx = np.nonzero(x)
+    ev_cnt = np.bincount(b_idx, minlength=b).astype(np.int64)
+    ev_idx = np.zeros((b, n_in), dtype=np.int64)
+    ev_val = np.zeros((b, n_in))
+    col = np.arange(b_idx.size) - np.repeat(np.cumsum(ev_cnt) - ev_cnt, ev_cnt)
+    ev_idx[b_idx, col] = i_idx
+    ev_val[b_idx, col] = x[b_idx, i_idx]
+    return ev_cnt, ev_idx, ev_val
+
+
+def _run_chunk(plan: Plan, tables: dict, seq: np.ndarray, analog: bool, integer: bool, layers: dict[str, LayerStats],
+               neurons: dict[str, NeuronStats], spikes: dict[str, np.ndarray], out_seq: np.ndarray,
+               bar) -> tuple[dict[str, LayerStats], dict[str, NeuronStats]]:
+    """Simulate rows of the batch step by step, populations in order; returns the counters it added to.
+
+    Rows are independent, so threads may run disjoint rows (the compiled kernels release the GIL).
+    """
+    t, b = seq.shape[0], seq.shape[1]
+    incoming = {n: plan.incoming(n) for n in plan.populations}
+    n_max = max([int(np.prod(plan.shape[c.target])) for c in plan.connections], default=0)
+    acc, accv = np.zeros(n_max), np.zeros(n_max)  # per-target scratch of deliver, left zeroed by it
+    mark, touched = np.zeros(n_max, dtype=np.bool_), np.zeros(n_max, dtype=np.int64)
+    events: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {  # per source: counts, indices, values
+        n: (np.zeros(b, dtype=np.int64), np.zeros((b, st.size), dtype=np.int64), np.zeros((b, 0)))
+        for n, st in neurons.items()}
+    v = {n: np.zeros((b, st.size)) for n, st in neurons.items()}
+    params = {n: _params(plan, n, st.size) for n, st in neurons.items()}
+    scaled = {n: bool(np.any(p[0] != 1)) for n, p in params.items()}
+    counts = {n: np.zeros(3, dtype=np.int64) for n in neurons}  # spikes, active updates, overflow
+    mode = {c.name: ANALOG if analog and c.source == plan.input else SPIKES for c in plan.connections}
+    for name, conns in incoming.items():
+        if all(mode[c.name] == SPIKES for c in conns) and exact(plan.target_bias[name], conns):
+            mode.update((c.name, EXACT) for c in conns)
+    for step in range(t):
+        x = seq[step]
+        state: dict[str, np.ndarray] = {plan.input: x}
+        events[plan.input] = _events(x)
+        for name in plan.populations:
+            size = plan.target_bias[name].size
+            cur = np.empty((b, size))
+            cur[:] = plan.target_bias[name]
+            recv = np.zeros((b, size), dtype=np.bool_)
+            for c in incoming[name]:
+                n_ev = deliver(*events[c.source], mode[c.name], *tables[c.name], cur, recv, acc, accv, mark, touched)
+                st = layers[c.name]
+                if mode[c.name] == ANALOG:
+                    st.macs_effective += n_ev
+                    st.macs_dense += c.synapses * b
+                else:
+                    st.synops += n_ev
+            if name == plan.output:
+                for p in plan.passthrough:
+                    cur += state[p]
+                out_seq[step] = cur
+                continue
+            r, th, vr = params[name]
+            cnt, idx, _ = events[name]
+            spk = spikes[name][step]
+            hmax, hmin = _update(v[name], cur, r, scaled[name], th, vr, recv, spk, cnt, idx, integer, counts[name])
+            st = neurons[name]
+            if size:
+                st.max_abs_membrane = max(st.max_abs_membrane, float(hmax), -float(hmin))
+            st.updates += spk.size
+            state[name] = spk
+        if bar is not None:
+            bar.update(1)
+    for n, st in neurons.items():
+        spk_n, active, overflow = (int(v_) for v_ in counts[n])
+        st.spikes += spk_n
+        st.active_updates += active
+        if integer:
+            st.overflow += overflow
+    return layers, neurons
