@@ -1,6 +1,8 @@
 """Atomic file writes: write to a temporary file beside the target, then rename.
 
-A crash or Ctrl-C mid-write leaves the previous file intact, never a truncated one.
+A crash or Ctrl-C mid-write leaves the previous file intact, never a truncated one. The
+temporary file is flushed to disk (``fsync``) before the rename and the folder after it, so
+a power loss cannot leave an empty or partial file under the final name either.
 """
 from __future__ import annotations
 
@@ -21,10 +23,21 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+        _fsync(tmp)  # callers write by name (torch.save, h5py, nir.write): reopen to flush the data
         os.replace(tmp, target)
+        _fsync(target.parent)  # make the rename itself durable
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _fsync(path: str | os.PathLike) -> None:
+    """Flush a file's or a folder's contents to disk (both are opened read-only)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:
@@ -34,6 +47,7 @@ def _umask() -> int:
 
 
 def write_text(target: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``target`` atomically."""
     with atomic_path(target) as tmp:
         tmp.write_text(text)
 

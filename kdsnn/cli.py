@@ -13,7 +13,9 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _common_train(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="digits", help="digits (embedded), mnist, cifar10, cifar100")
+    from .data import DATASETS_HELP
+
+    p.add_argument("--dataset", default="digits", help=DATASETS_HELP)
     p.add_argument("--data-root", default=None, help="folder in torchvision's layout (mnist/cifar)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
@@ -34,7 +36,9 @@ def _common_train(p: argparse.ArgumentParser) -> None:
 
 def _student_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", default=None, help="teacher checkpoint (from train-teacher)")
-    p.add_argument("--kd", default="response", help="none, response, feature, lasnn")
+    from .distill import DEFAULT_METHOD, methods_help
+
+    p.add_argument("--kd", default=DEFAULT_METHOD, help=methods_help())
     p.add_argument("--timesteps", type=int, default=4)
     p.add_argument("--width", type=float, default=1.0, help="student channel multiplier (0.25: a quarter of every layer)")
     p.add_argument("--alpha", type=float, default=None, help="distillation weight (method default if omitted)")
@@ -111,7 +115,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
     p = add("evaluate", "test accuracy of a checkpoint, optionally under corruption", _evaluate)
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--dataset", default=None, help="defaults to the checkpoint's data set")
+    p.add_argument("--dataset", default=None, help="defaults to the checkpoint's data set (or any --dataset of train-teacher)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--noise", default=None, help="gaussian:SIGMA, background, noise:FRACTION, rotation, rotation_background")
     p.add_argument("--device", default="auto")

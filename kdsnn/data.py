@@ -1,4 +1,5 @@
-"""Data sets: the embedded ``digits`` default, and MNIST / CIFAR read from a local root.
+"""Data sets: the embedded ``digits`` default, MNIST / CIFAR read from a local root, seeded
+random images of any shape (``fake:CxHxW:K``), and the user's own samples (``.npy``).
 
 Nothing is ever downloaded. Every data set yields images in [0, 1]; normalization
 (mean/std) is applied after optional corruption, and is recorded so exporters can state how
@@ -7,7 +8,8 @@ raw data becomes the network's input.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,9 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 from . import corruptions
 from .errors import KdsnnError
 
-DATASETS = ("digits", "mnist", "cifar10", "cifar100")
+DATASETS = ("digits", "mnist", "cifar10", "cifar100", "fake:CxHxW:K")
+DATASETS_HELP = ("digits (embedded), mnist, cifar10, cifar100 (from --data-root), or fake:CxHxW:K: seeded random "
+                 "images of C×H×W (C ≤ 4) in K classes, e.g. fake:3x32x32:10, for shapes whose data is not here")
 
 
 @dataclass
@@ -30,9 +34,9 @@ class DataSpec:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     raw_scale: float  # raw value × raw_scale = value in [0, 1] (digits: 1/16, images: 1/255)
-    extra: dict = field(default_factory=dict)
 
     def preprocessing(self) -> dict:
+        """How raw data becomes the network's input (recorded in checkpoints and graphs)."""
         return {"raw_scale": self.raw_scale, "mean": list(self.mean), "std": list(self.std)}
 
 
@@ -50,10 +54,31 @@ EXPECTED_FILES = {
 }
 
 
+FAKE_SIZES = {"train": 512, "test": 128}
+FAKE_OFFSETS = {"train": 0, "test": 1_000_000}  # FakeData seeds image i with i + offset: the splits never meet
+# FakeData's pixels are uniform on {0, …, 255} (a normal draw × 255, wrapped to a byte): mean ½, std √((256²−1)/12)/255
+FAKE_MEAN, FAKE_STD = 0.5, 0.2898
+FAKE_SYNTAX = "fake:CxHxW:K, e.g. fake:3x32x32:10 (channels 1-4 × height × width, K >= 1 classes)"
+
+
 def spec(name: str) -> DataSpec:
+    """The :class:`DataSpec` of a data set name (one of :data:`DATASETS`)."""
+    if name.startswith("fake"):
+        return _fake_spec(name)
     if name not in SPECS:
         raise KdsnnError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     return SPECS[name]
+
+
+def _fake_spec(name: str) -> DataSpec:
+    m = re.fullmatch(r"fake:(\d+)x(\d+)x(\d+):(\d+)", name)
+    if not m:
+        raise KdsnnError(f"cannot read dataset {name!r}: write {FAKE_SYNTAX}")
+    c, h, w, k = (int(v) for v in m.groups())
+    if not 1 <= c <= 4 or h < 1 or w < 1 or k < 1:
+        raise KdsnnError(f"dataset {name!r} is out of range: write {FAKE_SYNTAX} "
+                         "(torchvision's FakeData draws images of 1 to 4 channels)")
+    return DataSpec(name, (c, h, w), k, (FAKE_MEAN,) * c, (FAKE_STD,) * c, 1 / 255)
 
 
 class Prepared(Dataset):
@@ -65,7 +90,7 @@ class Prepared(Dataset):
         self.mean = torch.tensor(ds.mean).view(-1, 1, 1)
         self.std = torch.tensor(ds.std).view(-1, 1, 1)
         self.noise_seed = noise_seed
-        self.augment = train and ds.name != "mnist"
+        self.augment = train and ds.name in ("digits", "cifar10", "cifar100")  # not mnist, nor noise images
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
@@ -108,6 +133,15 @@ def _digits(train: bool) -> Dataset:
     return TensorDataset(torch.from_numpy(xs.copy()).unsqueeze(1), torch.from_numpy(ys.astype(np.int64)))
 
 
+def _fake(ds: DataSpec, train: bool) -> Dataset:
+    """torchvision's FakeData for ``ds``: a fixed, seeded draw (train and test from different seeds)."""
+    from torchvision.datasets import FakeData
+    from torchvision.transforms import ToTensor
+
+    split = "train" if train else "test"
+    return FakeData(FAKE_SIZES[split], ds.input_shape, ds.classes, transform=ToTensor(), random_offset=FAKE_OFFSETS[split])
+
+
 def _torchvision(name: str, root: str | None, train: bool) -> Dataset:
     import torchvision
     from torchvision.transforms import ToTensor
@@ -118,10 +152,74 @@ def _torchvision(name: str, root: str | None, train: bool) -> Dataset:
         raise KdsnnError(f"data root {root} does not exist; it should hold {EXPECTED_FILES[name]}")
     cls = {"mnist": torchvision.datasets.MNIST, "cifar10": torchvision.datasets.CIFAR10,
            "cifar100": torchvision.datasets.CIFAR100}[name]
+    _check_files(name, cls, Path(root))
     try:
         return cls(root, train=train, download=False, transform=ToTensor())
-    except (RuntimeError, FileNotFoundError, OSError) as exc:
-        raise KdsnnError(f"{name} not found under {root}: expected {EXPECTED_FILES[name]} ({exc})") from None
+    except Exception as exc:  # torchvision raises ValueError, AssertionError, RuntimeError, pickle errors on bad files
+        raise KdsnnError(f"{name} under {root} is unreadable, corrupt or truncated ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:100] if str(exc) else 'no detail'}); "
+                         f"replace its files ({EXPECTED_FILES[name]}) with the originals") from None
+
+
+MNIST_IDX = {  # file → (magic number, shape after the count)
+    "train-images-idx3-ubyte": (0x0803, (28, 28)), "train-labels-idx1-ubyte": (0x0801, ()),
+    "t10k-images-idx3-ubyte": (0x0803, (28, 28)), "t10k-labels-idx1-ubyte": (0x0801, ()),
+}
+
+
+def _check_files(name: str, cls: type, root: Path) -> None:
+    """Refuse a root whose files are missing or damaged before torchvision reads them, naming the file."""
+    if name == "mnist":
+        raw = root / "MNIST" / "raw"
+        if (root / "MNIST" / "processed" / "training.pt").is_file():
+            return  # torchvision's old processed layout: it reads that instead (a failure is caught by the caller)
+        missing = [f for f in MNIST_IDX if not (raw / f).is_file()]
+        if missing:
+            raise KdsnnError(f"mnist not found under {root}: expected {EXPECTED_FILES[name]} "
+                             f"(missing {', '.join(missing)}; uncompressed, as torchvision stores them)")
+        counts = {f: _check_idx(raw / f, *MNIST_IDX[f]) for f in MNIST_IDX}
+        for prefix in ("train", "t10k"):
+            n_img, n_lab = counts[f"{prefix}-images-idx3-ubyte"], counts[f"{prefix}-labels-idx1-ubyte"]
+            if n_img != n_lab:
+                raise KdsnnError(f"mnist under {root}: {prefix}-images-idx3-ubyte holds {n_img} images but "
+                                 f"{prefix}-labels-idx1-ubyte {n_lab} labels; replace both with the originals")
+        return
+    from torchvision.datasets.utils import check_integrity
+
+    folder = root / cls.base_folder
+    files = [*cls.train_list, *cls.test_list, (cls.meta["filename"], cls.meta["md5"])]
+    missing = [f for f, _ in files if not (folder / f).is_file()]
+    if missing:
+        raise KdsnnError(f"{name} not found under {root}: expected {EXPECTED_FILES[name]} (missing {', '.join(missing)})")
+    for f, md5 in files:
+        if not check_integrity(str(folder / f), md5):
+            raise KdsnnError(f"{name} file {folder / f} is corrupt or truncated (its MD5 is not the published one); "
+                             "replace it with the original from the CIFAR python archive")
+
+
+def _check_idx(path: Path, magic: int, item_shape: tuple[int, ...]) -> int:
+    """Check an MNIST IDX file's header and length; return its item count."""
+    import struct
+
+    ndim = 1 + len(item_shape)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        header = f.read(4 + 4 * ndim)
+    fix = "replace it with the original (uncompressed) MNIST file"
+    if len(header) < 4 + 4 * ndim:
+        raise KdsnnError(f"mnist file {path} is truncated ({size} bytes, shorter than its header); {fix}")
+    found, *dims = struct.unpack(f">{1 + ndim}I", header)
+    if found != magic:
+        raise KdsnnError(f"mnist file {path} is corrupt or not an MNIST file (IDX magic number {found:#010x}, "
+                         f"expected {magic:#010x}); {fix}")
+    if tuple(dims[1:]) != item_shape:
+        raise KdsnnError(f"mnist file {path} holds {'x'.join(map(str, dims[1:]))} images, not "
+                         f"{'x'.join(map(str, item_shape))}; {fix}")
+    expected = len(header) + int(np.prod(dims))
+    if size != expected:
+        raise KdsnnError(f"mnist file {path} is {'truncated' if size < expected else 'too long'} ({size} bytes; its "
+                         f"header promises {expected}); {fix}")
+    return dims[0]
 
 
 SPLITS = ("train", "test", "fit", "val")
@@ -144,7 +242,12 @@ def load(name: str, split: str, root: str | None = None, noise: str | None = Non
     if split not in SPLITS:
         raise KdsnnError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     train = split != "test"
-    base = _digits(train) if name == "digits" else _torchvision(name, root, train)
+    if name == "digits":
+        base = _digits(train)
+    elif name.startswith("fake"):
+        base = _fake(ds, train)
+    else:
+        base = _torchvision(name, root, train)
     if split in ("fit", "val"):
         fit, val = validation_indices(len(base))  # type: ignore[arg-type]
         base = Subset(base, (fit if split == "fit" else val).tolist())
@@ -153,6 +256,68 @@ def load(name: str, split: str, root: str | None = None, noise: str | None = Non
 
 def sample_batch(name: str, n: int, root: str | None = None, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``n`` examples of a split as one batch (used by export checks and reports)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise KdsnnError(f"need at least 1 input sample of {name}, got {n} (--samples must be >= 1)")
     data = load(name, split, root)
     items = [data[i] for i in range(min(n, len(data)))]
     return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
+
+
+def load_inputs(path: str | Path, labels: str | Path | None = None, shape: tuple[int, ...] | None = None,
+                classes: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The user's own samples: a ``.npy`` float array ``[N, C, H, W]`` (or ``[N, ...]``) taken as
+    the network's input as is (already normalized), and optionally a ``.npy`` of N integer labels.
+
+    ``shape`` is the expected per-sample shape (the model's input shape), ``classes`` the number
+    of classes labels must lie below. Returns ``(x float32, y int64 or None)``.
+    """
+    arr = _read_npy(path, "--inputs")
+    if arr.dtype.kind != "f":
+        raise KdsnnError(f"--inputs {path} holds {arr.dtype} values; it must be a floating-point array, normalized as "
+                         "the network's input (convert with x.astype(np.float32))")
+    if arr.ndim < 2:
+        raise KdsnnError(f"--inputs {path} has shape {list(arr.shape)}; it must be [N, C, H, W] (a batch axis first)")
+    if shape is not None and tuple(arr.shape[1:]) != tuple(shape):
+        hint = " (one sample without its batch axis: save x[None])" if tuple(arr.shape) == tuple(shape) else ""
+        raise KdsnnError(f"--inputs {path} has shape {list(arr.shape)}; the model expects [N, "
+                         f"{', '.join(map(str, shape))}]{hint}")
+    if arr.shape[0] == 0:
+        raise KdsnnError(f"--inputs {path} holds no samples (shape {list(arr.shape)})")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        first = int(np.argwhere(bad.reshape(len(arr), -1).any(1))[0, 0])
+        raise KdsnnError(f"--inputs {path} holds {int(bad.sum())} NaN or infinite values (first in sample {first})")
+    x = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+    if labels is None:
+        return x, None
+    lab = _read_npy(labels, "--labels")
+    if lab.ndim != 1 or len(lab) != len(arr):
+        raise KdsnnError(f"--labels {labels} has shape {list(lab.shape)}; it must hold one label per input: [{len(arr)}]")
+    if lab.dtype.kind in "iu":
+        ints = lab.astype(np.int64)
+    elif lab.dtype.kind == "f" and np.isfinite(lab).all() and (lab == np.round(lab)).all():
+        ints = lab.astype(np.int64)
+    else:
+        raise KdsnnError(f"--labels {labels} must hold integer class indices, not {lab.dtype} values like {lab[0]!r}")
+    if ints.min() < 0 or (classes is not None and ints.max() >= classes):
+        limit = f"0..{classes - 1}" if classes is not None else "0 or more"
+        raise KdsnnError(f"--labels {labels} holds labels from {ints.min()} to {ints.max()}; class indices must be {limit}")
+    return x, torch.from_numpy(ints)
+
+
+def _read_npy(path: str | Path, flag: str) -> np.ndarray:
+    """Read one array from a ``.npy`` file (no pickles), or refuse in one line."""
+    p = Path(path)
+    if not p.is_file():
+        raise KdsnnError(f"{flag} {path} does not exist; pass a .npy file (numpy.save)")
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except Exception as exc:  # ValueError, EOFError, OSError, UnpicklingError on non-npy or truncated files
+        raise KdsnnError(f"{flag} {path} is not a readable .npy array (corrupt, truncated or another format: "
+                         f"{type(exc).__name__}); write it with numpy.save") from None
+    if not isinstance(arr, np.ndarray):  # an .npz archive
+        arr.close()
+        raise KdsnnError(f"{flag} {path} is an .npz archive; pass one array saved with numpy.save (.npy)")
+    if arr.dtype.kind not in "biuf":
+        raise KdsnnError(f"{flag} {path} holds {arr.dtype} values; it must be a numeric array")
+    return arr

@@ -19,15 +19,14 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from .progress import progress
-
 from . import checkpoint, data
 from .atomic import write_text
-from .distill import build_loss
+from .distill import DEFAULT_METHOD, build_loss
 from .errors import KdsnnError
 from .memory import keep_freed_memory
 from .models import build_model, is_student
 from .models.output import ModelOutput
+from .progress import progress
 
 
 @dataclass
@@ -51,7 +50,7 @@ class TrainConfig:
     validate: bool = False  # train on 80 % of the training split, report accuracy on the other 20 %
     # student only
     teacher: str | None = None
-    kd: str = "none"
+    kd: str = DEFAULT_METHOD
     timesteps: int = 4
     width: float = 1.0
     alpha: float | None = None
@@ -64,7 +63,6 @@ class TrainConfig:
     surrogate_param: float | None = None
     detach_reset: bool = False
     quiet: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -158,8 +156,54 @@ def _model_spec(cfg: TrainConfig, ds: data.DataSpec) -> dict[str, Any]:
     return spec
 
 
+@dataclass
+class _Run:
+    """What the steps of one training run share (built by :func:`train`, step by step)."""
+
+    cfg: TrainConfig
+    kind: str
+    ds: data.DataSpec
+    device: torch.device
+    ddp: _Distributed
+    split: str  # the split every reported accuracy is measured on: test, or val with --validate
+    train_set: Any = None
+    test_set: Any = None
+    spec: dict[str, Any] = field(default_factory=dict)
+    model: nn.Module | None = None
+    teacher: nn.Module | None = None
+    step_module: TrainStep | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    scheduler: Any = None
+    start_epoch: int = 0
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.cfg.out)
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.out_dir / "checkpoint.pt"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.out_dir / "metrics.jsonl"
+
+
 def train(cfg: TrainConfig, kind: str) -> dict[str, Any]:
     """Run ``train-teacher`` (kind='teacher') or ``distill`` (kind='student'); returns the result."""
+    _check_options(cfg, kind)
+    run = _set_up(cfg, kind)
+    _load_data(run)
+    _build_model(run)
+    loss_fn = _build_teacher_and_loss(run) if kind == "student" else None
+    _build_optimizer(run, loss_fn)
+    _resume(run)
+    result = _epochs(run)
+    return _finish(run, result)
+
+
+def _check_options(cfg: TrainConfig, kind: str) -> None:
+    """Refuse a wrong kind of architecture, bad numbers, or an --out that cannot be a folder."""
     if kind == "teacher" and is_student(cfg.arch):
         raise KdsnnError(f"{cfg.arch} is a student SNN; train it with `kdsnn distill`")
     if kind == "student" and not is_student(cfg.arch):
@@ -167,119 +211,171 @@ def train(cfg: TrainConfig, kind: str) -> dict[str, Any]:
         raise KdsnnError(f"{cfg.arch} is not a student SNN; students: {', '.join(STUDENTS)}")
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
         raise KdsnnError("--epochs and --batch-size must be >= 1 and --lr > 0")
+    out = Path(cfg.out)
+    for folder in (out, *out.parents):  # the nearest existing path must be a folder
+        if folder.exists():
+            if not folder.is_dir():
+                what = "--out" if folder == out else f"--out's parent {folder}"
+                raise KdsnnError(f"{what} is an existing file, but --out must be a folder (the run writes "
+                                 f"{out}/checkpoint.pt and {out}/metrics.jsonl); pass a folder path")
+            break
+
+
+def _set_up(cfg: TrainConfig, kind: str) -> _Run:
+    """Data spec, device and the distributed group."""
     ds = data.spec(cfg.dataset)
-    device = resolve_device(cfg.device)
-    ddp = _Distributed(device)
-    device = ddp.device
-    if device.type == "cpu":
+    ddp = _Distributed(resolve_device(cfg.device))
+    if ddp.device.type == "cpu":
         keep_freed_memory()  # T-folded maps exceed glibc's mmap threshold: reuse them (kdsnn/memory.py)
-    out_dir = Path(cfg.out)
-    ckpt_path = out_dir / "checkpoint.pt"
-    metrics_path = out_dir / "metrics.jsonl"
+    return _Run(cfg, kind, ds, ddp.device, ddp, split="val" if cfg.validate else "test")
 
-    split = "val" if cfg.validate else "test"  # the split every reported accuracy is measured on
-    train_set = data.load(cfg.dataset, "fit" if cfg.validate else "train", cfg.data_root)
-    test_set = data.load(cfg.dataset, split, cfg.data_root)
-    spec = _model_spec(cfg, ds)
-    torch.manual_seed(cfg.seed)
-    model = build_model(**{k: (tuple(v) if k == "input_shape" else v) for k, v in spec.items()}).to(device)
-    if hasattr(model, "set_layout"):
-        model.set_layout(device.type)
 
-    teacher = None
-    loss_fn = None
-    if kind == "student":
-        if cfg.teacher:
-            teacher, t_ckpt = checkpoint.load_model(cfg.teacher, device)
-            t_spec = checkpoint.model_spec(t_ckpt)
-            if tuple(t_spec["input_shape"]) != ds.input_shape or t_spec["classes"] != ds.classes:
-                raise KdsnnError(f"teacher {cfg.teacher} was trained on {t_spec['input_shape']} inputs / {t_spec['classes']} "
-                                 f"classes, not {cfg.dataset}'s {list(ds.input_shape)} / {ds.classes}")
-            teacher.to(device).eval()
-            for p in teacher.parameters():
-                p.requires_grad_(False)
-        example = torch.stack([train_set[i][0] for i in range(2)]).to(device)
-        loss_fn = build_loss(cfg.kd, model, teacher, example, cfg.alpha, cfg.temperature)
+def _load_data(run: _Run) -> None:
+    cfg = run.cfg
+    run.train_set = data.load(cfg.dataset, "fit" if cfg.validate else "train", cfg.data_root)
+    run.test_set = data.load(cfg.dataset, run.split, cfg.data_root)
 
-    step_module = TrainStep(model, loss_fn).to(device)
-    optimizer = torch.optim.SGD(step_module.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-    start_epoch = 0
+
+def _build_model(run: _Run) -> None:
+    """The model to train, built from the seed (the spec is what its checkpoint records)."""
+    run.spec = _model_spec(run.cfg, run.ds)
+    torch.manual_seed(run.cfg.seed)
+    run.model = build_model(**{k: (tuple(v) if k == "input_shape" else v) for k, v in run.spec.items()}).to(run.device)
+    if hasattr(run.model, "set_layout"):
+        run.model.set_layout(run.device.type)
+
+
+def _build_teacher_and_loss(run: _Run) -> nn.Module:
+    """A student's frozen teacher (if any) and its distillation loss."""
+    cfg, ds, device = run.cfg, run.ds, run.device
+    if cfg.teacher:
+        teacher, t_ckpt = checkpoint.load_model(cfg.teacher, device)
+        t_spec = checkpoint.model_spec(t_ckpt)
+        if tuple(t_spec["input_shape"]) != ds.input_shape or t_spec["classes"] != ds.classes:
+            raise KdsnnError(f"teacher {cfg.teacher} was trained on {t_spec['input_shape']} inputs / {t_spec['classes']} "
+                             f"classes, not {cfg.dataset}'s {list(ds.input_shape)} / {ds.classes}")
+        teacher.to(device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        run.teacher = teacher
+    example = torch.stack([run.train_set[i][0] for i in range(2)]).to(device)
+    return build_loss(cfg.kd, run.model, run.teacher, example, cfg.alpha, cfg.temperature)
+
+
+def _build_optimizer(run: _Run, loss_fn: nn.Module | None) -> None:
+    cfg = run.cfg
+    run.step_module = TrainStep(run.model, loss_fn).to(run.device)
+    run.optimizer = torch.optim.SGD(run.step_module.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                    weight_decay=cfg.weight_decay)
+    run.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(run.optimizer, T_max=cfg.epochs)
+
+
+def _resume(run: _Run) -> None:
+    """With --resume, continue from the last checkpoint of the same run; else note an overwrite."""
+    cfg, ckpt_path = run.cfg, run.ckpt_path
     if cfg.resume and ckpt_path.exists():
-        state = checkpoint.load(ckpt_path, device)
-        if state["model_spec"] != spec or state.get("kind") != kind or state.get("epochs") != cfg.epochs:
+        state = checkpoint.load(ckpt_path, run.device)
+        if state["model_spec"] != run.spec or state.get("kind") != run.kind or state.get("epochs") != cfg.epochs:
             raise KdsnnError(f"--resume: {ckpt_path} belongs to a different run (arch, shapes, kind or epochs differ); "
                              "use another --out or drop --resume")
-        step_module.load_state_dict(state["train_state"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch = state["epoch"]
-    elif ckpt_path.exists() and not cfg.resume and ddp.main:
+        run.step_module.load_state_dict(state["train_state"])
+        run.optimizer.load_state_dict(state["optimizer"])
+        run.scheduler.load_state_dict(state["scheduler"])
+        run.start_epoch = state["epoch"]
+    elif ckpt_path.exists() and not cfg.resume and run.ddp.main:
         print(f"note: overwriting {ckpt_path} (use --resume to continue it)")
 
-    runner: nn.Module = step_module
-    if ddp.world > 1:
-        runner = nn.parallel.DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None)
 
-    result: dict[str, Any] = {"checkpoint": str(ckpt_path), "epoch": start_epoch}
+def _epochs(run: _Run) -> dict[str, Any]:
+    """The epoch loop: train, evaluate, write metrics and checkpoint after every epoch."""
+    cfg, ddp = run.cfg, run.ddp
+    runner: nn.Module = run.step_module
+    if ddp.world > 1:
+        runner = nn.parallel.DistributedDataParallel(run.step_module,
+                                                     device_ids=[run.device.index] if run.device.type == "cuda" else None)
+    result: dict[str, Any] = {"checkpoint": str(run.ckpt_path), "epoch": run.start_epoch}
     epochs_run = 0
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(run.start_epoch, cfg.epochs):
         if cfg.stop_after is not None and epochs_run >= cfg.stop_after:
             break
         torch.manual_seed(cfg.seed * 100_003 + epoch)
-        if ddp.world > 1:
-            sampler = DistributedSampler(train_set, ddp.world, ddp.rank, shuffle=True, seed=cfg.seed)
-            sampler.set_epoch(epoch)
-            loader = DataLoader(train_set, cfg.batch_size, sampler=sampler, num_workers=cfg.workers)
-        else:
-            gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-            loader = DataLoader(train_set, cfg.batch_size, shuffle=True, generator=gen, num_workers=cfg.workers)
-        runner.train()
-        total_loss = correct = seen = 0
-        bar = progress(loader, desc=f"{kind} {cfg.arch} epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                       enabled=not cfg.quiet and ddp.main)
-        for x, y in bar:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            t_out = None
-            if teacher is not None:
-                with torch.no_grad():
-                    t_out = teacher(x)
-            loss, logits = runner(x, y, t_out)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total_loss += float(loss.detach()) * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            seen += len(y)
-            bar.set_postfix(loss=f"{total_loss / seen:.3f}")
-        scheduler.step()
+        total_loss, correct, seen = _train_epoch(run, runner, _epoch_loader(run, epoch), epoch)
+        run.scheduler.step()
         epochs_run += 1
-        ddp.sync_buffers(step_module)
-        acc = evaluate(model, test_set, device)
+        ddp.sync_buffers(run.step_module)
+        acc = evaluate(run.model, run.test_set, run.device)
         record = {"epoch": epoch + 1, "train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1),
-                  f"{split}_accuracy": acc, "lr": optimizer.param_groups[0]["lr"]}
+                  f"{run.split}_accuracy": acc, "lr": run.optimizer.param_groups[0]["lr"]}
         if ddp.main:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            prev = metrics_path.read_text() if metrics_path.exists() and (epoch > 0) else ""
-            kept = [ln for ln in prev.splitlines() if ln and json.loads(ln)["epoch"] <= epoch]
-            write_text(metrics_path, "\n".join(kept + [json.dumps(record)]) + "\n")
-            checkpoint.save(ckpt_path, {
-                "kind": kind, "model_spec": spec, "dataset": cfg.dataset, "preprocessing": ds.preprocessing(),
-                "model": model.state_dict(), "train_state": step_module.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "epoch": epoch + 1, "epochs": cfg.epochs, f"{split}_accuracy": acc,
-                "config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
-            })
-            if not cfg.quiet:
-                tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}  loss {record['train_loss']:.4f}  {split} accuracy {acc:.4f}")
+            _save_epoch(run, epoch, record, acc)
         result.update(accuracy=acc, epoch=epoch + 1)
         ddp.barrier()
+    return result
+
+
+def _epoch_loader(run: _Run, epoch: int) -> DataLoader:
+    """This epoch's shuffled loader, seeded from (seed, epoch) so a resumed run sees the same order."""
+    cfg, ddp = run.cfg, run.ddp
+    if ddp.world > 1:
+        sampler = DistributedSampler(run.train_set, ddp.world, ddp.rank, shuffle=True, seed=cfg.seed)
+        sampler.set_epoch(epoch)
+        return DataLoader(run.train_set, cfg.batch_size, sampler=sampler, num_workers=cfg.workers)
+    gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+    return DataLoader(run.train_set, cfg.batch_size, shuffle=True, generator=gen, num_workers=cfg.workers)
+
+
+def _train_epoch(run: _Run, runner: nn.Module, loader: DataLoader, epoch: int) -> tuple[float, int, int]:
+    """One pass over ``loader``; returns (summed loss, correct, seen)."""
+    cfg, device, teacher = run.cfg, run.device, run.teacher
+    runner.train()
+    total_loss = correct = seen = 0
+    bar = progress(loader, desc=f"{run.kind} {cfg.arch} epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                   enabled=not cfg.quiet and run.ddp.main)
+    for x, y in bar:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        t_out = None
+        if teacher is not None:
+            with torch.no_grad():
+                t_out = teacher(x)
+        loss, logits = runner(x, y, t_out)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        total_loss += float(loss.detach()) * len(y)
+        correct += int((logits.argmax(1) == y).sum())
+        seen += len(y)
+        bar.set_postfix(loss=f"{total_loss / seen:.3f}")
+    return total_loss, correct, seen
+
+
+def _save_epoch(run: _Run, epoch: int, record: dict[str, Any], acc: float) -> None:
+    """Append the epoch's metrics (dropping lines of epochs a resume redoes) and write the checkpoint."""
+    cfg, metrics_path = run.cfg, run.metrics_path
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    prev = metrics_path.read_text() if metrics_path.exists() and (epoch > 0) else ""
+    kept = [ln for ln in prev.splitlines() if ln and json.loads(ln)["epoch"] <= epoch]
+    write_text(metrics_path, "\n".join(kept + [json.dumps(record)]) + "\n")
+    checkpoint.save(run.ckpt_path, {
+        "kind": run.kind, "model_spec": run.spec, "dataset": cfg.dataset, "preprocessing": run.ds.preprocessing(),
+        "model": run.model.state_dict(), "train_state": run.step_module.state_dict(),
+        "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+        "epoch": epoch + 1, "epochs": cfg.epochs, f"{run.split}_accuracy": acc,
+        "config": asdict(cfg),
+    })
+    if not cfg.quiet:
+        tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}  loss {record['train_loss']:.4f}  {run.split} accuracy {acc:.4f}")
+
+
+def _finish(run: _Run, result: dict[str, Any]) -> dict[str, Any]:
+    """The run's result: final accuracy, what was trained, and (under torchrun) replica agreement."""
+    cfg, ddp = run.cfg, run.ddp
     if "accuracy" not in result:
-        result["accuracy"] = evaluate(model, test_set, device)
-    result.update(arch=cfg.arch, dataset=cfg.dataset, kind=kind, finished=result["epoch"] >= cfg.epochs, split=split)
-    if kind == "student":
+        result["accuracy"] = evaluate(run.model, run.test_set, run.device)
+    result.update(arch=cfg.arch, dataset=cfg.dataset, kind=run.kind, finished=result["epoch"] >= cfg.epochs,
+                  split=run.split)
+    if run.kind == "student":
         result.update(kd=cfg.kd, timesteps=cfg.timesteps)
     if ddp.world > 1:
-        result.update(world_size=ddp.world, rank=ddp.rank, replicas_identical=ddp.replicas_identical(step_module))
+        result.update(world_size=ddp.world, rank=ddp.rank, replicas_identical=ddp.replicas_identical(run.step_module))
     ddp.close()
     return result

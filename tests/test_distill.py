@@ -99,3 +99,17 @@ def test_unknown_method_and_missing_teacher():
         build_loss("dark", student, None, torch.rand(2, 1, 8, 8))
     with pytest.raises(KdsnnError, match="needs a teacher"):
         build_loss("response", student, None, torch.rand(2, 1, 8, 8))
+
+
+def test_one_kd_default_and_help_from_the_registry():
+    from kdsnn.cli import build_parser
+    from kdsnn.distill import DEFAULT_METHOD, METHODS
+    from kdsnn.trainer import TrainConfig
+
+    _, subs = build_parser()
+    kd = next(a for a in subs["distill"]._actions if a.dest == "kd")
+    assert kd.default == DEFAULT_METHOD == TrainConfig().kd == "response"
+    for name, cls in METHODS.items():
+        assert cls.summary and f"{name}: {cls.summary}" in kd.help
+    assert "Default: response" in kd.help and "Every method but none needs --teacher" in kd.help
+    assert "Default: response" in " ".join(subs["distill"].format_help().split())  # --help shows it

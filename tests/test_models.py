@@ -104,3 +104,22 @@ def test_avg_pool_backward_equals_pytorch_in_every_layout(channels_last, kernel,
     (y_ref * w).sum().backward()
     assert torch.equal(x.grad.flatten(0, 1), ref_x.grad)
     assert x.grad.flatten(0, 1).is_contiguous(memory_format=fmt)
+
+
+def test_students_are_a_registry(monkeypatch):
+    # one dict, like TEACHERS: a new student is one entry, and build_model / is_student follow it
+    from kdsnn.models import is_student
+    from kdsnn.models.spiking import Flatten, Readout
+    from kdsnn.models.students import STUDENTS as registry
+
+    assert registry is STUDENTS and all(callable(b) for b in STUDENTS.values())
+
+    def linear(input_shape, classes, neuron, readout, width):
+        c, h, w = input_shape
+        return [Flatten(), Readout(c * h * w, classes, readout, neuron)], {}
+
+    monkeypatch.setitem(STUDENTS, "snn_linear", linear)
+    assert is_student("snn_linear")
+    m = build_model("snn_linear", (1, 8, 8), 3, timesteps=2)
+    assert m(torch.rand(4, 1, 8, 8)).logits.shape == (4, 3)
+    assert sum(p.numel() for p in m.parameters()) == 64 * 3 + 3  # one 64 → 3 layer with bias

@@ -13,6 +13,15 @@ from .response import ResponseKD
 
 METHODS: dict[str, type[DistillLoss]] = {c.name: c for c in (NoDistill, ResponseKD, FeatureKD, LayerwiseAttention)}
 
+DEFAULT_METHOD = "response"  # the one default of `distill --kd` and TrainConfig.kd
+
+
+def methods_help() -> str:
+    """The ``--kd`` help text, generated from :data:`METHODS` (the default marked)."""
+    items = "; ".join(f"{name}: {cls.summary}" for name, cls in METHODS.items())
+    alone = ", ".join(name for name, cls in METHODS.items() if not cls.needs_teacher)
+    return f"{items}. Default: {DEFAULT_METHOD}. Every method but {alone} needs --teacher"
+
 
 def feature_shapes(model: nn.Module, example: torch.Tensor) -> dict[str, tuple[int, ...]]:
     """Per-sample shapes of a model's feature taps, from one forward pass in eval mode."""
@@ -31,9 +40,10 @@ def build_loss(name: str, student: nn.Module, teacher: nn.Module | None, example
         raise KdsnnError(f"unknown distillation method {name!r}; choose one of {', '.join(METHODS)}")
     cls = METHODS[name]
     if cls.needs_teacher and teacher is None:
-        raise KdsnnError(f"--kd {name} needs a teacher: pass --teacher CKPT (a train-teacher checkpoint)")
+        raise KdsnnError(f"--kd {name} needs a teacher: pass --teacher CKPT (a train-teacher checkpoint), "
+                         "or --kd none to train without distillation")
     s_shapes = feature_shapes(student, example)
     t_shapes = feature_shapes(teacher, example) if teacher is not None else {}
-    if cls.needs_teacher and name != "response" and not (s_shapes and t_shapes):
+    if cls.needs_features and not (s_shapes and t_shapes):
         raise KdsnnError(f"--kd {name} needs feature taps on both networks")
     return cls(s_shapes, t_shapes, alpha=alpha, temperature=temperature).to(example.device)

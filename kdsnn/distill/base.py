@@ -17,11 +17,13 @@ Shapes = dict[str, tuple[int, ...]]
 
 
 class DistillLoss(nn.Module):
-    """Base class; subclasses set ``name``, ``default_alpha`` and implement :meth:`distill`."""
+    """Base class; subclasses set ``name``, ``summary``, ``default_alpha`` and implement :meth:`distill`."""
 
     name = "base"
+    summary = ""  # one line for --help
     default_alpha = 0.0
     needs_teacher = True
+    needs_features = False  # whether it reads the feature taps of both networks
 
     def __init__(self, student_shapes: Shapes, teacher_shapes: Shapes, alpha: float | None = None,
                  temperature: float = 4.0) -> None:

@@ -42,7 +42,9 @@ def gaussian_margin(t: torch.Tensor) -> torch.Tensor:
 
 class FeatureKD(DistillLoss):
     name = "feature"
+    summary = "partial L2 between connected feature maps (KDSNN's feature-based KD)"
     default_alpha = 1e-3
+    needs_features = True
 
     def __init__(self, student_shapes: Shapes, teacher_shapes: Shapes, alpha: float | None = None,
                  temperature: float = 4.0) -> None:

@@ -26,7 +26,9 @@ def attention_map(f: torch.Tensor, p: int = 2) -> torch.Tensor:
 
 class LayerwiseAttention(DistillLoss):
     name = "lasnn"
+    summary = "layer-wise attention-map distillation (LaSNN)"
     default_alpha = 1.0
+    needs_features = True
 
     def __init__(self, student_shapes: Shapes, teacher_shapes: Shapes, alpha: float | None = None,
                  temperature: float = 4.0) -> None:

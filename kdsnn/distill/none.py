@@ -4,4 +4,5 @@ from .base import DistillLoss
 
 class NoDistill(DistillLoss):
     name = "none"
+    summary = "cross-entropy only, no teacher (the plain-SNN baseline)"
     needs_teacher = False

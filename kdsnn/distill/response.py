@@ -21,6 +21,7 @@ def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tau: float
 
 class ResponseKD(DistillLoss):
     name = "response"
+    summary = "Hinton KD on the output logits (KDSNN's response-based KD)"
     default_alpha = 0.9  # Hinton et al.'s weighting; beat 0.5 on digits' held-out split (docs/benchmarks.md)
 
     def forward(self, s: ModelOutput, t: ModelOutput | None, labels: torch.Tensor):

@@ -12,10 +12,11 @@ from .teachers import TEACHERS
 
 __all__ = ["ModelOutput", "SpikingNet", "build_model", "is_student", "ARCHS", "STUDENTS", "TEACHERS"]
 
-ARCHS = tuple(TEACHERS) + STUDENTS
+ARCHS = tuple(TEACHERS) + tuple(STUDENTS)
 
 
 def is_student(arch: str) -> bool:
+    """Whether ``arch`` names a registered student SNN."""
     return arch in STUDENTS
 
 

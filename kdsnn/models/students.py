@@ -8,6 +8,8 @@ Choices the papers leave open (documented in docs/models.md):
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from torch import nn
 
 from ..neurons import IFParams
@@ -64,32 +66,45 @@ def scaled(channels: int, width: float) -> int:
     return max(1, int(round(channels * width)))
 
 
+Layers = tuple[list[nn.Module], dict[str, int]]  # blocks, and the block index of each feature tap
+Builder = Callable[[Shape, int, IFParams, str, float], Layers]  # (input_shape, classes, neuron, readout, width)
+
+
+def _snn_2conv(input_shape: Shape, classes: int, neuron: IFParams, readout: str, width: float) -> Layers:
+    c, h, w = input_shape
+    c1, c2 = scaled(64, width), scaled(128, width)
+    blocks: list[nn.Module] = [ConvBNIF(c, c1, neuron), AvgPool(2), ConvBNIF(c1, c2, neuron), AvgPool(2),
+                               Flatten(), Readout(c2 * (h // 4) * (w // 4), classes, readout, neuron)]
+    return blocks, {"stage1": 1, "stage2": 3}
+
+
+def _snn_vgg(depth: str) -> Builder:
+    def build(input_shape: Shape, classes: int, neuron: IFParams, readout: str, width: float) -> Layers:
+        cfg = [item if item == "M" else scaled(item, width) for item in VGG_CONFIGS[depth]]
+        return _vgg(cfg, input_shape, classes, neuron, readout)
+    return build
+
+
+def _snn_resnet(widths: tuple[int, ...], strides: list[int]) -> Builder:
+    def build(input_shape: Shape, classes: int, neuron: IFParams, readout: str, width: float) -> Layers:
+        return _resnet([scaled(c, width) for c in widths], 2, input_shape, classes, neuron, readout, strides)
+    return build
+
+
+# the student registry: name → builder of its blocks and feature taps
+STUDENTS: dict[str, Builder] = {
+    "snn_2conv": _snn_2conv,
+    "snn_vgg11": _snn_vgg("vgg11"),
+    "snn_vgg16": _snn_vgg("vgg16"),
+    "snn_wrn16_2": _snn_resnet((16, 32, 64, 128), [1, 2, 2]),
+    "snn_resnet14": _snn_resnet((16, 16, 32, 64), [1, 2, 2]),
+    "snn_resnet18": _snn_resnet((64, 64, 128, 256, 512), [1, 2, 2, 2]),
+}
+
+
 def build_student(name: str, input_shape: Shape, classes: int, timesteps: int = 4, encoding: str = "direct",
                   readout: str = "membrane", neuron: IFParams | None = None, width: float = 1.0) -> SpikingNet:
     """Construct the named student for ``input_shape`` (C, H, W) and ``classes``; ``width``
     multiplies every layer's channel count (a smaller student for a smaller chip)."""
-    neuron = neuron or IFParams()
-    c, h, w = input_shape
-    if name == "snn_2conv":
-        c1, c2 = scaled(64, width), scaled(128, width)
-        blocks: list[nn.Module] = [ConvBNIF(c, c1, neuron), AvgPool(2), ConvBNIF(c1, c2, neuron), AvgPool(2),
-                                   Flatten(), Readout(c2 * (h // 4) * (w // 4), classes, readout, neuron)]
-        taps = {"stage1": 1, "stage2": 3}
-    elif name in ("snn_vgg11", "snn_vgg16"):
-        cfg = [item if item == "M" else scaled(item, width) for item in VGG_CONFIGS[name[4:]]]
-        blocks, taps = _vgg(cfg, input_shape, classes, neuron, readout)
-    elif name == "snn_wrn16_2":
-        blocks, taps = _resnet([scaled(c, width) for c in (16, 32, 64, 128)], 2, input_shape, classes, neuron, readout,
-                               [1, 2, 2])
-    elif name == "snn_resnet14":
-        blocks, taps = _resnet([scaled(c, width) for c in (16, 16, 32, 64)], 2, input_shape, classes, neuron, readout,
-                               [1, 2, 2])
-    elif name == "snn_resnet18":
-        blocks, taps = _resnet([scaled(c, width) for c in (64, 64, 128, 256, 512)], 2, input_shape, classes, neuron,
-                               readout, [1, 2, 2, 2])
-    else:
-        raise KeyError(name)
-    return SpikingNet(blocks, taps, timesteps, encoding, input_hw=(h, w))
-
-
-STUDENTS = ("snn_2conv", "snn_vgg11", "snn_vgg16", "snn_wrn16_2", "snn_resnet14", "snn_resnet18")
+    blocks, taps = STUDENTS[name](input_shape, classes, neuron or IFParams(), readout, width)
+    return SpikingNet(blocks, taps, timesteps, encoding, input_hw=(input_shape[1], input_shape[2]))
