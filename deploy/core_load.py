@@ -214,6 +214,11 @@ def human_seconds(s: float | None) -> str:
     return f"{s / 1e-9:.3g} ns"
 
 
+def ratio_text(r: float) -> str:
+    """2.0, 25, 130: one decimal below 10, none above."""
+    return f"{r:.1f}" if r < 10 else f"{r:.0f}"
+
+
 def comparison_sentence(snn_j: float | None, ann_j: float, where: str, ann_where: str) -> str:
     """E.g. 'SNN 2.8 µJ on loihi2, the student as an ANN 5.6 µJ (45 nm fp32): 2.0× less energy'."""
     if snn_j is None:
@@ -223,4 +228,4 @@ def comparison_sentence(snn_j: float | None, ann_j: float, where: str, ann_where
     if snn_j <= 0 or ann_j <= 0:
         return head
     r = ann_j / snn_j
-    return f"{head}: {r:.2g}× less energy" if r >= 1 else f"{head}: {1 / r:.2g}× more energy"
+    return f"{head}: {ratio_text(r)}× less energy" if r >= 1 else f"{head}: {ratio_text(1 / r)}× more energy"

@@ -148,55 +148,89 @@ def place(view: View, target: Target) -> Placement:
     return _place_dense(view, target)
 
 
+def _dest_cores(view: View, pop: str, core_of: dict[str, np.ndarray]) -> np.ndarray:
+    """Per neuron of ``pop``: distinct cores its outgoing synapses reach (its fan-out axons)."""
+    n = int(np.prod(view.shape[pop]))
+    out = np.zeros(n)
+    for c in view.plan.connections:
+        if c.source == pop and c.target in core_of:
+            owner = core_of[c.target]
+            onehot = sp.csr_matrix((np.ones(len(owner)), (np.arange(len(owner)), owner)), shape=(len(owner), int(owner.max()) + 1))
+            reach = _structure(c) @ onehot
+            reach.data[:] = 1
+            out += np.asarray(reach.sum(axis=1)).ravel()
+    return out
+
+
 def _place_cores(view: View, target: Target) -> Placement:
     lim = target.get
     nmax = lim("limits", "neurons_per_core")
     mem, bits = lim("limits", "synaptic_memory_bits_per_core"), lim("limits", "synapse_bits", 1)
     axmax, smax = lim("limits", "fan_in_axons_per_core"), lim("limits", "synapses_per_core")
+    fomax = lim("limits", "fan_out_axons_per_core")
     per_chip = lim("limits", "cores_per_chip")
-    cores: list[Core] = []
+    slices: dict[str, list[Core]] = {}
     core_of: dict[str, np.ndarray] = {}
     violations: list[rules.Violation] = []
-    for pop in placed_populations(view):
+    # Downstream first: a population's fan-out axons depend on how its targets were split.
+    for pop in reversed(placed_populations(view)):
         g = _fan_in(view, pop)
+        fan_out = _dest_cores(view, pop, core_of)
         n = g.shape[0]
         owner = np.zeros(n, dtype=np.int64)
         stamp = np.full(g.shape[1], -1, dtype=np.int64)
+        mine: list[Core] = []
         cur: Core | None = None
-        worst = 0
+        worst_in = worst_out = 0
         for j in range(n):
             src = g.indices[g.indptr[j]:g.indptr[j + 1]]
-            syn = len(src)
-            new = int(np.count_nonzero(stamp[src] != (cur.index if cur else -1)))
+            syn, fo = len(src), int(fan_out[j])
+            new = int(np.count_nonzero(stamp[src] != len(mine) - 1)) if cur else syn
             full = cur is None or (nmax is not None and cur.neurons + 1 > nmax) \
                 or (mem is not None and (cur.synapses + syn) * bits > mem) \
                 or (smax is not None and cur.synapses + syn > smax) \
-                or (axmax is not None and cur.fan_in_axons + new > axmax)
+                or (axmax is not None and cur.fan_in_axons + new > axmax) \
+                or (fomax is not None and cur.fan_out_axons + fo > fomax)
             if full:
-                cur = Core(len(cores), 0, f"core {len(cores)}", [(pop, j, j)])
-                cores.append(cur)
+                cur = Core(0, 0, "", [(pop, j, j)])
+                mine.append(cur)
                 new = syn
                 if (mem is not None and syn * bits > mem) or (smax is not None and syn > smax) or (axmax is not None and syn > axmax):
-                    worst = max(worst, syn)
-            stamp[src] = cur.index
+                    worst_in = max(worst_in, syn)
+                if fomax is not None and fo > fomax:
+                    worst_out = max(worst_out, fo)
+            stamp[src] = len(mine) - 1
             p, lo, _ = cur.segments[-1]
             cur.segments[-1] = (p, lo, j + 1)
             cur.neurons += 1
             cur.synapses += syn
             cur.fan_in_axons += new
-            owner[j] = cur.index
-        if worst:
+            cur.fan_out_axons += fo
+            owner[j] = len(mine) - 1
+        if worst_in:
             limit = " and ".join(s for s in (f"{mem} bits of synaptic memory ({mem // bits} synapses of {bits} bits)" if mem else "",
                                               f"{axmax} input axons" if axmax else "") if s)
-            violations.append(rules.Violation(pop, "fan_in", f"one neuron has {worst} input synapses; a {target.name} core "
+            violations.append(rules.Violation(pop, "fan_in", f"one neuron has {worst_in} input synapses; a {target.name} core "
                                               f"holds {limit}: reduce the fan-in (fewer channels or smaller kernels)"))
-        core_of[pop] = owner
-    for c in cores:
-        c.memory_bits = c.synapses * bits
-        c.chip = c.index // per_chip if per_chip else 0
+        if worst_out:
+            violations.append(rules.Violation(pop, "fan_out", f"one neuron reaches {worst_out} cores; a {target.name} core "
+                                              f"sends to at most {fomax}: reduce the fan-out"))
+        slices[pop] = mine
+        core_of[pop] = owner  # local slice numbers until the cores are numbered below
+    cores: list[Core] = []
+    for pop in placed_populations(view):  # number the cores in topological order
+        base = len(cores)
+        for c in slices[pop]:
+            c.index, c.label = len(cores), f"core {len(cores)}"
+            c.memory_bits = c.synapses * bits
+            c.chip = c.index // per_chip if per_chip else 0
+            c.fan_out_axons = 0  # recounted by map_graph from the final numbering
+            cores.append(c)
+        core_of[pop] = core_of[pop] + base
     chips = (cores[-1].chip + 1) if cores else 0
-    algo = ("greedy in topological order: a population's neurons fill a core in flat (channel-major) order until "
-            "the next would exceed the neurons, synaptic memory or input axons of a core; one population per core")
+    algo = ("greedy, downstream populations first: a population's neurons fill a core in flat (channel-major) order "
+            "until the next would exceed the neurons, synaptic memory, input axons or output axons of a core; one "
+            "population per core")
     return Placement(cores, chips, algo, core_of, violations)
 
 

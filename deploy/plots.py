@@ -84,3 +84,25 @@ def raster(spikes: dict[str, np.ndarray], path: Path, max_neurons: int = 512) ->
         ax.set_xticks([])
     fig.suptitle("Spike raster of one test sample", fontsize=10)
     return _save(fig, path)
+
+
+def core_load(result: dict[str, Any], path: Path) -> Path:
+    """One bar per core of a ``kdsnn map`` result: time per step (or SynOps per step when the target
+    publishes no timing); the busiest core in red, so the step's bottleneck stands out."""
+    cores = result["placement"]["cores"]
+    secs = [c["per_step"]["seconds"] for c in cores]
+    timed = result["latency"].get("step_seconds") is not None
+    vals = [s * 1e9 for s in secs] if timed else [c["per_step"]["synops"] for c in cores]
+    busiest = int(np.argmax(vals)) if vals else 0
+    fig, ax = plt.subplots(figsize=(min(14, max(4, 0.18 * len(cores) + 3)), 3.2))
+    colors = ["#c0392b" if i == busiest else "#3a7dc9" for i in range(len(cores))]
+    ax.bar(range(len(cores)), vals, color=colors)
+    if len(cores) <= 24:
+        ax.set_xticks(range(len(cores)), [c["label"] for c in cores], rotation=60, fontsize=7)
+    else:
+        ax.set_xlabel("core")
+    ax.set_ylabel("ns per time step" if timed else "SynOps per time step")
+    label = cores[busiest]["label"] if cores else ""
+    ax.set_title(f"{result['target']}: per-core load ({'time' if timed else 'SynOps'} per step); busiest {label} in red",
+                 fontsize=9)
+    return _save(fig, path)

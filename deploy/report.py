@@ -27,6 +27,8 @@ from kdsnn.trainer import evaluate
 from . import plots
 from .energy import builtin_profiles, energy_report, load_profile
 from .pipeline import Deployable
+from .target_report import energy_line, human_joules, map_targets, targets_html
+from .target_spec import builtin_targets, load_target
 from .synops import ann_macs, graph_ann_macs
 
 
@@ -40,10 +42,11 @@ def _batched(fn, x: torch.Tensor, batch: int, desc: str) -> torch.Tensor:
 
 
 def build_report(dep: Deployable, out_dir: str | Path, data_root: str | None = None, limit: int | None = None,
-                 lava_samples: int = 32, profiles: list[str] | None = None) -> dict[str, Any]:
+                 lava_samples: int = 32, profiles: list[str] | None = None, targets: list[str] | None = None) -> dict[str, Any]:
     """Measure everything and write the report files; returns the JSON content."""
     t0 = time.time()
     chosen = [load_profile(p) for p in (profiles or builtin_profiles())]  # bad names fail before the long work
+    chosen_targets = [load_target(t) for t in (targets or builtin_targets())]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     test = data.load(dep.dataset, "test", data_root)
@@ -79,6 +82,7 @@ def build_report(dep: Deployable, out_dir: str | Path, data_root: str | None = N
             anns_note = str(exc)
             accuracy["teacher"] = {"note": anns_note}
     energies = [energy_report(sim, anns, p) for p in chosen]
+    target_results, target_images = map_targets(dep.int_graph, dep.float_graph, x, out, chosen_targets)
 
     one = {k: v[:, 0].reshape(v.shape[0], -1).numpy() for k, v in sim.spikes.items()}
     images = {
@@ -86,13 +90,14 @@ def build_report(dep: Deployable, out_dir: str | Path, data_root: str | None = N
         "synops": plots.synops(per_layer, out / "synops.png"),
         "energy": plots.energy(energies, out / "energy.png"),
         "raster": plots.raster(one, out / "raster.png"),
+        **{f"cores_{k}": v for k, v in target_images.items()},
     }
     params = sum(p.numel() for p in dep.model.parameters())
     report = {
         "checkpoint_arch": dep.arch, "dataset": dep.dataset, "samples": n, "timesteps": meta.get("timesteps"),
         "bits": dep.bits, "parameters": params, "readout": meta.get("readout"), "encoding": meta.get("encoding"),
         "accuracy": accuracy, "firing_rates": rates, "per_layer": per_layer, "per_inference": sim.per_sample(),
-        "ann_macs": anns, "energy": energies, "range_problems": range_problems(dep.int_graph),
+        "ann_macs": anns, "energy": energies, "targets": target_results, "range_problems": range_problems(dep.int_graph),
         "membrane_overflow": stats["totals"]["overflow"], "quantization": meta.get("quantization", {}),
         "images": {k: v.name for k, v in images.items()}, "seconds": round(time.time() - t0, 1),
         "definitions": "SynOps: exact fan-out, pooling composed into the next layer; first layer: effective MACs "
@@ -140,10 +145,11 @@ def _html(r: dict[str, Any], images: dict[str, Path]) -> str:
                 for k, v in r["accuracy"].items()]
     e_rows = []
     for e in r["energy"]:
-        e_rows.append([e["profile"], "SNN", e["snn"]["total_joules"], "; ".join(
+        e_rows.append([e["profile"], "SNN", human_joules(e["snn"]["total_joules"]), "; ".join(
             f"{k}: {v['count']:.3g} × {v['joules_each']:.3g} J" for k, v in e["snn"].items() if isinstance(v, dict))])
         for name, a in e["ann"].items():
-            e_rows.append([e["profile"], name, a["joules"], f"{a['count']:.3g} MACs; SNN uses {1 / a['snn_saving'] if a['snn_saving'] else 0:.3g}× its energy"])
+            e_rows.append([e["profile"], name, human_joules(a["joules"]),
+                           f"{a['count']:.3g} MACs. " + energy_line(e["snn"]["total_joules"], a["joules"], f"the {name}")])
     per = r["per_inference"]
     ops_rows = [[k, v] for k, v in per.items()]
     sources = "".join(f"<li><b>{html.escape(e['profile'])}</b>: " + "; ".join(
@@ -162,6 +168,7 @@ readout {html.escape(str(r['readout']))}; {r['samples']} test samples.</p>
 <h2>Firing</h2>{_img(images['firing_rates'])}{_img(images['raster'])}
 <h2>Energy per inference</h2>{_table(e_rows, ['profile', 'network', 'joules', 'breakdown'])}{_img(images['energy'])}
 <h3>Sources of the constants</h3><ul>{sources}</ul>
+{targets_html(r.get('targets', []), {k[6:]: v for k, v in images.items() if k.startswith('cores_')})}
 <h2>Ranges a Loihi-style target cannot hold</h2><ul>{problems}</ul>
 <p>Membrane values beyond 24 bits seen by the simulator: {r['membrane_overflow']}.</p>
 </body></html>

@@ -84,7 +84,8 @@ def test_report_files_are_produced_and_well_formed(trained, tmp_path, capsys):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = _Collector()
     page.feed((out / "report.html").read_text())
-    assert len(page.images) == 4 and all(src.startswith("data:image/png;base64,") for src in page.images)
+    assert [t["target"] for t in rep["targets"]] == ["loihi2", "speck", "xylo"]  # one section per built-in target
+    assert len(page.images) == 4 + 3 and all(src.startswith("data:image/png;base64,") for src in page.images)
     assert page.tables >= 3
 
 

@@ -273,11 +273,19 @@ def test_xylo_rules_name_the_node():
     assert ("graph", "neuron_layers") in _rules(single, "xylo")  # one neuron layer < 2
 
 
-def test_loihi_fan_out_axons_rule(tmp_path):
-    t = _target(tmp_path, LOIHI_SMALL.replace("[limits.fan_out_axons_per_core]\nvalue = 100",
-                                              "[limits.fan_out_axons_per_core]\nvalue = 5"))
-    bad = [v for v in map_graph(_dense_net(), t)["violations"] if v["rule"] == "fan_out"]
-    assert {v["node"] for v in bad} == {"if1"} and len(bad) == 3  # cores with 6 > 5 fan-out axons; the last has 2
+def test_loihi_fan_out_axons_split_the_source_and_name_it(tmp_path):
+    def with_fan_out(limit):
+        return _target(tmp_path, LOIHI_SMALL.replace("[limits.fan_out_axons_per_core]\nvalue = 100",
+                                                     f"[limits.fan_out_axons_per_core]\nvalue = {limit}"), f"fo{limit}.toml")
+
+    # if2 is placed first (2 cores); every if1 neuron then reaches 2 cores, so at most 5 axons per core allows
+    # 2 neurons (2·2 = 4; a 3rd makes 6 > 5), tighter than the memory's 3: if1 splits into 5 cores of 2
+    r = map_graph(_dense_net(), with_fan_out(5))
+    if1 = [c for c in r["placement"]["cores"] if c["segments"][0][0] == "if1"]
+    assert [tuple(c["segments"][0][1:]) for c in if1] == [(0, 2), (2, 4), (4, 6), (6, 8), (8, 10)]
+    assert [c["fan_out_axons"] for c in if1] == [4] * 5 and r["fits"]
+    bad = [v for v in map_graph(_dense_net(), with_fan_out(1))["violations"] if v["rule"] == "fan_out"]
+    assert {v["node"] for v in bad} == {"if1"} and "reaches 2 cores" in bad[0]["message"]  # 2 > 1 for one neuron
 
 
 # ----------------------------------------------------------------------------- energy and latency by hand
@@ -356,3 +364,20 @@ def test_map_command_on_a_nir_file(tmp_path, capsys):
     assert main(["map", str(path), "--target", "nosuchchip"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("kdsnn: error: unknown target 'nosuchchip'") and "\n" not in err
+
+
+# ----------------------------------------------------------------------------- report section
+
+def test_report_section_inlines_a_load_plot_per_target(tmp_path):
+    from kdsnn.deploy.target_report import energy_line, map_targets, targets_html
+
+    g = _dense_net()
+    x = (torch.rand(2, 3, 6) < 0.5).float()  # [T, B, 6] spikes
+    results, images = map_targets(g, g, x, tmp_path, ["loihi2", "speck"])
+    assert [r["target"] for r in results] == ["loihi2", "speck"] and set(images) == {"loihi2", "speck"}
+    page = targets_html(results, images)
+    assert page.count("data:image/png;base64,") == 2 and "src=\"cores_" not in page  # inlined, one file
+    assert "loihi2: fits" in page and "Is the checked integer graph the one this target runs?" in page
+    # 2.8 µJ against 5.6 µJ: 5.6 / 2.8 = 2.0× less; 1 nJ against 0.5 nJ: 2.0× more
+    assert energy_line(2.8e-6, 5.6e-6, "the student as an ANN") == "SNN 2.8 µJ, the student as an ANN 5.6 µJ: 2.0× less energy"
+    assert energy_line(1e-9, 0.5e-9, "the ANN").endswith("500 pJ: 2.0× more energy")
