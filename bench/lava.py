@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from pathlib import Path
 
 import nir
 import numpy as np
@@ -61,21 +62,46 @@ def lava_seconds_per_sample(graph: nir.NIRGraph, x: torch.Tensor, check: bool = 
     return result
 
 
+TITLE = "Lava at 3×32×32 (process-graph route)"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--students", nargs="+", default=["snn_resnet14"])
     ap.add_argument("--samples", type=int, default=2)
     ap.add_argument("--width", type=float, default=1.0)
+    ap.add_argument("--write", metavar="MD", help="replace this section of a Markdown file (docs/benchmarks.md)")
     a = ap.parse_args()
-    print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads")
-    print("| student | width | samples | route | populations | start-up | per sample | mean rate | spikes vs GraphSNN |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    rows = ["| student | width | samples | route | IF populations | start-up | per sample | mean IF rate | "
+            "spikes and logits vs GraphSNN |", "|---|---|---|---|---|---|---|---|---|"]
     for arch in a.students:
         graph, x = synthetic_graph(arch, width=a.width)
         r = lava_seconds_per_sample(graph, x[:a.samples])
-        print(f"| {arch} | {a.width:g} | {r['samples']} | {r['route']} | {r['populations']} | {r['startup_s']:.1f} s "
-              f"| {r['per_sample_s']:.2f} s | {r['rate']:.3f} | {'identical' if r['identical'] else 'DIFFER'} |",
-              flush=True)
+        rows.append(f"| {arch} | {a.width:g} | {r['samples']} | {r['route']} | {r['populations']} | "
+                    f"{r['startup_s']:.1f} s | {r['per_sample_s']:.2f} s | {r['rate']:.3f} | "
+                    f"{'identical' if r['identical'] else 'DIFFER'} |")
+        print(rows[-1], flush=True)
+    command = " ".join(["`.venv/bin/python -m bench.lava", "--students", *a.students, "--samples", str(a.samples),
+                        "--width", f"{a.width:g}"] + (["--write", a.write] if a.write else [])) + "`"
+    body = f"""Command: {command}
+
+Each student at 3×32×32, T = 4, 8-bit integer graph, random weights with BN calibrated on 64
+seeded uniform images; inputs are seeded uniform images (no data set). Lava 0.10
+(`Loihi2SimCfg(select_tag='fixed_pt')`) on the CPU ({platform.machine()}, a shared 2-core
+machine), through `run_lava`, which picks the process-graph route for residual students
+(docs/lava.md). Start-up is compiling and starting Lava's runtime (one OS process per Lava
+process: populations, relays, connections, sinks); per sample is run time divided by the
+batch, pipeline flush included (`lava_seconds_per_sample(graph, x)` in bench/lava.py gives
+both). Every IF layer's spikes and the logits are compared with `GraphSNN` on the same inputs.
+
+{chr(10).join(rows)}
+
+The cost is Lava's Python convolution (a `scipy.signal.convolve2d` per (output, input)
+channel pair and step), so it grows with channels², not with spikes."""
+    print(body)
+    if a.write:
+        from bench._doc import replace_section
+        replace_section(Path(a.write), TITLE, body)
 
 
 if __name__ == "__main__":
