@@ -125,6 +125,12 @@ def _axis_classes(n: int, n_out: int, k: int, s: int, pad: int, d: int) -> tuple
     return cls, base, classes
 
 
+def _taps(n: int, n_out: int, k: int, s: int, pad: int, d: int) -> np.ndarray:
+    """Per input coordinate along one axis: how many kernel taps land inside the output."""
+    cls, _, classes = _axis_classes(n, n_out, k, s, pad, d)
+    return np.array([len(classes[c]) for c in cls], dtype=np.int64)
+
+
 @dataclass
 class ConvOp:
     """A Conv2d's connectivity from its kernel (weights already scaled by any pool before it)."""
@@ -179,6 +185,16 @@ class ConvOp:
         first = ((grp[:, None, None] + pos[None] * cout) if hwc else (grp[:, None, None] * (ho * wo) + pos[None])).ravel()
         return Tables(pattern, first, rptr, np.tile(c_at, c), np.tile(c_len, c), run_k, np.tile(c_step, c), weight)
 
+    def fanout(self) -> np.ndarray:
+        """Structural synapses of each input position (C-order): taps inside the output × output channels."""
+        cout, _, kh, kw = self.weight.shape
+        c, h, wd = self.in_shape
+        _, ho, wo = self.out_shape
+        ny = _taps(h, ho, kh, self.stride[0], self.pads[0], self.dilation[0])
+        nx = _taps(wd, wo, kw, self.stride[1], self.pads[1], self.dilation[1])
+        per = np.outer(ny, nx).astype(np.int64) * (cout // self.groups)
+        return np.broadcast_to(per, (c, h, wd)).ravel()
+
     def abs_fanin(self, counts: np.ndarray) -> np.ndarray:
         """Σ |weight| × sources landing there, per output (C-order): a bound on one step's current."""
         t, l, b, r = self.pads
@@ -200,6 +216,9 @@ class DenseOp:
                       np.full(n_in, n_out, np.int64), p * n_out, np.ones(n_in, np.int64),
                       np.ascontiguousarray(self.weight.T, dtype=np.float64).ravel() + 0.0)
 
+    def fanout(self) -> np.ndarray:
+        return np.full(self.weight.shape[1], self.weight.shape[0], dtype=np.int64)
+
     def abs_fanin(self, counts: np.ndarray) -> np.ndarray:
         return np.abs(self.weight) @ counts
 
@@ -220,6 +239,9 @@ class ElementwiseOp:
             return Tables(np.zeros(n, np.int64), first, np.array([0, 1]), 0 * one, one, 0 * one, one, s)
         p = np.arange(n, dtype=np.int64)
         return Tables(p, first, np.arange(n + 1, dtype=np.int64), 0 * p, p * 0 + 1, p, p * 0 + 1, s)
+
+    def fanout(self) -> np.ndarray:
+        return np.ones(self.n, dtype=np.int64)
 
     def abs_fanin(self, counts: np.ndarray) -> np.ndarray:
         return np.abs(self.scale) * counts
@@ -265,10 +287,6 @@ class KernelConnection:
         pos = channels_last(self.src_shape) if src_hwc and len(self.src_shape) == 3 else None
         return t.relocated(self.index, pos)
 
-    @cached_property
-    def _chw(self) -> Tables:
-        return self.tables()
-
     @property
     def n_src(self) -> int:
         return int(np.prod(self.src_shape))
@@ -277,19 +295,22 @@ class KernelConnection:
     def n_tgt(self) -> int:
         return int(np.prod(self.tgt_shape))
 
-    @cached_property
-    def synapses(self) -> int:
-        return self._chw.synapses
-
     @property
     def fanout(self) -> np.ndarray:
-        """Structural synapses of each source element (C-order)."""
-        return self._chw.fan[self._chw.pattern]
+        """Structural synapses of each source element (C-order), from the op's geometry alone."""
+        fan = self.op.fanout()
+        if self.index is None:
+            return fan
+        return np.where(self.index >= 0, fan[np.maximum(self.index, 0)], 0)
+
+    @cached_property
+    def synapses(self) -> int:
+        return int(self.fanout.sum())
 
     @cached_property
     def integral(self) -> bool:
         """Whether every weight is a finite integer (exact delivery may then apply)."""
-        w = self._chw.weight
+        w = self.op.scale if isinstance(self.op, ElementwiseOp) else self.op.weight
         return bool(np.isfinite(w).all() and (w == np.round(w)).all())
 
     @cached_property
@@ -302,7 +323,7 @@ class KernelConnection:
 
     def weights(self) -> sp.csc_matrix:
         """The real ``[n_tgt, n_src]`` weight matrix (explicit zeros kept): O(synapses), for tests and small graphs."""
-        t = self._chw
+        t = self.tables()
         fan = t.fan[t.pattern]
         src = np.repeat(np.arange(t.pattern.size), fan)
         rows, vals = [], []
