@@ -414,37 +414,3 @@ def map_graph(graph: nir.NIRGraph, target: Target | str, x: Any = None, sim: Any
                   "inference_latency": human_seconds(est["latency"].get("inference_seconds"))},
     })
     return result
-
-
-def format_text(r: dict[str, Any]) -> str:
-    """The human-readable answer of ``kdsnn map`` for one target."""
-    lines = [f"{r['target']}: {'fits' if r['fits'] else 'does NOT fit'} — {r['description']}"]
-    for v in r["violations"]:
-        lines.append(f"  ✗ {v['node']}: {v['message']}")
-    p = r["placement"]
-    lines.append(f"  placement: {p['cores_used']} core(s) on {p['chips']} chip(s); {p['algorithm']}")
-    for c in p["cores"]:
-        segs = ", ".join(f"{s[0]}[{s[1]}:{s[2]}]" for s in c["segments"])
-        mem = ", ".join(f"{k} {v}" for k, v in c["memory"].items()) if c["memory"] else f"{c['memory_bits'] / 8:.0f} B synaptic memory"
-        load = ""
-        if "per_step" in c:
-            ps = c["per_step"]
-            load = f"; per step {ps['synops']:.1f} SynOps, {ps['spikes']:.1f} spikes"
-        axons = f", fan-in axons {c['fan_in_axons']}, fan-out axons {c['fan_out_axons']}" if r["kind"] == "cores" else ""
-        lines.append(f"    {c['label']:>9} chip {c['chip']}: {segs}: {c['neurons']} neurons, {c['synapses']} synapses, {mem}"
-                     f"{axons}{load}")
-    for note in r["compatibility"]:
-        lines.append(f"  • {note}")
-    if r.get("load"):
-        lines.append(f"  energy per inference: {r['human']['energy']}" + (
-            f" (missing: {', '.join(r['energy']['missing'])})" if r["energy"]["missing"] else ""))
-        lines.append(f"  latency: {r['human']['step_latency']} per step, {r['human']['inference_latency']} per inference"
-                     + (f" ({r['latency']['model']}, busiest core {r['latency']['busiest_core']})" if r['latency'].get('model') else ""))
-        lines.append(f"  {r['sentence']}")
-        for n in r["load"]["notes"] + r["energy"]["notes"]:
-            lines.append(f"  note: {n}")
-    else:
-        lines.append("  no inputs: per-core load, energy and latency need a data set (--dataset)")
-    if r["unpublished"]:
-        lines.append(f"  stated parameters (not published by the vendor): {', '.join(r['unpublished'])}")
-    return "\n".join(lines)
