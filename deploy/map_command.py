@@ -27,7 +27,7 @@ def _load_model(a: argparse.Namespace) -> tuple[Any, Any, str | None]:
 
 
 def _map(a: argparse.Namespace) -> int:
-    from .mapping import graph_view, map_graph
+    from .mapping import encode_input, graph_view, map_graph
     from .target_spec import load_target
 
     targets = [load_target(t) for t in (a.target or ["loihi2"])]  # bad names fail before the long work
@@ -41,7 +41,7 @@ def _map(a: argparse.Namespace) -> int:
 
         from .simulator import simulate
 
-        x, _ = data.sample_batch(dataset, a.samples, a.data_root)
+        x = encode_input(view, data.sample_batch(dataset, a.samples, a.data_root)[0])
         sim = simulate(view.plan, x, progress=False)
     results = [map_graph(graph, t, x=x, sim=sim, view=view, ann_graph=float_graph) for t in targets]
     if a.json:

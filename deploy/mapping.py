@@ -87,6 +87,20 @@ def graph_view(graph: nir.NIRGraph) -> View:
                 dict(gv.meta), bool(gv.integer), gv.timesteps, plan, simulable)
 
 
+def encode_input(view: View, x: Any, seed: int = 0) -> Any:
+    """Bernoulli-encoded graphs: draw the input spikes ``[T, B, ...]`` here (seeded), so the events each
+    core receives are known; other inputs are returned unchanged."""
+    import torch
+
+    x = torch.as_tensor(x)
+    shape = view.shape[view.input]
+    if view.meta.get("encoding") != "bernoulli" or x.dim() != len(shape) + 1 or not view.timesteps:
+        return x
+    gen = torch.Generator().manual_seed(seed)
+    p = x.to(torch.float64).clamp(0, 1).unsqueeze(0).expand(int(view.timesteps), *x.shape).contiguous()
+    return torch.bernoulli(p, generator=gen)
+
+
 # ----------------------------------------------------------------------------- placement
 
 @dataclass
@@ -389,6 +403,7 @@ def map_graph(graph: nir.NIRGraph, target: Target | str, x: Any = None, sim: Any
         x = sim = None
         result["note"] = "the reference simulator runs reset to v_reset only: no per-core load, energy or latency"
     if sim is None and x is not None:
+        x = encode_input(view, x)
         from .simulator import simulate
         sim = simulate(view.plan, x)
     if sim is None:

@@ -11,7 +11,7 @@ import torch
 
 from . import plots
 from .core_load import human_joules, human_seconds, ratio_text
-from .mapping import graph_view, map_graph
+from .mapping import encode_input, graph_view, map_graph
 from .target_spec import builtin_targets, load_target
 
 
@@ -20,7 +20,7 @@ def map_targets(int_graph: nir.NIRGraph, float_graph: nir.NIRGraph, x: torch.Ten
     """Map the integer graph onto every target (simulating the first ``samples`` inputs); one load plot each."""
     chosen = [load_target(t) for t in (targets or builtin_targets())]
     view = graph_view(int_graph)
-    xs = x[:samples]
+    xs = encode_input(view, x[:samples])
     sim = None
     if view.simulable:
         from .simulator import simulate

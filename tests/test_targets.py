@@ -381,3 +381,27 @@ def test_report_section_inlines_a_load_plot_per_target(tmp_path):
     # 2.8 µJ against 5.6 µJ: 5.6 / 2.8 = 2.0× less; 1 nJ against 0.5 nJ: 2.0× more
     assert energy_line(2.8e-6, 5.6e-6, "the student as an ANN") == "SNN 2.8 µJ, the student as an ANN 5.6 µJ: 2.0× less energy"
     assert energy_line(1e-9, 0.5e-9, "the ANN").endswith("500 pJ: 2.0× more energy")
+
+
+def test_small_spiking_student_fits_speck_with_its_memory_by_hand():
+    """snn_2conv at width 0.25, Bernoulli input, spike readout: conv1 1→16 (8×8), pool, conv2 16→32 (4×4), pool, fc 10."""
+    from conftest import calibrated_student
+
+    from kdsnn import data
+    from kdsnn.deploy.mapping import encode_input
+    from kdsnn.deploy.simulator import simulate
+    from kdsnn.export.graph import student_to_graph
+    from kdsnn.export.quantize import quantize_graph
+
+    s = calibrated_student("snn_2conv", readout="spike", encoding="bernoulli", width=0.25)
+    g = quantize_graph(student_to_graph(s, data.spec("digits").preprocessing()))
+    view = graph_view(g)
+    x = encode_input(view, data.sample_batch("digits", 4)[0])
+    sim = simulate(view.plan, x)
+    r = map_graph(g, "speck", x=x, sim=sim, view=view)
+    assert r["fits"], r["violations"]
+    mem = [(c["memory"]["kernel"], c["memory"]["neuron"]) for c in r["placement"]["cores"]]
+    # conv1: 1·2^(⌈log2 9⌉ + log2 16) = 256, 16·2^(3+3) = 1024; conv2: 16·2^(4+5) = 8192, 32·2^(2+2) = 512;
+    # fc on the pooled 32×2×2 map = a 2×2 conv: 32·2^(2+⌈log2 10⌉) = 2048, 10·2^0 = 10
+    assert mem == [(256, 1024), (8192, 512), (2048, 10)]
+    assert r["load"]["notes"] == [] and r["load"]["synops"] == pytest.approx(sim.per_sample()["synops"])
