@@ -18,7 +18,7 @@ from kdsnn.errors import KdsnnError
 from kdsnn.export.graph import set_meta
 from kdsnn.deploy.mapping import graph_view, map_graph, place, target_compatibility
 from kdsnn.deploy.target_rules import common_rules, speck_memory
-from kdsnn.deploy.target_spec import builtin_targets, load_target, parse_target
+from kdsnn.deploy.target_spec import builtin_targets, load_target
 
 INT_META = {"integer": True, "timesteps": 2, "encoding": "bernoulli", "reset": "hard", "readout": "spike"}
 
