@@ -84,13 +84,15 @@ class GraphView:
     none has ``timesteps = None`` (commands then ask for ``--timesteps``).
     """
 
-    def __init__(self, graph: nir.NIRGraph, timesteps: int | None = None) -> None:
+    def __init__(self, graph: nir.NIRGraph, timesteps: int | None = None, purpose: str = "") -> None:
+        """``purpose`` ends the refusal of an unsupported node (e.g. "cannot be exported to ONNX");
+        by default it says the node "is not supported"."""
         self.graph = graph
         self.nodes: dict[str, nir.NIRNode] = dict(graph.nodes)
         self.meta: dict[str, Any] = get_meta(graph)
         for name, node in self.nodes.items():
             if not isinstance(node, SUPPORTED):
-                raise KdsnnError(f"NIR node {name!r} of type {type(node).__name__} is not supported "
+                raise KdsnnError(f"NIR node {name!r} of type {type(node).__name__} {purpose or 'is not supported'} "
                                  f"(supported: {', '.join(sorted({t.__name__ for t in SUPPORTED}))})")
         self.preds: dict[str, list[str]] = {n: [] for n in self.nodes}
         self.succs: dict[str, list[str]] = {n: [] for n in self.nodes}

@@ -20,8 +20,7 @@ import onnx
 from kdsnn.errors import KdsnnError
 
 from . import nir_io
-from .graph import get_meta, topological_order
-from .onnx_export import infer_shapes
+from .graph_view import GraphView
 from .quantize import range_problems
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -114,26 +113,36 @@ def _details(node: nir.NIRNode, q: dict[str, Any]) -> str:
 
 
 def describe_nir(graph: nir.NIRGraph, name: str = "graph") -> str:
-    meta = get_meta(graph)
     try:
-        shapes = infer_shapes(graph)
-    except KdsnnError:  # a foreign graph with node types we do not run: show what it declares
+        view: GraphView | None = GraphView(graph)
+        shapes: dict[str, Any] = dict(view.shape)
+        order = view.order
+        meta = view.meta
+        refusal = ""
+    except KdsnnError as exc:  # a foreign graph kdsnn cannot run: show what it declares, and why
+        view, refusal = None, str(exc)
         shapes = {n: np.asarray(v.output_type.get("output")) if getattr(v, "output_type", None) else None
                   for n, v in graph.nodes.items()}
+        order = list(graph.nodes)
+        from .graph import get_meta
+        meta = get_meta(graph)
     if meta:
         mode = f"integer {meta.get('bits')}-bit" if meta.get("integer") else (
             f"float, {meta.get('bits')}-bit grid" if meta.get("quantization") else "float")
         head = (f"NIR graph {name}: {meta.get('producer', 'kdsnn')}, {mode}, T={meta.get('timesteps')}, "
                 f"{meta.get('encoding')} encoding, {meta.get('readout')} readout")
     else:
-        head = f"NIR graph {name}: no kdsnn metadata (written by another tool; kdsnn runs it with T = 4 unless told otherwise)"
+        head = (f"NIR graph {name}: no kdsnn metadata (written by another tool): T is not recorded; "
+                "`kdsnn simulate` needs --timesteps T (the PyTorch graph runtime assumes T = 4)")
     lines = [head]
+    if refusal:
+        lines.append(f"kdsnn cannot run it: {refusal}")
     if meta.get("integer"):
         lines.append(f"input step {meta.get('input_scale'):.6g}, output scale {meta.get('output_scale'):.6g}")
     quant = meta.get("quantization", {})
     rows = [("node", "type", "shape", "params", "details")]
     total = 0
-    for n in topological_order(graph):
+    for n in order:
         node = graph.nodes[n]
         count = _count(node)
         total += count

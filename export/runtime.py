@@ -44,7 +44,7 @@ class GraphSNN(nn.Module):
         v = self.view
         self.graph, self.meta, self.order = v.graph, v.meta, v.order
         self.input_shape, self.spiking_output, self.output_scale = v.input_shape, v.spiking_output, v.output_scale
-        self.integer = v.integer
+        self.integer, self.encoding, self.input_scale = v.integer, v.encoding, v.input_scale
         self.dtype = torch.float64 if self.integer else torch.float32
         self.timesteps = v.timesteps or 4  # a graph without kdsnn metadata runs 4 steps unless told
         self._params = {n: self._tensors(node) for n, node in v.nodes.items()}
