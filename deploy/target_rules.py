@@ -151,9 +151,8 @@ def compatibility(view: Any, target: Target, max_membrane: dict[str, float] | No
         elif ai == "counts":
             out.append(f"{target.name} takes input as event counts per channel and step: the analog input must "
                        "be integer counts within the chip's per-step limit")
-    if "IF" in (target.get("neuron", "models") or []) and target.name == "xylo":
-        out.append("xylo has no exact IF: the longest bit-shift decay (dash 15) leaves a linear decay of "
-                   "negative membranes")
+    if target.get("neuron", "exact_if") is False and view.populations:
+        out.append(f"{target.name} runs IF only approximately: {target.source('neuron', 'exact_if')}")
     return out
 
 

@@ -35,7 +35,7 @@ _INT, _NUM, _STR, _BOOL, _INTS, _STRS = "integer", "number", "string", "boolean"
 
 KEYS: dict[str, dict[str, str]] = {
     "neuron": {"models": _STRS, "resets": _STRS, "spike_condition": _STR, "max_spikes_per_step": _INT,
-               "analog_input": _STR},
+               "analog_input": _STR, "exact_if": _BOOL},
     "precision": {"weight_min": _INT, "weight_max": _INT, "state_bits": _INT, "threshold_min": _INT,
                   "threshold_max": _INT, "bias_max": _INT, "fixed_point_shift": _INT},
     "limits": {"chips": _INT, "cores_per_chip": _INT, "neurons_per_core": _INT, "synapses_per_core": _INT,
