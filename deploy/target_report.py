@@ -15,10 +15,19 @@ from .mapping import encode_input, graph_view, map_graph
 from .target_spec import builtin_targets, load_target
 
 
+MAX_SYNAPSES = 2e7  # explicit per-synapse matrices (complex128 + index): about 0.5 GB at this size
+
+
 def map_targets(int_graph: nir.NIRGraph, float_graph: nir.NIRGraph, x: torch.Tensor, out_dir: str | Path,
                 targets: list[str] | None = None, samples: int = 64) -> tuple[list[dict[str, Any]], dict[str, Path]]:
     """Map the integer graph onto every target (simulating the first ``samples`` inputs); one load plot each."""
     chosen = [load_target(t) for t in (targets or builtin_targets())]
+    from .synops import graph_ann_macs
+
+    synapses = graph_ann_macs(float_graph)  # a lower bound of the per-synapse matrices mapping builds
+    if synapses > MAX_SYNAPSES:
+        return [{"target": t.name, "skipped": f"about {synapses:.3g} synapses: too many for the per-synapse placement "
+                 f"inside a report (limit {MAX_SYNAPSES:.0e}); run kdsnn map on the exported graph"} for t in chosen], {}
     view = graph_view(int_graph)
     xs = encode_input(view, x[:samples])
     sim = None
@@ -45,6 +54,9 @@ def targets_html(results: list[dict[str, Any]], images: dict[str, Path]) -> str:
              "stated parameters are numbers the vendor has not published).</p>"]
     for r in results:
         e = html.escape
+        if "skipped" in r:
+            parts.append(f"<h3>{e(r['target'])}: not mapped</h3><p>{e(r['skipped'])}.</p>")
+            continue
         verdict = "fits" if r["fits"] else f"does not fit ({len(r['violations'])} rule(s) broken)"
         p = r["placement"]
         parts.append(f"<h3>{e(r['target'])}: {verdict}</h3><p>{e(r['description'])}</p>")

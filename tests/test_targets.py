@@ -405,3 +405,13 @@ def test_small_spiking_student_fits_speck_with_its_memory_by_hand():
     # fc on the pooled 32×2×2 map = a 2×2 conv: 32·2^(2+⌈log2 10⌉) = 2048, 10·2^0 = 10
     assert mem == [(256, 1024), (8192, 512), (2048, 10)]
     assert r["load"]["notes"] == [] and r["load"]["synops"] == pytest.approx(sim.per_sample()["synops"])
+
+
+def test_report_skips_mapping_networks_too_large_for_it(tmp_path, monkeypatch):
+    from kdsnn.deploy import target_report
+
+    monkeypatch.setattr(target_report, "MAX_SYNAPSES", 10)  # the dense net has 6·10 + 10·3 = 90 synapses
+    g = _dense_net()
+    results, images = target_report.map_targets(g, g, torch.zeros(2, 1, 6), tmp_path, ["loihi2"])
+    assert images == {} and "90 synapses" in results[0]["skipped"]
+    assert "loihi2: not mapped" in target_report.targets_html(results, images)
