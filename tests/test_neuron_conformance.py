@@ -194,16 +194,17 @@ def lava_lif(c: Case):
     """Lava's bit-accurate LIF (fixed_pt) with kdsnn's IF parameters, driven with the exact integer
     currents (a source straight into its input port: the current of the step it is sent in).
     Lava holds 64·v: its membranes are read after every step and divided by 64."""
-    from kdsnn.deploy.lava_graph import lif_params
     from kdsnn.deploy.lava_runtime import lava_available
+
+    ok, why = lava_available()  # first: it lets Lava's import set the multiprocessing start method
+    assert ok, why
+    from kdsnn.deploy.lava_graph import lif_params
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
     from lava.proc.lif.process import LIF
 
-    ok, why = lava_available()
-    assert ok, why
     source = Source(data=np.moveaxis(c.x.reshape(T, B * N), 0, -1).astype(np.int32))
     lif = LIF(**lif_params((B * N,), int(c.threshold[0]), np.zeros(1)))
     sink = Sink(shape=(B * N,), buffer=T)
