@@ -13,37 +13,35 @@ def _simulate(a: argparse.Namespace) -> int:
 
     from kdsnn import data
     from kdsnn.export import nir_io
-    from kdsnn.export.graph import get_meta
+    from kdsnn.export.graph_view import GraphView
 
+    from .backends import get, population_spikes
+
+    backend = get(a.backend)
     graph = nir_io.read(a.model)
-    meta = get_meta(graph)
-    dataset = a.dataset or meta.get("dataset")
+    view = GraphView(graph, a.timesteps)
+    dataset = a.dataset or view.meta.get("dataset")
     if not dataset:
         raise KdsnnError(f"{a.model} does not record its data set (written by another tool?): pass --dataset")
     x, y = data.sample_batch(dataset, a.samples, a.data_root)
-    if a.backend == "reference":
-        from .simulator import simulate
-        res = simulate(graph, x, timesteps=a.timesteps, progress=not a.json)
-        logits = res.logits
-        summary = {"per_inference": res.per_sample(), "layers": {k: {"firing_rate": v.firing_rate, "spikes": v.spikes}
-                                                                for k, v in res.neurons.items()}}
-    elif a.backend == "lava":
-        from .lava_backend import run_lava
-        if not meta.get("integer"):
-            raise KdsnnError("the Lava backend runs integer graphs: export with `kdsnn export --format nir` "
-                             "(integer by default) or `kdsnn quantize`")
-        run = run_lava(graph, x, progress=not a.json)
-        logits = run.logits
-        summary = {"layers": {k: {"spikes": int(v.sum()), "firing_rate": float(v.mean())} for k, v in run.spikes.items()},
-                   "seconds_per_sample": run.per_sample_s, "startup_seconds": run.startup_s}
-    else:
-        raise KdsnnError(f"unknown backend {a.backend!r}; choose reference or lava")
-    acc = float((torch.as_tensor(logits).argmax(1) == y).double().mean())
+    ok, why = backend.available()
+    if not ok:
+        raise KdsnnError(f"backend {a.backend} is not usable here: {why}")
+    ok, why = backend.supports(view)
+    if not ok:
+        raise KdsnnError(f"backend {a.backend} cannot run {a.model}: {why}")
+    run = backend.run(graph, x, progress=not a.json, timesteps=a.timesteps)
+    summary: dict = {"layers": {k: {"firing_rate": float(v.mean()), "spikes": int(v.sum())}
+                                for k, v in population_spikes(run).items()}}
+    if run.counters is not None:
+        summary["per_inference"] = run.counters.per_sample()
+    summary.update(run.extra)
+    acc = float((torch.as_tensor(run.logits).argmax(1) == y).double().mean())
     result = {"backend": a.backend, "model": a.model, "dataset": dataset, "samples": len(y), "accuracy": acc, **summary}
     if a.json:
         print(json.dumps(result, default=float))
         return 0
-    print(f"{a.backend} on {len(y)} {dataset} test samples: accuracy {acc * 100:.2f} %")
+    print(f"{backend.title} on {len(y)} {dataset} test samples: accuracy {acc * 100:.2f} %")
     for name, st in summary["layers"].items():
         print(f"  {name:10s} firing rate {st['firing_rate'] * 100:6.2f} %   spikes {st['spikes']}")
     if "per_inference" in summary:
@@ -57,28 +55,17 @@ def _doctor(a: argparse.Namespace) -> int:
     import importlib.metadata as md
 
     import numpy as np
-    import torch
 
-    from .lava_backend import lava_available
-    from .norse_backend import norse_available
+    from .backends import BACKENDS
 
-    rows = [("PyTorch", True, f"torch {torch.__version__}; CUDA {'available' if torch.cuda.is_available() else 'not available'}")]
     nir_v = md.version("nir")
     nir_ok = tuple(int(p) for p in nir_v.split(".")[:3]) >= (1, 0, 8)
-    rows.append(("NIR", nir_ok, f"nir {nir_v}" + ("" if nir_ok else ": need >= 1.0.8 (IF reset semantics changed in 1.0.6)")))
+    rows = [("NIR", nir_ok, f"nir {nir_v}" + ("" if nir_ok else ": need >= 1.0.8 (IF reset semantics changed in 1.0.6)"))]
     np_ok = tuple(int(p) for p in np.__version__.split(".")[:2]) < (2, 4)
     rows.append(("numpy", np_ok, f"numpy {np.__version__}" + ("" if np_ok else ": lava-nc 0.10 needs numpy < 2.4")))
-    try:
-        import onnxruntime
-        rows.append(("ONNX (onnxruntime)", True, f"onnxruntime {onnxruntime.__version__}"))
-    except ImportError as exc:
-        rows.append(("ONNX (onnxruntime)", False, str(exc)))
-    rows.append(("reference simulator", True, "built in (scipy.sparse)"))
-    ok, why = lava_available()
-    rows.append(("Lava (Loihi 2 sim)", ok, f"lava-nc {md.version('lava-nc')}, lava-dl {md.version('lava-dl')}" if ok
-                 else f"{why}; run scripts/setup_env.sh (installs Lava and applies its Python 3.11 fix)"))
-    ok, why = norse_available()
-    rows.append(("Norse (independent NIR reader)", ok, f"norse {md.version('norse')}" if ok else why))
+    for backend in BACKENDS.values():
+        ok, why = backend.available()
+        rows.append((backend.title, ok, backend.detail() if ok else why))
     if a.json:
         print(json.dumps([{"backend": n, "usable": u, "detail": d} for n, u, d in rows]))
     else:
@@ -123,10 +110,16 @@ def _demo(a: argparse.Namespace) -> int:
     return run_demo(a.out, a.teacher_epochs, a.student_epochs, a.kd)
 
 
+def _backend_names() -> list[str]:
+    from .backends import BACKENDS
+
+    return list(BACKENDS)
+
+
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("simulate", "run a NIR graph on the reference simulator or on Lava", _simulate)
     p.add_argument("model", help="a .nir file (ours, or another tool's with the same node types)")
-    p.add_argument("--backend", default="reference", help="reference or lava")
+    p.add_argument("--backend", default="reference", help=f"one of: {', '.join(_backend_names())}")
     p.add_argument("--dataset", default=None, help="data set of the inputs (default: the one the graph records)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--samples", type=int, default=64, help="number of test inputs")

@@ -1,10 +1,10 @@
 """``kdsnn verify``: export a student to every format, run it on every backend, compare.
 
 The integer k-bit graph run by PyTorch (:class:`~kdsnn.export.runtime.GraphSNN`) is the
-reference; every other backend must give identical spike trains at every IF layer it
-computes and identical logits. The float student is compared with its BN-folded float graph
-(same function, up to float rounding). A backend that cannot express the model (netx has no
-residual connections; Norse reads no ``Scale``) is listed as such, not as a disagreement.
+reference; every backend of the registry (:mod:`kdsnn.deploy.backends`) must give identical
+spike trains at every population it computes and identical logits. The float student is
+compared with its BN-folded float graph (same function, up to float rounding). A backend that
+cannot express the model (Norse reads no ``Scale``) is listed as such, not as a disagreement.
 """
 from __future__ import annotations
 
@@ -16,12 +16,10 @@ import nir
 import numpy as np
 import torch
 
-from kdsnn.errors import KdsnnError
-from kdsnn.export import nir_io
-from kdsnn.export.graph import get_meta, topological_order
-from kdsnn.export.onnx_export import export_onnx, run_onnx, run_steps
+from kdsnn.export.graph_view import GraphView
 from kdsnn.export.runtime import GraphSNN
 
+from .backends import BACKENDS, REFERENCE
 from .compare import first_mismatch
 from .pipeline import Deployable
 
@@ -80,73 +78,52 @@ def _spike_check(backend: str, against: str, ref_spikes, spikes, logits, ref_log
 
 
 def verify(dep: Deployable, x: torch.Tensor, workdir: str | Path | None = None, progress: bool = False) -> list[Check]:
-    """Run every backend on ``x`` and compare; files go to ``workdir`` (a temporary one by default)."""
-    checks: list[Check] = []
-    g = dep.int_graph
-    order = [n for n in topological_order(g) if isinstance(g.nodes[n], nir.IF)]
-    meta = get_meta(g)
+    """The float student against its folded graph, then every backend against the integer graph."""
     with torch.no_grad():
         student = dep.model(x).logits
         float_run = GraphSNN(dep.float_graph).run(x)
-        ref = GraphSNN(g).run(x)
-    checks.append(_logit_check("PyTorch float graph (BN folded)", "float student", float_run.logits, student, exact=False))
+        ref = GraphSNN(dep.int_graph).run(x)
+    checks = [_logit_check("PyTorch float graph (BN folded)", "float student", float_run.logits, student, exact=False)]
     agree = float((ref.logits.argmax(1) == student.argmax(1)).float().mean())
     checks.append(Check(f"PyTorch integer ({dep.bits}-bit)", "float student", "info",
                         f"same class on {agree * 100:.0f} % of inputs (quantization rounds values by design; "
                         "the integer graph is the reference below)"))
-    ref_name = f"PyTorch integer ({dep.bits}-bit)"
+    return checks + verify_graph(dep.int_graph, x, workdir, progress, f"PyTorch integer ({dep.bits}-bit)")
+
+
+def verify_graph(graph: nir.NIRGraph, x: torch.Tensor, workdir: str | Path | None = None, progress: bool = False,
+                 ref_name: str = "PyTorch graph runtime") -> list[Check]:
+    """Run every registered backend on ``x`` and compare it with the PyTorch graph runtime, step by step.
+
+    Files the backends write go to ``workdir`` (a temporary folder by default)."""
+    view = GraphView(graph)
+    order = list(view.populations)
+    reference = BACKENDS[REFERENCE].run(graph, x)
+    checks: list[Check] = []
     with tempfile.TemporaryDirectory(prefix="kdsnn-verify-") as tmp:
         out = Path(workdir or tmp)
         out.mkdir(parents=True, exist_ok=True)
-        nir_path = nir_io.write(g, out / "student.nir")
-        back = GraphSNN(nir_io.read(nir_path)).run(x)
-        checks.append(_spike_check("NIR file → PyTorch", ref_name, ref.outputs, back.outputs, back.logits, ref.logits, order, meta))
-
-        from .simulator import simulate
-        sim = simulate(g, x, progress=progress)
-        checks.append(_spike_check("reference simulator", ref_name, ref.outputs, sim.spikes, sim.logits, ref.logits, order, meta))
-
-        onnx_path = export_onnx(g, out / "student.onnx", "unrolled")
-        checks.append(_logit_check("ONNX (onnxruntime)", ref_name, run_onnx(onnx_path, x), ref.logits, exact=True, meta=meta))
-        step_path = export_onnx(g, out / "student_step.onnx", "step")
-        step = run_steps(step_path, x)
-        checks.append(_logit_check("ONNX step (onnxruntime)", ref_name, step.logits, ref.logits, exact=True, meta=meta))
-
-        checks.append(_lava_check(g, x, out, ref, order, ref_name, progress, meta))
-        checks.append(_norse_check(g, x, ref, order, ref_name, meta))
+        for backend in BACKENDS.values():
+            if backend.name == REFERENCE:
+                continue
+            ok, why = backend.available()
+            if not ok:
+                checks.append(Check(backend.label, ref_name, "unavailable", why))
+                continue
+            ok, why = backend.supports(view)
+            if not ok:
+                checks.append(Check(backend.label, ref_name, "not expressible", why))
+                continue
+            run = backend.run(graph, x, progress=progress, workdir=out)
+            if run.spikes is None:
+                check = _logit_check(backend.label, ref_name, run.logits, reference.logits, exact=True, meta=view.meta)
+            else:
+                check = _spike_check(backend.label, ref_name, reference.spikes, run.spikes, run.logits,
+                                     reference.logits, order, view.meta)
+            if run.note:
+                check.detail += f"; {run.note}"
+            checks.append(check)
     return checks
-
-
-def _lava_check(g, x, out: Path, ref, order, ref_name: str, progress: bool, meta: dict) -> Check:
-    from kdsnn.export.netx_export import export_netx, netx_plan
-
-    from .lava_backend import lava_available, run_lava
-
-    try:
-        netx_plan(g)
-    except KdsnnError as exc:
-        return Check("Lava (Loihi 2 sim, fixed_pt)", ref_name, "not expressible", str(exc))
-    ok, why = lava_available()
-    if not ok:
-        return Check("Lava (Loihi 2 sim, fixed_pt)", ref_name, "unavailable", why)
-    path = export_netx(g, out / "student.net")
-    run = run_lava(g, x, netx_path=path, progress=progress)
-    check = _spike_check("Lava (Loihi 2 sim, fixed_pt)", ref_name, ref.outputs, run.spikes, run.logits, ref.logits, order, meta)
-    check.detail += f"; first layer on the host; {run.per_sample_s * 1000:.0f} ms per sample"
-    return check
-
-
-def _norse_check(g, x, ref, order, ref_name: str, meta: dict) -> Check:
-    from .norse_backend import norse_available, norse_supports, run_norse
-
-    ok, why = norse_available()
-    if not ok:
-        return Check("Norse 1.1 (from_nir)", ref_name, "unavailable", why)
-    ok, why = norse_supports(g)
-    if not ok:
-        return Check("Norse 1.1 (from_nir)", ref_name, "not expressible", why)
-    logits, spikes = run_norse(g, x)
-    return _spike_check("Norse 1.1 (from_nir)", ref_name, ref.outputs, spikes, logits, ref.logits, order, meta)
 
 
 def format_table(checks: list[Check]) -> str:

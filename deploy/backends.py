@@ -1,0 +1,244 @@
+"""The backends that run a deployable graph, by name: the one list ``verify``, ``report``,
+``simulate`` and ``doctor`` iterate over.
+
+A backend says whether it is usable on this machine (:meth:`Backend.available`), whether it
+can represent a graph exactly (:meth:`Backend.supports`, naming the node and the reason), and
+runs a graph on inputs, returning logits, the spikes of every population it computes
+(``[T, B, ...]``, or None when it only returns logits) and, for the reference simulator, its
+counters. Adding a backend is one class and one line in :data:`BACKENDS`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nir
+import numpy as np
+import torch
+
+from kdsnn.export.graph_view import GraphView
+
+
+@dataclass
+class BackendRun:
+    """What one backend produced on one batch."""
+
+    logits: Any
+    spikes: dict[str, Any] | None = None      # population → [T, B, ...]; None: logits only
+    counters: Any = None                       # the reference simulator's SimResult
+    note: str = ""                             # how it ran (e.g. Lava's route and time per sample)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend:
+    """Base: always available, supports every graph the view accepts, compares spikes."""
+
+    name = ""
+    label = ""          # as verify lists it
+    title = ""          # as doctor lists it
+    slow = False        # report runs it on --lava-samples inputs only
+    in_report = True    # report shows its accuracy
+
+    def available(self) -> tuple[bool, str]:
+        return True, ""
+
+    def supports(self, view: GraphView) -> tuple[bool, str]:
+        return True, ""
+
+    def run(self, graph: nir.NIRGraph, x: torch.Tensor, progress: bool = False, workdir: Path | None = None,
+            timesteps: int | None = None) -> BackendRun:  # pragma: no cover - every backend overrides it
+        """Run ``graph`` on ``x``; ``timesteps`` for graphs that do not record T (backends that need
+        it recorded refuse in :meth:`supports`)."""
+        raise NotImplementedError
+
+    def report_label(self, bits: int) -> str:
+        """The row name in the report's accuracy table."""
+        return self.label
+
+    def detail(self) -> str:
+        """What ``doctor`` prints beside a usable backend."""
+        return ""
+
+
+class PyTorchGraph(Backend):
+    """The graph runtime (:class:`~kdsnn.export.runtime.GraphSNN`): the reference every other backend is held to."""
+
+    name, label, title = "pytorch", "PyTorch graph runtime", "PyTorch graph runtime"
+
+    def run(self, graph, x, progress=False, workdir=None, timesteps=None) -> BackendRun:
+        from kdsnn.export.runtime import GraphSNN
+
+        snn = GraphSNN(graph, timesteps)
+        with torch.no_grad():
+            run = snn.run(x)
+        return BackendRun(run.logits, {n: run.outputs[n] for n in snn.view.populations})
+
+    def report_label(self, bits: int) -> str:
+        return f"quantized {bits}-bit (PyTorch)"
+
+    def detail(self) -> str:
+        return f"torch {torch.__version__}; CUDA {'available' if torch.cuda.is_available() else 'not available'}"
+
+
+class NirFile(Backend):
+    """The graph written to a NIR file and read back: what a user's file holds runs the same."""
+
+    name, label, title = "nir-file", "NIR file → PyTorch", "NIR file round trip"
+    in_report = False
+
+    def run(self, graph, x, progress=False, workdir=None, timesteps=None) -> BackendRun:
+        import tempfile
+
+        from kdsnn.export import nir_io
+
+        with tempfile.TemporaryDirectory(prefix="kdsnn-nir-") as tmp:
+            path = nir_io.write(graph, Path(workdir or tmp) / "student.nir")
+            return PyTorchGraph().run(nir_io.read(path), x, timesteps=timesteps)
+
+
+class Reference(Backend):
+    """The event-driven reference simulator, with SynOps and neuron counters."""
+
+    name, label, title = "reference", "reference simulator", "reference simulator"
+
+    def run(self, graph, x, progress=False, workdir=None, timesteps=None) -> BackendRun:
+        from .simulator import simulate
+
+        res = simulate(graph, x, timesteps=timesteps, progress=progress, batch_size=256)
+        return BackendRun(res.logits, res.spikes, counters=res)
+
+    def report_label(self, bits: int) -> str:
+        return "reference simulator (integer)"
+
+    def detail(self) -> str:
+        return "built in (event-driven, numba)"
+
+
+class _Onnx(Backend):
+    form = "unrolled"
+
+    def available(self) -> tuple[bool, str]:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError as exc:
+            return False, str(exc)
+        return True, ""
+
+    def run(self, graph, x, progress=False, workdir=None, timesteps=None) -> BackendRun:
+        import tempfile
+
+        from kdsnn.export.onnx_export import export_onnx, run_onnx
+
+        with tempfile.TemporaryDirectory(prefix="kdsnn-onnx-") as tmp:
+            stem = "student" if self.form == "unrolled" else "student_step"
+            path = export_onnx(graph, Path(workdir or tmp) / f"{stem}.onnx", self.form)
+            feed = x
+            view = GraphView(graph)
+            if view.encoding == "bernoulli" and torch.as_tensor(x).dim() == len(view.input_shape) + 1:
+                from kdsnn.export.runtime import GraphSNN
+                feed = GraphSNN(view).prepare_input(x).float()  # spikes are sampled outside the model
+            return BackendRun(run_onnx(path, feed))
+
+    def detail(self) -> str:
+        import onnxruntime
+
+        return f"onnxruntime {onnxruntime.__version__}"
+
+
+class Onnx(_Onnx):
+    name, label, title = "onnx", "ONNX (onnxruntime)", "ONNX (onnxruntime)"
+
+
+class OnnxStep(_Onnx):
+    name, label, title, form = "onnx-step", "ONNX step (onnxruntime)", "ONNX step (onnxruntime)", "step"
+    in_report = False
+
+
+class Lava(Backend):
+    """Lava's bit-accurate Loihi 2 simulator (fixed_pt): netx file or process graph."""
+
+    name, label, title = "lava", "Lava (Loihi 2 sim, fixed_pt)", "Lava (Loihi 2 sim)"
+    slow = True
+
+    def available(self) -> tuple[bool, str]:
+        from .lava_backend import lava_available
+
+        ok, why = lava_available()
+        return ok, ("" if ok else f"{why}; run scripts/setup_env.sh (installs Lava and applies its Python 3.11 fix)")
+
+    def supports(self, view: GraphView) -> tuple[bool, str]:
+        from .lava_backend import lava_supports
+
+        if not view.integer:
+            return False, "Lava runs integer graphs: quantize first (`kdsnn quantize` or `kdsnn export --format nir`)"
+        return lava_supports(view.graph)
+
+    def run(self, graph, x, progress=False, workdir=None, timesteps=None) -> BackendRun:
+        from .lava_backend import lava_route, run_lava
+
+        path = None
+        if workdir is not None and lava_route(graph) == "netx":
+            from kdsnn.export.netx_export import export_netx
+            path = export_netx(graph, Path(workdir) / "student.net")
+        run = run_lava(graph, x, netx_path=path, progress=progress)
+        return BackendRun(run.logits, {k: torch.as_tensor(v) for k, v in run.spikes.items()},
+                          note=f"{getattr(run, 'route', 'netx')} route; first layer on the host; "
+                               f"{run.per_sample_s * 1000:.0f} ms per sample",
+                          extra={"seconds_per_sample": run.per_sample_s, "startup_seconds": run.startup_s})
+
+    def report_label(self, bits: int) -> str:
+        return "Lava (Loihi 2 sim)"
+
+    def detail(self) -> str:
+        import importlib.metadata as md
+
+        return f"lava-nc {md.version('lava-nc')}, lava-dl {md.version('lava-dl')}"
+
+
+class Norse(Backend):
+    """Norse 1.1's NIR reader: an independent implementation of NIR's IF."""
+
+    name, label, title = "norse", "Norse 1.1 (from_nir)", "Norse (independent NIR reader)"
+    slow = True
+
+    def available(self) -> tuple[bool, str]:
+        from .norse_backend import norse_available
+
+        return norse_available()
+
+    def supports(self, view: GraphView) -> tuple[bool, str]:
+        from .norse_backend import norse_supports
+
+        return norse_supports(view.graph)
+
+    def run(self, graph, x, progress=False, workdir=None, timesteps=None) -> BackendRun:
+        from .norse_backend import run_norse
+
+        logits, spikes = run_norse(graph, x)
+        return BackendRun(logits, spikes)
+
+    def detail(self) -> str:
+        import importlib.metadata as md
+
+        return f"norse {md.version('norse')}"
+
+
+BACKENDS: dict[str, Backend] = {b.name: b for b in (PyTorchGraph(), NirFile(), Reference(), Onnx(), OnnxStep(),
+                                                     Lava(), Norse())}
+REFERENCE = "pytorch"  # every other backend is compared with this one
+
+
+def get(name: str) -> Backend:
+    """Backend ``name``, or a one-line error listing the known ones."""
+    from kdsnn.errors import KdsnnError
+
+    if name not in BACKENDS:
+        raise KdsnnError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    return BACKENDS[name]
+
+
+def population_spikes(run: BackendRun) -> dict[str, np.ndarray]:
+    """Spikes as numpy arrays (for comparisons and summaries)."""
+    return {k: (v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v))
+            for k, v in (run.spikes or {}).items()}
