@@ -16,11 +16,12 @@ order of neurons differs, and the spike tensors handed back are permuted views i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from .sim_connect import Tables, channels_last
+from .sim_connect import Tables, channels_last, exact
 from .sim_kernels import (
     P_OFF,
     P_SIZE,
@@ -32,8 +33,10 @@ from .sim_kernels import (
     _integrate,
     _run_fast,
 )
-from .sim_plan import Plan, exact
 from .sim_results import LayerStats, NeuronStats, SimState, parts
+
+if TYPE_CHECKING:  # the plan builds a FastNet; this module only reads it
+    from .sim_plan import Plan
 
 __all__ = ["FastNet", "_integrate", "channels_last", "simulate_fast"]
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Protocol
 
 import nir
 import numpy as np
@@ -269,6 +270,25 @@ def pool_index(node: nir.SumPool2d | nir.AvgPool2d, name: str, in_shape: tuple[i
     return idx, (1.0 if isinstance(node, nir.SumPool2d) else 1.0 / (kh * kw))
 
 
+class Connection(Protocol):
+    """What the plan and both paths read of a connection (:class:`KernelConnection`, or the sparse fallback)."""
+
+    name: str
+    source: str
+    target: str
+
+    def tables(self, src_hwc: bool = False, tgt_hwc: bool = False) -> Tables: ...
+
+    @property
+    def synapses(self) -> int: ...
+
+    @property
+    def integral(self) -> bool: ...
+
+    @property
+    def abs_fanin(self) -> np.ndarray: ...
+
+
 @dataclass
 class KernelConnection:
     """A composed connection kept as an op (conv, dense, elementwise) after an optional pool."""
@@ -347,3 +367,17 @@ def conv_op(node: nir.Conv2d, name: str, in_shape: tuple[int, ...], out_shape: t
         raise KdsnnError(f"NIR node {name!r}: Conv2d weight must be 4-d")
     return ConvOp(w, int(node.groups), tuple(in_shape), tuple(out_shape), pair(node.stride, "stride", name),
                   conv_pads(node, name), pair(node.dilation, "dilation", name))
+
+
+EXACT_BOUND = 2.0 ** 52  # |current| below this: integer float64 sums are exact in any order
+
+
+def exact(bias: np.ndarray, conns: list[Connection]) -> bool:
+    """Whether a target's spike-driven currents are integer sums below :data:`EXACT_BOUND` (bias included),
+    so any order of addition gives the same bits."""
+    if not conns or any(not c.integral for c in conns):
+        return False
+    if not (np.isfinite(bias).all() and (bias == np.round(bias)).all()):
+        return False
+    bound = np.abs(bias) + sum(c.abs_fanin for c in conns)
+    return bool(bound.size == 0 or bound.max() < EXACT_BOUND)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .sim_connect import Tables
+from .sim_connect import Tables, exact
 from .sim_kernels import ANALOG, EXACT, SPIKES, _update, deliver
-from .sim_plan import Plan, exact
+from .sim_plan import Plan
 from .sim_results import LayerStats, NeuronStats, SimState, fresh, merge, parts
 
 

@@ -20,7 +20,9 @@ from kdsnn.export.graph_view import POOLS, SYNAPTIC, GraphView
 from kdsnn.errors import KdsnnError
 from kdsnn.progress import progress as progress_bar
 
+from .fast_path import FastNet
 from .sim_connect import (
+    Connection,
     DenseOp,
     ElementwiseOp,
     KernelConnection,
@@ -29,9 +31,6 @@ from .sim_connect import (
     pool_index,
 )
 from .sim_sparse import SparseConnection, linear_matrix, path_matrix
-
-Connection = KernelConnection | SparseConnection
-EXACT_BOUND = 2.0 ** 52  # |current| below this: integer float64 sums are exact in any order
 
 
 @dataclass(frozen=True)
@@ -177,14 +176,3 @@ class Plan:
     def incoming(self, name: str) -> list[Connection]:
         """The connections into population ``name``, in plan order."""
         return [c for c in self.connections if c.target == name]
-
-
-def exact(bias: np.ndarray, conns: list[Connection]) -> bool:
-    """Whether a target's spike-driven currents are integer sums below :data:`EXACT_BOUND` (bias included),
-    so any order of addition gives the same bits."""
-    if not conns or any(not c.integral for c in conns):
-        return False
-    if not (np.isfinite(bias).all() and (bias == np.round(bias)).all()):
-        return False
-    bound = np.abs(bias) + sum(c.abs_fanin for c in conns)
-    return bool(bound.size == 0 or bound.max() < EXACT_BOUND)
