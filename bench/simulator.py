@@ -245,7 +245,7 @@ def _markdown(a, rows, r2, slope, icpt, speed5, synapses, build_s, lava, dense_m
 Network: conv 1→{a.channels[0]} → 2×2 pool → conv {a.channels[0]}→{a.channels[1]} → 2×2 pool → linear → 10, IF
 everywhere (spike readout), {a.hw}×{a.hw} input, T = {a.timesteps}, {a.bits}-bit integer graph, random weights with BN
 scales calibrated on Bernoulli(0.2) noise and no bias (activity follows the input); {synapses:,} synapses after composing the pools into the next layer (plan built
-once in {build_s:.2f} s, not timed below). Input: Bernoulli spikes `[T, B, 1, H, W]`, batch {a.batch}, best of
+once in {build_s:.3f} s, not timed below). Input: Bernoulli spikes `[T, B, 1, H, W]`, batch {a.batch}, best of
 {a.repeats} runs (as timeit: interference on a shared machine only adds time), 2 threads at most, one machine and one run. The dense baseline runs conv2d / sum-pool / linear on
 every step for every neuron (torch float32, exact for these integers); its spikes equal the simulator's at every rate.
 
@@ -261,9 +261,10 @@ Targets at 5 % input ({at5[0][1]:,.0f} SynOps per inference):
 
 {lava_note}
 
-How it runs: each spike reads its source's row of the composed connectivity, stored once per
-distinct row shape (translated copies with equal weights share one table, as convolutional weight
-sharing does on neuromorphic chips, so the table stays in cache) and adds the weights into the
+How it runs: each spike reads its source's pattern in the composed connectivity, kept as kernels
+(a convolution's pattern per input channel and border class points into the kernel itself; a pool
+before a layer is composed by coordinates: weight sharing as on neuromorphic chips, so the plan is
+O(parameters + neurons) and the tables a spike reads stay in cache) and adds the weights into the
 targets' currents in a compiled loop (numba); each IF population then updates in one fused pass. In
 integer graphs with spike input (this one) the integer fast path runs: (C, H, W) populations stored
 channels-last, so a spike through a conv adds one contiguous run of kw·C_out integer weights per kernel
@@ -272,7 +273,7 @@ compiled call per thread (same spikes and counts as the general path, which test
 integer graphs whose currents provably stay below 2^52 the weights go straight into the currents (any
 order gives the same bits); otherwise each target sums its weights from zero in event order and adds
 the sum once, the floating-point operations of a sparse product (spikes, currents and every counter
-were checked bit-identical with a scipy sparse-product formulation on every student architecture).
+are checked bit-identical with the explicit sparse formulation, `Plan(graph, connectivity="sparse")`).
 
 Reading: the simulator's time follows the event count (the fit above), as an event-driven simulator's
 should, while the dense simulation's is fixed by the network: {dense_macs:,} MACs per inference (every

@@ -59,7 +59,7 @@ def _concat(tables: list[Tables], offsets: list[int], grains: list[int]) -> tupl
     and blocks of the pattern's first run, its other runs' range in runs, SynOps)`` per source
     row (a target's blocks are numbered from its offset; the first run starts at the first
     target), so a one-run row (a dense layer's) needs nothing else; ``runs[r] = (target offset
-    from the row's first, weight index, length, block offset, blocks, 0, 0, 0)``; ``weight`` int64.
+    from the row's first, weight index, length, block offset, blocks, 0, 0, 0)``; ``weight`` integers.
     """
     run_off = np.cumsum([0] + [t.run_k.size for t in tables])
     w_off = np.cumsum([0] + [t.weight.size for t in tables])
@@ -74,7 +74,7 @@ def _concat(tables: list[Tables], offsets: list[int], grains: list[int]) -> tupl
         runs.append(np.stack([t.run_at, t.run_k + wo, t.run_len, t.run_at // g, t.run_len // g] + [0 * t.run_k] * 3,
                              axis=1))
     cat = lambda parts: np.concatenate([np.zeros((0, 8), np.int64)] + parts).astype(np.int64)
-    weight = np.concatenate([np.zeros(0, np.int64)] + [t.weight for t in tables]).astype(np.int64)
+    weight = np.concatenate([np.zeros(0, np.int8)] + [t.weight for t in tables])  # integers, narrowest common type
     return cat(rows), cat(runs), weight
 
 
@@ -226,8 +226,9 @@ class FastNet:
 
 
 def _integer(t: Tables) -> Tables:
-    """The tables with integer weights (the plan checked they are integers)."""
-    return Tables(t.pattern, t.first, t.rptr, t.run_at, t.run_len, t.run_k, t.run_step, t.weight.astype(np.int64))
+    """The tables with integer weights (the plan checked they are integers) in the narrowest type that holds them."""
+    w = t.weight.astype(np.int64)
+    return Tables(t.pattern, t.first, t.rptr, t.run_at, t.run_len, t.run_k, t.run_step, w.astype(_narrowest(w, np.int64)))
 
 
 # ----------------------------------------------------------------------------- driver

@@ -203,7 +203,8 @@ def test_resnet14_at_cifar_shape_fast_general_and_runtime_agree():
 
 
 def test_resnet18_plan_memory_is_parameters_plus_neurons():
-    # 11.2 M parameters (45 MB as float32); per-synapse storage needed far above 18 GB at this shape.
+    # 11.2 M parameters (45 MB as float32), 482 M composed synapses: per-synapse storage needed far above 18 GB
+    # at this shape; the kernel plan peaks near 0.35 GB (traced), the bound leaves room.
     q = _student_graph("snn_resnet18", calibrate=False)
     tracemalloc.start()
     plan = Plan(q)
@@ -212,4 +213,4 @@ def test_resnet18_plan_memory_is_parameters_plus_neurons():
     synapses = sum(c.synapses for c in plan.connections)
     assert synapses > 4.5e8  # the composed connectivity it did not store (482 M synapses)
     print(f"plan peak {peak / 1e6:.0f} MB")
-    assert peak < 1.5e9, f"plan peak {peak / 1e6:.0f} MB"
+    assert peak < 1.0e9, f"plan peak {peak / 1e6:.0f} MB"
