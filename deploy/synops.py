@@ -29,10 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdsnn.errors import KdsnnError
-from kdsnn.export.graph import SYNAPTIC, pair, predecessors
-from kdsnn.export.runtime import GraphRun, GraphSNN
-
-POOLS = (nir.SumPool2d, nir.AvgPool2d)
+from kdsnn.export.graph_view import POOLS, SYNAPTIC, GraphView, conv_pads, pair
+from kdsnn.export.runtime import GraphRun
 
 
 @dataclass
@@ -79,15 +77,6 @@ def conv_fanout(in_hw: tuple[int, int], out_hw: tuple[int, int], kernel: tuple[i
     return out
 
 
-def _conv_pads(padding, kernel: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int]:
-    """Leading (top, left) padding; 'same' puts the odd extra pixel at the end, as PyTorch does."""
-    if isinstance(padding, str):
-        if padding == "valid":
-            return 0, 0
-        return tuple(dilation[i] * (kernel[i] - 1) // 2 for i in range(2))  # type: ignore[return-value]
-    return pair(padding)
-
-
 def pool_back(fan: torch.Tensor, in_shape: tuple[int, ...], kernel, stride, padding) -> torch.Tensor:
     """Fan-out after a non-overlapping pool → fan-out of the pool's input positions."""
     k, s, p = pair(kernel), pair(stride), pair(padding)
@@ -105,7 +94,7 @@ def _layer_fanout_graph(node: nir.NIRNode, in_shape: tuple[int, ...], out_shape:
     if isinstance(node, nir.Conv2d):
         w = np.asarray(node.weight)
         k, s, d = (w.shape[2], w.shape[3]), pair(node.stride), pair(node.dilation)
-        sp_map = conv_fanout(in_shape[1:], out_shape[1:], k, s, _conv_pads(node.padding, k, d), d)
+        sp_map = conv_fanout(in_shape[1:], out_shape[1:], k, s, conv_pads(node)[:2], d)
         return (w.shape[0] // int(node.groups)) * sp_map.expand(in_shape[0], *sp_map.shape).clone()
     if isinstance(node, (nir.Affine, nir.Linear)):
         return torch.full(in_shape, float(np.asarray(node.weight).shape[0]), dtype=torch.float64)
@@ -126,8 +115,8 @@ def graph_fanouts(graph: nir.NIRGraph) -> dict[str, FanOut]:
     Supports chains population → (pool | flatten)* → synaptic node, which is what kdsnn and
     the common SNN exporters write.
     """
-    shapes = _graph_shapes(graph)
-    preds = predecessors(graph)
+    view = GraphView(graph)
+    shapes, preds = view.shape, view.preds
     result: dict[str, FanOut] = {}
     for name, node in graph.nodes.items():
         if not isinstance(node, SYNAPTIC):
@@ -136,7 +125,7 @@ def graph_fanouts(graph: nir.NIRGraph) -> dict[str, FanOut]:
             raise KdsnnError(f"synaptic node {name!r} has {len(preds[name])} inputs; the PyTorch-side counter needs one")
         src = preds[name][0]
         fan = _layer_fanout_graph(node, shapes[src], shapes[name])
-        while not isinstance(graph.nodes[src], (nir.Input, nir.IF)):
+        while src != view.input and src not in view.models:
             snode = graph.nodes[src]
             if len(preds[src]) != 1 or not isinstance(snode, (*POOLS, nir.Flatten)):
                 raise KdsnnError(f"node {src!r} ({type(snode).__name__}) between a population and {name!r}: the "
@@ -149,13 +138,6 @@ def graph_fanouts(graph: nir.NIRGraph) -> dict[str, FanOut]:
             src = prev
         result[name] = FanOut(src, fan)
     return result
-
-
-def _graph_shapes(graph: nir.NIRGraph) -> dict[str, tuple[int, ...]]:
-    """Every node's output shape, from one zero-input step of the PyTorch graph runtime."""
-    net = GraphSNN(graph, timesteps=1)
-    run = net.run(torch.zeros(1, 1, *net.input_shape))
-    return {n: tuple(o.shape[2:]) for n, o in run.outputs.items()}
 
 
 # ----------------------------------------------------------------------------- counting
@@ -194,99 +176,11 @@ def count_graph(graph: nir.NIRGraph, spikes: Mapping[str, torch.Tensor], inputs:
 
 def count_run(graph: nir.NIRGraph, run: GraphRun, analog: bool | None = None) -> SynopsCount:
     """Count SynOps/MACs from a :class:`GraphSNN` run (its per-node outputs) of ``graph``."""
-    inp = [n for n, v in graph.nodes.items() if isinstance(v, nir.Input)]
-    if len(inp) != 1 or inp[0] not in run.outputs:
+    view = GraphView(graph)
+    if view.input not in run.outputs:
         raise KdsnnError("the run does not belong to this graph (no output for its Input node)")
-    spikes = {n: o for n, o in run.outputs.items() if isinstance(graph.nodes.get(n), nir.IF)}
-    return count_graph(graph, spikes, run.outputs[inp[0]], analog)
-
-
-def count_student(model: nn.Module, x: torch.Tensor) -> SynopsCount:
-    """Count SynOps/MACs of a student ``SpikingNet`` forward on ``x`` from its own spike maps (hooks).
-
-    Layers are named by module path (``blocks.3.conv1``), in network order.
-    """
-    from kdsnn.models.spiking import AvgPool, ConvBNIF, Flatten, Readout, SpikingBasicBlock, SpikingNet
-    from kdsnn.neurons import IFNeuron
-
-    if not isinstance(model, SpikingNet):
-        raise KdsnnError("count_student needs a student SNN (SpikingNet); use ann_macs for ANNs")
-    captured: dict[nn.Module, torch.Tensor] = {}
-    hooks = [m.register_forward_hook(lambda mod, _i, o: captured.__setitem__(mod, o.detach()))
-             for m in model.modules() if isinstance(m, IFNeuron)]
-    first_in: list[torch.Tensor] = []
-    hooks.append(model.blocks[0].register_forward_pre_hook(lambda _m, a: first_in.append(a[0].detach())))
-    try:
-        with torch.no_grad():
-            model.eval()(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    t = model.timesteps
-    if first_in:
-        seq = first_in[0]
-    elif x.dim() == 4:  # direct encoding, first block run once on the static input
-        seq = x.unsqueeze(0).expand(t, *x.shape)
-    else:
-        seq = x
-    analog = x.dim() == 4 and model.encoding == "direct" or not _is_binary(seq)
-    out = SynopsCount(batch=int(seq.shape[1]))
-    chain: list[tuple[str, tuple[int, ...], nn.Module | None]] = []  # (kind, input shape, module)
-
-    def count(name: str, src: torch.Tensor, fan: torch.Tensor, is_input: bool) -> None:
-        for kind, shape, mod in reversed(chain):
-            if kind == "flatten":
-                fan = fan.reshape(shape)
-            else:
-                p = mod.pool  # type: ignore[union-attr]
-                fan = pool_back(fan, shape, p.kernel_size, p.stride or p.kernel_size, p.padding)
-        src = src.to(torch.float64)
-        if is_input and analog:
-            out.macs_effective[name] = int(((src != 0).to(torch.float64) * fan).sum())
-            out.macs_dense[name] = int(fan.sum()) * src.shape[0] * src.shape[1]
-        else:
-            out.synops[name] = int((src * fan).sum())
-
-    def conv_fan(conv: nn.Conv2d, in_shape: tuple[int, ...]) -> torch.Tensor:
-        c, h, w = in_shape
-        pads = _conv_pads(conv.padding, conv.kernel_size, conv.dilation)
-        ho = (h + 2 * pads[0] - conv.dilation[0] * (conv.kernel_size[0] - 1) - 1) // conv.stride[0] + 1
-        wo = (w + 2 * pads[1] - conv.dilation[1] * (conv.kernel_size[1] - 1) - 1) // conv.stride[1] + 1
-        m = conv_fanout((h, w), (ho, wo), conv.kernel_size, conv.stride, pads, conv.dilation)
-        return (conv.out_channels // conv.groups) * m.expand(c, h, w).clone()
-
-    src, is_input, shape = seq, True, tuple(seq.shape[2:])
-    for i, block in enumerate(model.blocks):
-        if isinstance(block, (AvgPool, Flatten)):
-            kind = "pool" if isinstance(block, AvgPool) else "flatten"
-            chain.append((kind, shape, block if kind == "pool" else None))
-            if kind == "pool":
-                p = block.pool
-                k, s = pair(p.kernel_size), pair(p.stride or p.kernel_size)
-                shape = (shape[0], (shape[1] - k[0]) // s[0] + 1, (shape[2] - k[1]) // s[1] + 1)
-            else:
-                shape = (int(np.prod(shape)),)
-            continue
-        if isinstance(block, ConvBNIF):
-            count(f"blocks.{i}.conv", src, conv_fan(block.conv, shape), is_input)
-            src = captured[block.neuron]
-        elif isinstance(block, SpikingBasicBlock):
-            count(f"blocks.{i}.conv1", src, conv_fan(block.conv1, shape), is_input)
-            mid, pending = captured[block.neuron1], list(chain)
-            chain.clear()
-            count(f"blocks.{i}.conv2", mid, conv_fan(block.conv2, tuple(mid.shape[2:])), False)
-            chain.extend(pending)
-            sc = torch.ones(shape, dtype=torch.float64) if block.shortcut is None else conv_fan(block.shortcut[0], shape)
-            count(f"blocks.{i}.shortcut", src, sc, is_input)
-            src = captured[block.neuron2]
-        elif isinstance(block, Readout):
-            count(f"blocks.{i}.fc", src, torch.full(shape, float(block.fc.out_features), dtype=torch.float64), is_input)
-            src = captured[block.neuron] if block.neuron is not None else src
-        else:
-            raise KdsnnError(f"block {i} ({type(block).__name__}) is not known to the SynOps counter")
-        chain.clear()
-        is_input, shape = False, tuple(src.shape[2:])
-    return out
+    spikes = {n: o for n, o in run.outputs.items() if n in view.models}
+    return count_graph(graph, spikes, run.outputs[view.input], analog)
 
 
 # ----------------------------------------------------------------------------- dense MACs
@@ -327,7 +221,7 @@ def graph_ann_macs(graph: nir.NIRGraph) -> int:
     Scale nodes (identity shortcuts) are additions in the ANN and pooling is additions too:
     neither counts as a MAC, matching :func:`ann_macs` on the student model.
     """
-    shapes = _graph_shapes(graph)
+    shapes = GraphView(graph).shape
     total = 0
     for name, node in graph.nodes.items():
         if isinstance(node, nir.Conv2d):

@@ -9,9 +9,11 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from conftest import calibrated_student
+from student_synops_oracle import count_student
 from kdsnn.deploy import synops
 from kdsnn.errors import KdsnnError
 from kdsnn.export.graph import student_to_graph
+from kdsnn.export.graph_view import conv_pads
 from kdsnn.export.runtime import GraphSNN
 from kdsnn.models import build_model
 
@@ -26,7 +28,10 @@ def test_conv_fanout_maps_by_hand():
     c = torch.tensor([1.0, 2, 1, 1], dtype=torch.float64)
     assert torch.equal(m, torch.outer(c, c))
     # 'same' with a 2×2 kernel: PyTorch pads 0 before, 1 after; windows cover rows {y, y+1}: 1, 2, 2.
-    pads = synops._conv_pads("same", (2, 2), (1, 1))
+    same = nir.Conv2d(input_shape=(3, 3), weight=np.ones((1, 1, 2, 2)), stride=1, padding="same", dilation=1,
+                      groups=1, bias=np.zeros(1))
+    pads = conv_pads(same)[:2]  # (top, left): the graph view resolves 'same' as PyTorch does
+    assert pads == (0, 0)
     m = synops.conv_fanout((3, 3), (3, 3), (2, 2), (1, 1), pads)
     c = torch.tensor([1.0, 2, 2], dtype=torch.float64)
     assert torch.equal(m, torch.outer(c, c))
@@ -111,7 +116,7 @@ def test_ann_macs_by_hand_and_against_torch_flop_counter():
 def test_count_student_matches_graph_count_on_the_same_spikes(digits_batch):
     student = calibrated_student("snn_2conv")
     x = digits_batch[0][:4]
-    c = synops.count_student(student, x)
+    c = count_student(student, x)
     assert list(c.synops) == ["blocks.2.conv", "blocks.5.fc"] and list(c.macs_effective) == ["blocks.0.conv"]
     # by hand: an if1 spike at (c, y, x) of the 8×8 map reaches, through the 2×2 pool, the 128 channels
     # at the 4×4 positions covered by a 3×3/pad-1 window around (y//2, x//2).
@@ -131,7 +136,7 @@ def test_count_student_matches_graph_count_on_the_same_spikes(digits_batch):
     g = student_to_graph(student)
     assert synops.ann_macs(student, x) == synops.graph_ann_macs(g)
     with pytest.raises(KdsnnError, match="student SNN"):
-        synops.count_student(build_model("mnist_cnn", (1, 8, 8), 10), x)
+        count_student(build_model("mnist_cnn", (1, 8, 8), 10), x)
 
 
 def test_unsupported_graph_shapes_raise():
