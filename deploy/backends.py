@@ -39,6 +39,7 @@ class Backend:
     title = ""          # as doctor lists it
     slow = False        # report runs it on --lava-samples inputs only
     in_report = True    # report shows its accuracy
+    chunk: int | None = 256  # report feeds it this many inputs at a time (None: it batches itself)
 
     def available(self) -> tuple[bool, str]:
         return True, ""
@@ -101,6 +102,7 @@ class Reference(Backend):
     """The event-driven reference simulator, with SynOps and neuron counters."""
 
     name, label, title = "reference", "reference simulator", "reference simulator"
+    chunk = None  # simulate() splits the batch itself and its counters cover all of it
 
     def run(self, graph, x, progress=False, workdir=None, timesteps=None) -> BackendRun:
         from .simulator import simulate
@@ -159,7 +161,7 @@ class Lava(Backend):
     """Lava's bit-accurate Loihi 2 simulator (fixed_pt): netx file or process graph."""
 
     name, label, title = "lava", "Lava (Loihi 2 sim, fixed_pt)", "Lava (Loihi 2 sim)"
-    slow = True
+    slow, chunk = True, None  # one Lava runtime streams all its samples
 
     def available(self) -> tuple[bool, str]:
         from .lava_backend import lava_available

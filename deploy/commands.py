@@ -141,7 +141,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--dataset", default=None)
     p.add_argument("--data-root", default=None)
     p.add_argument("--limit", type=int, default=None, help="use only the first N test samples")
-    p.add_argument("--lava-samples", type=int, default=32, help="test samples run on Lava (slow)")
+    p.add_argument("--lava-samples", type=int, default=32, help="test samples run on the slow backends (Lava, Norse)")
     p.add_argument("--profile", action="append", default=None,
                    help="energy profile: a built-in name or a TOML/JSON file (repeatable; default: all built-ins)")
 

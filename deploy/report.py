@@ -21,10 +21,11 @@ from kdsnn.progress import progress
 from kdsnn.errors import KdsnnError
 from kdsnn.export.graph import get_meta
 from kdsnn.export.quantize import range_problems
-from kdsnn.export.runtime import GraphSNN
+from kdsnn.export.graph_view import GraphView
 from kdsnn.trainer import evaluate
 
 from . import plots
+from .backends import BACKENDS
 from .energy import builtin_profiles, energy_report, load_profile
 from .pipeline import Deployable
 from .target_report import energy_line, human_joules, map_targets, targets_html
@@ -37,7 +38,7 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def _batched(fn, x: torch.Tensor, batch: int, desc: str) -> torch.Tensor:
-    outs = [fn(x[i:i + batch]) for i in progress(range(0, len(x), batch), desc=desc, leave=False)]
+    outs = [torch.as_tensor(fn(x[i:i + batch])) for i in progress(range(0, len(x), batch), desc=desc, leave=False)]
     return torch.cat(outs)
 
 
@@ -59,14 +60,8 @@ def build_report(dep: Deployable, out_dir: str | Path, data_root: str | None = N
     with torch.no_grad():
         accuracy["float (PyTorch student)"] = {"accuracy": evaluate(dep.model, test, torch.device("cpu")) if limit is None
                                                else _accuracy(dep.model(x).logits, y), "samples": n}
-        int_model = GraphSNN(dep.int_graph)
-        accuracy[f"quantized {dep.bits}-bit (PyTorch)"] = {
-            "accuracy": _accuracy(_batched(lambda b: int_model.run(b).logits, x, 256, "quantized"), y), "samples": n}
-
-    from .simulator import simulate
-    sim = simulate(dep.int_graph, x, progress=True, batch_size=256)
-    accuracy["reference simulator (integer)"] = {"accuracy": _accuracy(sim.logits, y), "samples": n}
-    accuracy["Lava (Loihi 2 sim)"] = _lava_accuracy(dep, x[:lava_samples], y[:lava_samples])
+    accuracy_rows, sim = backend_accuracy(dep.int_graph, x, y, dep.bits, lava_samples)
+    accuracy.update(accuracy_rows)
 
     stats = sim.to_dict()
     rates = {k: v["firing_rate"] for k, v in stats["neurons"].items()}
@@ -108,20 +103,41 @@ def build_report(dep: Deployable, out_dir: str | Path, data_root: str | None = N
     return report
 
 
-def _lava_accuracy(dep: Deployable, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
-    from kdsnn.export.netx_export import netx_plan
-
-    from .lava_backend import lava_available, run_lava
-
-    try:
-        netx_plan(dep.int_graph)
-    except KdsnnError as exc:
-        return {"note": f"not expressible in netx: {exc}"}
-    ok, why = lava_available()
-    if not ok:
-        return {"note": f"Lava unavailable: {why}"}
-    run = run_lava(dep.int_graph, x, progress=True)
-    return {"accuracy": _accuracy(run.logits, y), "samples": len(y), "seconds_per_sample": run.per_sample_s}
+def backend_accuracy(graph, x: torch.Tensor, y: torch.Tensor, bits: int, slow_samples: int
+                     ) -> tuple[dict[str, Any], Any]:
+    """Accuracy of every registered backend that reports one (slow ones on the first ``slow_samples``
+    inputs), and the reference simulator's counters on all inputs."""
+    view = GraphView(graph)
+    rows: dict[str, Any] = {}
+    sim = None
+    for backend in BACKENDS.values():
+        if not backend.in_report:
+            continue
+        label = backend.report_label(bits)
+        ok, why = backend.available()
+        if ok:
+            ok, why = backend.supports(view)
+            why = why and f"cannot run this graph: {why}"
+        else:
+            why = f"unavailable: {why}"
+        xs, ys = (x[:slow_samples], y[:slow_samples]) if backend.slow else (x, y)
+        if not ok or not len(xs):
+            rows[label] = {"note": why or "no samples (--lava-samples 0)"}
+            continue
+        if backend.chunk:
+            logits = _batched(lambda b: backend.run(graph, b).logits, xs, backend.chunk, backend.name)
+            run = None
+        else:
+            run = backend.run(graph, xs, progress=True)
+            logits = run.logits
+        rows[label] = {"accuracy": _accuracy(logits, ys), "samples": len(ys),
+                       **({"seconds_per_sample": run.extra["seconds_per_sample"]}
+                          if run is not None and "seconds_per_sample" in run.extra else {})}
+        if run is not None and run.counters is not None:
+            sim = run.counters
+    if sim is None:  # pragma: no cover - the reference simulator is always registered and runs every graph
+        raise KdsnnError("the reference simulator did not run; its counters are what the report is built on")
+    return rows, sim
 
 
 def _img(path: Path) -> str:
