@@ -116,7 +116,28 @@ def _backend_names() -> list[str]:
     return list(BACKENDS)
 
 
+def check_netx_file(path, graph, x, ref_logits) -> dict:
+    """Run a written netx file on Lava and compare its logits with the PyTorch graph's
+    (installed as the netx format's checker: only this layer can run netx files)."""
+    import torch
+
+    from .lava_backend import lava_available, run_lava
+
+    ok, why = lava_available()
+    if not ok:
+        return {"passed": None, "max_abs_diff": None, "summary": f"skipped: Lava is not importable ({why})"}
+    x = x[:2]  # Lava starts slowly and runs one sample at a time
+    got = run_lava(graph, x, netx_path=path, progress=False).logits
+    diff = float((torch.as_tensor(got, dtype=torch.float64) - ref_logits[:2].double()).abs().max())
+    return {"passed": diff == 0, "max_abs_diff": diff,
+            "summary": f"Lava (Loihi 2 fixed-point simulation) vs PyTorch graph on {len(x)} test inputs: "
+                       + ("identical logits" if diff == 0 else f"max |Δlogit| {diff:.3g}: FAILED")}
+
+
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
+    from kdsnn.export.formats import set_checker
+
+    set_checker("netx", check_netx_file)
     p = add("simulate", "run a NIR graph on the reference simulator or on Lava", _simulate)
     p.add_argument("model", help="a .nir file (ours, or another tool's with the same node types)")
     p.add_argument("--backend", default="reference", help=f"one of: {', '.join(_backend_names())}")

@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import nir
-import numpy as np
 import torch
 
 from kdsnn.errors import KdsnnError
 
-FORMATS = ("nir", "onnx", "onnx-step", "netx")
 CHECK_SAMPLES = 8
 
 
@@ -33,13 +31,18 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
 
     p = add("export", "export a student SNN to NIR, ONNX or lava-dl netx and check the file", _export)
     _source(p)
-    p.add_argument("--format", default="nir", help="nir, onnx (unrolled over T), onnx-step (one step, explicit state) or netx")
+    p.add_argument("--format", default="nir", help=_format_help())
     p.add_argument("--float", action="store_true", help="export the float graph (BN folded, not quantized)")
     p.add_argument("--out", default=None, help="file to write")
     p.add_argument("--no-check", action="store_true", help="skip checking the written file against PyTorch")
 
     p = add("inspect", "summarise a NIR, ONNX or netx file (layers, shapes, parameters, quantization)", _inspect)
     p.add_argument("file", help="the file to describe; its format is recognised by content")
+
+
+def _format_help() -> str:
+    from .formats import help_text
+    return help_text()
 
 
 def _source(p: argparse.ArgumentParser) -> None:
@@ -110,13 +113,14 @@ def _quantize(a: argparse.Namespace) -> int:
 def _export(a: argparse.Namespace) -> int:
     from kdsnn import data
 
+    from .formats import get
+
     _require(a, "checkpoint", "out")
-    if a.format not in FORMATS:
-        raise KdsnnError(f"unknown --format {a.format!r}; choose one of {', '.join(FORMATS)}")
-    if a.format == "netx" and a.float:
-        raise KdsnnError("netx holds integer networks only; drop --float")
+    fmt = get(a.format)
+    if fmt.integer_only and a.float:
+        raise KdsnnError(f"{fmt.name} holds integer networks only; drop --float")
     _, ckpt, _, graph = _graphs(a, integer=True, quantized=not a.float)
-    path = _write(a.format, graph, a.out)
+    path = fmt.write(graph, a.out)
     result: dict[str, Any] = {"out": str(path), "format": a.format, "integer": not a.float,
                               "bits": None if a.float else a.bits}
     lines = [f"wrote {path} ({a.format}, {'float' if a.float else f'integer {a.bits}-bit'})"]
@@ -134,17 +138,6 @@ def _export(a: argparse.Namespace) -> int:
     return 0
 
 
-def _write(fmt: str, graph: nir.NIRGraph, out: str) -> Path:
-    if fmt == "nir":
-        from . import nir_io
-        return nir_io.write(graph, out)
-    if fmt in ("onnx", "onnx-step"):
-        from .onnx_export import export_onnx
-        return export_onnx(graph, out, form="step" if fmt == "onnx-step" else "unrolled")
-    from . import netx_export  # helper module for lava-dl netx
-    return netx_export.export_netx(graph, out)
-
-
 def check_file(fmt: str, path: Path, graph: nir.NIRGraph, x: torch.Tensor) -> dict[str, Any]:
     """Run the written file on ``x`` and compare with GraphSNN of ``graph``.
 
@@ -152,49 +145,14 @@ def check_file(fmt: str, path: Path, graph: nir.NIRGraph, x: torch.Tensor) -> di
     could not run (netx without Lava). Integer graphs must agree exactly; float ONNX graphs
     within :data:`~kdsnn.export.onnx_export.FLOAT_ATOL`.
     """
+    from .formats import get
     from .runtime import GraphSNN
 
     snn = GraphSNN(graph)
     if snn.encoding == "bernoulli":
         torch.manual_seed(0)
         x = snn.prepare_input(x)  # one spike draw, fed identically to both sides
-    ref = snn.run(x)
-    n = x.shape[-4] if x.dim() >= 4 else x.shape[0]
-    if fmt == "nir":
-        from . import nir_io
-        back = nir_io.load_snn(path).run(x)
-        same = all(torch.equal(back.outputs[k], v) for k, v in ref.outputs.items()) and torch.equal(back.logits, ref.logits)
-        diff = float((back.logits - ref.logits).abs().max())
-        return {"passed": same, "max_abs_diff": diff,
-                "summary": f"reloaded NIR vs PyTorch graph on {n} test inputs: "
-                           + ("identical outputs at every node" if same else f"differ (max |Δlogit| {diff:.3g})")}
-    if fmt in ("onnx", "onnx-step"):
-        from .onnx_export import FLOAT_ATOL, run_onnx
-        got = run_onnx(path, x)
-        want = ref.logits.float().numpy()
-        diff = float(np.abs(got - want).max())
-        passed = bool(np.array_equal(got, want)) if snn.integer else diff <= FLOAT_ATOL
-        kind = "identical logits" if diff == 0 else f"max |Δlogit| {diff:.3g} (tolerance {0 if snn.integer else FLOAT_ATOL:g})"
-        return {"passed": passed, "max_abs_diff": diff,
-                "summary": f"onnxruntime vs PyTorch graph on {n} test inputs: {kind}" + ("" if passed else ": FAILED")}
-    return _check_netx(path, graph, x, ref.logits)
-
-
-def _check_netx(path: Path, graph: nir.NIRGraph, x: torch.Tensor, ref_logits: torch.Tensor) -> dict[str, Any]:
-    try:
-        from kdsnn.deploy.lava_backend import lava_available, run_lava
-    except ImportError as exc:
-        return {"passed": None, "max_abs_diff": None, "summary": f"skipped: the Lava backend is not installed ({exc})"}
-    ok, why = lava_available()
-    if not ok:
-        return {"passed": None, "max_abs_diff": None, "summary": f"skipped: Lava is not importable ({why})"}
-    x = x[:2]  # Lava starts slowly and runs one sample at a time
-    got = run_lava(graph, x, netx_path=path, progress=False).logits
-    want = ref_logits[:2]
-    diff = float((torch.as_tensor(got, dtype=torch.float64) - want.double()).abs().max())
-    return {"passed": diff == 0, "max_abs_diff": diff,
-            "summary": f"Lava (Loihi 2 fixed-point simulation) vs PyTorch graph on {len(x)} test inputs: "
-                       + ("identical logits" if diff == 0 else f"max |Δlogit| {diff:.3g}: FAILED")}
+    return get(fmt).check(path, graph, x, snn.run(x))
 
 
 # ----------------------------------------------------------------------------- inspect
