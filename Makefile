@@ -15,6 +15,7 @@ demo: $(STAMP)
 	$(PY) -m kdsnn demo
 
 test: $(STAMP)
+	$(PY) -m ruff check .
 	$(PY) -m pytest tests
 
 bench: $(STAMP)

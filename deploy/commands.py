@@ -75,11 +75,13 @@ def _doctor(a: argparse.Namespace) -> int:
 
 
 def _verify(a: argparse.Namespace) -> int:
-    from .pipeline import prepare, test_inputs
+    from kdsnn import data
+
+    from .pipeline import prepare
     from .verify import as_json, format_table, verify
 
     dep = prepare(a.checkpoint, a.bits, a.dataset, a.data_root)
-    x, _ = test_inputs(dep.dataset, a.samples, a.data_root)
+    x, _ = data.sample_batch(dep.dataset, a.samples, a.data_root)
     checks = verify(dep, x, progress=not a.json)
     failed = [c for c in checks if c.failed]
     if a.json:
@@ -91,6 +93,7 @@ def _verify(a: argparse.Namespace) -> int:
 
 
 def _report(a: argparse.Namespace) -> int:
+
     from .pipeline import prepare
     from .report import build_report
 

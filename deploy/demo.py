@@ -9,12 +9,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from kdsnn import data
 from kdsnn.export import nir_io
 from kdsnn.export.netx_export import export_netx
 from kdsnn.export.onnx_export import export_onnx
 from kdsnn.trainer import TrainConfig, train
 
-from .pipeline import prepare, test_inputs
+from .pipeline import prepare
 from .report import build_report
 from .verify import format_table, verify
 
@@ -49,7 +50,7 @@ def run_demo(out: str = "runs/demo", teacher_epochs: int = 15, student_epochs: i
         print(f"  {what:16s} {path}")
 
     _stage(f"4/6 verify: every backend on {verify_samples} test inputs against the integer PyTorch model")
-    x, _ = test_inputs(dep.dataset, verify_samples)
+    x, _ = data.sample_batch(dep.dataset, verify_samples)
     checks = verify(dep, x, workdir=root / "verify")
     print(format_table(checks))
 

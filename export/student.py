@@ -21,16 +21,33 @@ from .quantize import input_step, quantize_graph
 
 
 @dataclass
-class StudentGraphs:
+class Deployable:
+    """A trained student with its graphs: the float graph (BN folded) and the graph to deploy
+    (k-bit integer by default; fake-quantized float, or the float graph itself, on request)."""
+
     model: nn.Module
     ckpt: dict[str, Any]
     dataset: str
     float_graph: nir.NIRGraph
-    graph: nir.NIRGraph  # quantized (integer, or fake-quantized float), or the float graph
+    graph: nir.NIRGraph
+    bits: int
+
+    @property
+    def arch(self) -> str:
+        return self.ckpt["model_spec"]["arch"]
+
+    @property
+    def int_graph(self) -> nir.NIRGraph:
+        """The integer graph every backend is compared on (a one-line error if this one is not integer)."""
+        from .graph import get_meta
+
+        if not get_meta(self.graph).get("integer"):
+            raise KdsnnError("this deployable holds a float graph; load it with integer=True to deploy it")
+        return self.graph
 
 
 def load_student_graphs(path: str, bits: int = 8, integer: bool = True, quantized: bool = True,
-                        dataset: str | None = None, data_root: str | None = None) -> StudentGraphs:
+                        dataset: str | None = None, data_root: str | None = None) -> Deployable:
     """Load a student checkpoint, fold BN, and quantize (calibrating the input step if needed)."""
     model, ckpt = checkpoint.load_model(path)
     if not isinstance(model, SpikingNet):
@@ -41,7 +58,7 @@ def load_student_graphs(path: str, bits: int = 8, integer: bool = True, quantize
     float_graph = student_to_graph(model, pre, extra={"arch": ckpt["model_spec"]["arch"], "dataset": name,
                                                       "source": str(path)})
     if not quantized:
-        return StudentGraphs(model, ckpt, name, float_graph, float_graph)
+        return Deployable(model, ckpt, name, float_graph, float_graph, bits)
     cal = None
     try:
         input_step(pre, None, bits)
@@ -49,4 +66,4 @@ def load_student_graphs(path: str, bits: int = 8, integer: bool = True, quantize
         x, _ = data.sample_batch(name, 256, data_root, split="train")
         cal = float(x.abs().max())
     graph = quantize_graph(float_graph, bits=bits, integer=integer, calibration_max=cal)
-    return StudentGraphs(model, ckpt, name, float_graph, graph)
+    return Deployable(model, ckpt, name, float_graph, graph, bits)
