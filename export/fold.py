@@ -21,14 +21,3 @@ def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d 
     w_folded = w * factor.view(-1, *([1] * (w.dim() - 1)))
     b_folded = (b - bn.running_mean.detach().double()) * factor + beta
     return w_folded, b_folded
-
-
-@torch.no_grad()
-def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A new ``nn.Conv2d`` (with bias) equal to ``bn(conv(x))`` in eval mode."""
-    w, b = fold_bn(conv.weight, conv.bias, bn)
-    out = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                    conv.dilation, conv.groups, bias=True)
-    out.weight.copy_(w.to(conv.weight.dtype))
-    out.bias.copy_(b.to(conv.weight.dtype))
-    return out

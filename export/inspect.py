@@ -69,7 +69,7 @@ def describe(path: str | Path) -> str:
         return describe_nir(nir_io.read(path), str(path))
     if kind == "onnx":
         return describe_onnx(_load_onnx(Path(path)), str(path))
-    from . import netx_export  # helper B's module; imported here so NIR/ONNX work without it
+    from . import netx_export
 
     return netx_export.describe(path)
 
