@@ -82,7 +82,7 @@ def _verify(a: argparse.Namespace) -> int:
 
     dep = prepare(a.checkpoint, a.bits, a.dataset, a.data_root)
     x, _ = data.sample_batch(dep.dataset, a.samples, a.data_root)
-    checks = verify(dep, x, progress=not a.json)
+    checks = verify(dep, x, progress=not a.json, slow_samples=a.lava_samples)
     failed = [c for c in checks if c.failed]
     if a.json:
         print(json.dumps({"agree": not failed, "checks": as_json(checks)}))
@@ -154,7 +154,9 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("verify", "export and run a student on every backend and check they agree", _verify)
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--bits", type=int, default=8)
-    p.add_argument("--samples", type=int, default=8)
+    p.add_argument("--samples", type=int, default=8, help="test inputs every backend is compared on")
+    p.add_argument("--lava-samples", type=int, default=None,
+                   help="compare the slow backends (Lava, Norse) on only the first N of them (default: all)")
     p.add_argument("--dataset", default=None)
     p.add_argument("--data-root", default=None)
 
@@ -173,4 +175,6 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--teacher-epochs", type=int, default=15)
     p.add_argument("--student-epochs", type=int, default=15)
-    p.add_argument("--kd", default="feature")
+    p.add_argument("--kd", default="feature",
+                   help="distillation method of the demo's student (the demo shows feature KD; `kdsnn distill` defaults "
+                        "to response)")

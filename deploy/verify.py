@@ -16,6 +16,7 @@ import nir
 import numpy as np
 import torch
 
+from kdsnn.errors import KdsnnError
 from kdsnn.export.graph_view import GraphView
 from kdsnn.export.runtime import GraphSNN
 
@@ -77,8 +78,10 @@ def _spike_check(backend: str, against: str, ref_spikes, spikes, logits, ref_log
     return Check(backend, against, lc.status, detail)
 
 
-def verify(dep: Deployable, x: torch.Tensor, workdir: str | Path | None = None, progress: bool = False) -> list[Check]:
-    """The float student against its folded graph, then every backend against the integer graph."""
+def verify(dep: Deployable, x: torch.Tensor, workdir: str | Path | None = None, progress: bool = False,
+           slow_samples: int | None = None) -> list[Check]:
+    """The float student against its folded graph, then every backend against the integer graph
+    (the slow ones on the first ``slow_samples`` inputs when given)."""
     with torch.no_grad():
         student = dep.model(x).logits
         float_run = GraphSNN(dep.float_graph).run(x)
@@ -88,14 +91,17 @@ def verify(dep: Deployable, x: torch.Tensor, workdir: str | Path | None = None, 
     checks.append(Check(f"PyTorch integer ({dep.bits}-bit)", "float student", "info",
                         f"same class on {agree * 100:.0f} % of inputs (quantization rounds values by design; "
                         "the integer graph is the reference below)"))
-    return checks + verify_graph(dep.int_graph, x, workdir, progress, f"PyTorch integer ({dep.bits}-bit)")
+    return checks + verify_graph(dep.int_graph, x, workdir, progress, f"PyTorch integer ({dep.bits}-bit)", slow_samples)
 
 
 def verify_graph(graph: nir.NIRGraph, x: torch.Tensor, workdir: str | Path | None = None, progress: bool = False,
-                 ref_name: str = "PyTorch graph runtime") -> list[Check]:
+                 ref_name: str = "PyTorch graph runtime", slow_samples: int | None = None) -> list[Check]:
     """Run every registered backend on ``x`` and compare it with the PyTorch graph runtime, step by step.
 
-    Files the backends write go to ``workdir`` (a temporary folder by default)."""
+    Slow backends (Lava, Norse) see only the first ``slow_samples`` inputs when it is given. Files
+    the backends write go to ``workdir`` (a temporary folder by default)."""
+    if slow_samples is not None and slow_samples < 1:
+        raise KdsnnError(f"--lava-samples must be at least 1, got {slow_samples}")
     view = GraphView(graph)
     order = list(view.populations)
     reference = BACKENDS[REFERENCE].run(graph, x)
@@ -114,12 +120,16 @@ def verify_graph(graph: nir.NIRGraph, x: torch.Tensor, workdir: str | Path | Non
             if not ok:
                 checks.append(Check(backend.label, ref_name, "not expressible", why))
                 continue
-            run = backend.run(graph, x, progress=progress, workdir=out)
+            n = min(len(x), slow_samples) if backend.slow and slow_samples else len(x)
+            run = backend.run(graph, x[:n], progress=progress, workdir=out)
+            ref_spikes = {k: v[:, :n] for k, v in reference.spikes.items()}
             if run.spikes is None:
-                check = _logit_check(backend.label, ref_name, run.logits, reference.logits, exact=True, meta=view.meta)
+                check = _logit_check(backend.label, ref_name, run.logits, reference.logits[:n], exact=True, meta=view.meta)
             else:
-                check = _spike_check(backend.label, ref_name, reference.spikes, run.spikes, run.logits,
-                                     reference.logits, order, view.meta)
+                check = _spike_check(backend.label, ref_name, ref_spikes, run.spikes, run.logits,
+                                     reference.logits[:n], order, view.meta)
+            if n < len(x):
+                check.detail += f" (first {n} of {len(x)} inputs)"
             if run.note:
                 check.detail += f"; {run.note}"
             checks.append(check)
