@@ -18,6 +18,7 @@ from kdsnn.errors import KdsnnError
 from kdsnn.neuron_models import MODELS, NeuronModel
 
 from .graph import get_meta
+from .reading import Reading, resolve
 
 SYNAPTIC = (nir.Conv2d, nir.Affine, nir.Linear, nir.Scale)
 POOLS = (nir.SumPool2d, nir.AvgPool2d)
@@ -108,12 +109,15 @@ class GraphView:
             raise KdsnnError(f"NIR graph must have exactly one Input and one Output node "
                              f"(has {len(inputs)} and {len(outputs)})")
         self.input, self.output = inputs[0], outputs[0]
-        self.input_shape: tuple[int, ...] = _type_shape(self.nodes[self.input].input_type["input"])
+        self.reading: Reading = resolve(graph, self.meta)
+        self.notes: list[str] = list(self.reading.notes)
+        self.input_shape: tuple[int, ...] = self._input_shape()
         self.in_shape: dict[str, tuple[int, ...]] = {}
         self.shape: dict[str, tuple[int, ...]] = {}
         self._infer_shapes()
-        self.dt = float(self.meta.get("dt", 1.0))
-        self.reset = str(self.meta.get("reset", "hard"))
+        self.dt = self.reading.dt
+        self.reset = self.reading.if_reset
+        self.integer = bool(self.meta.get("integer", False))
         self.models: dict[str, NeuronModel] = {n: self._model(n) for n in self.order if isinstance(self.nodes[n], NEURONS)}
         self.populations: list[str] = list(self.models)
         self.synaptic: list[str] = [n for n in self.order if isinstance(self.nodes[n], SYNAPTIC)]
@@ -123,12 +127,13 @@ class GraphView:
         if self.encoding not in ENCODINGS:
             raise KdsnnError(f"unknown input encoding {self.encoding!r} in the graph's metadata "
                              f"(known: {', '.join(ENCODINGS)})")
-        self.integer = bool(self.meta.get("integer", False))
         self.input_scale: float | None = self.meta.get("input_scale")
         self.output_scale = float(self.meta.get("output_scale", 1.0))
         last = self.preds[self.output]
         self.spiking_output = bool(last) and all(self.models.get(p) is not None and self.models[p].spiking for p in last)
         self.readout = "spike" if self.spiking_output else "membrane"
+        # a non-spiking neuron (LI, Integrator) feeding the Output: its membrane is the readout
+        self.readout_node: str | None = next((p for p in last if p in self.models and not self.models[p].spiking), None)
 
     # ------------------------------------------------------------------ structure
     def _topological(self) -> list[str]:
@@ -184,9 +189,28 @@ class GraphView:
             self.in_shape[name] = shape
             self.shape[name] = _node_shape(name, node, shape)
 
+    def _input_shape(self) -> tuple[int, ...]:
+        """The Input's type, without a leading batch axis of 1 where its consumers declare the rest
+        (Norse writes ``[1, 64]`` before an ``Affine`` of 64 inputs): accepted with a note."""
+        shape = _type_shape(self.nodes[self.input].input_type["input"])
+        if len(shape) >= 2 and shape[0] == 1:
+            declared = []
+            for s in self.succs[self.input]:
+                t = (getattr(self.nodes[s], "input_type", None) or {}).get("input")
+                if t is not None and np.asarray(t).size:
+                    declared.append(_type_shape(t))
+            if declared and all(d == shape[1:] for d in declared):
+                self.notes.append(f"the Input type {list(shape)} has a batch axis (its consumers take "
+                                  f"{list(shape[1:])}): read as {list(shape[1:])}")
+                return shape[1:]
+        return shape
+
     def _model(self, name: str) -> NeuronModel:
         node = self.nodes[name]
-        model = MODELS[type(node)](node, dt=self.dt, reset=self.reset)
+        try:
+            model = MODELS[type(node)](node, dt=self.dt, reset=self.reset, integer=self.integer)
+        except KdsnnError as exc:
+            raise KdsnnError(f"{type(node).__name__} node {name!r}: {exc}") from None
         why = model.size_ok(self.size(name))
         if why:
             raise KdsnnError(f"{type(node).__name__} node {name!r}: {why} (shape {self.shape[name]})")
@@ -197,11 +221,19 @@ class GraphView:
         """Logits from the Output's sequence ``[T, B, ...]``: spike counts, or the mean over T, times ``output_scale``."""
         return (out_seq.sum(0) if self.spiking_output else out_seq.mean(0)) * self.output_scale
 
+    def readout_text(self) -> str:
+        """How the Output is read, in words."""
+        if self.spiking_output:
+            return "spike counts over T"
+        if self.readout_node:
+            return f"the membrane of {self.models[self.readout_node].kind} node {self.readout_node!r}, mean over T"
+        return "the Output's input (membrane current), mean over T"
+
     def require_timesteps(self) -> int:
         """T, or a one-line error saying how to give it."""
         if not self.timesteps:
             raise KdsnnError("the graph does not record its number of time steps (no kdsnn metadata): "
-                             "give it (timesteps=T / --timesteps T)")
+                             "give it (timesteps=T / --timesteps T, or a [T, B, ...] --inputs array)")
         return self.timesteps
 
 

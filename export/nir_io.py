@@ -5,6 +5,7 @@ nirtorch's generic loader, which leaves an Affine's bias random in nirtorch 2.6)
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import h5py
@@ -13,37 +14,68 @@ import nir
 from kdsnn.atomic import atomic_path
 from kdsnn.errors import KdsnnError
 
+from . import reading
 from .runtime import GraphSNN
 
 
 def write(graph: nir.NIRGraph, path: str | Path) -> Path:
-    """Write ``graph`` to ``path`` (HDF5, NIR's format) atomically."""
+    """Write ``graph`` to ``path`` (HDF5, NIR's format) atomically. A graph read from a file keeps
+    its meaning: the resolved IF reset rule and dt go into its reading record."""
+    rec = reading.get_record(graph)
+    if rec:
+        from .graph import get_meta
+
+        out = copy.copy(graph)
+        out.metadata = dict(graph.metadata or {})
+        reading.set_record(out, reading.resolve(graph, get_meta(graph)).persisted())
+        graph = out
     with atomic_path(path) as tmp:
         nir.write(tmp, graph)
     return Path(path)
 
 
-def read(path: str | Path) -> nir.NIRGraph:
-    """Read a NIR graph; a missing, corrupt or foreign file gives a :class:`KdsnnError`."""
+def _first_line(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
+
+
+def read(path: str | Path, dt: float | None = None, legacy_if_reset: str | None = None) -> nir.NIRGraph:
+    """Read a NIR graph; a missing, corrupt or foreign file gives a :class:`KdsnnError`.
+
+    The nir version that wrote the file, and ``dt`` / ``legacy_if_reset`` when given (the
+    ``--dt`` and ``--legacy-if-reset`` options), are recorded in the graph's metadata
+    (:mod:`kdsnn.export.reading`), so every consumer reads the file the same way. A file that
+    fails nir's own type check (Norse's batch axis on Input) is read without it, with a note.
+    """
     path = Path(path)
     if not path.is_file():
         raise KdsnnError(f"NIR file {path} does not exist")
     if not h5py.is_hdf5(path):
         raise KdsnnError(f"{path} is not a NIR file (not HDF5; corrupt, truncated or another format)")
+    notes: list[str] = []
     try:
         with h5py.File(path, "r") as f:
             if "node" not in f or "version" not in f:
                 raise KdsnnError(f"{path} is HDF5 but not a NIR graph (no 'node'/'version'; a netx file? try `kdsnn inspect`)")
-        graph = nir.read(path)
+            version = f["version"][()]
+        version = version.decode() if isinstance(version, bytes) else str(version)
+        try:
+            graph = nir.read(path)
+        except ValueError as exc:
+            if "type" not in str(exc).lower():
+                raise
+            graph = nir.read(path, type_check=False)
+            notes.append(f"nir's type check fails on this file ({str(exc).splitlines()[0][:100]}); "
+                         "read without it, shapes inferred by kdsnn")
     except KdsnnError:
         raise
     except Exception as exc:  # nir raises many types on malformed content
-        raise KdsnnError(f"{path} could not be read as NIR ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
+        raise KdsnnError(f"{path} could not be read as NIR ({_first_line(exc)})") from None
     if not isinstance(graph, nir.NIRGraph):
         raise KdsnnError(f"{path} holds a single NIR node, not a graph")
-    return graph
+    return reading.record(graph, version, dt, legacy_if_reset, notes)
 
 
-def load_snn(path: str | Path, timesteps: int | None = None) -> GraphSNN:
+def load_snn(path: str | Path, timesteps: int | None = None, dt: float | None = None,
+             legacy_if_reset: str | None = None) -> GraphSNN:
     """Import a NIR file (ours or another tool's) as a runnable PyTorch SNN."""
-    return GraphSNN(read(path), timesteps)
+    return GraphSNN(read(path, dt, legacy_if_reset), timesteps)

@@ -8,13 +8,19 @@ is one module here, one line below, and its row in tests/test_neuron_conformance
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Union
 
 import nir
 
+from .cubalif_model import CubaLIFModel
 from .if_model import IFModel
+from .integrator_model import IntegratorModel
+from .li_model import LIModel
+from .lif_model import LIFModel
 
-NeuronModel = IFModel  # the union of the models, as more are added
-MODELS: dict[type, Callable[..., NeuronModel]] = {nir.IF: IFModel.from_nir}
+NeuronModel = Union[IFModel, LIFModel, CubaLIFModel, LIModel, IntegratorModel]
+MODELS: dict[type, Callable[..., NeuronModel]] = {nir.IF: IFModel.from_nir, nir.LIF: LIFModel.from_nir,
+                                                  nir.CubaLIF: CubaLIFModel.from_nir, nir.LI: LIModel.from_nir,
+                                                  nir.I: IntegratorModel.from_nir}
 
-__all__ = ["IFModel", "MODELS", "NeuronModel"]
+__all__ = ["CubaLIFModel", "IFModel", "IntegratorModel", "LIFModel", "LIModel", "MODELS", "NeuronModel"]

@@ -69,8 +69,9 @@ class IFModel:
             raise KdsnnError(f"time step dt must be positive, got {self.dt}")
 
     @classmethod
-    def from_nir(cls, node: nir.IF, dt: float = 1.0, reset: str = "hard") -> IFModel:
-        """The model of a ``nir.IF`` node; ``reset`` is decided by the reader (file version, options)."""
+    def from_nir(cls, node: nir.IF, dt: float = 1.0, reset: str = "hard", integer: bool = False) -> IFModel:
+        """The model of a ``nir.IF`` node; ``reset`` is decided by the reader (file version, options);
+        ``integer`` changes nothing (IF's integer semantics are its float ones on integers)."""
         return cls(threshold=_vector(node.v_threshold, 1.0), r=_vector(node.r, 1.0),
                    v_reset=_vector(getattr(node, "v_reset", None), 0.0), reset=reset, dt=float(dt))
 
@@ -89,6 +90,15 @@ class IFModel:
         return bool(self.unit_gain and np.isfinite(self.threshold).all() and np.isfinite(self.v_reset).all()
                     and (self.v_reset == np.round(self.v_reset)).all()
                     and (self.reset == "hard" or (self.threshold == np.round(self.threshold)).all()))
+
+    def summary(self) -> str:
+        """Parameters as ``inspect`` shows them."""
+        rng = lambda a: f"{a.min():.4g}" if a.min() == a.max() else f"{a.min():.4g}..{a.max():.4g}"  # noqa: E731
+        rule = f"reset to {rng(self.v_reset)}" if self.reset == "hard" else "reset by subtracting θ"
+        return f"θ {rng(self.threshold)}, r {rng(self.r)}, r·dt {rng(self.gain)}, {rule}"
+
+    def membrane(self, state: Any) -> Any:
+        return state
 
     def size_ok(self, n: int) -> str | None:
         """Why parameters of this model cannot drive a population of ``n`` neurons (None if they can)."""

@@ -1,0 +1,121 @@
+"""What the leaky models (LIF, CubaLIF, LI, Integrator) share: NIR parameters as flat arrays,
+forward-Euler coefficients with their one-line refusals, Loihi's fixed-point decay, and the
+array plumbing (numpy or torch, per-neuron parameters broadcast over leading axes).
+
+Forward Euler with step ``dt`` (as NIR's reference and Norse discretize NIR's ODEs): an ODE
+``τ dv/dt = (v_leak − v) + r·x`` becomes ``v ← v + (dt/τ)·(v_leak − v + r·x)``. The two
+coefficients are the leak ``a = dt/τ`` and the input gain ``g = r·dt/τ``; ``τ = ∞`` means no
+leak (``a = 0``). They are refused where undefined (``r = τ = ∞``: ``∞/∞``), where Euler is
+meaningless (``dt/τ > 1``: the membrane would overshoot its leak target and oscillate), and
+where τ ≤ 0.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from kdsnn.errors import KdsnnError
+
+from .if_model import _trailing, _vector
+
+LOIHI_DECAY = 4096  # Loihi's decays are 12-bit fractions of 4096 (Lava's decay_unity)
+LOIHI_FRACTION = 64  # Loihi holds u and v with 6 more bits than the synaptic input (act_shift)
+
+
+def vector(value: Any, default: float) -> np.ndarray:
+    """A NIR parameter (scalar, array or None) as a flat float64 array."""
+    return _vector(value, default)
+
+
+def euler(tau: np.ndarray, r: np.ndarray, dt: float, what: str = "τ") -> tuple[np.ndarray, np.ndarray]:
+    """Leak ``dt/τ`` and input gain ``r·dt/τ`` of ``τ dv/dt = −v + r·x``, or a one-line refusal."""
+    if not dt > 0:
+        raise KdsnnError(f"time step dt must be positive, got {dt}")
+    if np.isnan(tau).any() or np.isnan(r).any():
+        raise KdsnnError(f"{what} or r is NaN")
+    if (tau <= 0).any():
+        raise KdsnnError(f"{what} must be positive (got {float(tau.min()):g})")
+    both = np.isinf(tau) & np.isinf(r)
+    if both.any():
+        raise KdsnnError(f"{what} = ∞ with r = ∞ leaves the input gain r·dt/{what} = ∞/∞ undefined "
+                         "(snnTorch writes its β = 1 Leaky so): the neuron's dynamics cannot be read from the file")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = np.where(np.isinf(tau), 0.0, dt / tau)
+        g = np.where(np.isinf(tau), 0.0, r * dt / tau)
+    if (a > 1).any():
+        raise KdsnnError(f"dt/{what} = {float(a.max()):g} > 1 at dt = {dt:g}: forward Euler is meaningless there "
+                         f"(was the file written for another dt? give --dt)")
+    if np.isinf(g).any() or np.isnan(g).any():
+        raise KdsnnError(f"input gain r·dt/{what} is not finite (r = ∞ with finite {what})")
+    return a, g
+
+
+def loihi_decay(a: np.ndarray, offset: int = 0, what: str = "decay") -> int | None:
+    """The 12-bit Loihi decay constant ``d`` with ``(d + offset)/4096 = a`` (one value), or None."""
+    if a.size != 1 and not (a == a.flat[0]).all():
+        return None
+    k = float(a.flat[0]) * LOIHI_DECAY - offset
+    if k != round(k) or not 0 <= k <= LOIHI_DECAY - 1:
+        return None
+    return int(k)
+
+
+def fixed_decay(v: Any, a: Any) -> Any:
+    """Loihi's decay of a membrane held on the 1/64 grid: ``v·(1 − a)`` rounded toward zero to
+    1/64 (``sign(p)·(|p| >> 12)`` with ``p = 64·v·(4096 − 4096·a)``, as Lava's bit-accurate LIF)."""
+    keep = LOIHI_DECAY - a * LOIHI_DECAY
+    p = v * LOIHI_FRACTION * keep
+    if isinstance(p, torch.Tensor):
+        return torch.sign(p) * torch.floor(p.abs() / LOIHI_DECAY) / LOIHI_FRACTION
+    return np.sign(p) * np.floor(np.abs(p) / LOIHI_DECAY) / LOIHI_FRACTION
+
+
+def param(model: Any, value: np.ndarray, like: Any, key: str) -> Any:
+    """``value`` (1 or n entries) in ``like``'s kind: numpy in its float dtype, torch in its dtype/device (cached)."""
+    if value.size != 1:
+        value = value.reshape(_trailing(tuple(like.shape), value.size))
+    if not isinstance(like, torch.Tensor):
+        dtype = like.dtype.type if isinstance(like, np.ndarray) and like.dtype.kind == "f" else np.float64
+        return value.astype(dtype, copy=False) if value.size != 1 else dtype(value.flat[0])
+    ck = (key, like.dtype, like.device, value.shape)
+    t = model._cache.get(ck)
+    if t is None:
+        t = model._cache[ck] = torch.as_tensor(value if value.size != 1 else value.ravel()[:1], dtype=like.dtype,
+                                               device=like.device)
+    return t
+
+
+def zeros(like: Any) -> Any:
+    return torch.zeros_like(like) if isinstance(like, torch.Tensor) else np.zeros_like(np.asarray(like, dtype=np.float64))
+
+
+def fire_reset(h: Any, th: Any, v_reset: Any, reset: str) -> tuple[Any, Any]:
+    """Spikes ``h > θ`` and the membrane after reset (to ``v_reset``, or θ subtracted)."""
+    fired = h > th
+    if isinstance(h, torch.Tensor):
+        s = fired.to(h.dtype)
+        return s, (torch.where(fired, torch.as_tensor(v_reset, dtype=h.dtype, device=h.device).expand_as(h), h)
+                   if reset == "hard" else h - th * s)
+    s = fired.astype(h.dtype if h.dtype.kind == "f" else np.float64)
+    return s, (np.where(fired, np.broadcast_to(v_reset, h.shape), h) if reset == "hard" else h - th * s)
+
+
+def run_steps(model: Any, x_seq: Any) -> tuple[Any, Any]:
+    """All steps of ``x_seq`` ``[T, ...]`` from rest: (outputs ``[T, ...]``, membranes ``[T, ...]``)."""
+    state = model.initial_state(x_seq[0])
+    outs, membranes = [], []
+    for t in range(x_seq.shape[0]):
+        o, state = model.step(x_seq[t], state)
+        outs.append(o)
+        membranes.append(model.membrane(state))
+    stack = torch.stack if isinstance(x_seq, torch.Tensor) else np.stack
+    return stack(outs), stack(membranes)
+
+
+def check_sizes(n: int, **params: np.ndarray) -> str | None:
+    for what, a in params.items():
+        if a.size not in (1, n):
+            return f"{what} has {a.size} values but the population has {n} neurons"
+    return None

@@ -1,0 +1,117 @@
+"""The leaky integrate-and-fire neuron (NIR ``LIF``): parameters and the one reference step.
+
+NIR's ODE ``τ dv/dt = (v_leak − v) + r·x``, spike where ``v > θ``, then ``v = v_reset``,
+discretized by forward Euler with step ``dt`` (as NIR's reference and Norse's ``LIFBox`` do).
+Per neuron, ``a = dt/τ`` (0 where ``τ = ∞``: no leak)::
+
+    h[t] = v[t-1] + a·(v_leak − v[t-1] + r·x[t])
+    s[t] = 1  iff  h[t] > θ                          (strict, as NIR)
+    v[t] = v_reset  where s[t] = 1,  else h[t]
+    v[0] = 0
+
+Float semantics: the arithmetic above in the array's dtype. Integer semantics (Loihi's
+fixed point, as Lava's bit-accurate LIF with ``du = 4095``): ``a = dv/4096`` for a 12-bit
+``dv``, input gain ``r·a = 1``, ``v_leak = 0``, integer θ and ``v_reset``; the membrane lives
+on a 1/64 grid and its decay rounds toward zero there::
+
+    h[t] = trunc_{1/64}(v[t-1]·(4096 − dv)/4096) + x[t]
+
+Refused in one line: ``r = τ = ∞`` (undefined), ``dt/τ > 1`` (Euler meaningless), τ ≤ 0.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import nir
+import numpy as np
+
+from kdsnn.errors import KdsnnError
+
+from . import _leaky as L
+
+
+@dataclass(frozen=True, eq=False)
+class LIFModel:
+    """One LIF population: ``tau``, ``r``, ``v_leak``, ``threshold``, ``v_reset`` (flat arrays of 1
+    or n values), ``dt`` and ``integer`` (Loihi's fixed point)."""
+
+    tau: np.ndarray
+    r: np.ndarray
+    v_leak: np.ndarray
+    threshold: np.ndarray
+    v_reset: np.ndarray
+    dt: float = 1.0
+    integer: bool = False
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    kind = "LIF"
+    spiking = True
+    reset = "hard"
+
+    def __post_init__(self) -> None:
+        a, g = L.euler(self.tau, self.r, self.dt)
+        object.__setattr__(self, "leak", a)
+        object.__setattr__(self, "gain", g)
+        if self.integer:
+            why = self.integer_problem()
+            if why:
+                raise KdsnnError(f"LIF has no integer (Loihi fixed-point) semantics here: {why}")
+
+    @classmethod
+    def from_nir(cls, node: nir.LIF, dt: float = 1.0, reset: str = "hard", integer: bool = False) -> LIFModel:
+        """The model of a ``nir.LIF`` node (``reset`` is IF's legacy rule; LIF always resets to v_reset)."""
+        return cls(tau=L.vector(node.tau, np.inf), r=L.vector(node.r, 1.0), v_leak=L.vector(node.v_leak, 0.0),
+                   threshold=L.vector(node.v_threshold, 1.0), v_reset=L.vector(getattr(node, "v_reset", None), 0.0),
+                   dt=float(dt), integer=integer)
+
+    def integer_problem(self) -> str | None:
+        """Why Loihi's fixed point cannot state this population (None if it can)."""
+        if L.loihi_decay(self.leak) is None:
+            return f"dt/τ = {float(self.leak.flat[0]):g} is not one 12-bit fraction dv/4096"
+        if not np.all(self.gain == 1.0):
+            return "the input gain r·dt/τ is not 1"
+        if np.any(self.v_leak != 0):
+            return "v_leak is not 0"
+        if not (np.all(self.threshold == np.round(self.threshold)) and np.all(self.v_reset == np.round(self.v_reset))):
+            return "θ or v_reset is not an integer"
+        return None
+
+    def integer_exact(self) -> bool:
+        return self.integer_problem() is None
+
+    def size_ok(self, n: int) -> str | None:
+        return L.check_sizes(n, tau=self.tau, r=self.r, v_leak=self.v_leak, v_threshold=self.threshold,
+                             v_reset=self.v_reset)
+
+    def summary(self) -> str:
+        return (f"τ {_r(self.tau)}, r {_r(self.r)}, dt/τ {_r(self.leak)}, r·dt/τ {_r(self.gain)}, "
+                f"θ {_r(self.threshold)}, reset to {_r(self.v_reset)}")
+
+    def initial_state(self, like: Any) -> Any:
+        return L.zeros(like)
+
+    def membrane(self, state: Any) -> Any:
+        return state
+
+    def charge(self, x: Any, v: Any) -> Any:
+        """The pre-reset membrane ``h`` from input ``x`` and membrane ``v``."""
+        if self.integer:
+            return L.fixed_decay(v, L.param(self, self.leak, v, "leak")) + x
+        a = L.param(self, self.leak, x, "leak")
+        return v + a * (L.param(self, self.v_leak, x, "v_leak") - v + L.param(self, self.r, x, "r") * x)
+
+    def step(self, x: Any, v: Any) -> tuple[Any, Any]:
+        """One step: (spikes, new membrane)."""
+        h = self.charge(x, v)
+        return L.fire_reset(h, L.param(self, self.threshold, h, "th"), L.param(self, self.v_reset, h, "vr"), "hard")
+
+    def run(self, x_seq: Any) -> tuple[Any, Any]:
+        """All steps of ``x_seq`` ``[T, ...]``: (spikes, membranes after each step)."""
+        return L.run_steps(self, x_seq)
+
+
+def _r(a: np.ndarray) -> str:
+    a = np.asarray(a, dtype=np.float64)
+    lo, hi = float(a.min()), float(a.max())
+    return f"{lo:.4g}" if lo == hi else f"{lo:.4g}..{hi:.4g}"
