@@ -50,6 +50,9 @@ def _source(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bits", type=int, default=8, help="weight bits (2..16)")
     p.add_argument("--dataset", default=None, help="data for accuracy/checks; defaults to the checkpoint's")
     p.add_argument("--data-root", default=None, help="folder in torchvision's layout (mnist/cifar)")
+    p.add_argument("--inputs", default=None,
+                   help="your own samples, a .npy [N, C, H, W] normalized as the network's input: used to calibrate "
+                        "the input step and to check the written file (instead of the data set)")
 
 
 # ----------------------------------------------------------------------------- shared steps
@@ -70,8 +73,18 @@ def _graphs(a: argparse.Namespace, integer: bool, quantized: bool) -> tuple[torc
     """(student, checkpoint, float graph, graph to write)."""
     from .student import load_student_graphs
 
-    sg = load_student_graphs(a.checkpoint, a.bits, integer, quantized, a.dataset, a.data_root)
+    sg = load_student_graphs(a.checkpoint, a.bits, integer, quantized, a.dataset, a.data_root, _user_inputs(a))
     return sg.model, sg.ckpt, sg.float_graph, sg.graph
+
+
+def _user_inputs(a: argparse.Namespace) -> torch.Tensor | None:
+    """``--inputs`` as a tensor shaped like the checkpoint's input (None when not given)."""
+    if not getattr(a, "inputs", None):
+        return None
+    from kdsnn import checkpoint, data
+
+    spec = checkpoint.model_spec(checkpoint.load(a.checkpoint))
+    return data.load_inputs(a.inputs, shape=tuple(spec["input_shape"]))[0]
 
 
 def _emit(a: argparse.Namespace, result: dict[str, Any], text: str) -> None:
@@ -126,7 +139,8 @@ def _export(a: argparse.Namespace) -> int:
     lines = [f"wrote {path} ({a.format}, {'float' if a.float else f'integer {a.bits}-bit'})"]
     ok = True
     if not a.no_check:
-        x, _ = data.sample_batch(_dataset(a, ckpt), CHECK_SAMPLES, a.data_root)
+        user = _user_inputs(a)
+        x = user[:CHECK_SAMPLES] if user is not None else data.sample_batch(_dataset(a, ckpt), CHECK_SAMPLES, a.data_root)[0]
         check = check_file(a.format, path, graph, x)
         result["check"] = check
         ok = check["passed"] is not False

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import nir
+import torch
 from torch import nn
 
 from kdsnn import checkpoint, data
@@ -47,8 +48,10 @@ class Deployable:
 
 
 def load_student_graphs(path: str, bits: int = 8, integer: bool = True, quantized: bool = True,
-                        dataset: str | None = None, data_root: str | None = None) -> Deployable:
-    """Load a student checkpoint, fold BN, and quantize (calibrating the input step if needed)."""
+                        dataset: str | None = None, data_root: str | None = None,
+                        calibration: torch.Tensor | None = None) -> Deployable:
+    """Load a student checkpoint, fold BN, and quantize (calibrating the input step if needed:
+    on ``calibration`` inputs when given, e.g. the user's ``--inputs``, else on training data)."""
     model, ckpt = checkpoint.load_model(path)
     if not isinstance(model, SpikingNet):
         raise KdsnnError(f"{path} holds the ANN {ckpt['model_spec']['arch']}; only student SNNs "
@@ -63,7 +66,7 @@ def load_student_graphs(path: str, bits: int = 8, integer: bool = True, quantize
     try:
         input_step(pre, None, bits)
     except KdsnnError:  # normalization is not a pure scale: calibrate the input step on training data
-        x, _ = data.sample_batch(name, 256, data_root, split="train")
+        x = calibration if calibration is not None else data.sample_batch(name, 256, data_root, split="train")[0]
         cal = float(x.abs().max())
     graph = quantize_graph(float_graph, bits=bits, integer=integer, calibration_max=cal)
     return Deployable(model, ckpt, name, float_graph, graph, bits)

@@ -146,3 +146,25 @@ def test_bad_input(ckpt, teacher_ckpt, tmp_path, capsys):
     empty = tmp_path / "empty.net"
     empty.write_bytes(b"")
     _one_line_error(*run(capsys, "inspect", empty), "is empty")
+
+
+def test_user_inputs_calibrate_the_input_step_and_check_the_file(tmp_path, capsys):
+    """--inputs: a fake-data student (normalization is not a pure scale, so the input step is
+    calibrated) gets the step max|x|/127 of the user's own samples, worked out here by hand."""
+    run_dir = tmp_path / "fake"
+    result = train(TrainConfig(arch="snn_2conv", dataset="fake:1x8x8:10", kd="none", epochs=1, timesteps=2,
+                               width=0.25, out=str(run_dir), quiet=True), "student")
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (5, 1, 8, 8)).astype(np.float32)
+    x[2, 0, 3, 3] = 6.35  # the largest magnitude: step 6.35 / 127 = 0.05
+    np.save(tmp_path / "mine.npy", x)
+    out = tmp_path / "mine.nir"
+    code, text, err = run(capsys, "export", "--checkpoint", result["checkpoint"], "--inputs", tmp_path / "mine.npy",
+                          "--out", out, "--json")
+    assert code == 0, err
+    assert json.loads(text)["check"]["passed"] is True
+    assert get_meta(nir_io.read(out))["input_scale"] == pytest.approx(6.35 / 127, rel=1e-6)
+    np.save(tmp_path / "wrong.npy", x[:, :, :4])
+    code, _, err = run(capsys, "export", "--checkpoint", result["checkpoint"], "--inputs", tmp_path / "wrong.npy",
+                       "--out", tmp_path / "w.nir")
+    assert code == 2 and err.count("\n") == 1 and "wrong.npy" in err and not (tmp_path / "w.nir").exists()
