@@ -84,12 +84,25 @@ def _verify(a: argparse.Namespace) -> int:
     x, _ = data.sample_batch(dep.dataset, a.samples, a.data_root)
     checks = verify(dep, x, progress=not a.json, slow_samples=a.lava_samples)
     failed = [c for c in checks if c.failed]
+    targets = _target_fidelity(dep.int_graph, a.target)
     if a.json:
-        print(json.dumps({"agree": not failed, "checks": as_json(checks)}))
+        print(json.dumps({"agree": not failed, "checks": as_json(checks), "targets": targets}))
     else:
         print(format_table(checks))
+        for name, problems in targets.items():
+            print(f"target {name}: " + ("it runs this very integer graph" if not problems else
+                                        "it would run a different graph: " + "; ".join(problems)))
         print("all backends agree" if not failed else f"{len(failed)} backend(s) disagree")
     return 1 if failed else 0
+
+
+def _target_fidelity(graph, names: list[str] | None) -> dict[str, list[str]]:
+    """Per hardware target: how the integer graph verify checked differs from what the target runs."""
+    from .mapping import target_compatibility
+    from .target_spec import builtin_targets, load_target
+
+    targets = [load_target(t) for t in (names or builtin_targets())]
+    return {t.name: target_compatibility(graph, t) for t in targets}
 
 
 def _report(a: argparse.Namespace) -> int:
@@ -157,6 +170,9 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--samples", type=int, default=8, help="test inputs every backend is compared on")
     p.add_argument("--lava-samples", type=int, default=None,
                    help="compare the slow backends (Lava, Norse) on only the first N of them (default: all)")
+    p.add_argument("--target", action="append", default=None,
+                   help="hardware target (built-in name or file; repeatable; default: all built-ins): say whether it "
+                        "runs the checked integer graph as it is")
     p.add_argument("--dataset", default=None)
     p.add_argument("--data-root", default=None)
 

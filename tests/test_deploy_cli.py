@@ -34,6 +34,11 @@ def test_verify_all_backends_agree(trained, capsys):
     for backend in ("NIR file → PyTorch", "reference simulator", "ONNX (onnxruntime)", "ONNX step (onnxruntime)",
                     "Lava (Loihi 2 sim, fixed_pt)", "Norse 1.1 (from_nir)"):
         assert status[backend] == "agree", (backend, status)
+    # per target: is the checked integer graph what the chip runs? A direct-encoded student is not, on Speck
+    # (analog input) nor, as such, on Loihi 2 (its analog first layer runs on the host)
+    assert set(result["targets"]) == {"loihi2", "speck", "xylo"}
+    assert any("analog" in p for p in result["targets"]["speck"])
+    assert any("host" in p for p in result["targets"]["loihi2"])
 
 
 def test_verify_residual_student_lists_what_cannot_run(trained, capsys):
