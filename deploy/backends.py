@@ -29,6 +29,7 @@ class BackendRun:
     counters: Any = None                       # the reference simulator's SimResult
     note: str = ""                             # how it ran (e.g. Lava's route and time per sample)
     extra: dict[str, Any] = field(default_factory=dict)
+    output: Any = None                         # the Output's sequence [T, B, ...]; None: not returned
 
 
 class Backend:
@@ -73,7 +74,7 @@ class PyTorchGraph(Backend):
         snn = GraphSNN(graph, timesteps)
         with torch.no_grad():
             run = snn.run(x)
-        return BackendRun(run.logits, {n: run.outputs[n] for n in snn.view.populations})
+        return BackendRun(run.logits, {n: run.outputs[n] for n in snn.view.populations}, output=run.output_seq)
 
     def report_label(self, bits: int) -> str:
         return f"quantized {bits}-bit (PyTorch)"
@@ -104,11 +105,14 @@ class Reference(Backend):
     name, label, title = "reference", "reference simulator", "reference simulator"
     chunk = None  # simulate() splits the batch itself and its counters cover all of it
 
+    def supports(self, view: GraphView) -> tuple[bool, str]:
+        return simulator_supports(view)
+
     def run(self, graph, x, progress=False, workdir=None, timesteps=None) -> BackendRun:
         from .simulator import simulate
 
         res = simulate(graph, x, timesteps=timesteps, progress=progress, batch_size=256)
-        return BackendRun(res.logits, res.spikes, counters=res)
+        return BackendRun(res.logits, res.spikes, counters=res, output=res.output_seq)
 
     def report_label(self, bits: int) -> str:
         return "reference simulator (integer)"
@@ -117,8 +121,26 @@ class Reference(Backend):
         return "built in (event-driven, numba)"
 
 
+def simulator_supports(view: GraphView) -> tuple[bool, str]:
+    """Whether the reference simulator represents every population of ``view`` (it runs NIR's IF
+    with reset to v_reset), naming the first node it cannot run and why."""
+    for name, m in view.models.items():
+        if m.kind != "IF":
+            return False, (f"{m.kind} node {name!r}: the reference simulator runs IF populations only "
+                           "(the PyTorch graph runtime, --backend pytorch, runs every neuron model)")
+        if m.reset != "hard":
+            return False, (f"IF node {name!r}: the reference simulator resets to v_reset; this file's IF "
+                           f"resets by subtraction ({view.reading.reset_why})")
+    return True, ""
+
+
 class _Onnx(Backend):
     form = "unrolled"
+
+    def supports(self, view: GraphView) -> tuple[bool, str]:
+        from kdsnn.export.onnx_emit import onnx_supports
+
+        return onnx_supports(view)
 
     def available(self) -> tuple[bool, str]:
         try:
@@ -212,7 +234,7 @@ class Norse(Backend):
     def supports(self, view: GraphView) -> tuple[bool, str]:
         from .norse_backend import norse_supports
 
-        return norse_supports(view.graph)
+        return norse_supports(view)
 
     def run(self, graph, x, progress=False, workdir=None, timesteps=None) -> BackendRun:
         from .norse_backend import run_norse

@@ -1,7 +1,10 @@
 """Norse 1.1 as an independent runner of our NIR graphs (``norse.torch.from_nir``).
 
 Norse maps ``nir.IF`` to its IAF neuron (``v > θ``, reset to 0, no extra delay): step-exact
-with our contract. Its reader has two limits, measured in tests/test_export_nir.py: it has
+with our contract. ``nir.LIF`` becomes its ``LIFBoxCell`` and ``nir.CubaLIF`` an ``LIBoxCell``
+current feeding a ``LIFBoxCell``, both forward Euler with the ``dt`` it is given (the graph's
+dt here): an independent check of kdsnn's leaky models. It ignores ``r`` on IF and LIF and
+resets LIF to 0, so such populations are refused (:func:`norse_supports` names them). Its reader has two limits, measured in tests/test_export_nir.py: it has
 no mapping for ``nir.Scale`` (our identity shortcuts, so residual students are refused here),
 and it builds ``Flatten(start_dim=0)`` literally, which would flatten a batch axis too, so
 samples are fed one at a time, unbatched, step by step.
@@ -14,9 +17,11 @@ import logging
 import warnings
 
 import nir
+import numpy as np
 import torch
 
 from kdsnn.errors import KdsnnError
+from kdsnn.export.graph_view import GraphView
 from kdsnn.export.runtime import GraphSNN
 
 
@@ -32,10 +37,25 @@ def norse_available() -> tuple[bool, str]:
     return True, ""
 
 
-def norse_supports(graph: nir.NIRGraph) -> tuple[bool, str]:
-    scales = [n for n, node in graph.nodes.items() if isinstance(node, nir.Scale)]
-    if scales:
-        return False, f"Norse's NIR reader has no mapping for Scale nodes ({scales[0]!r}: identity shortcut)"
+def norse_supports(graph: nir.NIRGraph | GraphView) -> tuple[bool, str]:
+    """Whether Norse's reader runs ``graph`` as kdsnn reads it, naming the first node it cannot and why."""
+    view = graph if isinstance(graph, GraphView) else GraphView(graph)
+    for name, node in view.nodes.items():
+        if isinstance(node, nir.Scale):
+            return False, f"Norse's NIR reader has no mapping for Scale nodes ({name!r}: identity shortcut)"
+        if isinstance(node, nir.AvgPool2d):
+            return False, f"Norse's NIR reader drops AvgPool2d nodes ({name!r})"
+    for name, m in view.models.items():
+        if m.kind not in ("IF", "LIF", "CubaLIF"):
+            return False, f"{m.kind} node {name!r}: not checked against Norse's reader (IF, LIF and CubaLIF are)"
+        if m.reset != "hard" or np.any(m.v_reset != 0):
+            return False, f"{m.kind} node {name!r}: Norse resets to 0 (this node: {m.summary()})"
+        if m.kind == "IF" and not m.unit_gain:
+            return False, f"IF node {name!r}: Norse ignores r, and r·dt = {float(m.gain.max()):g} here"
+        if m.kind == "LIF" and np.any(m.r != 1):
+            return False, f"LIF node {name!r}: Norse ignores r, and r = {float(m.r.max()):g} here"
+        if m.kind in ("LIF", "CubaLIF") and np.any(m.v_leak != 0):
+            return False, f"{m.kind} node {name!r}: Norse's CubaLIF leaks its current towards v_leak too; v_leak ≠ 0 here"
     return True, ""
 
 
@@ -74,8 +94,8 @@ def run_norse(graph: nir.NIRGraph, x: torch.Tensor) -> tuple[torch.Tensor, dict[
     snn = GraphSNN(graph)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        module = norse.from_nir(graph)
-    if_nodes = [n for n in snn.order if isinstance(graph.nodes[n], nir.IF)]
+        module = norse.from_nir(graph, dt=snn.view.dt)
+    if_nodes = [n for n in snn.view.populations if snn.view.models[n].spiking]
     out_seq, spikes = step_per_sample(module, snn.prepare_input(x).float(), if_nodes)
     out_seq = out_seq.double()
     logits = (out_seq.sum(0) if snn.spiking_output else out_seq.mean(0)) * snn.output_scale

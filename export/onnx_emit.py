@@ -29,16 +29,42 @@ def _onnx_pads(node: nir.Conv2d, name: str) -> list[int]:
 
 
 def _neuron_params(view: GraphView, name: str) -> list[tuple[str, np.ndarray]]:
-    """A population's step parameters shaped like the population (``gain`` only when it is not 1)."""
+    """A population's step parameters shaped like the population (IF: ``gain`` only when it is not 1)."""
     m, shape = view.models[name], view.shape[name]
 
     def shaped(a: np.ndarray) -> np.ndarray:
         return a.reshape(shape) if a.size > 1 else a.reshape(())
 
-    items = [("v_threshold", shaped(m.threshold)), ("v_reset", shaped(m.v_reset))]
-    if not m.unit_gain:
-        items.append(("gain", shaped(m.gain)))
-    return items
+    if m.kind == "IF":
+        items = [("v_threshold", shaped(m.threshold))] + ([("v_reset", shaped(m.v_reset))] if m.reset == "hard" else [])
+        if not m.unit_gain:
+            items.append(("gain", shaped(m.gain)))
+        return items
+    if m.kind == "Integrator":
+        return [("gain", shaped(m.gain))]
+    keys = {"LIF": ("leak", "r", "v_leak", "threshold", "v_reset"), "LI": ("leak", "r", "v_leak"),
+            "CubaLIF": ("syn_leak", "w_in", "leak", "r", "v_leak", "threshold", "v_reset")}[m.kind]
+    return [("v_threshold" if k == "threshold" else k, shaped(np.asarray(getattr(m, k), dtype=np.float64))) for k in keys]
+
+
+def onnx_supports(view: GraphView) -> tuple[bool, str]:
+    """Whether both ONNX forms state every population of ``view`` exactly, naming the node and why not."""
+    for name, m in view.models.items():
+        if m.kind != "IF" and view.integer:
+            return False, (f"{m.kind} node {name!r}: Loihi's fixed-point decay (integer mode) is not exact in "
+                           "ONNX's float32; the float model exports")
+    return True, ""
+
+
+def state_names(view: GraphView) -> dict[str, str]:
+    """Each state of the step form (population membranes ``v_<node>``, CubaLIF currents ``i_<node>``), keyed
+    as the emitter keys them (``node`` and ``node:i``)."""
+    out: dict[str, str] = {}
+    for n in view.populations:
+        out[n] = f"v_{n}"
+        if view.models[n].kind == "CubaLIF":
+            out[f"{n}:i"] = f"i_{n}"
+    return out
 
 
 class _Builder:
@@ -123,7 +149,41 @@ class _Emitter:
             return b.op("Reshape", [x, p["shape"]], hint)
         raise KdsnnError(f"NIR node {name!r} of type {type(node).__name__} cannot be exported to ONNX")  # pragma: no cover
 
-    def neuron(self, name: str, x: str, v: str | None, t: int) -> tuple[str, str]:
+    def neuron(self, name: str, x: str, state: dict[str, str | None], t: int) -> tuple[str, dict[str, str]]:
+        """One population's step (its :mod:`kdsnn.neuron_models` model, same operations in the same
+        order as the model's torch step): (output, new states keyed as :func:`state_names`)."""
+        kind = self.view.models[name].kind
+        if kind == "IF":
+            s, v = self.if_step(name, x, state.get(name), t)
+            return s, {name: v}
+        p, b, hint = self.params(name), self.b, f"{name}@t{t}"
+        new: dict[str, str] = {}
+        if kind == "Integrator":
+            xs = b.op("Mul", [x, p["gain"]], hint)
+            v0 = state.get(name)
+            v = xs if v0 is None else b.op("Add", [v0, xs], f"{hint}.v")
+            return v, {name: v}
+        if kind == "CubaLIF":  # I ← I + a_s·(w_in·x − I)
+            i0 = state.get(f"{name}:i")
+            wx = b.op("Mul", [p["w_in"], x], f"{hint}.wx")
+            d = wx if i0 is None else b.op("Sub", [wx, i0], f"{hint}.di")
+            di = b.op("Mul", [p["syn_leak"], d], f"{hint}.adi")
+            x = di if i0 is None else b.op("Add", [i0, di], f"{hint}.i")
+            new[f"{name}:i"] = x
+        v0 = state.get(name)  # LIF, CubaLIF, LI: h = v + a·((v_leak − v) + r·x)
+        diff = p["v_leak"] if v0 is None else b.op("Sub", [p["v_leak"], v0], f"{hint}.dv")
+        drive = b.op("Add", [diff, b.op("Mul", [p["r"], x], f"{hint}.rx")], f"{hint}.drive")
+        step = b.op("Mul", [p["leak"], drive], f"{hint}.step")
+        h = step if v0 is None else b.op("Add", [v0, step], f"{hint}.h")
+        if kind == "LI":
+            new[name] = h
+            return h, new
+        fired = b.op("Greater", [h, p["v_threshold"]], f"{hint}.fired")
+        spikes = b.op("Cast", [fired], f"{hint}.spikes", to=TensorProto.FLOAT)
+        new[name] = b.op("Where", [fired, p["v_reset"], h], f"{hint}.v")
+        return spikes, new
+
+    def if_step(self, name: str, x: str, v: str | None, t: int) -> tuple[str, str]:
         """IF step (:class:`kdsnn.neuron_models.IFModel`): ``h = v + r·dt·x``; spike iff ``h > θ``;
         reset to ``v_reset`` (hard) or subtract θ (soft)."""
         p, b, hint = self.params(name), self.b, f"{name}@t{t}"
@@ -154,7 +214,8 @@ class _Emitter:
             if isinstance(node, nir.Output):
                 vals[name] = inp
             elif name in view.models:
-                vals[name], new_v[name] = self.neuron(name, inp, v.get(name), t)
+                vals[name], upd = self.neuron(name, inp, v, t)
+                new_v.update(upd)
             else:
                 vals[name] = self.synaptic(name, inp, t)
                 if static is not None and all(s in static or s == view.input for s in srcs):
@@ -183,7 +244,7 @@ def _unrolled(view: GraphView, timesteps: int) -> onnx.GraphProto:
     spike_input = view.encoding == "bernoulli"
     x = e.quantized_input("input")
     static: dict[str, str] | None = None if spike_input else {}
-    v: dict[str, str | None] = {n: None for n in view.populations}
+    v: dict[str, str | None] = {k: None for k in state_names(view)}
     acc = None
     for t in range(timesteps):
         xt = b.op("Gather", ["input", b.const(f"t{t}", t, np.int64)], f"input@t{t}", axis=0) if spike_input else x
@@ -217,7 +278,7 @@ def _step(view: GraphView) -> onnx.GraphProto:
     b = _Builder()
     e = _Emitter(view, b)
     b.used.update({"input", "output", "acc", "acc_next"})
-    states = {n: f"v_{n}" for n in view.populations}
+    states = state_names(view)
     b.used.update(states.values())
     b.used.update(f"{s}_next" for s in states.values())
     out, v = e.step(e.quantized_input("input"), dict(states), 0)
@@ -225,8 +286,9 @@ def _step(view: GraphView) -> onnx.GraphProto:
     outputs = [_value_info("output", ["batch", *view.shape[view.output]])]
     b.nodes.append(helper.make_node("Identity", [out], ["output"], name="output/Identity"))
     for n, s in states.items():
-        inputs.append(_value_info(s, ["batch", *view.shape[n]]))
-        outputs.append(_value_info(f"{s}_next", ["batch", *view.shape[n]]))
+        shape = ["batch", *view.shape[n.split(":")[0]]]
+        inputs.append(_value_info(s, shape))
+        outputs.append(_value_info(f"{s}_next", shape))
         b.nodes.append(helper.make_node("Identity", [v[n]], [f"{s}_next"], name=f"{s}_next/Identity"))
     if not view.spiking_output:
         inputs.append(_value_info("acc", ["batch", *view.shape[view.output]]))
@@ -240,6 +302,9 @@ def build_onnx(graph: nir.NIRGraph | GraphView, form: str = "unrolled") -> onnx.
     if form not in FORMS:
         raise KdsnnError(f"unknown ONNX form {form!r}; choose one of {', '.join(FORMS)}")
     view = graph if isinstance(graph, GraphView) else GraphView(graph, purpose="cannot be exported to ONNX")
+    ok, why = onnx_supports(view)
+    if not ok:
+        raise KdsnnError(f"cannot export to ONNX: {why}")
     timesteps = view.timesteps or 4  # a graph without kdsnn metadata is unrolled over 4 steps unless told
     if view.integer:
         check_integer_range(view, timesteps)
@@ -249,7 +314,7 @@ def build_onnx(graph: nir.NIRGraph | GraphView, form: str = "unrolled") -> onnx.
     model.ir_version = IR_VERSION
     info = {"form": form, "timesteps": timesteps, "encoding": view.encoding, "integer": view.integer,
             "readout": view.readout, "input_scale": view.input_scale,
-            "output_scale": view.output_scale, "states": {n: f"v_{n}" for n in view.populations},
+            "output_scale": view.output_scale, "states": state_names(view),
             "nir_metadata": view.meta}
     helper.set_model_props(model, {"kdsnn": json.dumps(info)})
     return model
