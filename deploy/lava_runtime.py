@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from kdsnn.errors import KdsnnError
+from kdsnn.neuron_models import IFModel
 from kdsnn.export.graph import set_meta
 from kdsnn.export.graph_view import GraphView
 from kdsnn.export.loihi import STATE_MAX
@@ -171,12 +172,13 @@ def synapse_current(syn: Synapse, spikes: torch.Tensor) -> torch.Tensor:
 def membrane_extremes(name: str, currents: torch.Tensor, threshold: int) -> tuple[float, float]:
     """Lowest and highest membrane (before the spike test) of a population on ``currents [T, B, ...]``;
     a KdsnnError if they left the range Lava holds (it clipped them, so its spikes are not exact)."""
-    v = torch.zeros_like(currents[0])
+    model = IFModel(threshold=np.array([float(threshold)]), r=np.ones(1), v_reset=np.zeros(1))  # as Lava runs it
+    v = model.initial_state(currents[0])
     lo, hi = 0.0, 0.0
     for step in range(currents.shape[0]):
-        v = v + currents[step]
-        lo, hi = min(lo, float(v.min())), max(hi, float(v.max()))
-        v = torch.where(v > threshold, torch.zeros_like(v), v)
+        h = model.charge(currents[step], v)
+        lo, hi = min(lo, float(h.min())), max(hi, float(h.max()))
+        _, v = model.fire_reset(h)
     if lo < -STATE_MAX or hi > STATE_MAX:
         raise KdsnnError(f"layer {name!r}: membrane reached [{lo:.0f}, {hi:.0f}] on these inputs, beyond "
                          f"Loihi's 24-bit range (|v| ≤ {STATE_MAX}); Lava clipped it, so its spikes are not exact")
