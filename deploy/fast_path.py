@@ -132,8 +132,8 @@ class FastNet:
                 return None
             if incoming[n] and not exact(bias, incoming[n]):
                 return None
-            if n in view.models and not view.models[n].integer_exact():
-                return None
+            if n in view.models and (not view.models[n].integer_exact() or view.models[n].reset != "hard"):
+                return None  # the compiled integer update resets to v_reset; a soft reset runs the general path
         hwc = {n: n in view.models and len(plan.shape[n]) == 3 for n in names}
         hwc[plan.input] = False
         pos = {n: channels_last(plan.shape[n]) if hwc[n] else np.arange(view.size(n), dtype=np.int64) for n in names}

@@ -47,7 +47,8 @@ class Tables:
 
     Source ``i`` reaches, for each run ``r`` of pattern ``p = pattern[i]`` (``rptr[p]:rptr[p + 1]``),
     the targets ``first[i] + run_at[r] + q·run_step[r]`` for ``q < run_len[r]``, with weights
-    ``weight[run_k[r] + q]``. A source reaches each of its targets once.
+    ``weight[run_k[r] + q]``. A source reaches each of its targets once; the strided runs of one
+    pattern (a conv's taps over its output channels in C-order) share one length and step.
     """
 
     pattern: np.ndarray
@@ -58,6 +59,12 @@ class Tables:
     run_k: np.ndarray
     run_step: np.ndarray
     weight: np.ndarray
+    kbase: np.ndarray | None = None  # per source: added to its runs' weight indices (None: 0)
+
+    @property
+    def kbases(self) -> np.ndarray:
+        """Per source weight offset (zeros when the runs' weight indices are absolute)."""
+        return np.zeros(self.pattern.size, np.int64) if self.kbase is None else self.kbase
 
     @cached_property
     def fan(self) -> np.ndarray:
@@ -83,7 +90,7 @@ class Tables:
         k = self.run_k[run] + np.where(sp_, q, 0)
         length = np.where(sp_, 1, self.run_len[run])
         rptr = np.concatenate([[0], np.cumsum(n)])[self.rptr]
-        return Tables(self.pattern, self.first, rptr, at, length, k, np.ones_like(length), self.weight)
+        return Tables(self.pattern, self.first, rptr, at, length, k, np.ones_like(length), self.weight, self.kbase)
 
     def grain(self) -> int:
         """The largest block size dividing every first target and run start and length (0: none)."""
@@ -92,18 +99,24 @@ class Tables:
     def relocated(self, index: np.ndarray | None, src_pos: np.ndarray | None) -> Tables:
         """Tables over the sources of a connection whose source ``f`` (C-order) meets the op at ``index[f]``
         (−1: reaches nothing; None: the identity), renumbered to internal positions ``src_pos``."""
-        pattern, first, rptr = self.pattern, self.first, self.rptr
+        pattern, first, rptr, kbase = self.pattern, self.first, self.rptr, self.kbase
         if index is not None:
             empty = rptr.size - 1
             rptr = np.append(rptr, rptr[-1])
             ok = index >= 0
-            pattern = np.where(ok, pattern[np.where(ok, index, 0)], empty)
-            first = np.where(ok, first[np.where(ok, index, 0)], 0)
+            at = np.where(ok, index, 0)
+            pattern = np.where(ok, pattern[at], empty)
+            first = np.where(ok, first[at], 0)
+            kbase = None if kbase is None else np.where(ok, kbase[at], 0)
         if src_pos is not None:
             p, f = np.empty_like(pattern), np.empty_like(first)
             p[src_pos], f[src_pos] = pattern, first
             pattern, first = p, f
-        return Tables(pattern, first, rptr, self.run_at, self.run_len, self.run_k, self.run_step, self.weight)
+            if kbase is not None:
+                kb = np.empty_like(kbase)
+                kb[src_pos] = kbase
+                kbase = kb
+        return Tables(pattern, first, rptr, self.run_at, self.run_len, self.run_k, self.run_step, self.weight, kbase)
 
 
 def _i64(*arrays) -> list[np.ndarray]:
@@ -144,8 +157,16 @@ class ConvOp:
     pads: tuple[int, int, int, int]   # top, left, bottom, right
     dilation: tuple[int, int]
 
-    def tables(self, hwc: bool) -> Tables:
-        """Tables over the op's input positions (C-order), targets ``hwc`` or C-order."""
+    def tables(self, hwc: bool, shared: bool = False) -> Tables:
+        """Tables over the op's input positions (C-order), targets ``hwc`` or C-order.
+
+        ``shared`` (C-order targets, the general path): one pattern per border class for all input
+        channels, each channel's weights found through ``kbase``; a pattern's runs go output channel by
+        output channel, kernel row by kernel row, over the contiguous output columns of the row's taps.
+        Otherwise one pattern per (input channel, border class), a run per tap over the output channels.
+        """
+        if shared and not hwc:
+            return self._shared()
         w, g = self.weight, self.groups
         cout, cin_g, kh, kw = w.shape
         c, h, wd = self.in_shape
@@ -186,6 +207,41 @@ class ConvOp:
         first = ((grp[:, None, None] + pos[None] * cout) if hwc else (grp[:, None, None] * (ho * wo) + pos[None])).ravel()
         return Tables(pattern, first, rptr, np.tile(c_at, c), np.tile(c_len, c), run_k, np.tile(c_step, c), weight)
 
+    def _shared(self) -> Tables:
+        w, g = self.weight, self.groups
+        cout, cin_g, kh, kw = w.shape
+        c, h, wd = self.in_shape
+        _, ho, wo = self.out_shape
+        cout_g = cout // g
+        (sy, sx), (dy, dx) = self.stride, self.dilation
+        korder = sorted(range(kw), key=lambda kx: ((kx * dx) % sx, -kx))
+        kpos = np.argsort(korder)
+        wk = w.reshape(g, cout_g, cin_g, kh, kw)[..., korder].transpose(0, 2, 1, 3, 4)  # [g, ci, co, ky, kpos]
+        weight = np.ascontiguousarray(wk, dtype=np.float64).ravel() + 0.0
+        ycls, ybase, yclasses = _axis_classes(h, ho, kh, sy, self.pads[0], dy)
+        xcls, xbase, xclasses = _axis_classes(wd, wo, kw, sx, self.pads[1], dx)
+        at, kk, ln, ptr = [], [], [], [0]
+        for yc in yclasses:
+            for xc in xclasses:
+                for co in range(cout_g):
+                    for ry, ky in yc:
+                        last = -1
+                        for rx, kx in xc:
+                            t, k = co * ho * wo + ry * wo + rx, (co * kh + ky) * kw + int(kpos[kx])
+                            if last >= 0 and at[last] + ln[last] == t and kk[last] + ln[last] == k:
+                                ln[last] += 1
+                            else:
+                                last = len(at)
+                                at.append(t), kk.append(k), ln.append(1)
+                ptr.append(len(at))
+        at, kk, ln, ptr = _i64(at, kk, ln, ptr)
+        combo = (ycls[:, None] * len(xclasses) + xcls[None, :]).ravel()
+        ci = np.arange(c, dtype=np.int64)
+        pattern = np.broadcast_to(combo, (c, combo.size)).ravel()
+        first = ((ci // cin_g) * cout_g * ho * wo)[:, None] + (ybase[:, None] * wo + xbase[None, :]).ravel()[None, :]
+        kbase = np.repeat(ci * (cout_g * kh * kw), combo.size)
+        return Tables(pattern, first.ravel(), ptr, at, ln, kk, np.ones_like(ln), weight, kbase)
+
     def fanout(self) -> np.ndarray:
         """Structural synapses of each input position (C-order): taps inside the output × output channels."""
         cout, _, kh, kw = self.weight.shape
@@ -210,7 +266,7 @@ class DenseOp:
 
     weight: np.ndarray
 
-    def tables(self, hwc: bool) -> Tables:
+    def tables(self, hwc: bool, shared: bool = False) -> Tables:
         n_out, n_in = self.weight.shape
         p = np.arange(n_in, dtype=np.int64)
         return Tables(p, np.zeros(n_in, np.int64), np.arange(n_in + 1, dtype=np.int64), np.zeros(n_in, np.int64),
@@ -232,7 +288,7 @@ class ElementwiseOp:
     n: int
     out_pos: np.ndarray | None = None  # internal position of each output when targets are channels-last
 
-    def tables(self, hwc: bool) -> Tables:
+    def tables(self, hwc: bool, shared: bool = False) -> Tables:
         n, s = self.n, self.scale + 0.0
         first = np.arange(n, dtype=np.int64) if not hwc or self.out_pos is None else self.out_pos
         one = np.ones(1, np.int64)
@@ -277,7 +333,7 @@ class Connection(Protocol):
     source: str
     target: str
 
-    def tables(self, src_hwc: bool = False, tgt_hwc: bool = False) -> Tables: ...
+    def tables(self, src_hwc: bool = False, tgt_hwc: bool = False, shared: bool = False) -> Tables: ...
 
     @property
     def synapses(self) -> int: ...
@@ -301,9 +357,10 @@ class KernelConnection:
     src_shape: tuple[int, ...]
     tgt_shape: tuple[int, ...]
 
-    def tables(self, src_hwc: bool = False, tgt_hwc: bool = False) -> Tables:
-        """The synapses with sources and targets numbered C-order or channels-last."""
-        t = self.op.tables(tgt_hwc and len(self.tgt_shape) == 3)
+    def tables(self, src_hwc: bool = False, tgt_hwc: bool = False, shared: bool = False) -> Tables:
+        """The synapses with sources and targets numbered C-order or channels-last (``shared``: patterns
+        shared across input channels through ``kbase``, which only the general path reads)."""
+        t = self.op.tables(tgt_hwc and len(self.tgt_shape) == 3, shared)
         pos = channels_last(self.src_shape) if src_hwc and len(self.src_shape) == 3 else None
         return t.relocated(self.index, pos)
 
@@ -343,7 +400,7 @@ class KernelConnection:
 
     def weights(self) -> sp.csc_matrix:
         """The real ``[n_tgt, n_src]`` weight matrix (explicit zeros kept): O(synapses), for tests and small graphs."""
-        t = self.tables()
+        t = self.tables(shared=True)
         fan = t.fan[t.pattern]
         src = np.repeat(np.arange(t.pattern.size), fan)
         rows, vals = [], []
@@ -352,7 +409,7 @@ class KernelConnection:
             for r in range(t.rptr[p], t.rptr[p + 1]):
                 q = np.arange(t.run_len[r])
                 rows.append(t.first[i] + t.run_at[r] + q * t.run_step[r])
-                vals.append(t.weight[t.run_k[r] + q])
+                vals.append(t.weight[t.kbases[i] + t.run_k[r] + q])
         rows_a = np.concatenate(rows) if rows else np.zeros(0, np.int64)
         vals_a = np.concatenate(vals) if vals else np.zeros(0)
         m = sp.csc_matrix((vals_a, (rows_a, src)), shape=(self.n_tgt, self.n_src))

@@ -3,7 +3,7 @@
 Python walks steps and populations; the compiled kernels (:mod:`kdsnn.deploy.sim_kernels`)
 deliver each connection's events through its :class:`~kdsnn.deploy.sim_connect.Tables` and
 update each IF population in one fused pass (``h = v + r·dt·x``; spike iff ``h > θ``; reset to
-``v_reset``: :class:`kdsnn.neuron_models.IFModel`'s step). A batch is split over threads
+``v_reset``, or subtract θ under a soft reset: :class:`kdsnn.neuron_models.IFModel`'s step). A batch is split over threads
 (rows are independent; results do not depend on the split).
 """
 from __future__ import annotations
@@ -20,7 +20,10 @@ from .sim_results import LayerStats, NeuronStats, SimState, fresh, merge, parts
 def simulate_general(plan: Plan, seq: np.ndarray, analog: bool, state: SimState) -> dict[str, torch.Tensor]:
     """Fill ``state``'s counters and Output sequence from ``seq`` ``[T, B, n_in]``; return the spikes."""
     t, b = seq.shape[0], seq.shape[1]
-    tables = {c.name: _arrays(c.tables()) for c in plan.connections}
+    tables = plan.cache.setdefault("general", {})  # kept with the plan: built once, reused by every batch
+    for c in plan.connections:
+        if c.name not in tables:
+            tables[c.name] = general_arrays(c.tables(shared=True))
     spikes = {n: np.zeros((t, b, s.size), dtype=np.uint8) for n, s in state.neurons.items()}
     for lo in range(0, b, state.chunk):
         jobs = [(plan, tables, seq[:, r0:r1], analog, state.integer, *fresh(state.layers, state.neurons),
@@ -32,10 +35,23 @@ def simulate_general(plan: Plan, seq: np.ndarray, analog: bool, state: SimState)
     return {n: torch.from_numpy(s.reshape(t, b, *plan.shape[n])) for n, s in spikes.items()}
 
 
-def _arrays(t: Tables) -> tuple[np.ndarray, ...]:
-    """What :func:`deliver` reads, in its argument order."""
-    return (t.pattern, t.first, t.rptr, t.run_at, t.run_len, t.run_k, t.run_step, t.fan,
-            np.ascontiguousarray(t.weight, dtype=np.float64))
+SHORT = 8  # runs shorter than this are delivered synapse by synapse (less bookkeeping per synapse)
+
+
+def general_arrays(t: Tables) -> tuple[np.ndarray, ...]:
+    """What :func:`deliver` reads of a connection's tables, in its argument order: short runs expanded
+    into single synapses (per pattern: target offset and weight index), long runs kept."""
+    short = t.run_len < SHORT
+    n_single = np.where(short, t.run_len, 0)
+    run_of = np.repeat(np.arange(t.run_len.size), n_single)
+    q = np.arange(run_of.size) - np.repeat(np.cumsum(n_single) - n_single, n_single)
+    s_at, s_k = t.run_at[run_of] + q * t.run_step[run_of], t.run_k[run_of] + q
+    cs = np.concatenate([[0], np.cumsum(n_single)])
+    sptr = cs[t.rptr]
+    keep = np.flatnonzero(~short)
+    rptr = np.searchsorted(keep, t.rptr).astype(np.int64)
+    return (t.pattern, t.first, t.kbases, sptr, s_at, s_k, rptr, t.run_at[keep], t.run_len[keep], t.run_k[keep],
+            t.run_step[keep], t.fan, np.ascontiguousarray(t.weight, dtype=np.float64))
 
 
 def _params(plan: Plan, name: str, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -76,6 +92,7 @@ def _run_chunk(plan: Plan, tables: dict, seq: np.ndarray, analog: bool, integer:
     v = {n: np.zeros((b, st.size)) for n, st in neurons.items()}
     params = {n: _params(plan, n, st.size) for n, st in neurons.items()}
     scaled = {n: bool(np.any(p[0] != 1)) for n, p in params.items()}
+    soft = {n: plan.view.models[n].reset == "soft" for n in neurons}
     counts = {n: np.zeros(3, dtype=np.int64) for n in neurons}  # spikes, active updates, overflow
     mode = {c.name: ANALOG if analog and c.source == plan.input else SPIKES for c in plan.connections}
     for name, conns in incoming.items():
@@ -106,7 +123,8 @@ def _run_chunk(plan: Plan, tables: dict, seq: np.ndarray, analog: bool, integer:
             r, th, vr = params[name]
             cnt, idx, _ = events[name]
             spk = spikes[name][step]
-            hmax, hmin = _update(v[name], cur, r, scaled[name], th, vr, recv, spk, cnt, idx, integer, counts[name])
+            hmax, hmin = _update(v[name], cur, r, scaled[name], th, vr, recv, spk, cnt, idx, integer, counts[name],
+                                 soft[name])
             st = neurons[name]
             if size:
                 st.max_abs_membrane = max(st.max_abs_membrane, float(hmax), -float(hmin))

@@ -36,10 +36,12 @@ L_VMIN, L_VMAX, L_HMAX0, L_HMIN0 = range(4)                 # lim: 24-bit range,
 
 @njit(cache=True, nogil=True)
 def deliver(ev_cnt: np.ndarray, ev_idx: np.ndarray, ev_val: np.ndarray, mode: int, pattern: np.ndarray,
-            first: np.ndarray, rptr: np.ndarray, run_at: np.ndarray, run_len: np.ndarray, run_k: np.ndarray,
+            first: np.ndarray, kbase: np.ndarray, sptr: np.ndarray, s_at: np.ndarray, s_k: np.ndarray, rptr: np.ndarray, run_at: np.ndarray, run_len: np.ndarray, run_k: np.ndarray,
             run_step: np.ndarray, fan: np.ndarray, weight: np.ndarray, cur: np.ndarray, recv: np.ndarray,
             acc: np.ndarray, accv: np.ndarray, mark: np.ndarray, touched: np.ndarray) -> int:  # pragma: no cover
-    """Add each row ``b``'s events (sources ``ev_idx[b, :ev_cnt[b]]``) through the tables into ``cur``.
+    """Add each row ``b``'s events (sources ``ev_idx[b, :ev_cnt[b]]``) through the tables into ``cur``
+    (source ``i`` reads its pattern's weights from ``kbase[i]`` on: single synapses ``sptr[p]:sptr[p + 1]``
+    at target ``first[i] + s_at[k]`` with weight index ``s_k[k]``, then runs as in the tables).
 
     ``mode`` ``SPIKES``: per target, ``acc`` sums the weights from zero in event order and is
     then added once to ``cur``. ``ANALOG``: the same with weight × value (a sum whose weights
@@ -58,8 +60,23 @@ def deliver(ev_cnt: np.ndarray, ev_idx: np.ndarray, ev_val: np.ndarray, mode: in
             p, at = pattern[i], first[i]
             events += fan[p]
             v = ev_val[b, e] if analog else 1.0  # a spike adds each weight once (1.0 · w is w, bit for bit)
-            for r in range(rptr[p], rptr[p + 1]):
-                j0, k0, step = at + run_at[r], run_k[r], run_step[r]
+            kb = kbase[i]
+            for k in range(sptr[p], sptr[p + 1]):  # single synapses (a conv's short runs, expanded)
+                j = at + s_at[k]
+                w = weight[kb + s_k[k]]
+                if mode == EXACT:
+                    cur_b[j] += w
+                    recv_b[j] = True
+                    continue
+                if not mark[j]:
+                    mark[j] = True
+                    touched[nt] = j
+                    nt += 1
+                acc[j] += v * w
+                if analog:
+                    accv[j] += v
+            for r in range(rptr[p], rptr[p + 1]):  # long runs (a dense layer's rows)
+                j0, k0, step = at + run_at[r], kb + run_k[r], run_step[r]
                 for q in range(run_len[r]):
                     j = j0 + q * step
                     if mode == EXACT:
@@ -90,8 +107,9 @@ def deliver(ev_cnt: np.ndarray, ev_idx: np.ndarray, ev_val: np.ndarray, mode: in
 @njit(cache=True, nogil=True)
 def _update(v: np.ndarray, cur: np.ndarray, r: np.ndarray, scaled: bool, th: np.ndarray, vr: np.ndarray,
             recv: np.ndarray, spk: np.ndarray, ev_cnt: np.ndarray, ev_idx: np.ndarray, integer: bool,
-            stats: np.ndarray) -> tuple[float, float]:  # pragma: no cover - compiled
-    """One IF step of a population ``[B, n]`` in place: ``h = v + r·cur``; spike iff ``h > θ``; reset.
+            stats: np.ndarray, soft: bool = False) -> tuple[float, float]:  # pragma: no cover - compiled
+    """One IF step of a population ``[B, n]`` in place: ``h = v + r·cur``; spike iff ``h > θ``; reset
+    to ``v_reset`` (``soft``: subtract θ).
 
     Writes the spikes to ``spk`` and, per row, the spiking indices to ``ev_idx`` (count in
     ``ev_cnt``), adds ``[spikes, active updates, overflow]`` to ``stats``; returns ``(max h, min h)``
@@ -113,7 +131,7 @@ def _update(v: np.ndarray, cur: np.ndarray, r: np.ndarray, scaled: bool, th: np.
             if h != h:
                 nan = True
             if h > th[j]:
-                v[b, j] = vr[j]
+                v[b, j] = h - th[j] if soft else vr[j]
                 spk[b, j] = 1
                 ev_idx[b, n_ev] = j
                 n_ev += 1

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from kdsnn.export.graph_view import POOLS, SYNAPTIC, GraphView
 
 from kdsnn.errors import KdsnnError
+from kdsnn.neuron_models import IFModel
 from kdsnn.progress import progress as progress_bar
 
 from .fast_path import FastNet
@@ -55,9 +56,9 @@ class Plan:
             raise KdsnnError(f"connectivity must be 'kernel' or 'sparse', got {connectivity!r}")
         view = graph if isinstance(graph, GraphView) else GraphView(graph)
         for name, model in view.models.items():
-            if model.reset != "hard":
-                raise KdsnnError(f"IF node {name!r}: the simulator runs NIR's IF (reset to v_reset); "
-                                 f"reset {model.reset!r} is not supported")
+            if not isinstance(model, IFModel):
+                raise KdsnnError(f"NIR node {name!r} of type {type(view.nodes[name]).__name__} is not supported by the "
+                                 "simulator (it runs IF populations)")
         self.view, self.graph, self.sparse = view, view.graph, connectivity == "sparse"
         self.input, self.output, self.input_shape = view.input, view.output, view.input_shape
         self.shape: dict[str, tuple[int, ...]] = dict(view.shape)
@@ -65,6 +66,7 @@ class Plan:
         self.target_bias: dict[str, np.ndarray] = {}
         self.passthrough: list[str] = []  # populations feeding the Output directly
         self.populations: list[str] = []  # IF nodes and the Output, in update order
+        self.cache: dict = {}  # what a simulation path derives from the plan and keeps for the next batch
         pops = {view.input, *view.populations}
         paths: dict[str, list[_Path]] = {}
         bias: dict[str, np.ndarray | None] = {}

@@ -221,7 +221,7 @@ class SparseConnection:
     src_shape: tuple[int, ...]
     tgt_shape: tuple[int, ...]
 
-    def tables(self, src_hwc: bool = False, tgt_hwc: bool = False) -> Tables:
+    def tables(self, src_hwc: bool = False, tgt_hwc: bool = False, shared: bool = False) -> Tables:
         """The synapses as :class:`Tables` (sources and targets C-order or channels-last)."""
         wt = self.wt
         if src_hwc or tgt_hwc:

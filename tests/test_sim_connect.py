@@ -214,3 +214,22 @@ def test_resnet18_plan_memory_is_parameters_plus_neurons():
     assert synapses > 4.5e8  # the composed connectivity it did not store (482 M synapses)
     print(f"plan peak {peak / 1e6:.0f} MB")
     assert peak < 1.0e9, f"plan peak {peak / 1e6:.0f} MB"
+
+
+def test_soft_reset_graph_runs_the_general_path_as_the_model_steps():
+    # A file written by nir < 1.0.6: IF subtracts θ on a spike (the graph view says so); the simulator's
+    # general path steps it as IFModel does, the fast path declines it. Same spikes as the graph runtime.
+    from kdsnn.export.reading import set_record
+
+    rng = np.random.default_rng(5)
+    nodes = {"input": nir.Input(input_type={"input": np.array([6])}),
+             "fc": nir.Linear(weight=rng.integers(-2, 4, size=(5, 6)).astype(np.float64)),
+             "if": _if((5,), 2.0), "output": nir.Output(output_type={"output": np.array([5])})}
+    g = _graph(nodes, [("input", "fc"), ("fc", "if"), ("if", "output")], True, t=6)
+    set_record(g, {"nir_version": "1.0.4"})
+    plan = Plan(g)
+    assert plan.view.models["if"].reset == "soft" and plan.fast is None
+    x = _spikes(g, t=6, b=3, rate=0.6)
+    r = simulate(plan, x)
+    ref = GraphSNN(g).run(x)
+    assert torch.equal(r.spikes["if"].double(), ref.outputs["if"]) and int(r.spikes["if"].sum()) > 0
