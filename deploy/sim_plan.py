@@ -71,7 +71,7 @@ class Plan:
         paths: dict[str, list[_Path]] = {}
         bias: dict[str, np.ndarray | None] = {}
         targets = [n for n in view.order if n in view.models or n == view.output]
-        bar = progress_bar(total=len(targets), desc="plan", unit="population", enabled=progress)
+        bar = progress_bar(total=len(targets) + 1, desc="plan", unit="step", enabled=progress)
         for name in view.order:
             node = view.nodes[name]
             if name == view.input:
@@ -91,11 +91,9 @@ class Plan:
                 continue
             paths[name] = [_Path(t.source, t.nodes + (name,)) for t in incoming]
             bias[name] = self._bias(name, node, in_bias)
+        self.fast: FastNet | None = FastNet.build(self)  # the integer fast path's tables (None: not exact)
+        bar.update(1)
         bar.close()
-        from .fast_path import (
-            FastNet,  # the fast path builds on the plan (one direction only)
-        )
-        self.fast: FastNet | None = FastNet.build(self)
 
     # ------------------------------------------------------------------ biases
     def _bias(self, name: str, node: nir.NIRNode, in_bias: np.ndarray | None) -> np.ndarray | None:

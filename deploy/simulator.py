@@ -111,9 +111,11 @@ def simulate(graph: nir.NIRGraph | GraphView | Plan, x: torch.Tensor | np.ndarra
     b = seq.shape[1]
     if b < 1:
         raise KdsnnError("the input batch is empty")
-    chunk = int(batch_size or b)
-    if chunk < 1:
+    if batch_size is not None and int(batch_size) < 1:
         raise KdsnnError(f"batch_size must be at least 1, got {batch_size}")
+    workers = max(1, min(torch.get_num_threads(), b))
+    # a bar needs steps to show: with progress on, a large batch goes in chunks (results do not depend on it)
+    chunk = int(batch_size or (min(b, 16 * workers) if progress else b))
     layers = {c.name: LayerStats(c.source, c.target, c.synapses, analog=analog and c.source == plan.input)
               for c in plan.connections}
     neurons = {n: NeuronStats(size=view.size(n)) for n in plan.populations if n in view.models}
@@ -124,7 +126,7 @@ def simulate(graph: nir.NIRGraph | GraphView | Plan, x: torch.Tensor | np.ndarra
     input_max = float(np.abs(seq).max(initial=0.0)) if net is not None and analog else 1.0
     dtype = net.dtype(t, input_max) if net is not None else None
     bar = progress_bar(total=t * ((b + chunk - 1) // chunk), desc="simulate", unit="step", enabled=progress)
-    workers = max(1, min(torch.get_num_threads(), chunk))
+    workers = min(workers, chunk)
     with ThreadPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
         state = SimState(layers, neurons, out_seq, chunk, workers, pool, bar, view.integer)
         if net is not None and dtype is not None:
