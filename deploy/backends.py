@@ -154,6 +154,14 @@ class _Onnx(Backend):
 
         from kdsnn.export.onnx_export import export_onnx, run_onnx
 
+        view = GraphView(graph)
+        if self.form == "unrolled" and view.encoding == "direct" and torch.as_tensor(x).dim() == len(view.input_shape) + 2:
+            # a [T, B, ...] sequence (e.g. spikes, or a foreign graph's input over T): unroll with one input per step
+            from kdsnn.export.graph import get_meta, set_meta
+
+            graph = nir.NIRGraph(nodes=dict(graph.nodes), edges=list(graph.edges), metadata=dict(graph.metadata or {}),
+                                 type_check=False)
+            set_meta(graph, {**get_meta(graph), "encoding": "bernoulli", "timesteps": int(torch.as_tensor(x).shape[0])})
         with tempfile.TemporaryDirectory(prefix="kdsnn-onnx-") as tmp:
             stem = "student" if self.form == "unrolled" else "student_step"
             path = export_onnx(graph, Path(workdir or tmp) / f"{stem}.onnx", self.form)

@@ -9,39 +9,49 @@ from kdsnn.errors import KdsnnError
 
 
 def _simulate(a: argparse.Namespace) -> int:
-    import torch
-
-    from kdsnn import data
-    from kdsnn.export import nir_io
     from kdsnn.export.graph_view import GraphView
 
     from .backends import get, population_spikes
+    from .graph_inputs import accuracy, graph_batch, read_graph, save_run
 
     backend = get(a.backend)
-    graph = nir_io.read(a.model)
+    graph = read_graph(a)
     view = GraphView(graph, a.timesteps)
-    dataset = a.dataset or view.meta.get("dataset")
-    if not dataset:
-        raise KdsnnError(f"{a.model} does not record its data set (written by another tool?): pass --dataset")
-    x, y = data.sample_batch(dataset, a.samples, a.data_root)
     ok, why = backend.available()
     if not ok:
         raise KdsnnError(f"backend {a.backend} is not usable here: {why}")
     ok, why = backend.supports(view)
     if not ok:
         raise KdsnnError(f"backend {a.backend} cannot run {a.model}: {why}")
+    x, y, source = graph_batch(view, a, a.samples)
+    if a.save and backend.name.startswith("onnx"):
+        raise KdsnnError(f"--save needs the output sequence and spikes, which backend {a.backend} does not return "
+                         "(use --backend pytorch or reference)")
     run = backend.run(graph, x, progress=not a.json, timesteps=a.timesteps)
+    spikes = {k: v for k, v in population_spikes(run).items() if k in view.models and view.models[k].spiking}
+    if a.save:
+        out = run.output if run.output is not None else run.spikes.get(view.preds[view.output][0]) \
+            if view.spiking_output and run.spikes else None
+        if out is None:
+            raise KdsnnError(f"backend {a.backend} does not return the output sequence; --save needs it")
+        save_run(a.save, out, spikes)
     summary: dict = {"layers": {k: {"firing_rate": float(v.mean()), "spikes": int(v.sum())}
-                                for k, v in population_spikes(run).items()}}
+                                for k, v in spikes.items()}}
     if run.counters is not None:
         summary["per_inference"] = run.counters.per_sample()
     summary.update(run.extra)
-    acc = float((torch.as_tensor(run.logits).argmax(1) == y).double().mean())
-    result = {"backend": a.backend, "model": a.model, "dataset": dataset, "samples": len(y), "accuracy": acc, **summary}
+    acc = accuracy(run.logits, y)
+    dataset = (a.dataset or view.meta.get("dataset")) if a.inputs is None and a.spike_rate is None else None
+    result = {"backend": a.backend, "model": a.model, "dataset": dataset, "inputs": source, "samples": int(run.logits.shape[0]),
+              "accuracy": acc, "dt": view.dt, "if_reset": view.reset, "notes": view.notes, **summary}
+    if a.save:
+        result["saved"] = a.save
     if a.json:
         print(json.dumps(result, default=float))
         return 0
-    print(f"{backend.title} on {len(y)} {dataset} test samples: accuracy {acc * 100:.2f} %")
+    print(f"{backend.title} on {source}: " + (f"accuracy {acc * 100:.2f} %" if acc is not None else "no labels"))
+    for note in view.notes:
+        print(f"  note: {note}")
     for name, st in summary["layers"].items():
         print(f"  {name:10s} firing rate {st['firing_rate'] * 100:6.2f} %   spikes {st['spikes']}")
     if "per_inference" in summary:
@@ -74,8 +84,41 @@ def _doctor(a: argparse.Namespace) -> int:
     return 0
 
 
+def _graph_or_checkpoint(a: argparse.Namespace) -> bool:
+    """Whether the command runs on a NIR file (True) or a checkpoint (False); one-line error if neither or both."""
+    if (a.model is None) == (a.checkpoint is None):
+        raise KdsnnError(f"give a NIR file (kdsnn {a.command} FILE.nir) or --checkpoint CKPT, "
+                         + ("not both" if a.model else "one of them"))
+    return a.model is not None
+
+
+def _verify_graph(a: argparse.Namespace) -> int:
+    from kdsnn.export.graph_view import GraphView
+
+    from .graph_inputs import graph_batch, read_graph
+    from .verify import as_json, format_table, verify_graph
+
+    graph = read_graph(a)
+    view = GraphView(graph)
+    x, _, source = graph_batch(view, a, a.samples)
+    checks = verify_graph(graph, x, progress=not a.json, slow_samples=a.lava_samples)
+    failed = [c for c in checks if c.failed]
+    if a.json:
+        print(json.dumps({"agree": not failed, "inputs": source, "notes": view.notes, "checks": as_json(checks)}))
+    else:
+        print(f"{a.model} on {source}; dt {view.dt:g} ({view.reading.dt_why}); IF reset: {view.reset}")
+        for note in view.notes:
+            print(f"note: {note}")
+        print(format_table(checks))
+        print("all backends agree" if not failed else f"{len(failed)} backend(s) disagree")
+    return 1 if failed else 0
+
+
 def _verify(a: argparse.Namespace) -> int:
     from kdsnn import data
+
+    if _graph_or_checkpoint(a):
+        return _verify_graph(a)
 
     from .pipeline import prepare
     from .verify import as_json, format_table, verify
@@ -106,6 +149,21 @@ def _target_fidelity(graph, names: list[str] | None) -> dict[str, list[str]]:
 
 
 def _report(a: argparse.Namespace) -> int:
+    if _graph_or_checkpoint(a):
+        from kdsnn.export.graph_view import GraphView
+
+        from .graph_inputs import graph_batch, read_graph
+        from .graph_report import build_graph_report
+
+        graph = read_graph(a)
+        view = GraphView(graph)
+        x, y, source = graph_batch(view, a, a.limit or 256)
+        rep = build_graph_report(graph, a.model, a.out, x, y, source, a.lava_samples, a.profile or None)
+        if a.json:
+            print(json.dumps({"report": f"{a.out}/report.html", "accuracy": rep["accuracy"]}, default=float))
+        else:
+            print(f"report written to {a.out}/report.html (and report.json, *.png)")
+        return 0
 
     from .pipeline import prepare
     from .report import build_report
@@ -154,6 +212,8 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     from kdsnn.export.formats import set_checker
 
     set_checker("netx", check_netx_file)
+    from .graph_inputs import add_input_options, add_reading_options
+
     p = add("simulate", "run a NIR graph on the reference simulator or on Lava", _simulate)
     p.add_argument("model", help="a .nir file (ours, or another tool's with the same node types)")
     p.add_argument("--backend", default="reference", help=f"one of: {', '.join(_backend_names())}")
@@ -161,11 +221,20 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--data-root", default=None)
     p.add_argument("--samples", type=int, default=64, help="number of test inputs")
     p.add_argument("--timesteps", type=int, default=None, help="T, for graphs that do not record it")
+    p.add_argument("--save", default=None, help="write OUT.npz: the output sequence ('output', [T, B, ...]) and "
+                                                "every population's spikes under its node name")
+    add_reading_options(p)
+    add_input_options(p)
 
     add("doctor", "report which backends are usable, and why not", _doctor)
 
-    p = add("verify", "export and run a student on every backend and check they agree", _verify)
-    p.add_argument("--checkpoint", required=True)
+    p = add("verify", "run a NIR file, or a student exported from its checkpoint, on every backend and check they agree",
+            _verify)
+    p.add_argument("model", nargs="?", default=None, help="a .nir file (ours or another tool's); or give --checkpoint")
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--timesteps", type=int, default=None, help="T, for NIR files that do not record it")
+    add_reading_options(p)
+    add_input_options(p)
     p.add_argument("--bits", type=int, default=8)
     p.add_argument("--samples", type=int, default=8, help="test inputs every backend is compared on")
     p.add_argument("--lava-samples", type=int, default=None,
@@ -177,7 +246,11 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--data-root", default=None)
 
     p = add("report", "accuracy per backend, firing, SynOps and energy as HTML/JSON/PNG", _report)
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("model", nargs="?", default=None, help="a .nir file (ours or another tool's); or give --checkpoint")
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--timesteps", type=int, default=None, help="T, for NIR files that do not record it")
+    add_reading_options(p)
+    add_input_options(p)
     p.add_argument("--out", required=True)
     p.add_argument("--bits", type=int, default=8)
     p.add_argument("--dataset", default=None)

@@ -105,6 +105,8 @@ def verify_graph(graph: nir.NIRGraph, x: torch.Tensor, workdir: str | Path | Non
     view = GraphView(graph)
     order = list(view.populations)
     reference = BACKENDS[REFERENCE].run(graph, x)
+    seq = torch.as_tensor(x).dim() == len(view.input_shape) + 2  # [T, B, ...]: the batch is axis 1
+    batch = int(x.shape[1] if seq else len(x))
     checks: list[Check] = []
     with tempfile.TemporaryDirectory(prefix="kdsnn-verify-") as tmp:
         out = Path(workdir or tmp)
@@ -120,16 +122,16 @@ def verify_graph(graph: nir.NIRGraph, x: torch.Tensor, workdir: str | Path | Non
             if not ok:
                 checks.append(Check(backend.label, ref_name, "not expressible", why))
                 continue
-            n = min(len(x), slow_samples) if backend.slow and slow_samples else len(x)
-            run = backend.run(graph, x[:n], progress=progress, workdir=out)
+            n = min(batch, slow_samples) if backend.slow and slow_samples else batch
+            run = backend.run(graph, x[:, :n] if seq else x[:n], progress=progress, workdir=out)
             ref_spikes = {k: v[:, :n] for k, v in reference.spikes.items()}
             if run.spikes is None:
                 check = _logit_check(backend.label, ref_name, run.logits, reference.logits[:n], exact=True, meta=view.meta)
             else:
                 check = _spike_check(backend.label, ref_name, ref_spikes, run.spikes, run.logits,
                                      reference.logits[:n], order, view.meta)
-            if n < len(x):
-                check.detail += f" (first {n} of {len(x)} inputs)"
+            if n < batch:
+                check.detail += f" (first {n} of {batch} inputs)"
             if run.note:
                 check.detail += f"; {run.note}"
             checks.append(check)

@@ -61,7 +61,8 @@ class GraphSNN(nn.Module):
 
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, ...]`` or ``[T, B, ...]`` → ``[T, B, ...]`` as the graph's Input receives it."""
-        return encode(self.view, x, self.timesteps, self.dtype)
+        seq = torch.as_tensor(x).dim() == len(self.input_shape) + 2  # [T, B, ...]: any T unless the graph records one
+        return encode(self.view, x, self.view.timesteps if seq else self.timesteps, self.dtype)
 
     def run(self, x: torch.Tensor) -> GraphRun:
         """Simulate all steps, keeping every node's output sequence."""
