@@ -208,10 +208,27 @@ def check_netx_file(path, graph, x, ref_logits) -> dict:
                        + ("identical logits" if diff == 0 else f"max |Δlogit| {diff:.3g}: FAILED")}
 
 
+def backend_lines(view) -> list[str]:
+    """``inspect``'s section: which backends run the graph, and for the others the node and why not."""
+    from .backends import BACKENDS
+
+    lines = ["backends:"]
+    for b in BACKENDS.values():
+        ok, why = b.supports(view)
+        if ok:
+            usable, missing = b.available()
+            why = "runs every node" + ("" if usable else f" (not usable here: {missing.split(';')[0]})")
+        lines.append(f"  {b.name:10s} {'yes' if ok else 'no '}  {why}")
+    return lines
+
+
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     from kdsnn.export.formats import set_checker
 
     set_checker("netx", check_netx_file)
+    from kdsnn.export.inspect import add_section
+
+    add_section(backend_lines)
     from .graph_inputs import add_input_options, add_reading_options
 
     p = add("simulate", "run a NIR graph on the reference simulator or on Lava", _simulate)

@@ -38,6 +38,10 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
 
     p = add("inspect", "summarise a NIR, ONNX or netx file (layers, shapes, parameters, quantization)", _inspect)
     p.add_argument("file", help="the file to describe; its format is recognised by content")
+    p.add_argument("--dt", type=float, default=None, help="NIR: the time step its neurons are meant with")
+    p.add_argument("--legacy-if-reset", default=None, choices=("zero", "subtract"),
+                   help="NIR written by nir < 1.0.6: the IF reset its writer meant (default: subtract, that version's spec)")
+    p.add_argument("--timesteps", type=int, default=None, help="NIR: the T it would run with")
 
 
 def _format_help() -> str:
@@ -174,6 +178,6 @@ def check_file(fmt: str, path: Path, graph: nir.NIRGraph, x: torch.Tensor) -> di
 def _inspect(a: argparse.Namespace) -> int:
     from .inspect import describe, detect
 
-    text = describe(a.file)
+    text = describe(a.file, a.dt, a.legacy_if_reset, a.timesteps)
     _emit(a, {"file": a.file, "format": detect(a.file), "summary": text}, text)
     return 0

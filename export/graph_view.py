@@ -120,6 +120,12 @@ class GraphView:
         self.integer = bool(self.meta.get("integer", False))
         self.models: dict[str, NeuronModel] = {n: self._model(n) for n in self.order if isinstance(self.nodes[n], NEURONS)}
         self.populations: list[str] = list(self.models)
+        for n, m in self.models.items():
+            if m.kind == "IF" and not m.unit_gain:
+                self.notes.append(f"IF node {n!r}: r·dt = {float(m.gain.max()):g} ≠ 1 multiplies its input at every step "
+                                  f"(dt = {self.dt:g}; a writer that sets r = 1/dt, as SpikingJelly does, meant --dt "
+                                  f"{1 / float(m.r.max()):g})")
+                break
         self.synaptic: list[str] = [n for n in self.order if isinstance(self.nodes[n], SYNAPTIC)]
         t = timesteps or self.meta.get("timesteps")
         self.timesteps: int | None = int(t) if t else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import h5py
 import nir
@@ -24,6 +24,16 @@ from .graph_view import GraphView
 from .quantize import range_problems
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+# Extra sections of a NIR summary, each a function of the graph view returning lines; the deploy
+# layer adds which backends can run the graph (kdsnn.export imports nothing from kdsnn.deploy).
+SECTIONS: list[Callable[[GraphView], list[str]]] = []
+
+
+def add_section(fn: Callable[[GraphView], list[str]]) -> None:
+    """Add a section to every NIR summary (once per function)."""
+    if fn not in SECTIONS:
+        SECTIONS.append(fn)
 
 
 def detect(path: str | Path) -> str:
@@ -62,11 +72,13 @@ def _load_onnx(path: Path) -> onnx.ModelProto:
     return model
 
 
-def describe(path: str | Path) -> str:
-    """A multi-line summary: nodes or layers in order, shapes, parameter counts, quantization."""
+def describe(path: str | Path, dt: float | None = None, legacy_if_reset: str | None = None,
+             timesteps: int | None = None) -> str:
+    """A multi-line summary: nodes or layers in order, shapes, parameter counts, quantization; for NIR
+    also how the file is read (dt, IF reset, notes), each neuron model, T and the backends that run it."""
     kind = detect(path)
     if kind == "nir":
-        return describe_nir(nir_io.read(path), str(path))
+        return describe_nir(nir_io.read(path, dt, legacy_if_reset), str(path), timesteps)
     if kind == "onnx":
         return describe_onnx(_load_onnx(Path(path)), str(path))
     from . import netx_export
@@ -112,9 +124,9 @@ def _details(node: nir.NIRNode, q: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def describe_nir(graph: nir.NIRGraph, name: str = "graph") -> str:
+def describe_nir(graph: nir.NIRGraph, name: str = "graph", timesteps: int | None = None) -> str:
     try:
-        view: GraphView | None = GraphView(graph)
+        view: GraphView | None = GraphView(graph, timesteps)
         shapes: dict[str, Any] = dict(view.shape)
         order = view.order
         meta = view.meta
@@ -132,11 +144,12 @@ def describe_nir(graph: nir.NIRGraph, name: str = "graph") -> str:
         head = (f"NIR graph {name}: {meta.get('producer', 'kdsnn')}, {mode}, T={meta.get('timesteps')}, "
                 f"{meta.get('encoding')} encoding, {meta.get('readout')} readout")
     else:
-        head = (f"NIR graph {name}: no kdsnn metadata (written by another tool): T is not recorded; "
-                "`kdsnn simulate` needs --timesteps T (the PyTorch graph runtime assumes T = 4)")
+        head = f"NIR graph {name}: no kdsnn metadata (written by another tool)"
     lines = [head]
     if refusal:
         lines.append(f"kdsnn cannot run it: {refusal}")
+    if view is not None:
+        lines += _reading_lines(view, timesteps)
     if meta.get("integer"):
         lines.append(f"input step {meta.get('input_scale'):.6g}, output scale {meta.get('output_scale'):.6g}")
     quant = meta.get("quantization", {})
@@ -146,8 +159,10 @@ def describe_nir(graph: nir.NIRGraph, name: str = "graph") -> str:
         node = graph.nodes[n]
         count = _count(node)
         total += count
-        rows.append((n, type(node).__name__, _shape(shapes.get(n)), str(count) if count else "",
-                     _details(node, quant.get(n, {}))))
+        details = _details(node, quant.get(n, {}))
+        if view is not None and n in view.models:
+            details = view.models[n].summary()
+        rows.append((n, type(node).__name__, _shape(shapes.get(n)), str(count) if count else "", details))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + ("  " + r[4] if r[4] else ""))
@@ -155,7 +170,27 @@ def describe_nir(graph: nir.NIRGraph, name: str = "graph") -> str:
     if quant:
         problems = range_problems(graph)
         lines.append("Loihi ranges: " + ("all weights, biases and thresholds fit" if not problems else "; ".join(problems)))
+    if view is not None:
+        for section in SECTIONS:
+            lines += section(view)
     return "\n".join(lines)
+
+
+def _reading_lines(view: GraphView, timesteps: int | None) -> list[str]:
+    """How the file is read: nir version, dt, IF reset rule (with reasons), readout, T, notes."""
+    r = view.reading
+    lines = [f"written by nir {r.nir_version or '?'}; dt = {view.dt:g} ({r.dt_why})"]
+    if any(m.kind == "IF" for m in view.models.values()):
+        lines.append(f"IF reset: {'to v_reset' if view.reset == 'hard' else 'subtract θ'} ({r.reset_why})")
+    lines.append(f"readout: {view.readout_text()}")
+    if timesteps:
+        lines.append(f"T = {timesteps} (given)")
+    elif view.meta.get("timesteps"):
+        lines.append(f"T = {view.meta['timesteps']} (recorded in the file)")
+    else:
+        lines.append("T is not recorded: simulate, verify and report take --timesteps T (or a [T, N, ...] --inputs array)")
+    lines += [f"note: {n}" for n in view.notes]
+    return lines
 
 
 def _dims(t: onnx.TypeProto) -> str:
