@@ -54,7 +54,7 @@ def norse_supports(graph: nir.NIRGraph | GraphView) -> tuple[bool, str]:
             return False, f"IF node {name!r}: Norse ignores r, and r·dt = {float(m.gain.max()):g} here"
         if m.kind == "LIF" and np.any(m.r != 1):
             return False, f"LIF node {name!r}: Norse ignores r, and r = {float(m.r.max()):g} here"
-        if m.kind in ("LIF", "CubaLIF") and np.any(m.v_leak != 0):
+        if m.kind == "CubaLIF" and np.any(m.v_leak != 0):
             return False, f"{m.kind} node {name!r}: Norse's CubaLIF leaks its current towards v_leak too; v_leak ≠ 0 here"
     return True, ""
 

@@ -20,7 +20,7 @@ import torch
 
 from kdsnn import if_kernels
 from kdsnn.export.graph import set_meta
-from kdsnn.neuron_models import IFModel
+from kdsnn.neuron_models import MODELS, IFModel
 from kdsnn.neurons import IFParams, _forward_steps, if_step
 
 T, B, N = 9, 3, 12
@@ -35,14 +35,55 @@ class Case:
     reset: str
     x: np.ndarray              # [T, B, N]
     integer: bool
+    node: nir.NIRNode | None = None   # a leaky model's NIR node (LIF, CubaLIF, LI, I); None: IF from the fields above
+    dt: float = 1.0
 
     @property
     def per_neuron(self) -> bool:
         return self.threshold.size > 1
 
-    def model(self) -> IFModel:
+    @property
+    def kind(self) -> str:
+        return "IF" if self.node is None else self.model().kind
+
+    def model(self):
+        if self.node is not None:
+            return MODELS[type(self.node)](self.node, dt=self.dt, integer=self.integer)
         return IFModel(threshold=self.threshold.astype(np.float64), r=np.ones(1), v_reset=np.array([self.v_reset]),
                        reset=self.reset)
+
+
+def _full(v: float) -> np.ndarray:
+    return np.full(N, float(v))
+
+
+def _leaky_cases(rng: np.random.Generator) -> list[Case]:
+    """Leaky models: float (NIR's forward Euler with dt; τ powers of two where Norse must agree bit for
+    bit) and integer (Loihi's 12-bit decays: dt/τ = dv/4096, (du + 1)/4096; unit input gains)."""
+    one, z = np.ones(1), _full(0.0)
+    flt = lambda mu, sd: rng.normal(mu, sd, (T, B, N)).astype(np.float32).astype(np.float64)  # noqa: E731
+    ints = lambda lo, hi: rng.integers(lo, hi, (T, B, N)).astype(np.float64)  # noqa: E731
+    taus = 2.0 ** rng.integers(1, 5, N)
+    return [
+        Case("lif_float", one, 0.0, "hard", flt(0.5, 0.6), False,
+             nir.LIF(tau=taus, r=_full(1.0), v_leak=z, v_threshold=_full(1.0), v_reset=z)),
+        Case("lif_leak_gain_dt", one, 0.0, "hard", flt(0.1, 0.1), False,
+             nir.LIF(tau=_full(1e-3), r=_full(10.0), v_leak=_full(0.05), v_threshold=_full(1.0), v_reset=_full(-0.1)),
+             dt=1e-4),
+        Case("cubalif_float", one, 0.0, "hard", flt(0.4, 0.5), False,
+             nir.CubaLIF(tau_syn=_full(4.0), tau_mem=taus, r=_full(1.0), v_leak=z, v_threshold=_full(0.5),
+                         v_reset=z, w_in=_full(4.0))),
+        Case("cubalif_gain", one, 0.0, "hard", flt(0.2, 0.5), False,
+             nir.CubaLIF(tau_syn=_full(5.0), tau_mem=_full(10.0), r=_full(2.0), v_leak=_full(0.1),
+                         v_threshold=_full(0.3), v_reset=z, w_in=_full(3.0))),
+        Case("li_float", one, 0.0, "hard", flt(0.3, 0.6), False, nir.LI(tau=_full(4.0), r=_full(1.5), v_leak=_full(0.2))),
+        Case("integrator_float", one, 0.0, "hard", flt(0.1, 0.6), False, nir.I(r=_full(0.5))),
+        Case("lif_integer", one, 0.0, "hard", ints(-20, 41), True,
+             nir.LIF(tau=_full(8.0), r=_full(8.0), v_leak=z, v_threshold=_full(37.0), v_reset=z)),
+        Case("cubalif_integer", one, 0.0, "hard", ints(-15, 30), True,
+             nir.CubaLIF(tau_syn=_full(4.0), tau_mem=_full(8.0), r=_full(8.0), v_leak=z, v_threshold=_full(60.0),
+                         v_reset=z, w_in=_full(4.0))),
+    ]
 
 
 def _cases() -> list[Case]:
@@ -63,6 +104,7 @@ def _cases() -> list[Case]:
         Case("near_24_bit", one * (V24 - 3 * 2 ** 20), 0.0, "hard", big, True),
         Case("per_neuron_threshold", rng.integers(1, 30, N).astype(np.float64), 0.0, "hard",
              rng.integers(-5, 15, (T, B, N)).astype(np.float64), True),
+        *_leaky_cases(np.random.default_rng(11)),
     ]
 
 
@@ -111,13 +153,14 @@ def training_fused_autograd(c: Case):
 
 def _graph(c: Case) -> nir.NIRGraph:
     ones = np.ones(N)
+    node = c.node if c.node is not None else nir.IF(r=ones, v_threshold=np.broadcast_to(c.threshold, (N,)).copy(),
+                                                    v_reset=ones * c.v_reset)
     g = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([N])}),
-                            "if1": nir.IF(r=ones, v_threshold=np.broadcast_to(c.threshold, (N,)).copy(),
-                                          v_reset=ones * c.v_reset),
+                            "if1": node,
                             "output": nir.Output(output_type={"output": np.array([N])})},
                      edges=[("input", "if1"), ("if1", "output")], type_check=False)
     set_meta(g, {"producer": "kdsnn", "timesteps": T, "encoding": "direct", "integer": c.integer,
-                 "input_scale": None, "readout": "spike", "dt": 1, "reset": "hard"})
+                 "input_scale": None, "readout": "spike", "dt": c.dt, "reset": "hard"})
     return g
 
 
@@ -206,7 +249,14 @@ def lava_lif(c: Case):
     from lava.proc.lif.process import LIF
 
     source = Source(data=np.moveaxis(c.x.reshape(T, B * N), 0, -1).astype(np.int32))
-    lif = LIF(**lif_params((B * N,), int(c.threshold[0]), np.zeros(1)))
+    if c.node is None:
+        lif = LIF(**lif_params((B * N,), int(c.threshold[0]), np.zeros(1)))
+    else:  # Loihi's CUBA with the model's 12-bit decays: dt/τ_mem = dv/4096, dt/τ_syn = (du + 1)/4096
+        m = c.model()
+        dv = round(float(m.leak.flat[0]) * 4096)
+        du = round(float(m.syn_leak.flat[0]) * 4096) - 1 if m.kind == "CubaLIF" else 4095
+        lif = LIF(shape=(B * N,), du=du, dv=dv, vth=int(m.threshold.flat[0]), bias_mant=np.zeros(B * N, np.int32),
+                  bias_exp=0)
     sink = Sink(shape=(B * N,), buffer=T)
     source.s_out.connect(lif.a_in)
     lif.s_out.connect(sink.a_in)
@@ -223,6 +273,10 @@ def lava_lif(c: Case):
 
 def _lava_limit(c: Case) -> str | None:
     from kdsnn.export.loihi import STATE_MAX
+    if c.node is not None:
+        if not c.integer or c.kind not in ("LIF", "CubaLIF"):
+            return "Loihi's fixed point: integer LIF and CubaLIF only"
+        return None
     if not c.integer or c.reset == "soft" or c.per_neuron:
         return "integer graphs, hard reset, one threshold per population"
     if c.v_reset != 0:
@@ -232,29 +286,71 @@ def _lava_limit(c: Case) -> str | None:
     return None
 
 
+def norse(c: Case):
+    """Norse 1.1's own neurons (IAF, LIFBox, LIBox + LIFBox), read from the same NIR node by its from_nir
+    with the same dt: spikes."""
+    from kdsnn.deploy.norse_backend import norse_available, run_norse
+
+    ok, why = norse_available()
+    assert ok, why
+    _, spikes = run_norse(_graph(c), torch.from_numpy(c.x.astype(np.float32)))
+    return spikes["if1"].numpy(), None, None
+
+
+def _norse_limit(c: Case) -> str | None:
+    if c.node is not None and c.integer:
+        return "Loihi's fixed-point decays are not Norse's"
+    if c.reset == "soft":
+        return "NIR's IF resets to v_reset"
+    from kdsnn.deploy.norse_backend import norse_supports
+    ok, why = norse_supports(_graph(c))
+    return None if ok else why
+
+
+def _if_only(limit: Callable[[Case], str | None]) -> Callable[[Case], str | None]:
+    """An IF-only implementation's limit: leaky models are outside it."""
+    return lambda c: "IF only" if c.node is not None else limit(c)
+
+
+def _any_model(limit: Callable[[Case], str | None]) -> Callable[[Case], str | None]:
+    """A NIR-graph implementation runs every model; ONNX has no exact Loihi fixed-point decay in float32."""
+    def check(c: Case) -> str | None:
+        if c.node is not None:
+            return "Loihi's fixed-point decay is not exact in float32" if c.integer else None
+        return limit(c)
+    return check
+
+
 IMPLEMENTATIONS: dict[str, tuple[Callable, Callable[[Case], str | None]]] = {
-    "training if_step": (training_step, lambda c: "IFParams has one θ per layer" if c.per_neuron else None),
-    "training compiled kernel": (training_compiled_kernel, lambda c: "IFParams has one θ per layer" if c.per_neuron else None),
-    "training torch ops": (training_torch_ops, lambda c: "IFParams has one θ per layer" if c.per_neuron else None),
-    "training fused autograd": (training_fused_autograd, lambda c: "IFParams has one θ per layer" if c.per_neuron else None),
+    "training if_step": (training_step, _if_only(lambda c: "IFParams has one θ per layer" if c.per_neuron else None)),
+    "training compiled kernel": (training_compiled_kernel,
+                                 _if_only(lambda c: "IFParams has one θ per layer" if c.per_neuron else None)),
+    "training torch ops": (training_torch_ops, _if_only(lambda c: "IFParams has one θ per layer" if c.per_neuron else None)),
+    "training fused autograd": (training_fused_autograd,
+                                _if_only(lambda c: "IFParams has one θ per layer" if c.per_neuron else None)),
     "graph runtime": (graph_runtime, lambda c: "NIR's IF resets to v_reset" if c.reset == "soft" else None),
-    "simulator general kernel": (simulator_general_kernel, lambda c: "NIR's IF resets to v_reset" if c.reset == "soft" else None),
+    "simulator general kernel": (simulator_general_kernel,
+                                 _if_only(lambda c: "NIR's IF resets to v_reset" if c.reset == "soft" else None)),
     "simulator fast kernel": (simulator_fast_kernel,
-                              lambda c: "integer graphs only" if not c.integer else
-                              ("NIR's IF resets to v_reset" if c.reset == "soft" else None)),
-    "simulator general run": (simulator_general_run, lambda c: "NIR's IF resets to v_reset" if c.reset == "soft" else None),
-    "simulator fast run": (simulator_fast_run, lambda c: "integer graphs only" if not c.integer else
-                           ("NIR's IF resets to v_reset" if c.reset == "soft" else None)),
-    "onnx step": (onnx_step, lambda c: "NIR's IF resets to v_reset" if c.reset == "soft" else None),
-    "onnx unrolled": (onnx_unrolled, lambda c: "NIR's IF resets to v_reset" if c.reset == "soft" else None),
+                              _if_only(lambda c: "integer graphs only" if not c.integer else
+                                       ("NIR's IF resets to v_reset" if c.reset == "soft" else None))),
+    "simulator general run": (simulator_general_run,
+                              _if_only(lambda c: "NIR's IF resets to v_reset" if c.reset == "soft" else None)),
+    "simulator fast run": (simulator_fast_run, _if_only(lambda c: "integer graphs only" if not c.integer else
+                                                        ("NIR's IF resets to v_reset" if c.reset == "soft" else None))),
+    "onnx step": (onnx_step, _any_model(lambda c: "NIR's IF resets to v_reset" if c.reset == "soft" else None)),
+    "onnx unrolled": (onnx_unrolled, _any_model(lambda c: "NIR's IF resets to v_reset" if c.reset == "soft" else None)),
     "lava lif": (lava_lif, _lava_limit),
+    "norse": (norse, _norse_limit),
 }
 
 
-def _reference(c: Case, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The spec's spikes, membranes and pre-reset membranes, in the implementation's precision."""
+def _reference(c: Case, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The spec's spikes (a readout's outputs), membranes and pre-reset membranes (IF), in the implementation's precision."""
     m = c.model()
     x = c.x.astype(dtype)
+    if c.node is not None:
+        return (*m.run(x), None)
     v = np.zeros((B, N), dtype=dtype)
     s_all, v_all, h_all = [], [], []
     for t in range(T):
@@ -266,7 +362,7 @@ def _reference(c: Case, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.stack(s_all), np.stack(v_all), np.stack(h_all)
 
 
-FLOAT32 = {"graph runtime", "onnx step", "onnx unrolled"}
+FLOAT32 = {"graph runtime", "onnx step", "onnx unrolled", "norse"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -276,12 +372,18 @@ def test_conformance(impl: str, case: Case, tmp_path) -> None:
     why = limit(case)
     if why is not None:
         # a stated limit of the implementation, not a skip: the case really is outside what it represents
-        assert case.reset == "soft" or case.per_neuron or not case.integer or impl == "lava lif"
+        assert case.reset == "soft" or case.per_neuron or not case.integer or impl in ("lava lif", "norse") or case.node is not None
         return
     dtype = np.float32 if impl in FLOAT32 and not case.integer else np.float64
     spikes, membranes, pre = run(case, tmp_path) if impl.startswith("onnx") else run(case)
     ref_s, ref_v, ref_h = _reference(case, dtype)
-    if isinstance(membranes, str):  # spike counts over T
+    if isinstance(membranes, str):  # logits: spike counts over T, or a readout's mean over T (summed in order)
+        if case.node is not None and not case.model().spiking:
+            acc = ref_s[0]
+            for t in range(1, T):
+                acc = acc + ref_s[t]
+            np.testing.assert_array_equal(spikes, acc / dtype(T))
+            return
         np.testing.assert_array_equal(spikes, ref_s.sum(0))
         return
     np.testing.assert_array_equal(spikes.reshape(T, B, N), ref_s, err_msg=f"{impl}: spikes differ from the spec")
@@ -302,7 +404,7 @@ def test_cases_exercise_the_edges() -> None:
     assert V24 - 2 ** 21 < h.max() <= V24 and s.any()   # within 2^21 of the 24-bit bound, never past it
     for c in CASES:
         s, _, _ = _reference(c, np.float64)
-        assert 0 < s.mean() < 1 or c.name == "negative", c.name
+        assert 0 < s.mean() < 1 or c.name == "negative" or not c.model().spiking, c.name
 
 
 def test_reference_step_by_hand() -> None:
@@ -323,3 +425,40 @@ def test_reference_step_by_hand() -> None:
     assert gain.run(np.array([[0.3], [0.3]]))[0].ravel().tolist() == [0, 1]   # 0.6, 1.2
     torch_s, torch_v = hard.run(torch.tensor([[0.6], [0.6]], dtype=torch.float64))
     assert torch_s.ravel().tolist() == [0, 1] and torch_v.ravel().tolist() == pytest.approx([0.6, 0.0])
+
+
+def test_leaky_reference_by_hand() -> None:
+    """LIF, CubaLIF, LI and Integrator on sequences worked out by hand (forward Euler with dt)."""
+    from kdsnn.errors import KdsnnError
+    from kdsnn.neuron_models import CubaLIFModel, IntegratorModel, LIFModel, LIModel
+
+    one, zero = np.ones(1), np.zeros(1)
+    lif = LIFModel(tau=np.array([2.0]), r=np.array([2.0]), v_leak=zero, threshold=one, v_reset=zero, dt=1.0)
+    # a = 1/2: h = v + (−v + 2x)/2 = v/2 + x: 0.5, 0.25+0.5=0.75, 0.375+0.8=1.175→spike→0, 0.3
+    s, v = lif.run(np.array([[0.5], [0.5], [0.8], [0.3]]))
+    assert s.ravel().tolist() == [0, 0, 1, 0] and v.ravel() == pytest.approx([0.5, 0.75, 0.0, 0.3])
+    snn = LIFModel(tau=np.array([1e-3]), r=np.array([10.0]), v_leak=zero, threshold=one, v_reset=zero, dt=1e-4)
+    s, v = snn.run(np.array([[0.6], [0.6]]))    # snnTorch's β = 0.9 at dt = 1e-4: v = 0.9v + x: 0.6, 1.14 > 1
+    assert s.ravel().tolist() == [0, 1] and v.ravel() == pytest.approx([0.6, 0.0])
+    no_leak = LIFModel(tau=np.array([np.inf]), r=np.array([1.0]), v_leak=zero, threshold=one, v_reset=zero)
+    assert no_leak.leak.item() == 0 and no_leak.run(np.array([[5.0]]))[1].item() == 0   # τ = ∞: no leak, no drive
+    cuba = CubaLIFModel(tau_syn=np.array([2.0]), tau_mem=np.array([4.0]), r=np.array([4.0]), v_leak=zero,
+                        threshold=one, v_reset=zero, w_in=np.array([2.0]))
+    # I = I/2 + x; h = 3v/4 + I: x = 1, 0, 0 → I 1, 0.5, 0.25; h 1 (= θ: no spike), 1.25→spike→0, 0.25
+    s, v = cuba.run(np.array([[1.0], [0.0], [0.0]]))
+    assert s.ravel().tolist() == [0, 1, 0] and v.ravel() == pytest.approx([1.0, 0.0, 0.25])
+    li = LIModel(tau=np.array([2.0]), r=one, v_leak=np.array([1.0]), dt=1.0)
+    assert li.run(np.array([[1.0], [1.0]]))[0].ravel() == pytest.approx([1.0, 1.5])     # v += (1 − v + x)/2
+    assert IntegratorModel(r=np.array([2.0]), dt=0.5).run(np.array([[1.0], [-3.0]]))[0].ravel().tolist() == [1.0, -2.0]
+    # Loihi's fixed point: the decay rounds toward zero on the 1/64 grid (dv = 512: keep 7/8)
+    fixed = LIFModel(tau=np.array([8.0]), r=np.array([8.0]), v_leak=zero, threshold=np.array([100.0]), v_reset=zero,
+                     integer=True)
+    v = fixed.run(np.array([[3.0], [0.0], [0.0]]))[1].ravel()
+    assert v.tolist() == [3.0, 168 / 64, 147 / 64]          # 3·7/8 = 2.625 = 168/64; 168·7/8 = 147
+    assert fixed.run(np.array([[-1.0], [0.0]]))[1].ravel().tolist() == [-1.0, -56 / 64]
+    with pytest.raises(KdsnnError, match="∞/∞ undefined"):
+        LIFModel(tau=np.array([np.inf]), r=np.array([np.inf]), v_leak=zero, threshold=one, v_reset=zero)
+    with pytest.raises(KdsnnError, match=r"dt/τ = 2 > 1"):
+        LIFModel(tau=np.array([0.5]), r=one, v_leak=zero, threshold=one, v_reset=zero)
+    with pytest.raises(KdsnnError, match="12-bit"):
+        LIFModel(tau=np.array([3.0]), r=np.array([3.0]), v_leak=zero, threshold=one, v_reset=zero, integer=True)

@@ -88,7 +88,11 @@ def param(model: Any, value: np.ndarray, like: Any, key: str) -> Any:
 
 
 def zeros(like: Any) -> Any:
-    return torch.zeros_like(like) if isinstance(like, torch.Tensor) else np.zeros_like(np.asarray(like, dtype=np.float64))
+    """The resting state shaped like one step's input, in its float dtype (float64 for integer arrays)."""
+    if isinstance(like, torch.Tensor):
+        return torch.zeros_like(like)
+    like = np.asarray(like)
+    return np.zeros(like.shape, dtype=like.dtype if like.dtype.kind == "f" else np.float64)
 
 
 def fire_reset(h: Any, th: Any, v_reset: Any, reset: str) -> tuple[Any, Any]:
