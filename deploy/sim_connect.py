@@ -216,7 +216,9 @@ class ConvOp:
         (sy, sx), (dy, dx) = self.stride, self.dilation
         korder = sorted(range(kw), key=lambda kx: ((kx * dx) % sx, -kx))
         kpos = np.argsort(korder)
-        wk = w.reshape(g, cout_g, cin_g, kh, kw)[..., korder].transpose(0, 2, 1, 3, 4)  # [g, ci, co, ky, kpos]
+        yorder = sorted(range(kh), key=lambda ky: ((ky * dy) % sy, -ky))  # rows too: an interior source's
+        ypos = np.argsort(yorder)                                          # weights are then consecutive
+        wk = w.reshape(g, cout_g, cin_g, kh, kw)[:, :, :, yorder][..., korder].transpose(0, 2, 1, 3, 4)
         weight = np.ascontiguousarray(wk, dtype=np.float64).ravel() + 0.0
         ycls, ybase, yclasses = _axis_classes(h, ho, kh, sy, self.pads[0], dy)
         xcls, xbase, xclasses = _axis_classes(wd, wo, kw, sx, self.pads[1], dx)
@@ -227,7 +229,7 @@ class ConvOp:
                     for ry, ky in yc:
                         last = -1
                         for rx, kx in xc:
-                            t, k = co * ho * wo + ry * wo + rx, (co * kh + ky) * kw + int(kpos[kx])
+                            t, k = co * ho * wo + ry * wo + rx, (co * kh + int(ypos[ky])) * kw + int(kpos[kx])
                             if last >= 0 and at[last] + ln[last] == t and kk[last] + ln[last] == k:
                                 ln[last] += 1
                             else:

@@ -50,7 +50,12 @@ def general_arrays(t: Tables) -> tuple[np.ndarray, ...]:
     sptr = cs[t.rptr]
     keep = np.flatnonzero(~short)
     rptr = np.searchsorted(keep, t.rptr).astype(np.int64)
-    return (t.pattern, t.first, t.kbases, sptr, s_at, s_k, rptr, t.run_at[keep], t.run_len[keep], t.run_k[keep],
+    step = np.diff(s_k, append=s_k[-1:] + 1) == 1  # weight index k+1 follows k
+    breaks = np.concatenate([[0], np.cumsum(~step)])
+    s_seq = (breaks[np.maximum(sptr[1:] - 1, sptr[:-1])] == breaks[sptr[:-1]]) | (sptr[1:] == sptr[:-1])
+    s_seq = np.append(s_seq, True)
+    small = np.int32 if max(s_at.max(initial=0), s_k.max(initial=0)) < 2 ** 31 else np.int64  # fewer bytes per synapse
+    return (t.pattern, t.first, t.kbases, sptr, s_at.astype(small), s_k.astype(small), s_seq, rptr, t.run_at[keep], t.run_len[keep], t.run_k[keep],
             t.run_step[keep], t.fan, np.ascontiguousarray(t.weight, dtype=np.float64))
 
 

@@ -36,7 +36,7 @@ L_VMIN, L_VMAX, L_HMAX0, L_HMIN0 = range(4)                 # lim: 24-bit range,
 
 @njit(cache=True, nogil=True)
 def deliver(ev_cnt: np.ndarray, ev_idx: np.ndarray, ev_val: np.ndarray, mode: int, pattern: np.ndarray,
-            first: np.ndarray, kbase: np.ndarray, sptr: np.ndarray, s_at: np.ndarray, s_k: np.ndarray, rptr: np.ndarray, run_at: np.ndarray, run_len: np.ndarray, run_k: np.ndarray,
+            first: np.ndarray, kbase: np.ndarray, sptr: np.ndarray, s_at: np.ndarray, s_k: np.ndarray, s_seq: np.ndarray, rptr: np.ndarray, run_at: np.ndarray, run_len: np.ndarray, run_k: np.ndarray,
             run_step: np.ndarray, fan: np.ndarray, weight: np.ndarray, cur: np.ndarray, recv: np.ndarray,
             acc: np.ndarray, accv: np.ndarray, mark: np.ndarray, touched: np.ndarray) -> int:  # pragma: no cover
     """Add each row ``b``'s events (sources ``ev_idx[b, :ev_cnt[b]]``) through the tables into ``cur``
@@ -57,32 +57,38 @@ def deliver(ev_cnt: np.ndarray, ev_idx: np.ndarray, ev_val: np.ndarray, mode: in
         cur_b, recv_b = cur[b], recv[b]
         for e in range(ev_cnt[b]):
             i = ev_idx[b, e]
-            p, at = pattern[i], first[i]
+            p, at, kb = pattern[i], first[i], kbase[i]
             events += fan[p]
             v = ev_val[b, e] if analog else 1.0  # a spike adds each weight once (1.0 · w is w, bit for bit)
-            kb = kbase[i]
-            for k in range(sptr[p], sptr[p + 1]):  # single synapses (a conv's short runs, expanded)
-                j = at + s_at[k]
-                w = weight[kb + s_k[k]]
-                if mode == EXACT:
-                    cur_b[j] += w
+            lo, hi = sptr[p], sptr[p + 1]
+            seq = s_seq[p] and hi > lo  # consecutive weights: no index to read per synapse
+            k_lo = kb + s_k[lo] - lo if seq else 0
+            if mode == EXACT:
+                for k in range(lo, hi):
+                    j = at + s_at[k]
+                    cur_b[j] += weight[k_lo + k] if seq else weight[kb + s_k[k]]
                     recv_b[j] = True
-                    continue
+                for r in range(rptr[p], rptr[p + 1]):
+                    j0, k0, step = at + run_at[r], kb + run_k[r], run_step[r]
+                    for q in range(run_len[r]):
+                        cur_b[j0 + q * step] += weight[k0 + q]
+                        recv_b[j0 + q * step] = True
+                continue
+            # single synapses (a conv's short runs, expanded); ``ws``/``wk`` address the weights either way
+            ws, wk = (weight[k_lo + lo:k_lo + hi], s_k[lo:lo]) if seq else (weight[kb:], s_k[lo:hi])
+            for k in range(hi - lo):
+                j = at + s_at[lo + k]
                 if not mark[j]:
                     mark[j] = True
                     touched[nt] = j
                     nt += 1
-                acc[j] += v * w
+                acc[j] += v * (ws[k] if seq else ws[wk[k]])
                 if analog:
                     accv[j] += v
             for r in range(rptr[p], rptr[p + 1]):  # long runs (a dense layer's rows)
                 j0, k0, step = at + run_at[r], kb + run_k[r], run_step[r]
                 for q in range(run_len[r]):
                     j = j0 + q * step
-                    if mode == EXACT:
-                        cur_b[j] += weight[k0 + q]
-                        recv_b[j] = True
-                        continue
                     if not mark[j]:
                         mark[j] = True
                         touched[nt] = j
