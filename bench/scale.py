@@ -8,10 +8,12 @@ of the same integer graph (``kdsnn.export.runtime.GraphSNN``, float64 holding in
 inputs in the same process. Both use 2 threads at most. Each student runs in its own process so
 its peak RSS is its own.
 
-    .venv/bin/python bench/scale.py [--archs snn_2conv ...] [--batch 8] [--repeats 3] [--write docs/benchmarks.md]
+    .venv/bin/python bench/scale.py [--archs snn_2conv ...] [--batch 8] [--repeats 3] [--lava snn_resnet14 ...]
+        [--write docs/benchmarks.md]
 
-About 3 minutes on 2 cores. Lava is not run here: residual students need the Lava process graph
-being built in deploy/lava_backend.py (issue 9 item 2); the column says so.
+About 3 minutes on 2 cores without Lava. ``--lava ARCH ...`` also runs Lava (``run_lava``, through
+bench/lava.py's ``lava_seconds_per_sample``) on the first input for those students, in the same
+process: seconds to minutes per sample (its convolutions cost channels², not spikes).
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]  # bench/lava.py
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._doc import replace_section  # noqa: E402
 
@@ -62,7 +65,7 @@ def timed(fn, repeats: int) -> float:
     return min(best)  # as timeit: on a shared machine interference only adds time
 
 
-def measure(graph_file: str, batch: int, repeats: int) -> dict:
+def measure(graph_file: str, batch: int, repeats: int, lava: bool = False) -> dict:
     """In this (fresh) process: plan, simulate, GraphSNN; returns the figures."""
     torch.set_num_threads(2)
     from kdsnn.deploy.simulator import Plan, simulate
@@ -82,7 +85,14 @@ def measure(graph_file: str, batch: int, repeats: int) -> dict:
     t_sim = timed(lambda: simulate(plan, x), repeats) / batch
     t_dense = timed(lambda: ref.run(x), repeats) / batch
     rates = [st.firing_rate for st in res.neurons.values()]
-    return {"build_s": build_s, "rss_mb": rss_sim, "rss_all_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    lava_s = None
+    if lava:
+        from bench.lava import lava_seconds_per_sample
+        got = lava_seconds_per_sample(graph, x[:1])
+        if not got.get("identical", False):
+            raise SystemExit("Lava's spikes or logits differ from GraphSNN's")
+        lava_s = got["per_sample_s"]
+    return {"lava_s": lava_s, "build_s": build_s, "rss_mb": rss_sim, "rss_all_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "sim_ms": t_sim * 1e3, "dense_ms": t_dense * 1e3, "synops": res.per_sample()["synops"],
             "macs": res.per_sample()["macs_effective"], "synapses": sum(c.synapses for c in plan.connections),
             "fast": plan.fast is not None, "rate_min": min(rates) * 100, "rate_mean": float(np.mean(rates)) * 100,
@@ -95,10 +105,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--write", default=None, help="docs/benchmarks.md: replace the '## Simulator at CIFAR scale' section")
+    ap.add_argument("--lava", nargs="*", default=[], help="students to also run on Lava (1 sample each)")
     ap.add_argument("--measure", default=None, help=argparse.SUPPRESS)  # internal: one student in a fresh process
     a = ap.parse_args()
     if a.measure:
-        print(json.dumps(measure(a.measure, a.batch, a.repeats)))
+        print(json.dumps(measure(a.measure, a.batch, a.repeats, bool(a.lava))))
         return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,8 +118,9 @@ def main() -> None:
             f = Path(tmp) / f"{arch}.pkl"
             f.write_bytes(pickle.dumps(graph))
             del graph
+            lava = ["--lava", arch] if arch in a.lava else []
             run = subprocess.run([sys.executable, __file__, "--measure", str(f), "--batch", str(a.batch),
-                                  "--repeats", str(a.repeats)], capture_output=True, text=True, check=False)
+                                  "--repeats", str(a.repeats), *lava], capture_output=True, text=True, check=False)
             if run.returncode:
                 raise SystemExit(f"{arch}: {run.stderr.strip().splitlines()[-1]}")
             r = json.loads(run.stdout.strip().splitlines()[-1]) | {"arch": arch, "params": params}
@@ -116,14 +128,21 @@ def main() -> None:
             print(f"{arch:13s} {params / 1e6:5.2f} M params  plan {r['build_s']:5.2f} s  RSS {r['rss_mb']:6.0f} MB  "
                   f"sim {r['sim_ms']:7.1f} ms  dense {r['dense_ms']:7.1f} ms  ({r['sim_ms'] / r['dense_ms']:.2f}×)  "
                   f"{r['synops'] / 1e6:7.1f} MSynOps/inf  firing {r['rate_min']:.1f}-{r['rate_max']:.1f} % "
-                  f"(mean {r['rate_mean']:.1f})  fast path {r['fast']}", flush=True)
+                  f"(mean {r['rate_mean']:.1f})  fast path {r['fast']}  Lava {_lava_cell(r)} s/sample", flush=True)
     if a.write:
         replace_section(Path(a.write), "Simulator at CIFAR scale", _markdown(a, rows))
 
 
+def _lava_cell(r: dict) -> str:
+    if r.get("lava_s") is not None:
+        return f"{r['lava_s']:.1f}"
+    return "—"
+
+
 def _markdown(a, rows: list[dict]) -> str:
+    lava = f"--lava {' '.join(a.lava)} " if a.lava else ""
     cmd = (f".venv/bin/python bench/scale.py --archs {' '.join(a.archs)} --batch {a.batch} --repeats {a.repeats} "
-           "--write docs/benchmarks.md")
+           f"{lava}--write docs/benchmarks.md")
     lines = ["| student | parameters | composed synapses | plan build | peak RSS | firing % (min-max, mean) "
              "| SynOps / inf | simulator ms / inf | dense PyTorch ms / inf | sim / dense | Lava s / sample |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -131,7 +150,7 @@ def _markdown(a, rows: list[dict]) -> str:
         lines.append(f"| {r['arch']} | {r['params'] / 1e6:.2f} M | {r['synapses'] / 1e6:,.0f} M | {r['build_s']:.2f} s | "
                      f"{r['rss_mb'] / 1024:.2f} GB | {r['rate_min']:.1f}-{r['rate_max']:.1f} ({r['rate_mean']:.1f}) | "
                      f"{r['synops'] / 1e6:,.1f} M | {r['sim_ms']:.1f} | {r['dense_ms']:.1f} | "
-                     f"{r['sim_ms'] / r['dense_ms']:.2f}× | — (TODO) |")
+                     f"{r['sim_ms'] / r['dense_ms']:.2f}× | {_lava_cell(r)} |")
     r18 = next((r for r in rows if r["arch"] == "snn_resnet18"), None)
     worst = max(rows, key=lambda r: r["sim_ms"] / r["dense_ms"])
     met = lambda ok: "**met**" if ok else "**not met**"  # noqa: E731
@@ -157,9 +176,10 @@ Targets:
 - every student's simulation at most 2× the dense PyTorch time: worst {worst['arch']} at
   {worst['sim_ms'] / worst['dense_ms']:.2f}×: {met(all(r['sim_ms'] <= 2 * r['dense_ms'] for r in rows))}.
 
-Lava: not measured here. Residual students need Lava's process graph built from the NIR graph
-(deploy/lava_backend.py, issue 9 item 2, in progress elsewhere); TODO: add its seconds per sample
-when `run_lava` takes every student.
+Lava: seconds per sample of `run_lava` on the first input (flush included, start-up excluded; its
+spikes and logits checked against GraphSNN) for the students given to `--lava`, in the same process;
+"—": not run here. Lava's cost grows with channels² (a Python convolution per channel pair and
+step, see "Lava at 3×32×32"), so VGG and ResNet18 students would take far longer per sample.
 
 How the plan stays small: a convolution is stored as its kernel (one pattern per input channel and
 border class, runs of output channels read from the kernel), a pool before a synaptic layer is

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+# the repository root, not this folder, on the path: bench/lava.py must not shadow the lava package
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._doc import replace_section  # noqa: E402
 from kdsnn.deploy.simulator import Plan, simulate  # noqa: E402
