@@ -102,7 +102,8 @@ def core_load(view: Any, placement: Any, sim: Any, x: torch.Tensor) -> Load:
         per_src = s.sum(0).astype(np.float64)
         recv[c.target] += np.asarray(a.T @ per_src).ravel()
         reached[c.target] |= (sp.csr_matrix(s.astype(np.float64)) @ a).toarray() > 0
-        sent += np.bincount(placement.core_of[c.source], weights=per_src * dcount[ci], minlength=n_cores)
+        if c.source in placement.core_of:  # a population left unplaced (the network does not fit) sends nothing
+            sent += np.bincount(placement.core_of[c.source], weights=per_src * dcount[ci], minlength=n_cores)
     load = Load(T, B, [0.0] * n_cores, [0.0] * n_cores, [0.0] * n_cores, [0.0] * n_cores, [0.0] * n_cores,
                 list(sent / B), host_macs / B, host_msgs / B, notes)
     for pop, owner in placement.core_of.items():
