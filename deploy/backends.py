@@ -122,15 +122,12 @@ class Reference(Backend):
 
 
 def simulator_supports(view: GraphView) -> tuple[bool, str]:
-    """Whether the reference simulator represents every population of ``view`` (it runs NIR's IF
-    with reset to v_reset), naming the first node it cannot run and why."""
+    """Whether the reference simulator represents every population of ``view`` (IF, either reset),
+    naming the first node it cannot run and why."""
     for name, m in view.models.items():
         if m.kind != "IF":
             return False, (f"{m.kind} node {name!r}: the reference simulator runs IF populations only "
                            "(the PyTorch graph runtime, --backend pytorch, runs every neuron model)")
-        if m.reset != "hard":
-            return False, (f"IF node {name!r}: the reference simulator resets to v_reset; this file's IF "
-                           f"resets by subtraction ({view.reading.reset_why})")
     return True, ""
 
 
