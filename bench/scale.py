@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pickle
 import resource
 import subprocess
@@ -112,6 +113,7 @@ def main() -> None:
         print(json.dumps(measure(a.measure, a.batch, a.repeats, bool(a.lava))))
         return
     rows = []
+    load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         for arch in a.archs:
             graph, params = build(arch)
@@ -129,6 +131,7 @@ def main() -> None:
                   f"sim {r['sim_ms']:7.1f} ms  dense {r['dense_ms']:7.1f} ms  ({r['sim_ms'] / r['dense_ms']:.2f}×)  "
                   f"{r['synops'] / 1e6:7.1f} MSynOps/inf  firing {r['rate_min']:.1f}-{r['rate_max']:.1f} % "
                   f"(mean {r['rate_mean']:.1f})  fast path {r['fast']}  Lava {_lava_cell(r)} s/sample", flush=True)
+    a.load = (load0, os.getloadavg()[0])
     if a.write:
         replace_section(Path(a.write), "Simulator at CIFAR scale", _markdown(a, rows))
 
@@ -166,7 +169,11 @@ statistics give, listed per student). Inputs: {a.batch} uniform-noise images; be
 loading the graph, building the plan and simulating the batch (Python, torch, numba and the graph
 included; measured before the dense baseline runs), plan build is `Plan(graph)`. The dense baseline is `GraphSNN` on the same
 integer graph and inputs in the same process (every layer, every step; float64 holding integers); its
-logits equal the simulator's.
+logits equal the simulator's. A shared 2-core machine: 1-minute load average {a.load[0]:.1f} at the start,
+{a.load[1]:.1f} at the end. Other work slows the dense baseline (torch on 2 threads) more than the
+simulator, so the last column moves between runs; the simulator's own time per SynOp is the steadier figure
+({min(r['sim_ms'] / r['synops'] for r in rows) * 1e9:.2f}-{max(r['sim_ms'] / r['synops'] for r in rows) * 1e9:.2f} ns
+per SynOp here, first layer and neuron updates included).
 
 {chr(10).join(lines)}
 
