@@ -199,9 +199,9 @@ class Lava(Backend):
     def supports(self, view: GraphView) -> tuple[bool, str]:
         from .lava_backend import lava_supports
 
-        if not view.integer:
+        if not view.integer and all(m.kind == "IF" for m in view.models.values()):
             return False, "Lava runs integer graphs: quantize first (`kdsnn quantize` or `kdsnn export --format nir`)"
-        return lava_supports(view.graph)
+        return lava_supports(view.graph)  # a float leaky graph: the planner names the node
 
     def run(self, graph, x, progress=False, workdir=None, timesteps=None) -> BackendRun:
         from .lava_backend import lava_route, run_lava

@@ -1,6 +1,7 @@
 """Lava's process-graph route: build Lava processes from a :class:`LavaGraphPlan` and run them.
 
-Populations are ``LIFReset`` processes (relays plain ``LIF``); connections are Lava's ``Conv``
+Populations are ``LIFReset`` processes with their model's decays (IF: ``du = 4095, dv = 0``;
+integer LIF/CubaLIF: their 12-bit ``du``, ``dv``; relays plain IF-like ``LIF``); connections are Lava's ``Conv``
 (weights flipped and laid out as Lava's ``(C_out, W, H, C_in)``, as netx does), ``Dense`` over
 the ``C, H, W`` flattening of a map (``transpose([2, 1, 0]).flatten()``, as netx does) and
 ``Sparse`` diagonals over Lava's own flattening of a map. Dense and Sparse weights go in as
@@ -41,10 +42,10 @@ def run_graph(view: GraphView, plan: LavaGraphPlan, x: torch.Tensor, progress: b
         lags[pop.name] = pop.lag
     extremes = {}
     for pop in plan.neurons:
-        if pop.warnings:
+        if pop.warnings or pop.kind == "CubaLIF":  # a decaying current can outgrow one step's worst case
             cur = sum(synapse_current(c.synapse, torch.as_tensor(spikes[c.origin]))
                       for c in plan.connections if c.target == pop.name)
-            extremes[pop.name] = membrane_extremes(pop.name, cur, pop.threshold)
+            extremes[pop.name] = membrane_extremes(pop.name, cur, pop.threshold, view.models[pop.name])
     logits = host_readout(view, plan.readout_nodes, torch.as_tensor(spikes[plan.readout_source]))
     return LavaRun(logits, spikes, [plan.host_neuron], lags, startup, per_sample, steps, extremes, "process-graph")
 
@@ -53,9 +54,10 @@ def _lava_bias(bias: np.ndarray) -> np.ndarray:
     return lava_layout(bias[None])[0] if bias.ndim == 3 else bias
 
 
-def lif_params(shape: tuple[int, ...], threshold: int, bias: np.ndarray) -> dict:
-    """Lava LIF parameters of one IF population (our shape and bias layout): kdsnn's IF mapping, in one place."""
-    return dict(shape=lava_shape(shape), du=DU, dv=V_DECAY, vth=int(threshold), bias_exp=BIAS_EXP,
+def lif_params(shape: tuple[int, ...], threshold: int, bias: np.ndarray, du: int = DU, dv: int = V_DECAY) -> dict:
+    """Lava LIF parameters of one population (our shape and bias layout): kdsnn's IF mapping by default
+    (``du = 4095``, ``dv = 0``), a leaky model's 12-bit decays where given (:func:`.lava_plan.lava_neuron`)."""
+    return dict(shape=lava_shape(shape), du=int(du), dv=int(dv), vth=int(threshold), bias_exp=BIAS_EXP,
                 bias_mant=_lava_bias(np.broadcast_to(np.asarray(bias), shape)).astype(np.int32))
 
 
@@ -105,7 +107,7 @@ def _simulate(plan: LavaGraphPlan, host: np.ndarray, progress: bool) -> tuple[di
     shapes = {plan.host_neuron: tuple(host.shape[2:])}
     out_ports, in_ports, sinks = {plan.host_neuron: source.s_out}, {}, {}
     for pop in plan.populations:
-        common = lif_params(pop.shape, pop.threshold, pop.bias)
+        common = lif_params(pop.shape, pop.threshold, pop.bias, pop.du, pop.dv)
         proc = LIF(**common) if pop.relay_of else LIFReset(**common, reset_interval=T,
                                                            reset_offset=(1 + pop.lag) % T)
         shapes[pop.name] = pop.shape

@@ -10,6 +10,7 @@ import contextlib
 import io
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import nir
 import numpy as np
@@ -169,16 +170,31 @@ def synapse_current(syn: Synapse, spikes: torch.Tensor) -> torch.Tensor:
     return cur.view(t, -1, *cur.shape[1:])
 
 
-def membrane_extremes(name: str, currents: torch.Tensor, threshold: int) -> tuple[float, float]:
+def membrane_extremes(name: str, currents: torch.Tensor, threshold: int, model: Any = None) -> tuple[float, float]:
     """Lowest and highest membrane (before the spike test) of a population on ``currents [T, B, ...]``;
-    a KdsnnError if they left the range Lava holds (it clipped them, so its spikes are not exact)."""
-    model = IFModel(threshold=np.array([float(threshold)]), r=np.ones(1), v_reset=np.zeros(1))  # as Lava runs it
-    v = model.initial_state(currents[0])
-    lo, hi = 0.0, 0.0
-    for step in range(currents.shape[0]):
-        h = model.charge(currents[step], v)
-        lo, hi = min(lo, float(h.min())), max(hi, float(h.max()))
-        _, v = model.fire_reset(h)
+    a KdsnnError if they (or a CubaLIF's current) left the range Lava holds (it clipped or wrapped them,
+    so its spikes are not exact). ``model``: the population's leaky model (None or IF: IF as Lava runs it)."""
+    if model is None or model.kind == "IF":
+        model = IFModel(threshold=np.array([float(threshold)]), r=np.ones(1), v_reset=np.zeros(1))  # as Lava runs it
+        lo, hi = 0.0, 0.0
+        v = model.initial_state(currents[0])
+        for step in range(currents.shape[0]):
+            h = model.charge(currents[step], v)
+            lo, hi = min(lo, float(h.min())), max(hi, float(h.max()))
+            _, v = model.fire_reset(h)
+    else:
+        lo, hi, peak = 0.0, 0.0, 0.0
+        state = model.initial_state(currents[0])
+        for step in range(currents.shape[0]):
+            charged = model.charge(currents[step], state)
+            h = charged[1] if isinstance(charged, tuple) else charged
+            if isinstance(charged, tuple):  # CubaLIF: (current, membrane); Lava wraps the current at 24 bits
+                peak = max(peak, float(charged[0].abs().max()))
+            lo, hi = min(lo, float(h.min())), max(hi, float(h.max()))
+            _, state = model.step(currents[step], state)
+        if peak > STATE_MAX:
+            raise KdsnnError(f"layer {name!r}: synaptic current reached {peak:.0f} on these inputs, beyond Loihi's "
+                             f"24-bit current (|u| ≤ {STATE_MAX}); Lava wrapped it, so its spikes are not exact")
     if lo < -STATE_MAX or hi > STATE_MAX:
         raise KdsnnError(f"layer {name!r}: membrane reached [{lo:.0f}, {hi:.0f}] on these inputs, beyond "
                          f"Loihi's 24-bit range (|v| ≤ {STATE_MAX}); Lava clipped it, so its spikes are not exact")

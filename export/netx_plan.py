@@ -119,7 +119,7 @@ def check_graph(view: GraphView) -> int:
     if not view.integer:
         raise KdsnnError("netx export needs an integer graph: quantize it first (quantize_graph(graph, integer=True), "
                          "or `kdsnn quantize`)")
-    if view.reset != "hard":
+    if view.reset != "hard" and any(isinstance(view.nodes[n], nir.IF) for n in view.models):  # IF's rule only
         raise KdsnnError(f"reset mode {view.reset!r} cannot be expressed by Lava's CUBA neuron (reset to 0); "
                          "train with --reset hard")
     if not view.timesteps:
