@@ -12,10 +12,19 @@ per operation, each with its energy in joules and the ``source`` it comes from::
     [ops.neuron_update]              # one neuron update per step (or the pair below)
     ...
     # [ops.neuron_update_active] / [ops.neuron_update_inactive]
+    [ops.decay]                      # optional: one leaky state variable's decay per update
+    ...
 
 A neuron update is *active* when the neuron received at least one event (spike or nonzero
 analog input through a synapse) in that step or spiked; otherwise it is inactive. Only
 profiles that price the two differently (Loihi) use the split.
+
+A leaky neuron's update (LIF, CubaLIF, LI) costs the IF update plus one ``decay`` per state
+variable that decays (``0 < dt/τ < 1``: a LIF's membrane, a CubaLIF's current and membrane):
+forward Euler's leak term, one multiply and one add. The counts carry ``decays`` (and
+``leaky_neuron_updates``, the updates of neurons with at least one decay) where the graph has
+leaky populations (:func:`kdsnn.deploy.synops.leaky_counts`); a profile without ``ops.decay``
+is refused for such counts, never priced as IF.
 """
 from __future__ import annotations
 
@@ -29,7 +38,7 @@ from typing import Any, Mapping
 
 from kdsnn.errors import KdsnnError
 
-OPS = ("synop", "mac", "neuron_update", "neuron_update_active", "neuron_update_inactive")
+OPS = ("synop", "mac", "neuron_update", "neuron_update_active", "neuron_update_inactive", "decay")
 STAT_KEYS = ("synops", "macs_effective", "neuron_updates")
 
 
@@ -150,7 +159,8 @@ def energy_report(stats: Any, ann_macs: Mapping[str, int | float], profile: Prof
     """Joules per inference of the SNN (breakdown) against ANNs given by their dense MACs.
 
     ``stats``: a :class:`~kdsnn.deploy.simulator.SimResult` or its ``per_sample()`` dict
-    (synops, macs_effective, neuron_updates, and active_neuron_updates for split profiles).
+    (synops, macs_effective, neuron_updates, and active_neuron_updates for split profiles;
+    ``decays`` where the graph has leaky neurons, absent or 0 for IF-only graphs).
     ``ann_macs``: e.g. ``{"teacher": ..., "student_ann": ...}``, dense MACs per inference.
     """
     prof = load_profile(profile)
@@ -169,6 +179,12 @@ def energy_report(stats: Any, ann_macs: Mapping[str, int | float], profile: Prof
         snn["neuron_updates_inactive"] = _line(updates - active, ops["neuron_update_inactive"])
     else:
         snn["neuron_updates"] = _line(updates, ops["neuron_update"])
+    decays = _count(per, "decays") if "decays" in per else 0.0
+    if decays > 0:
+        if "decay" not in ops:
+            raise KdsnnError(f"energy profile {prof.name} does not price a leaky neuron's decay (ops.decay), and the "
+                             f"graph has {decays:.0f} decays per inference; add [ops.decay] with its source")
+        snn["decays"] = _line(decays, ops["decay"])
     snn_total = sum(v["joules"] for v in snn.values())
     snn["total_joules"] = snn_total
     anns: dict[str, Any] = {}

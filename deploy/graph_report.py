@@ -27,7 +27,7 @@ from . import plots
 from .backends import BACKENDS, simulator_supports
 from .energy import builtin_profiles, energy_report, load_profile
 from .report import _img, _table
-from .synops import count_graph, graph_ann_macs
+from .synops import count_graph, graph_ann_macs, leaky_counts
 from .target_report import energy_line, human_joules
 
 
@@ -95,11 +95,12 @@ def build_graph_report(graph: nir.NIRGraph, name: str, out_dir: str | Path, x: t
     view = GraphView(graph)
     accuracy = _rows(graph, view, x, y, slow_samples)
     per, rates, counted_by = _counters(graph, view, x)
+    t = int(x.shape[0]) if x.dim() == len(view.input_shape) + 2 else view.timesteps
+    per.update(leaky_counts(view, int(t)))  # from the graph's models: whichever runner counted the rest
     anns = {"the graph as an ANN": graph_ann_macs(graph)}
     energies = [energy_report(per, anns, p) for p in chosen]
     images = {"firing_rates": plots.firing_rates(rates, out / "firing_rates.png"),
               "energy": plots.energy(energies, out / "energy.png")}
-    t = int(x.shape[0]) if x.dim() == len(view.input_shape) + 2 else view.timesteps
     report = {
         "model": str(name), "inputs": source, "timesteps": t, "dt": view.dt, "dt_from": view.reading.dt_why,
         "if_reset": view.reset, "if_reset_why": view.reading.reset_why, "notes": view.notes,
@@ -108,7 +109,8 @@ def build_graph_report(graph: nir.NIRGraph, name: str, out_dir: str | Path, x: t
         "ann_macs": anns, "energy": energies, "images": {k: v.name for k, v in images.items()},
         "seconds": round(time.time() - t0, 1),
         "definitions": "SynOps: exact fan-out, pooling composed into the next layer; first layer: effective MACs "
-                       "(docs/synops.md). Neuron updates: every neuron every step; active: nonzero input or a spike. "
+                       "(docs/synops.md). Neuron updates: every neuron every step; active: nonzero input or a spike; "
+                       "leaky updates (LIF, CubaLIF, LI) add one decay per decaying state variable. "
                        "Energy: count × per-operation energy of each profile (sources inside).",
     }
     write_text(out / "report.json", json.dumps(report, indent=2, default=float))

@@ -230,3 +230,28 @@ def graph_ann_macs(graph: nir.NIRGraph) -> int:
         elif isinstance(node, (nir.Affine, nir.Linear)):
             total += int(np.asarray(node.weight).size)
     return total
+
+
+def decay_rates(model) -> list[np.ndarray]:
+    """The per-step leak ``dt/τ`` of each state variable a neuron model decays (IF, Integrator: none)."""
+    if model.kind == "CubaLIF":
+        return [np.asarray(model.syn_leak), np.asarray(model.leak)]
+    if model.kind in ("LIF", "LI"):
+        return [np.asarray(model.leak)]
+    return []
+
+
+def leaky_counts(graph: nir.NIRGraph | GraphView, timesteps: int) -> dict[str, float]:
+    """Per-inference leaky work over ``timesteps`` steps: ``decays`` (one per decaying state variable per
+    neuron and step; it decays when ``0 < dt/τ < 1``: τ = ∞ does not leak, dt/τ = 1 keeps nothing to
+    decay) and ``leaky_neuron_updates`` (updates of neurons with at least one decay), as docs/synops.md."""
+    view = graph if isinstance(graph, GraphView) else GraphView(graph)
+    decays = leaky = 0
+    for name, model in view.models.items():
+        n = view.size(name)
+        per_neuron = np.zeros(n, dtype=np.int64)
+        for a in decay_rates(model):
+            per_neuron += np.broadcast_to((a > 0) & (a < 1), (n,)) if a.size == 1 else ((a > 0) & (a < 1)).ravel()
+        decays += int(per_neuron.sum())
+        leaky += int((per_neuron > 0).sum())
+    return {"leaky_neuron_updates": float(leaky * timesteps), "decays": float(decays * timesteps)}

@@ -117,3 +117,84 @@ def test_unknown_profile_and_bad_counts_raise(tmp_path):
         energy_report({**STATS, "active_neuron_updates": 60_000}, {}, "loihi")
     with pytest.raises(KdsnnError, match="ANN MAC count"):
         energy_report(STATS, {"teacher": -5}, "cmos45_fp32")
+
+
+# --- leaky neurons: decays on top of the IF update ------------------------------------------------------
+
+def test_builtin_profiles_price_a_decay_with_its_source():
+    fp, i8, lo = (load_profile(n).ops["decay"] for n in ("cmos45_fp32", "cmos45_int8", "loihi"))
+    assert fp.joules == pytest.approx(3.7e-12 + 0.9e-12) and "Horowitz" in fp.source     # fp32 mult + add
+    assert i8.joules == pytest.approx(3.1e-12 + 0.1e-12) and "Horowitz" in i8.source     # int32 mult + add
+    assert lo.joules == 0 and "Davies" in lo.source and "in hardware" in lo.source       # inside the update
+
+
+def test_energy_adds_decays_by_hand():
+    stats = {**STATS, "leaky_neuron_updates": 20_000, "decays": 40_000}
+    fp = energy_report(stats, {}, "cmos45_fp32")["snn"]
+    # 1.037 µJ as above + 4e4 decays × 4.6 pJ = 184 nJ
+    assert fp["decays"]["count"] == 40_000 and fp["decays"]["joules"] == pytest.approx(184e-9)
+    assert fp["total_joules"] == pytest.approx(1.221e-6)
+    # int8: 1e6 × 0.03 pJ = 30 nJ; 2e4 × 0.23 pJ = 4.6 nJ; 5e4 × 0.1 pJ = 5 nJ; 4e4 × 3.2 pJ = 128 nJ
+    assert energy_report(stats, {}, "cmos45_int8")["snn"]["total_joules"] == pytest.approx(167.6e-9)
+    lo = energy_report(stats, {}, "loihi")["snn"]
+    assert lo["decays"]["joules"] == 0 and lo["total_joules"] == pytest.approx(27.162e-6)
+    assert "decays" not in energy_report(STATS, {}, "cmos45_fp32")["snn"]   # an IF graph: no line
+
+
+def test_a_profile_without_decay_refuses_leaky_counts(tmp_path):
+    path = tmp_path / "chip.toml"
+    write_text(path, 'name = "chip"\n[ops.synop]\njoules = 2e-12\nsource = "a"\n[ops.mac]\njoules = 5e-12\n'
+                     'source = "b"\n[ops.neuron_update]\njoules = 1e-12\nsource = "c"\n')
+    assert energy_report({**STATS, "decays": 0}, {}, str(path))["snn"]["total_joules"] > 0
+    with pytest.raises(KdsnnError, match=r"chip does not price a leaky neuron's decay \(ops.decay\).*7 decays"):
+        energy_report({**STATS, "decays": 7}, {}, str(path))
+
+
+def _leaky_mix(readout: str = "LI"):
+    """fc → LIF(5; τ = 8, 8, ∞, 1, 2) → fc → CubaLIF(3; τ_syn = 1, 2, 2; τ_mem = 4) → fc → IF(3) → fc → LI(2) or I(2)."""
+    import nir
+    import numpy as np
+
+    from kdsnn.export.graph import set_meta
+
+    tau = np.array([8.0, 8.0, np.inf, 1.0, 2.0])
+    fc = lambda o, i: nir.Affine(weight=np.ones((o, i)), bias=np.zeros(o))  # noqa: E731
+    nodes = {"input": nir.Input(input_type={"input": np.array([4])}), "fc1": fc(5, 4),
+             "lif": nir.LIF(tau=tau, r=np.where(np.isinf(tau), 1.0, tau), v_leak=np.zeros(5), v_threshold=np.ones(5),
+                            v_reset=np.zeros(5)),
+             "fc2": fc(3, 5),
+             "cuba": nir.CubaLIF(tau_syn=np.array([1.0, 2.0, 2.0]), tau_mem=np.full(3, 4.0), r=np.full(3, 4.0),
+                                 v_leak=np.zeros(3), v_threshold=np.ones(3), v_reset=np.zeros(3),
+                                 w_in=np.array([1.0, 2.0, 2.0])),
+             "fc3": fc(3, 3), "if": nir.IF(r=np.ones(3), v_threshold=np.ones(3), v_reset=np.zeros(3)), "fc4": fc(2, 3),
+             "ro": nir.LI(tau=np.full(2, 4.0), r=np.full(2, 4.0), v_leak=np.zeros(2)) if readout == "LI" else
+             nir.I(r=np.ones(2)),
+             "output": nir.Output(output_type={"output": np.array([2])})}
+    chain = list(nodes)
+    g = nir.NIRGraph(nodes=nodes, edges=list(zip(chain[:-1], chain[1:])), type_check=False)
+    set_meta(g, {"producer": "kdsnn", "timesteps": 4, "encoding": "direct", "integer": False, "readout": "membrane"})
+    return g
+
+
+def test_leaky_counts_by_hand():
+    from kdsnn.deploy.synops import leaky_counts
+
+    # per step: LIF decays where 0 < dt/τ < 1: τ = 8, 8, 2 (∞: no leak; 1: nothing kept) → 3 neurons, 3 decays;
+    # CubaLIF: current decays where τ_syn = 2 (2 neurons), membrane everywhere (3) → 3 neurons, 5 decays;
+    # IF: none; LI: 2 neurons, 2 decays. T = 4: 8 leaky neurons × 4 = 32 updates, 10 decays × 4 = 40
+    assert leaky_counts(_leaky_mix(), 4) == {"leaky_neuron_updates": 32.0, "decays": 40.0}
+    assert leaky_counts(_leaky_mix("I"), 4) == {"leaky_neuron_updates": 24.0, "decays": 32.0}   # an Integrator: none
+
+
+def test_graph_report_counts_and_prices_leaky_updates(tmp_path):
+    from kdsnn.deploy.graph_report import build_graph_report
+
+    x = torch.ones(2, 4)
+    rep = build_graph_report(_leaky_mix(), "mix", tmp_path, x, None, "ones", profiles=["cmos45_fp32", "loihi"])
+    per = rep["per_inference"]
+    # 13 neurons × 4 steps = 52 updates, 32 of them leaky, 40 decays (above)
+    assert (per["neuron_updates"], per["leaky_neuron_updates"], per["decays"]) == (52.0, 32.0, 40.0)
+    fp = rep["energy"][0]["snn"]
+    assert fp["neuron_updates"]["joules"] == pytest.approx(52 * 0.9e-12)
+    assert fp["decays"]["joules"] == pytest.approx(40 * 4.6e-12)
+    assert rep["energy"][1]["snn"]["decays"]["joules"] == 0
