@@ -207,8 +207,9 @@ class FastNet:
                                         np.abs(self.v_hi) + reach), initial=0.0))
         return next((dt for dt, limit in INT_DTYPES if worst < limit), None)
 
-    def arrays(self, dtype: type) -> tuple[np.ndarray, ...]:
-        """The kernel's arguments after the input flags, state-valued arrays in ``dtype`` (cached).
+    def arrays(self, dtype: type, input_max: float = 1.0) -> tuple[np.ndarray, ...]:
+        """The kernel's arguments after the input flags, state-valued arrays in ``dtype`` (cached), with the
+        membrane bounds (``B_LO``, ``B_HI``, ``B_REACH`` per population) at inputs up to ``input_max``.
 
         Tables are int32 records (int64 when the indices need it); weights take the narrowest
         integer type that holds them.
@@ -217,12 +218,11 @@ class FastNet:
             rows, runs, weight = self.tables
             index = np.int32 if max(self.n, weight.size, runs.shape[0], int(rows[:, R_SYNOPS].max(initial=0))) < 2 ** 31 else np.int64
             lim = np.array([V_MIN, V_MAX, np.iinfo(dtype).min, np.iinfo(dtype).max], dtype=dtype)
-            bounds = np.stack([self.v_lo, self.v_hi, self.cur_bound], axis=1).astype(np.int64)
-            self._cache[dtype] = (self.pops, self.conns, rows.astype(index), runs.astype(index),
-                                  weight.astype(_narrowest(weight, dtype)), self.bias.astype(dtype),
-                                  self.th.astype(dtype), self.vr.astype(dtype), lim, bounds, self.gather)
-        return self._cache[dtype]
-
+            self._cache[dtype] = (rows.astype(index), runs.astype(index), weight.astype(_narrowest(weight, dtype)),
+                                  self.bias.astype(dtype), self.th.astype(dtype), self.vr.astype(dtype), lim)
+        rows, runs, weight, bias, th, vr, lim = self._cache[dtype]
+        bounds = np.stack([self.v_lo, self.v_hi, self.reach(input_max)], axis=1).astype(np.int64)
+        return self.pops, self.conns, rows, runs, weight, bias, th, vr, lim, bounds, self.gather
 
 
 def _integer(t: Tables) -> Tables:
@@ -259,8 +259,7 @@ def simulate_fast(plan: Plan, net: FastNet, dtype: type, inp: FastInput, state: 
     ``state``'s counters and Output sequence and returns spikes (NCHW views)."""
     b, t = inp.flags.shape[0], inp.timesteps
     spk = np.zeros((b, t, net.n), dtype=np.uint8)
-    args = list(net.arrays(dtype))
-    args[9] = np.stack([net.v_lo, net.v_hi, net.reach(inp.input_max)], axis=1).astype(np.int64)  # bounds here
+    args = net.arrays(dtype, inp.input_max)
 
     def job(rows: tuple[int, int]) -> tuple[int, np.ndarray, np.ndarray]:
         r0, r1 = rows

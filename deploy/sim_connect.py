@@ -403,17 +403,15 @@ class KernelConnection:
     def weights(self) -> sp.csc_matrix:
         """The real ``[n_tgt, n_src]`` weight matrix (explicit zeros kept): O(synapses), for tests and small graphs."""
         t = self.tables(shared=True)
-        fan = t.fan[t.pattern]
-        src = np.repeat(np.arange(t.pattern.size), fan)
-        rows, vals = [], []
-        for i in range(t.pattern.size):
-            p = t.pattern[i]
-            for r in range(t.rptr[p], t.rptr[p + 1]):
-                q = np.arange(t.run_len[r])
-                rows.append(t.first[i] + t.run_at[r] + q * t.run_step[r])
-                vals.append(t.weight[t.kbases[i] + t.run_k[r] + q])
-        rows_a = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        vals_a = np.concatenate(vals) if vals else np.zeros(0)
+        n_runs = t.rptr[1:][t.pattern] - t.rptr[:-1][t.pattern]  # per source
+        src_r = np.repeat(np.arange(t.pattern.size), n_runs)
+        run = np.repeat(t.rptr[:-1][t.pattern], n_runs) + np.arange(src_r.size) - np.repeat(np.cumsum(n_runs) - n_runs, n_runs)
+        lens = t.run_len[run]
+        src = np.repeat(src_r, lens)
+        r = np.repeat(run, lens)
+        q = np.arange(src.size) - np.repeat(np.cumsum(lens) - lens, lens)
+        rows_a = t.first[src] + t.run_at[r] + q * t.run_step[r]
+        vals_a = t.weight[t.kbases[src] + t.run_k[r] + q]
         m = sp.csc_matrix((vals_a, (rows_a, src)), shape=(self.n_tgt, self.n_src))
         m.sort_indices()
         return m

@@ -233,3 +233,19 @@ def test_soft_reset_graph_runs_the_general_path_as_the_model_steps():
     r = simulate(plan, x)
     ref = GraphSNN(g).run(x)
     assert torch.equal(r.spikes["if"].double(), ref.outputs["if"]) and int(r.spikes["if"].sum()) > 0
+
+
+@pytest.mark.parametrize("arch", ["snn_2conv", "snn_vgg11", "snn_resnet14"])
+def test_every_student_kernel_plan_equals_the_sparse_oracle(arch):
+    # Digits-sized students (the shapes the other tests run): float and integer graphs, direct analog input;
+    # the kernel plan's connectivity and runs (fast and general paths) equal the explicit sparse plan's.
+    from conftest import calibrated_student
+    from kdsnn import data
+
+    g = student_to_graph(calibrated_student(arch), data.spec("digits").preprocessing())
+    x = data.sample_batch("digits", 3)[0]
+    for graph in (g, quantize_graph(g)):
+        kernel, sparse = _assert_same_connectivity(graph)
+        oracle = simulate(sparse, x, fast=False)
+        _assert_same_run(simulate(kernel, x, fast=False), oracle)
+        _assert_same_run(simulate(kernel, x), oracle)
