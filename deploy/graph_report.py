@@ -82,7 +82,7 @@ def _counters(graph: nir.NIRGraph, view: GraphView, x: torch.Tensor) -> tuple[di
     per = {**counts.per_sample(), "neuron_updates": updates / b, "active_neuron_updates": active / b,
            "spikes": float(sum(float(s.sum()) for s in spiking.values())) / b, "overflow": 0.0}
     rates = {n: float(s.double().mean()) for n, s in spiking.items()}
-    return per, rates, "PyTorch graph runtime (the reference simulator runs IF populations only)"
+    return per, rates, "PyTorch graph runtime (the reference simulator cannot run this graph)"
 
 
 def build_graph_report(graph: nir.NIRGraph, name: str, out_dir: str | Path, x: torch.Tensor, y: torch.Tensor | None,

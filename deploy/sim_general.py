@@ -3,8 +3,9 @@
 Python walks steps and populations; the compiled kernels (:mod:`kdsnn.deploy.sim_kernels`)
 deliver each connection's events through its :class:`~kdsnn.deploy.sim_connect.Tables` and
 update each IF population in one fused pass (``h = v + r·dt·x``; spike iff ``h > θ``; reset to
-``v_reset``, or subtract θ under a soft reset: :class:`kdsnn.neuron_models.IFModel`'s step). A batch is split over threads
-(rows are independent; results do not depend on the split).
+``v_reset``, or subtract θ under a soft reset: :class:`kdsnn.neuron_models.IFModel`'s step). Leaky
+populations (LIF, CubaLIF, and the LI/Integrator readouts) step by their model's own reference
+step. A batch is split over threads (rows are independent; results do not depend on the split).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 
 from .sim_connect import Tables, exact
-from .sim_kernels import ANALOG, EXACT, SPIKES, _update, deliver
+from .sim_kernels import ANALOG, EXACT, SPIKES, V_MAX, V_MIN, _update, deliver
 from .sim_plan import Plan
 from .sim_results import LayerStats, NeuronStats, SimState, fresh, merge, parts
 
@@ -24,7 +25,8 @@ def simulate_general(plan: Plan, seq: np.ndarray, analog: bool, state: SimState)
     for c in plan.connections:
         if c.name not in tables:
             tables[c.name] = general_arrays(c.tables(shared=True))
-    spikes = {n: np.zeros((t, b, s.size), dtype=np.uint8) for n, s in state.neurons.items()}
+    spikes = {n: np.zeros((t, b, s.size), dtype=np.uint8) for n, s in state.neurons.items()
+              if plan.view.models[n].spiking}
     for lo in range(0, b, state.chunk):
         jobs = [(plan, tables, seq[:, r0:r1], analog, state.integer, *fresh(state.layers, state.neurons),
                  {n: s[:, r0:r1] for n, s in spikes.items()}, state.out_seq[:, r0:r1], state.bar if k == 0 else None)
@@ -33,6 +35,34 @@ def simulate_general(plan: Plan, seq: np.ndarray, analog: bool, state: SimState)
         for part_layers, part_neurons in done:
             merge(state.layers, state.neurons, part_layers, part_neurons)
     return {n: torch.from_numpy(s.reshape(t, b, *plan.shape[n])) for n, s in spikes.items()}
+
+
+def _leaky_update(model, state, cur: np.ndarray, recv: np.ndarray, integer: bool, stats: np.ndarray,
+                  spk: np.ndarray | None, ev_cnt: np.ndarray, ev_idx: np.ndarray) -> tuple[object, np.ndarray, float, float]:
+    """One step of a population whose model is not IF, by the model's own reference step (numpy, float64).
+
+    Same bookkeeping as the compiled IF update: spikes into ``spk`` and the events of each row,
+    ``[spikes, active updates, overflow]`` into ``stats``; returns the new state, what the
+    population passes on (spikes, or a non-spiking readout's membrane) and max/min pre-reset membrane."""
+    h = np.asarray(model.membrane(model.charge(cur, state))) if model.spiking else None
+    out, state = model.step(cur, state)
+    out = np.asarray(out)
+    if h is None:  # a readout has no threshold: its membrane after the step is what it passes on
+        h = np.asarray(model.membrane(state))
+    if integer:
+        stats[2] += int(((h < V_MIN) | (h > V_MAX)).sum())
+    if model.spiking:
+        fired = out > 0
+        spk[:] = fired
+        stats[0] += int(fired.sum())
+        stats[1] += int((fired | recv).sum())
+        ev_cnt[:] = fired.sum(1)
+        for row in range(fired.shape[0]):
+            idx = np.flatnonzero(fired[row])
+            ev_idx[row, :idx.size] = idx
+    else:
+        stats[1] += int(recv.sum())
+    return state, out, float(h.max(initial=-np.inf)), float(h.min(initial=np.inf))
 
 
 SHORT = 8  # runs shorter than this are delivered synapse by synapse (less bookkeeping per synapse)
@@ -95,9 +125,11 @@ def _run_chunk(plan: Plan, tables: dict, seq: np.ndarray, analog: bool, integer:
         n: (np.zeros(b, dtype=np.int64), np.zeros((b, st.size), dtype=np.int64), np.zeros((b, 0)))
         for n, st in neurons.items()}
     v = {n: np.zeros((b, st.size)) for n, st in neurons.items()}
-    params = {n: _params(plan, n, st.size) for n, st in neurons.items()}
+    leaky = {n: plan.view.models[n] for n in neurons if plan.view.models[n].kind != "IF"}
+    lstate = {n: m.initial_state(np.zeros((b, neurons[n].size))) for n, m in leaky.items()}
+    params = {n: _params(plan, n, st.size) for n, st in neurons.items() if n not in leaky}
     scaled = {n: bool(np.any(p[0] != 1)) for n, p in params.items()}
-    soft = {n: plan.view.models[n].reset == "soft" for n in neurons}
+    soft = {n: plan.view.models[n].reset == "soft" for n in params}
     counts = {n: np.zeros(3, dtype=np.int64) for n in neurons}  # spikes, active updates, overflow
     mode = {c.name: ANALOG if analog and c.source == plan.input else SPIKES for c in plan.connections}
     for name, conns in incoming.items():
@@ -125,16 +157,21 @@ def _run_chunk(plan: Plan, tables: dict, seq: np.ndarray, analog: bool, integer:
                     cur += state[p]
                 out_seq[step] = cur
                 continue
-            r, th, vr = params[name]
             cnt, idx, _ = events[name]
-            spk = spikes[name][step]
-            hmax, hmin = _update(v[name], cur, r, scaled[name], th, vr, recv, spk, cnt, idx, integer, counts[name],
-                                 soft[name])
             st = neurons[name]
+            if name in leaky:
+                lstate[name], state[name], hmax, hmin = _leaky_update(
+                    leaky[name], lstate[name], cur, recv, integer, counts[name],
+                    spikes[name][step] if name in spikes else None, cnt, idx)
+            else:
+                r, th, vr = params[name]
+                spk = spikes[name][step]
+                hmax, hmin = _update(v[name], cur, r, scaled[name], th, vr, recv, spk, cnt, idx, integer, counts[name],
+                                     soft[name])
+                state[name] = spk
             if size:
                 st.max_abs_membrane = max(st.max_abs_membrane, float(hmax), -float(hmin))
-            st.updates += spk.size
-            state[name] = spk
+            st.updates += b * size
         if bar is not None:
             bar.update(1)
     for n, st in neurons.items():

@@ -43,7 +43,7 @@ class _Path:
 
 
 class Plan:
-    """The graph reduced to populations (Input, IF), an Output, and composed connections.
+    """The graph reduced to populations (Input, neurons), an Output, and composed connections.
 
     Building it is the expensive part of a simulation; build once with ``Plan(graph)`` and pass
     it to :func:`kdsnn.deploy.simulator.simulate` in place of the graph to simulate many batches.
@@ -56,9 +56,9 @@ class Plan:
             raise KdsnnError(f"connectivity must be 'kernel' or 'sparse', got {connectivity!r}")
         view = graph if isinstance(graph, GraphView) else GraphView(graph)
         for name, model in view.models.items():
-            if not isinstance(model, IFModel):
-                raise KdsnnError(f"NIR node {name!r} of type {type(view.nodes[name]).__name__} is not supported by the "
-                                 "simulator (it runs IF populations)")
+            if not model.spiking and any(q != view.output for q in view.succs[name]):
+                raise KdsnnError(f"{model.kind} node {name!r} does not spike, so it can only be the readout (feed the "
+                                 "Output directly); the simulator delivers events, not graded values, between populations")
         self.view, self.graph, self.sparse = view, view.graph, connectivity == "sparse"
         self.input, self.output, self.input_shape = view.input, view.output, view.input_shape
         self.shape: dict[str, tuple[int, ...]] = dict(view.shape)
@@ -91,7 +91,9 @@ class Plan:
                 continue
             paths[name] = [_Path(t.source, t.nodes + (name,)) for t in incoming]
             bias[name] = self._bias(name, node, in_bias)
-        self.fast: FastNet | None = FastNet.build(self)  # the integer fast path's tables (None: not exact)
+        # the integer fast path's tables (None: not exact); its compiled update is the IF step only
+        self.fast: FastNet | None = FastNet.build(self) if all(isinstance(m, IFModel) for m in view.models.values()) \
+            else None
         bar.update(1)
         bar.close()
 

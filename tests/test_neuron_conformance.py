@@ -200,8 +200,11 @@ def simulator_fast_kernel(c: Case):
 
 
 def simulator_general_run(c: Case):
+    """Whole runs of the general path; a non-spiking readout's outputs are the Output's sequence."""
     from kdsnn.deploy.simulator import simulate
-    return simulate(_graph(c), torch.from_numpy(c.x), fast=False).spikes["if1"].double().numpy(), None, None
+    res = simulate(_graph(c), torch.from_numpy(c.x), fast=False)
+    out = res.spikes["if1"] if "if1" in res.spikes else res.output_seq
+    return out.double().numpy(), None, None
 
 
 def simulator_fast_run(c: Case):
@@ -334,8 +337,8 @@ IMPLEMENTATIONS: dict[str, tuple[Callable, Callable[[Case], str | None]]] = {
     "simulator fast kernel": (simulator_fast_kernel,
                               _if_only(lambda c: "integer graphs only" if not c.integer else
                                        ("NIR's IF resets to v_reset" if c.reset == "soft" else None))),
-    "simulator general run": (simulator_general_run,
-                              _if_only(lambda c: "NIR's IF resets to v_reset" if c.reset == "soft" else None)),
+    "simulator general run": (simulator_general_run,  # leaky populations step by their model's reference step
+                              lambda c: "NIR's IF resets to v_reset" if c.reset == "soft" else None),
     "simulator fast run": (simulator_fast_run, _if_only(lambda c: "integer graphs only" if not c.integer else
                                                         ("NIR's IF resets to v_reset" if c.reset == "soft" else None))),
     "onnx step": (onnx_step, _any_model(lambda c: "NIR's IF resets to v_reset" if c.reset == "soft" else None)),

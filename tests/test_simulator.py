@@ -341,13 +341,22 @@ def test_bad_input_and_unsupported_nodes_raise(batch4):
         simulate(q, torch.zeros(3, 2, 1, 8, 8), timesteps=4)
     with pytest.raises(KdsnnError, match="NaN"):
         simulate(q, torch.full((1, 1, 8, 8), float("nan")))
-    lif = _graph({"input": nir.Input(input_type={"input": np.array([2])}),
-                  "fc": nir.Linear(weight=np.eye(2)),
-                  "lif": nir.LIF(tau=np.ones(2), r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.ones(2)),
+    # a non-spiking LI between populations: the simulator delivers events, not graded values
+    li = _graph({"input": nir.Input(input_type={"input": np.array([2])}),
+                 "fc": nir.Linear(weight=np.eye(2)),
+                 "li": nir.LI(tau=np.full(2, 2.0), r=np.ones(2), v_leak=np.zeros(2)),
+                 "fc2": nir.Linear(weight=np.eye(2)),
+                 "output": nir.Output(output_type={"output": np.array([2])})},
+                [("input", "fc"), ("fc", "li"), ("li", "fc2"), ("fc2", "output")])
+    with pytest.raises(KdsnnError, match="'li' does not spike"):
+        simulate(li, torch.ones(1, 1, 2))
+    # a node type no backend runs
+    odd = _graph({"input": nir.Input(input_type={"input": np.array([2])}),
+                  "thr": nir.Threshold(threshold=np.ones(2)),
                   "output": nir.Output(output_type={"output": np.array([2])})},
-                 [("input", "fc"), ("fc", "lif"), ("lif", "output")])
-    with pytest.raises(KdsnnError, match="'lif' of type LIF is not supported"):
-        simulate(lif, torch.ones(1, 1, 2))
+                 [("input", "thr"), ("thr", "output")])
+    with pytest.raises(KdsnnError, match="'thr' of type Threshold is not supported"):
+        simulate(odd, torch.ones(1, 1, 2))
     bad = _conv_graph()
     bad.nodes["conv"].weight = np.ones((2, 3, 3, 3))  # expects 3 input channels, gets 1
     with pytest.raises(KdsnnError, match="expects 3 input channels, gets 1"):  # the graph view's check
