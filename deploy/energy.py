@@ -28,15 +28,14 @@ is refused for such counts, never priced as IF.
 """
 from __future__ import annotations
 
-import json
 import math
-import tomllib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
 from kdsnn.errors import KdsnnError
+
+from .data_files import builtin_names, load_data_file
 
 OPS = ("synop", "mac", "neuron_update", "neuron_update_active", "neuron_update_inactive", "decay")
 STAT_KEYS = ("synops", "macs_effective", "neuron_updates")
@@ -66,45 +65,15 @@ class Profile:
 
 
 def builtin_profiles() -> list[str]:
-    """Names of the profiles shipped with kdsnn."""
-    folder = resources.files("kdsnn.deploy") / "profiles"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+    """Names of the energy profiles shipped with kdsnn."""
+    return builtin_names("profiles")
 
 
 def load_profile(spec: str | Path | Profile) -> Profile:
     """A built-in profile by name, or a TOML/JSON profile file by path (validated)."""
     if isinstance(spec, Profile):
         return spec
-    text = str(spec)
-    path = Path(text)
-    if path.suffix.lower() in (".toml", ".json") or path.is_file() or "/" in text:
-        if not path.is_file():
-            raise KdsnnError(f"energy profile file {path} does not exist")
-        try:
-            raw = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise KdsnnError(f"energy profile {path} could not be read ({type(exc).__name__})") from None
-        return parse_profile(_decode(raw, path.suffix.lower(), str(path)), str(path), default_name=path.stem)
-    names = builtin_profiles()
-    if text not in names:
-        raise KdsnnError(f"unknown energy profile {text!r}; built-in profiles: {', '.join(names)}; "
-                         "or give the path of a .toml/.json profile file")
-    raw = (resources.files("kdsnn.deploy") / "profiles" / f"{text}.toml").read_text(encoding="utf-8")
-    return parse_profile(_decode(raw, ".toml", text), f"built-in:{text}", default_name=text)
-
-
-def _decode(raw: str, suffix: str, where: str) -> dict:
-    try:
-        if suffix == ".json":
-            data = json.loads(raw)
-        else:
-            data = tomllib.loads(raw)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        kind = "JSON" if suffix == ".json" else "TOML"
-        raise KdsnnError(f"energy profile {where} is not valid {kind}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise KdsnnError(f"energy profile {where} must be a table/object at the top level")
-    return data
+    return load_data_file(spec, "profiles", "energy profile", lambda data, origin, name: parse_profile(data, origin, default_name=name))
 
 
 def parse_profile(data: Mapping[str, Any], origin: str, default_name: str = "custom") -> Profile:

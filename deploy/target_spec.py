@@ -20,15 +20,14 @@ turned into seconds with ``time.clock_hz`` when the file is read.
 """
 from __future__ import annotations
 
-import json
 import math
-import tomllib
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
 from kdsnn.errors import KdsnnError
+
+from .data_files import builtin_names, load_data_file
 
 KINDS = ("cores", "layers", "dense")
 _INT, _NUM, _STR, _BOOL, _INTS, _STRS = "integer", "number", "string", "boolean", "list of integers", "list of strings"
@@ -98,41 +97,14 @@ class Target:
 
 def builtin_targets() -> list[str]:
     """Names of the targets shipped with kdsnn."""
-    folder = resources.files("kdsnn.deploy") / "targets"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+    return builtin_names("targets")
 
 
 def load_target(spec: str | Path | Target) -> Target:
     """A built-in target by name, or a TOML/JSON target file by path (validated)."""
     if isinstance(spec, Target):
         return spec
-    text = str(spec)
-    path = Path(text)
-    if path.suffix.lower() in (".toml", ".json") or "/" in text or path.is_file():
-        if not path.is_file():
-            raise KdsnnError(f"target file {path} does not exist")
-        try:
-            raw = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise KdsnnError(f"target file {path} could not be read ({type(exc).__name__})") from None
-        return parse_target(_decode(raw, path.suffix.lower(), str(path)), str(path), default_name=path.stem)
-    names = builtin_targets()
-    if text not in names:
-        raise KdsnnError(f"unknown target {text!r}; built-in targets: {', '.join(names)}; "
-                         "or give the path of a .toml/.json target file")
-    raw = (resources.files("kdsnn.deploy") / "targets" / f"{text}.toml").read_text(encoding="utf-8")
-    return parse_target(_decode(raw, ".toml", text), f"built-in:{text}", default_name=text)
-
-
-def _decode(raw: str, suffix: str, where: str) -> dict:
-    try:
-        data = json.loads(raw) if suffix == ".json" else tomllib.loads(raw)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        kind = "JSON" if suffix == ".json" else "TOML"
-        raise KdsnnError(f"target file {where} is not valid {kind}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise KdsnnError(f"target file {where} must be a table/object at the top level")
-    return data
+    return load_data_file(spec, "targets", "target", lambda data, origin, name: parse_target(data, origin, default_name=name))
 
 
 def _check_value(v: Any, kind: str) -> bool:

@@ -18,15 +18,10 @@ import torch
 
 from kdsnn.errors import KdsnnError
 
-from .if_model import _trailing, _vector
+from ._params import param, vector  # noqa: F401 - the models reach both through this module
 
 LOIHI_DECAY = 4096  # Loihi's decays are 12-bit fractions of 4096 (Lava's decay_unity)
 LOIHI_FRACTION = 64  # Loihi holds u and v with 6 more bits than the synaptic input (act_shift)
-
-
-def vector(value: Any, default: float) -> np.ndarray:
-    """A NIR parameter (scalar, array or None) as a flat float64 array."""
-    return _vector(value, default)
 
 
 def euler(tau: np.ndarray, r: np.ndarray, dt: float, what: str = "τ") -> tuple[np.ndarray, np.ndarray]:
@@ -70,21 +65,6 @@ def fixed_decay(v: Any, a: Any) -> Any:
     if isinstance(p, torch.Tensor):
         return torch.sign(p) * torch.floor(p.abs() / LOIHI_DECAY) / LOIHI_FRACTION
     return np.sign(p) * np.floor(np.abs(p) / LOIHI_DECAY) / LOIHI_FRACTION
-
-
-def param(model: Any, value: np.ndarray, like: Any, key: str) -> Any:
-    """``value`` (1 or n entries) in ``like``'s kind: numpy in its float dtype, torch in its dtype/device (cached)."""
-    if value.size != 1:
-        value = value.reshape(_trailing(tuple(like.shape), value.size))
-    if not isinstance(like, torch.Tensor):
-        dtype = like.dtype.type if isinstance(like, np.ndarray) and like.dtype.kind == "f" else np.float64
-        return value.astype(dtype, copy=False) if value.size != 1 else dtype(value.flat[0])
-    ck = (key, like.dtype, like.device, value.shape)
-    t = model._cache.get(ck)
-    if t is None:
-        t = model._cache[ck] = torch.as_tensor(value if value.size != 1 else value.ravel()[:1], dtype=like.dtype,
-                                               device=like.device)
-    return t
 
 
 def zeros(like: Any) -> Any:

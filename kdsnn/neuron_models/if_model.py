@@ -25,23 +25,9 @@ import torch
 
 from kdsnn.errors import KdsnnError
 
+from ._params import param, vector
+
 RESETS = ("hard", "soft")
-
-
-def _vector(value: Any, default: float) -> np.ndarray:
-    """A NIR parameter (scalar, array or None) as a flat float64 array."""
-    if value is None:
-        return np.full(1, float(default))
-    return np.asarray(value, dtype=np.float64).ravel()
-
-
-def _trailing(shape: tuple[int, ...], n: int) -> tuple[int, ...]:
-    """The shortest trailing part of ``shape`` holding ``n`` elements: per-neuron parameters of a
-    population ``[..., C, H, W]`` broadcast over the leading (batch, time) axes."""
-    for k in range(1, len(shape) + 1):
-        if int(np.prod(shape[-k:])) == n:
-            return shape[-k:]
-    raise KdsnnError(f"{n} per-neuron parameters do not fit a population of shape {shape}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,8 +58,8 @@ class IFModel:
     def from_nir(cls, node: nir.IF, dt: float = 1.0, reset: str = "hard", integer: bool = False) -> IFModel:
         """The model of a ``nir.IF`` node; ``reset`` is decided by the reader (file version, options);
         ``integer`` changes nothing (IF's integer semantics are its float ones on integers)."""
-        return cls(threshold=_vector(node.v_threshold, 1.0), r=_vector(node.r, 1.0),
-                   v_reset=_vector(getattr(node, "v_reset", None), 0.0), reset=reset, dt=float(dt))
+        return cls(threshold=vector(node.v_threshold, 1.0), r=vector(node.r, 1.0),
+                   v_reset=vector(getattr(node, "v_reset", None), 0.0), reset=reset, dt=float(dt))
 
     @property
     def gain(self) -> np.ndarray:
@@ -109,18 +95,7 @@ class IFModel:
 
     def _param(self, name: str, like: Any) -> Any:
         """Parameter ``name`` in ``like``'s kind: numpy as stored, torch in its dtype and device (cached)."""
-        a = getattr(self, name) if name != "gain" else self.gain
-        if a.size != 1:
-            a = a.reshape(_trailing(tuple(like.shape), a.size))
-        if not isinstance(like, torch.Tensor):
-            dtype = like.dtype.type if isinstance(like, np.ndarray) and like.dtype.kind == "f" else np.float64
-            return a.astype(dtype, copy=False) if a.size != 1 else dtype(a.flat[0])
-        key = (name, like.dtype, like.device, a.shape)
-        t = self._cache.get(key)
-        if t is None:
-            t = self._cache[key] = torch.as_tensor(a if a.size != 1 else a.ravel()[:1], dtype=like.dtype,
-                                                   device=like.device)
-        return t
+        return param(self, getattr(self, name) if name != "gain" else self.gain, like, name)
 
     def initial_state(self, like: Any) -> Any:
         """``v[0] = 0`` shaped like one step's input."""

@@ -1,0 +1,56 @@
+"""Built-in data files and the user's own: energy profiles and hardware targets are read alike.
+
+A name picks a file shipped in ``kdsnn/deploy/<folder>/NAME.toml``; a path (or anything ending
+in ``.toml``/``.json``) reads the user's file. Every problem is a one-line :class:`KdsnnError`
+naming the file.
+"""
+from __future__ import annotations
+
+import json
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from kdsnn.errors import KdsnnError
+
+T = TypeVar("T")
+
+
+def builtin_names(folder: str) -> list[str]:
+    """Names of the ``.toml`` files shipped in ``kdsnn/deploy/<folder>``."""
+    root = resources.files("kdsnn.deploy") / folder
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def load_data_file(spec: str | Path, folder: str, what: str, parse: Callable[[dict, str, str], T]) -> T:
+    """``parse(content, origin, default_name)`` of a built-in file by name or a TOML/JSON file by path.
+
+    ``what`` names the kind of file in messages ("energy profile", "target")."""
+    text = str(spec)
+    path = Path(text)
+    if path.suffix.lower() in (".toml", ".json") or "/" in text or path.is_file():
+        if not path.is_file():
+            raise KdsnnError(f"{what} file {path} does not exist")
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise KdsnnError(f"{what} file {path} could not be read ({type(exc).__name__})") from None
+        return parse(_decode(raw, path.suffix.lower(), str(path), what), str(path), path.stem)
+    names = builtin_names(folder)
+    if text not in names:
+        raise KdsnnError(f"unknown {what} {text!r}; built-in: {', '.join(names)}; "
+                         f"or give the path of a .toml/.json {what} file")
+    raw = (resources.files("kdsnn.deploy") / folder / f"{text}.toml").read_text(encoding="utf-8")
+    return parse(_decode(raw, ".toml", text, what), f"built-in:{text}", text)
+
+
+def _decode(raw: str, suffix: str, where: str, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(raw) if suffix == ".json" else tomllib.loads(raw)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        kind = "JSON" if suffix == ".json" else "TOML"
+        raise KdsnnError(f"{what} file {where} is not valid {kind}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise KdsnnError(f"{what} file {where} must be a table/object at the top level")
+    return data

@@ -1,0 +1,41 @@
+"""Parameter handling shared by the neuron models: NIR values as flat arrays, and those arrays
+broadcast over a population's leading axes in the caller's kind (numpy, or torch on its device)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from kdsnn.errors import KdsnnError
+
+
+def vector(value: Any, default: float) -> np.ndarray:
+    """A NIR parameter (scalar, array or None) as a flat float64 array."""
+    if value is None:
+        return np.full(1, float(default))
+    return np.asarray(value, dtype=np.float64).ravel()
+
+
+def trailing(shape: tuple[int, ...], n: int) -> tuple[int, ...]:
+    """The shortest trailing part of ``shape`` holding ``n`` elements: per-neuron parameters of a
+    population ``[..., C, H, W]`` broadcast over the leading (batch, time) axes."""
+    for k in range(1, len(shape) + 1):
+        if int(np.prod(shape[-k:])) == n:
+            return shape[-k:]
+    raise KdsnnError(f"{n} per-neuron parameters do not fit a population of shape {shape}")
+
+
+def param(model: Any, value: np.ndarray, like: Any, key: str) -> Any:
+    """``value`` (1 or n entries) in ``like``'s kind: numpy in its float dtype, torch in its dtype/device (cached)."""
+    if value.size != 1:
+        value = value.reshape(trailing(tuple(like.shape), value.size))
+    if not isinstance(like, torch.Tensor):
+        dtype = like.dtype.type if isinstance(like, np.ndarray) and like.dtype.kind == "f" else np.float64
+        return value.astype(dtype, copy=False) if value.size != 1 else dtype(value.flat[0])
+    ck = (key, like.dtype, like.device, value.shape)
+    t = model._cache.get(ck)
+    if t is None:
+        t = model._cache[ck] = torch.as_tensor(value if value.size != 1 else value.ravel()[:1], dtype=like.dtype,
+                                               device=like.device)
+    return t
