@@ -26,9 +26,8 @@ from kdsnn.export.runtime import GraphSNN
 from . import plots
 from .backends import BACKENDS, simulator_supports
 from .energy import builtin_profiles, energy_report, load_profile
-from .report import _img, _table
+from .report_html import accuracy_rows, energy_rows, img, sources_html, table
 from .synops import count_graph, graph_ann_macs, leaky_counts
-from .target_report import energy_line, human_joules
 
 
 def _rows(graph: nir.NIRGraph, view: GraphView, x: torch.Tensor, y: torch.Tensor | None,
@@ -119,17 +118,9 @@ def build_graph_report(graph: nir.NIRGraph, name: str, out_dir: str | Path, x: t
 
 
 def _html(r: dict[str, Any], images: dict[str, Path]) -> str:
-    acc_rows = [[k, f"{v['accuracy'] * 100:.2f} %" if "accuracy" in v else "—", v.get("samples", ""), v.get("note", "")]
-                for k, v in r["accuracy"].items()]
-    e_rows = []
-    for e in r["energy"]:
-        e_rows.append([e["profile"], "SNN", human_joules(e["snn"]["total_joules"]), "; ".join(
-            f"{k}: {v['count']:.3g} × {v['joules_each']:.3g} J" for k, v in e["snn"].items() if isinstance(v, dict))])
-        for name, a in e["ann"].items():
-            e_rows.append([e["profile"], name, human_joules(a["joules"]),
-                           f"{a['count']:.3g} MACs. " + energy_line(e["snn"]["total_joules"], a["joules"], name)])
-    sources = "".join(f"<li><b>{html.escape(e['profile'])}</b>: " + "; ".join(
-        f"{html.escape(k)}: {html.escape(s)}" for k, s in e["sources"].items()) + "</li>" for e in r["energy"])
+    acc_rows = accuracy_rows(r)
+    e_rows = energy_rows(r)
+    sources = sources_html(r)
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in r["notes"]) or "<li>none</li>"
     neurons = [[k, v] for k, v in r["neurons"].items()]
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>kdsnn report: {html.escape(r['model'])}</title>
@@ -139,13 +130,13 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}img{{max-width:100
 <p>{html.escape(r['inputs'])}; T = {r['timesteps']}; dt = {r['dt']:g} ({html.escape(r['dt_from'])});
 IF reset: {html.escape(r['if_reset'])} ({html.escape(r['if_reset_why'])}); readout: {html.escape(r['readout'])}.</p>
 <h2>Reading notes</h2><ul>{notes}</ul>
-<h2>Neurons</h2>{_table(neurons, ['node', 'model'])}
-<h2>Accuracy on every backend</h2>{_table(acc_rows, ['backend', 'accuracy', 'samples', 'note'])}
+<h2>Neurons</h2>{table(neurons, ['node', 'model'])}
+<h2>Accuracy on every backend</h2>{table(acc_rows, ['backend', 'accuracy', 'samples', 'note'])}
 <h2>Operations per inference</h2><p>counted by the {html.escape(r['counted_by'])}</p>
-{_table([[k, v] for k, v in r['per_inference'].items()], ['counter', 'per inference'])}
+{table([[k, v] for k, v in r['per_inference'].items()], ['counter', 'per inference'])}
 <p>{html.escape(r['definitions'])}</p>
-<h2>Firing</h2>{_img(images['firing_rates'])}
-<h2>Energy per inference</h2>{_table(e_rows, ['profile', 'network', 'joules', 'breakdown'])}{_img(images['energy'])}
+<h2>Firing</h2>{img(images['firing_rates'])}
+<h2>Energy per inference</h2>{table(e_rows, ['profile', 'network', 'joules', 'breakdown'])}{img(images['energy'])}
 <h3>Sources of the constants</h3><ul>{sources}</ul>
 </body></html>
 """

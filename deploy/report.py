@@ -6,7 +6,6 @@ sources: ``deploy/profiles/*.toml``.
 """
 from __future__ import annotations
 
-import base64
 import html
 import json
 import time
@@ -28,7 +27,8 @@ from . import plots
 from .backends import BACKENDS
 from .energy import builtin_profiles, energy_report, load_profile
 from .pipeline import Deployable
-from .target_report import energy_line, human_joules, map_targets, targets_html
+from .report_html import accuracy_rows, energy_rows, img, sources_html, table
+from .target_report import map_targets, targets_html
 from .target_spec import builtin_targets, load_target
 from .synops import ann_macs, graph_ann_macs
 
@@ -140,36 +140,12 @@ def backend_accuracy(graph, x: torch.Tensor, y: torch.Tensor, bits: int, slow_sa
     return rows, sim
 
 
-def _img(path: Path) -> str:
-    return f'<img alt="{path.stem}" src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}">'
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return html.escape(str(v))
-
-
-def _table(rows: list[list[Any]], head: list[str]) -> str:
-    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><tr>{th}</tr>{body}</table>"
-
-
 def _html(r: dict[str, Any], images: dict[str, Path]) -> str:
-    acc_rows = [[k, f"{v['accuracy'] * 100:.2f} %" if "accuracy" in v else "—", v.get("samples", ""), v.get("note", "")]
-                for k, v in r["accuracy"].items()]
-    e_rows = []
-    for e in r["energy"]:
-        e_rows.append([e["profile"], "SNN", human_joules(e["snn"]["total_joules"]), "; ".join(
-            f"{k}: {v['count']:.3g} × {v['joules_each']:.3g} J" for k, v in e["snn"].items() if isinstance(v, dict))])
-        for name, a in e["ann"].items():
-            e_rows.append([e["profile"], name, human_joules(a["joules"]),
-                           f"{a['count']:.3g} MACs. " + energy_line(e["snn"]["total_joules"], a["joules"], f"the {name}")])
+    acc_rows = accuracy_rows(r)
+    e_rows = energy_rows(r, "the ")
     per = r["per_inference"]
     ops_rows = [[k, v] for k, v in per.items()]
-    sources = "".join(f"<li><b>{html.escape(e['profile'])}</b>: " + "; ".join(
-        f"{html.escape(k)}: {html.escape(s)}" for k, s in e["sources"].items()) + "</li>" for e in r["energy"])
+    sources = sources_html(r)
     problems = "".join(f"<li>{html.escape(p)}</li>" for p in r["range_problems"]) or "<li>none</li>"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>kdsnn report: {html.escape(r['checkpoint_arch'])}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}table{{border-collapse:collapse;margin:1em 0}}
@@ -177,12 +153,12 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}img{{max-width:100
 <h1>kdsnn report: {html.escape(r['checkpoint_arch'])} on {html.escape(r['dataset'])}</h1>
 <p>T = {r['timesteps']}, {r['bits']}-bit integer deployment, {r['parameters']:,} parameters, encoding {html.escape(str(r['encoding']))},
 readout {html.escape(str(r['readout']))}; {r['samples']} test samples.</p>
-<h2>Accuracy on every backend</h2>{_table(acc_rows, ['backend', 'accuracy', 'samples', 'note'])}
-<h2>Operations per inference</h2>{_table(ops_rows, ['counter', 'per inference'])}
+<h2>Accuracy on every backend</h2>{table(acc_rows, ['backend', 'accuracy', 'samples', 'note'])}
+<h2>Operations per inference</h2>{table(ops_rows, ['counter', 'per inference'])}
 <p>{html.escape(r['definitions'])}</p>
-{_img(images['synops'])}
-<h2>Firing</h2>{_img(images['firing_rates'])}{_img(images['raster'])}
-<h2>Energy per inference</h2>{_table(e_rows, ['profile', 'network', 'joules', 'breakdown'])}{_img(images['energy'])}
+{img(images['synops'])}
+<h2>Firing</h2>{img(images['firing_rates'])}{img(images['raster'])}
+<h2>Energy per inference</h2>{table(e_rows, ['profile', 'network', 'joules', 'breakdown'])}{img(images['energy'])}
 <h3>Sources of the constants</h3><ul>{sources}</ul>
 {targets_html(r.get('targets', []), {k[6:]: v for k, v in images.items() if k.startswith('cores_')})}
 <h2>Ranges a Loihi-style target cannot hold</h2><ul>{problems}</ul>
