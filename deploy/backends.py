@@ -48,6 +48,14 @@ class Backend:
     def supports(self, view: GraphView) -> tuple[bool, str]:
         return True, ""
 
+    def usable_for(self, view: GraphView) -> tuple[bool, str]:
+        """Both checks at once, the reason phrased for a table: "unavailable: …" or "cannot run this graph: …"."""
+        ok, why = self.available()
+        if not ok:
+            return False, f"unavailable: {why}"
+        ok, why = self.supports(view)
+        return ok, ("" if ok else f"cannot run this graph: {why}")
+
     def run(self, graph: nir.NIRGraph, x: torch.Tensor, progress: bool = False, workdir: Path | None = None,
             timesteps: int | None = None) -> BackendRun:  # pragma: no cover - every backend overrides it
         """Run ``graph`` on ``x``; ``timesteps`` for graphs that do not record T (backends that need

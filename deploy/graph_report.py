@@ -36,12 +36,7 @@ def _rows(graph: nir.NIRGraph, view: GraphView, x: torch.Tensor, y: torch.Tensor
     for backend in BACKENDS.values():
         if not backend.in_report:
             continue
-        ok, why = backend.available()
-        if ok:
-            ok, why = backend.supports(view)
-            why = why and f"cannot run this graph: {why}"
-        else:
-            why = f"unavailable: {why}"
+        ok, why = backend.usable_for(view)
         xs = x[:, :slow_samples] if backend.slow and x.dim() == len(view.input_shape) + 2 else \
             (x[:slow_samples] if backend.slow else x)
         if not ok:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import time
 
 import numpy as np
 import torch
@@ -22,11 +21,10 @@ import torch
 from kdsnn.errors import KdsnnError
 from kdsnn.export.graph_view import GraphView
 from kdsnn.export.loihi import BIAS_EXP, DU, V_DECAY, lava_weights
-from kdsnn.progress import progress as progress_bar
 
 from .lava_plan import Connection, LavaGraphPlan
-from .lava_runtime import (LavaRun, actor_error, aligned, host_first_layer, host_readout, lava_layout, lava_shape,
-                           membrane_extremes, patch_lava_conv, shutdown, source_data, synapse_current)
+from .lava_runtime import (LavaRun, aligned, host_first_layer, host_readout, lava_layout, lava_shape,
+                           membrane_extremes, source_data, stream, synapse_current)
 
 
 def run_graph(view: GraphView, plan: LavaGraphPlan, x: torch.Tensor, progress: bool) -> LavaRun:
@@ -95,8 +93,6 @@ def _connect(conn: Connection, out_ports: dict, in_ports: dict, shapes: dict):
 def _simulate(plan: LavaGraphPlan, host: np.ndarray, progress: bool) -> tuple[dict[str, np.ndarray], float, float, int]:
     """Build every process, stream all samples through one runtime, return each population's raw record."""
     with contextlib.redirect_stdout(io.StringIO()):
-        from lava.magma.core.run_conditions import RunSteps
-        from lava.magma.core.run_configs import Loihi2SimCfg
         from lava.proc.io.sink import RingBuffer as Sink
         from lava.proc.io.source import RingBuffer as Source
         from lava.proc.lif.process import LIF, LIFReset
@@ -117,22 +113,6 @@ def _simulate(plan: LavaGraphPlan, host: np.ndarray, progress: bool) -> tuple[di
             proc.s_out.connect(sinks[pop.name].a_in)
     for conn in plan.connections:
         _connect(conn, out_ports, in_ports, shapes)
-    patch_lava_conv()
-    t0 = time.perf_counter()
-    source.create_runtime(run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-    failed = False
-    try:
-        startup = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for _ in progress_bar(range(batch), desc="Lava", unit="sample", enabled=progress, leave=False):
-            source.run(condition=RunSteps(num_steps=T))
-        if plan.max_lag:
-            source.run(condition=RunSteps(num_steps=plan.max_lag))
-        per_sample = (time.perf_counter() - t0) / batch
-        records = {name: np.asarray(sink.data.get()) for name, sink in sinks.items()}
-    except RuntimeError as exc:
-        failed = True
-        raise KdsnnError(f"the Lava simulation failed: {actor_error(source.runtime) or exc}") from None
-    finally:
-        shutdown(source, failed)
+    records, startup, per_sample = stream(source, batch, T, plan.max_lag, lambda: {
+        name: np.asarray(sink.data.get()) for name, sink in sinks.items()}, progress)
     return records, startup, per_sample, steps

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import io
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +22,9 @@ from kdsnn.export.graph_view import GraphView
 from kdsnn.export.netx_plan import RESET_OFFSET, NetxPlan
 from kdsnn.export.netx_read import read_info
 from kdsnn.export.netx_write import export_netx, graph_digest
-from kdsnn.progress import progress as progress_bar
 
-from .lava_runtime import (LavaRun, actor_error, aligned, host_first_layer, host_readout, membrane_extremes,
-                           patch_lava_conv, shutdown, source_data, synapse_current)
+from .lava_runtime import (LavaRun, aligned, host_first_layer, host_readout, membrane_extremes,
+                           source_data, stream, synapse_current)
 
 
 def run_netx(view: GraphView, plan: NetxPlan, x: torch.Tensor, netx_path: str | Path | None,
@@ -63,8 +61,6 @@ def _simulate(path: Path, plan: NetxPlan, host: np.ndarray, progress: bool) -> t
     """Stream all samples through one Lava runtime; return each layer's raw ``[..., steps]`` record."""
     with contextlib.redirect_stdout(io.StringIO()):
         from lava.lib.dl import netx
-        from lava.magma.core.run_conditions import RunSteps
-        from lava.magma.core.run_configs import Loihi2SimCfg
         from lava.proc.io.sink import RingBuffer as Sink
         from lava.proc.io.source import RingBuffer as Source
 
@@ -87,21 +83,6 @@ def _simulate(path: Path, plan: NetxPlan, host: np.ndarray, progress: bool) -> t
         sink = Sink(shape=layer.out.shape, buffer=steps)
         layer.out.connect(sink.a_in)
         sinks.append(sink)
-    patch_lava_conv()
-    t0 = time.perf_counter()
-    net.create_runtime(run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-    failed = False
-    try:
-        startup = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for _ in progress_bar(range(batch), desc="Lava", unit="sample", enabled=progress, leave=False):
-            net.run(condition=RunSteps(num_steps=T))
-        net.run(condition=RunSteps(num_steps=n_layers))
-        per_sample = (time.perf_counter() - t0) / batch
-        records = [np.asarray(sink.data.get()) for sink in sinks]
-    except RuntimeError as exc:
-        failed = True
-        raise KdsnnError(f"the Lava simulation failed: {actor_error(net.runtime) or exc}") from None
-    finally:
-        shutdown(net, failed)
+    records, startup, per_sample = stream(net, batch, T, n_layers, lambda: [np.asarray(sink.data.get()) for sink in sinks],
+                                          progress)
     return records, startup, per_sample, steps

@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import nir
 import numpy as np
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from kdsnn.errors import KdsnnError
+from kdsnn.progress import progress as progress_bar
 from kdsnn.neuron_models import IFModel
 from kdsnn.export.graph import set_meta
 from kdsnn.export.graph_view import GraphView
@@ -47,6 +49,8 @@ class LavaRun:
     lava_steps: int
     membrane_extremes: dict[str, tuple[float, float]] = field(default_factory=dict)
     route: str = "netx"
+
+T_ = TypeVar("T_")
 
 
 def _clear_start_method() -> None:
@@ -233,3 +237,33 @@ def shutdown(process, failed: bool) -> None:
     if failed:
         process.runtime._is_started = False
     process.stop()
+
+
+def stream(process, batch: int, timesteps: int, flush: int, read: Callable[[], T_], progress: bool
+           ) -> tuple[T_, float, float]:
+    """Compile and start ``process``'s runtime (fixed_pt), run ``batch`` samples of ``timesteps`` steps
+    each, then ``flush`` steps to drain the pipeline; returns (``read()``, start-up s, s per sample).
+
+    Any failure of a Lava actor becomes a one-line KdsnnError; the runtime is always torn down."""
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+
+    patch_lava_conv()
+    t0 = time.perf_counter()
+    process.create_runtime(run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+    failed = False
+    try:
+        startup = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for _ in progress_bar(range(batch), desc="Lava", unit="sample", enabled=progress, leave=False):
+            process.run(condition=RunSteps(num_steps=timesteps))
+        if flush:
+            process.run(condition=RunSteps(num_steps=flush))
+        per_sample = (time.perf_counter() - t0) / batch
+        records = read()
+    except RuntimeError as exc:
+        failed = True
+        raise KdsnnError(f"the Lava simulation failed: {actor_error(process.runtime) or exc}") from None
+    finally:
+        shutdown(process, failed)
+    return records, startup, per_sample

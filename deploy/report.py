@@ -114,12 +114,7 @@ def backend_accuracy(graph, x: torch.Tensor, y: torch.Tensor, bits: int, slow_sa
         if not backend.in_report:
             continue
         label = backend.report_label(bits)
-        ok, why = backend.available()
-        if ok:
-            ok, why = backend.supports(view)
-            why = why and f"cannot run this graph: {why}"
-        else:
-            why = f"unavailable: {why}"
+        ok, why = backend.usable_for(view)
         xs, ys = (x[:slow_samples], y[:slow_samples]) if backend.slow else (x, y)
         if not ok or not len(xs):
             rows[label] = {"note": why or "no samples (--lava-samples 0)"}
