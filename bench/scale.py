@@ -172,7 +172,7 @@ integer graph and inputs in the same process (every layer, every step; float64 h
 logits equal the simulator's. A shared 2-core machine: 1-minute load average {a.load[0]:.1f} at the start,
 {a.load[1]:.1f} at the end. Other work slows the dense baseline (torch on 2 threads) more than the
 simulator, so the last column moves between runs; the simulator's own time per SynOp is the steadier figure
-({min(r['sim_ms'] / r['synops'] for r in rows) * 1e9:.2f}-{max(r['sim_ms'] / r['synops'] for r in rows) * 1e9:.2f} ns
+({min(r['sim_ms'] / r['synops'] for r in rows) * 1e6:.2f}-{max(r['sim_ms'] / r['synops'] for r in rows) * 1e6:.2f} ns
 per SynOp here, first layer and neuron updates included).
 
 {chr(10).join(lines)}

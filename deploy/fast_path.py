@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .sim_connect import Tables, channels_last, exact
+from .sim_tables import Tables, channels_last, exact
 from .sim_kernels import (
     P_OFF,
     P_SIZE,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .sim_connect import Tables, exact
+from .sim_tables import Tables, exact
 from .sim_kernels import ANALOG, EXACT, SPIKES, V_MAX, V_MIN, _update, deliver
 from .sim_plan import Plan
 from .sim_results import LayerStats, NeuronStats, SimState, fresh, merge, parts

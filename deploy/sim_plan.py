@@ -22,16 +22,9 @@ from kdsnn.neuron_models import IFModel
 from kdsnn.progress import progress as progress_bar
 
 from .fast_path import FastNet
-from .sim_connect import (
-    Connection,
-    DenseOp,
-    ElementwiseOp,
-    KernelConnection,
-    channels_last,
-    conv_op,
-    pool_index,
-)
+from .sim_connect import DenseOp, ElementwiseOp, KernelConnection, conv_op, pool_index
 from .sim_sparse import SparseConnection, linear_matrix, path_matrix
+from .sim_tables import Connection, channels_last
 
 
 @dataclass(frozen=True)

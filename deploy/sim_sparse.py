@@ -20,7 +20,7 @@ from kdsnn.export.graph_view import SYNAPTIC, conv_pads, pair
 
 from kdsnn.errors import KdsnnError
 
-from .sim_connect import Tables, channels_last
+from .sim_tables import Tables, channels_last
 
 
 def _window_taps(size_in: int, size_out: int, k: int, s: int, pad: int, d: int):

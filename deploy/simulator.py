@@ -14,7 +14,8 @@ neurons × T; an update is *active* when the neuron received at least one event 
 or spiked. In integer mode, membranes beyond 24-bit signed are reported, never clipped.
 
 Modules: :mod:`~kdsnn.deploy.sim_results` (result types), :mod:`~kdsnn.deploy.sim_plan` (the
-plan), :mod:`~kdsnn.deploy.sim_connect` (kernel connectivity), :mod:`~kdsnn.deploy.sim_sparse`
+plan), :mod:`~kdsnn.deploy.sim_tables` (the tables a spike reads), :mod:`~kdsnn.deploy.sim_connect`
+(kernel connectivity), :mod:`~kdsnn.deploy.sim_sparse`
 (the explicit sparse formulation: test oracle and fallback), :mod:`~kdsnn.deploy.sim_kernels`
 (compiled kernels), :mod:`~kdsnn.deploy.sim_general` and :mod:`~kdsnn.deploy.fast_path` (the paths).
 """
