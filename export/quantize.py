@@ -25,7 +25,8 @@ import numpy as np
 
 from kdsnn.errors import KdsnnError
 
-from .graph import SYNAPTIC, get_meta, predecessors, set_meta
+from .graph import SYNAPTIC, get_meta, set_meta
+from .graph_view import GraphView
 from .loihi import STATE_BITS as MEMBRANE_BITS
 from .loihi import weight_fits
 
@@ -58,7 +59,7 @@ def _input_scales(graph: nir.NIRGraph, preds: dict[str, list[str]], in_step: flo
         if name in scale:
             return scale[name]
         node = graph.nodes[name]
-        if isinstance(node, nir.Input):
+        if not preds[name]:  # the Input
             s = in_step
         elif isinstance(node, (nir.SumPool2d, nir.AvgPool2d, nir.Flatten)):
             s = of(preds[name][0])
@@ -84,10 +85,8 @@ def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True, cal
             raise KdsnnError(f"node {name!r}: AvgPool2d must be folded into the next layer before quantization "
                              "(kdsnn's exporter writes SumPool2d)")
     g = copy.deepcopy(graph)
-    preds = predecessors(g)
-    succs: dict[str, list[str]] = {n: [] for n in g.nodes}
-    for s, d in g.edges:
-        succs[s].append(d)
+    view = GraphView(g)
+    preds, succs = view.preds, view.succs
     qmax = 2 ** (bits - 1) - 1
     # Spike input (Bernoulli encoding) is 0/1 already: its step is 1, whatever the data's scale.
     in_step = 1.0 if meta.get("encoding") == "bernoulli" else input_step(meta.get("preprocessing", {}), calibration_max, bits)
@@ -98,7 +97,8 @@ def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True, cal
     for name, node in g.nodes.items():
         if isinstance(node, SYNAPTIC):
             targets = succs[name]
-            if len(targets) != 1 or not isinstance(g.nodes[targets[0]], (nir.IF, nir.Output)):
+            if len(targets) != 1 or not (isinstance(g.nodes[targets[0]], nir.Output) or
+                                         getattr(view.models.get(targets[0]), "kind", None) == "IF"):
                 raise KdsnnError(f"node {name!r} must feed exactly one IF population or the Output to be quantized")
             groups.setdefault(targets[0], []).append(name)
 
