@@ -27,6 +27,7 @@ from contextlib import nullcontext
 import nir
 import numpy as np
 import torch
+from kdsnn.export.encoding import encode
 from kdsnn.export.graph_view import GraphView
 
 from kdsnn.errors import KdsnnError
@@ -56,36 +57,23 @@ __all__ = [
 
 def _prepare(view: GraphView, x: torch.Tensor | np.ndarray, timesteps: int | None,
              seed: int | None) -> tuple[np.ndarray, bool, int]:
-    """``[T, B, n_in]`` float64 input as the graph's Input receives it, whether it is analog, and T."""
+    """``[T, B, n_in]`` float64 input as the graph's Input receives it (:func:`kdsnn.export.encoding.encode`),
+    whether it is analog, and T."""
     x = torch.as_tensor(np.asarray(x) if isinstance(x, np.ndarray) else x)
-    shape = view.input_shape
-    if not torch.is_floating_point(x) and x.dtype not in (torch.uint8, torch.bool, torch.int32, torch.int64):
-        raise KdsnnError(f"input dtype {x.dtype} is not numeric")
-    if x.dim() == len(shape) + 1:
-        if tuple(x.shape[1:]) != shape:
-            raise KdsnnError(f"input shape {tuple(x.shape[1:])} does not match the graph's input {shape}")
-        t = int(timesteps or view.require_timesteps())
-        x = x.to(torch.float64)
-        if view.encoding == "bernoulli":
-            gen = torch.Generator().manual_seed(seed) if seed is not None else None
-            x = torch.bernoulli(x.clamp(0, 1).unsqueeze(0).expand(t, *x.shape).contiguous(), generator=gen)
-        else:
-            x = x.unsqueeze(0).expand(t, *x.shape)
-        analog = view.encoding == "direct"
-    elif x.dim() == len(shape) + 2 and tuple(x.shape[2:]) == shape:
-        if timesteps and int(timesteps) != x.shape[0]:
-            raise KdsnnError(f"input has {x.shape[0]} steps but timesteps={timesteps} was asked for")
-        x = _float64(x)
-        xn = x.numpy()
+    sequence = x.dim() == len(view.input_shape) + 2
+    if sequence and x.device.type == "cpu" and not x.requires_grad and x.dtype != torch.float64:
+        x = _float64(x)  # numpy's conversion: the same values without waking torch's thread pool
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    seq = encode(view, x, timesteps, torch.float64, gen)
+    if sequence:
+        xn = x.numpy() if x.dtype == torch.float64 else x.double().numpy()
         analog = not bool(((xn == 0) | (xn == 1)).all())
     else:
-        raise KdsnnError(f"input shape {tuple(x.shape)} does not match the graph's input {shape} ([B, ...] or [T, B, ...])")
-    if not np.isfinite(x.numpy()).all():  # numpy: torch's threads only add overhead on these small checks
+        analog = view.encoding == "direct"
+    arr = seq.reshape(seq.shape[0], seq.shape[1], -1).numpy().astype(np.float64, copy=True)
+    if not np.isfinite(arr).all():  # numpy: torch's threads only add overhead on these small checks
         raise KdsnnError("input contains NaN or infinite values")
-    if view.integer and view.input_scale and view.encoding == "direct":
-        x = torch.round(x / view.input_scale)  # as GraphSNN: the same float64 division and rounding
-    arr = x.reshape(x.shape[0], x.shape[1], -1).numpy().astype(np.float64, copy=True)
-    return arr, analog, int(x.shape[0])
+    return arr, analog, int(seq.shape[0])
 
 
 def _float64(x: torch.Tensor) -> torch.Tensor:
