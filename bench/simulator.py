@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._doc import replace_section  # noqa: E402
 from kdsnn.deploy.simulator import Plan, simulate  # noqa: E402
 from kdsnn.deploy.synops import graph_ann_macs  # noqa: E402
-from kdsnn.export.graph import predecessors, student_to_graph, topological_order  # noqa: E402
+from kdsnn.export.graph import student_to_graph  # noqa: E402
+from kdsnn.export.graph_view import GraphView  # noqa: E402
 from kdsnn.export.quantize import quantize_graph  # noqa: E402
 from kdsnn.models.spiking import AvgPool, ConvBNIF, Flatten, Readout, SpikingNet  # noqa: E402
 from kdsnn.neurons import IFParams  # noqa: E402
@@ -67,15 +68,16 @@ class DenseStepper:
     """Every layer on every step, all neurons and synapses, in torch (float32)."""
 
     def __init__(self, graph: nir.NIRGraph) -> None:
-        self.g, self.order, self.preds = graph, topological_order(graph), predecessors(graph)
+        self.view = GraphView(graph)
+        self.g, self.order, self.preds = graph, self.view.order, self.view.preds
         self.t = {n: {k: torch.as_tensor(np.asarray(getattr(v, k), dtype=np.float32))
-                      for k in ("weight", "bias", "v_threshold", "v_reset") if hasattr(v, k)}
+                      for k in ("weight", "bias") if hasattr(v, k)}
                   for n, v in graph.nodes.items()}
 
     @torch.no_grad()
     def run(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         v: dict[str, torch.Tensor] = {}
-        spikes: dict[str, list[torch.Tensor]] = {n: [] for n, k in self.g.nodes.items() if isinstance(k, nir.IF)}
+        spikes: dict[str, list[torch.Tensor]] = {n: [] for n in self.view.populations}
         for step in range(x.shape[0]):
             out: dict[str, torch.Tensor] = {}
             for n in self.order:
@@ -92,12 +94,10 @@ class DenseStepper:
                     out[n] = h.flatten(1)
                 elif isinstance(node, nir.Affine):
                     out[n] = F.linear(h, p["weight"], p["bias"])
-                elif isinstance(node, nir.IF):
-                    u = v.get(n, torch.zeros_like(h)) + h
-                    s = u > p["v_threshold"]
-                    v[n] = torch.where(s, p["v_reset"], u)
-                    out[n] = s.float()
-                    spikes[n].append(s)
+                elif n in self.view.models:  # the neuron model's own step, on dense float32 maps
+                    m = self.view.models[n]
+                    out[n], v[n] = m.step(h, v[n] if n in v else m.initial_state(h))
+                    spikes[n].append(out[n] > 0)
                 else:
                     out[n] = h
         return {n: torch.stack(s) for n, s in spikes.items()}

@@ -169,36 +169,3 @@ def _infer_hw(model: SpikingNet) -> tuple[int, int]:
     if hw is None:
         raise KdsnnError("the student does not record its input size; rebuild it from its checkpoint")
     return tuple(hw)  # type: ignore[return-value]
-
-
-def topological_order(graph: nir.NIRGraph) -> list[str]:
-    """Node names in an order where every node comes after all its sources."""
-    preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    for s, d in graph.edges:
-        if s not in graph.nodes or d not in graph.nodes:
-            raise KdsnnError(f"NIR graph has an edge {s} → {d} to a node that does not exist")
-        preds[d].append(s)
-    order, seen, visiting = [], set(), set()
-
-    def visit(n: str) -> None:
-        if n in seen:
-            return
-        if n in visiting:
-            raise KdsnnError(f"NIR graph has a cycle through node {n!r}; only feed-forward graphs are supported")
-        visiting.add(n)
-        for p in preds[n]:
-            visit(p)
-        visiting.discard(n)
-        seen.add(n)
-        order.append(n)
-
-    for n in graph.nodes:
-        visit(n)
-    return order
-
-
-def predecessors(graph: nir.NIRGraph) -> dict[str, list[str]]:
-    preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    for s, d in graph.edges:
-        preds[d].append(s)
-    return preds
