@@ -27,15 +27,18 @@ def trailing(shape: tuple[int, ...], n: int) -> tuple[int, ...]:
 
 
 def param(model: Any, value: np.ndarray, like: Any, key: str) -> Any:
-    """``value`` (1 or n entries) in ``like``'s kind: numpy in its float dtype, torch in its dtype/device (cached)."""
+    """``value`` (1 or n entries) in ``like``'s kind: numpy in its float dtype, torch in its dtype/device.
+
+    Torch tensors are cached on the model per shape of ``like`` (a step loop asks for the same
+    parameter at every step: the lookup must cost next to nothing)."""
+    if isinstance(like, torch.Tensor):
+        ck = (key, like.dtype, like.device, like.shape)
+        t = model._cache.get(ck)
+        if t is None:
+            v = value.reshape(trailing(tuple(like.shape), value.size)) if value.size != 1 else value.reshape(())
+            t = model._cache[ck] = torch.as_tensor(v, dtype=like.dtype, device=like.device)
+        return t
     if value.size != 1:
         value = value.reshape(trailing(tuple(like.shape), value.size))
-    if not isinstance(like, torch.Tensor):
-        dtype = like.dtype.type if isinstance(like, np.ndarray) and like.dtype.kind == "f" else np.float64
-        return value.astype(dtype, copy=False) if value.size != 1 else dtype(value.flat[0])
-    ck = (key, like.dtype, like.device, value.shape)
-    t = model._cache.get(ck)
-    if t is None:
-        t = model._cache[ck] = torch.as_tensor(value if value.size != 1 else value.ravel()[:1], dtype=like.dtype,
-                                               device=like.device)
-    return t
+    dtype = like.dtype.type if isinstance(like, np.ndarray) and like.dtype.kind == "f" else np.float64
+    return value.astype(dtype, copy=False) if value.size != 1 else dtype(value.flat[0])

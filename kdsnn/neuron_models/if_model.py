@@ -53,6 +53,8 @@ class IFModel:
             raise KdsnnError(f"unknown IF reset {self.reset!r}; choose 'hard' (to v_reset) or 'soft' (subtract θ)")
         if not self.dt > 0:
             raise KdsnnError(f"time step dt must be positive, got {self.dt}")
+        gain = self.r * self.dt  # derived once: a step loop reads them at every step
+        object.__setattr__(self, "_derived", {"gain": gain, "unit_gain": bool(np.all(gain == 1.0))})
 
     @classmethod
     def from_nir(cls, node: nir.IF, dt: float = 1.0, reset: str = "hard", integer: bool = False) -> IFModel:
@@ -64,12 +66,12 @@ class IFModel:
     @property
     def gain(self) -> np.ndarray:
         """What one step multiplies the input by: ``r·dt``."""
-        return self.r * self.dt
+        return self._derived["gain"]
 
     @property
     def unit_gain(self) -> bool:
         """Whether ``r·dt = 1`` everywhere (the input is added as it is)."""
-        return bool(np.all(self.gain == 1.0))
+        return self._derived["unit_gain"]
 
     def integer_exact(self) -> bool:
         """Whether integer currents keep integer membranes: ``r·dt = 1``, finite integer θ floor and v_reset."""
@@ -111,7 +113,7 @@ class IFModel:
         fired = h > th
         if isinstance(h, torch.Tensor):
             s = fired.to(h.dtype)
-            v = torch.where(fired, self._param("v_reset", h).expand_as(h), h) if self.reset == "hard" else h - th * s
+            v = torch.where(fired, self._param("v_reset", h), h) if self.reset == "hard" else h - th * s
             return s, v
         s = fired.astype(h.dtype if h.dtype.kind == "f" else np.float64)
         v = np.where(fired, np.broadcast_to(self._param("v_reset", h), h.shape), h) if self.reset == "hard" else h - th * s
