@@ -55,7 +55,7 @@ def _input_nonzero(x: torch.Tensor, input_shape: tuple[int, ...], T: int) -> tup
 
 def core_load(view: Any, placement: Any, sim: Any, x: torch.Tensor) -> Load:
     """Count each core's work from simulation ``sim`` of inputs ``x`` (see module docstring)."""
-    from .mapping import _structure
+    from .placement import _structure
 
     T, B = int(sim.timesteps), int(sim.batch)
     n_cores = len(placement.cores)
@@ -67,7 +67,7 @@ def core_load(view: Any, placement: Any, sim: Any, x: torch.Tensor) -> Load:
     sent = np.zeros(n_cores)
     in_steps, _ = _input_nonzero(x, view.shape[view.input], T)
     spikes = {p: _per_neuron_spikes(sim, p) for p in view.populations if p in sim.spikes}
-    from .mapping import _fan_out_axons
+    from .placement import _fan_out_axons
     dcount = _fan_out_axons(view, placement)
     for ci, c in enumerate(view.plan.connections):
         if c.target not in placement.core_of:
