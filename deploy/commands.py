@@ -84,6 +84,23 @@ def _doctor(a: argparse.Namespace) -> int:
     return 0
 
 
+def _checkpoint_inputs(a: argparse.Namespace, dep, need_labels: bool = False):
+    """``--inputs``/``--labels`` for a student checkpoint: ``(x, y or None)`` shaped like its input, or None."""
+    if getattr(a, "spike_rate", None) is not None:
+        raise KdsnnError("--spike-rate feeds NIR files that expect spikes; a student checkpoint encodes its own input")
+    if not getattr(a, "inputs", None):
+        if getattr(a, "labels", None):
+            raise KdsnnError("--labels goes with --inputs (the labels of your own samples)")
+        return None
+    from kdsnn import checkpoint, data
+
+    spec = checkpoint.model_spec(dep.ckpt)
+    x, y = data.load_inputs(a.inputs, a.labels, shape=tuple(spec["input_shape"]), classes=int(spec["classes"]))
+    if need_labels and y is None:
+        raise KdsnnError("report measures accuracy: give --labels FILE.npy with --inputs")
+    return x, y
+
+
 def _graph_or_checkpoint(a: argparse.Namespace) -> bool:
     """Whether the command runs on a NIR file (True) or a checkpoint (False); one-line error if neither or both."""
     if (a.model is None) == (a.checkpoint is None):
@@ -124,7 +141,8 @@ def _verify(a: argparse.Namespace) -> int:
     from .verify import as_json, format_table, verify
 
     dep = prepare(a.checkpoint, a.bits, a.dataset, a.data_root)
-    x, _ = data.sample_batch(dep.dataset, a.samples, a.data_root)
+    user = _checkpoint_inputs(a, dep)
+    x = user[0] if user is not None else data.sample_batch(dep.dataset, a.samples, a.data_root)[0]
     checks = verify(dep, x, progress=not a.json, slow_samples=a.lava_samples)
     failed = [c for c in checks if c.failed]
     targets = _target_fidelity(dep.int_graph, a.target)
@@ -170,7 +188,8 @@ def _report(a: argparse.Namespace) -> int:
 
     dep = prepare(a.checkpoint, a.bits, a.dataset, a.data_root)
     profiles = a.profile or None
-    rep = build_report(dep, a.out, a.data_root, a.limit, a.lava_samples, profiles)
+    rep = build_report(dep, a.out, a.data_root, a.limit, a.lava_samples, profiles,
+                       inputs=_checkpoint_inputs(a, dep, need_labels=True))
     if a.json:
         print(json.dumps({"report": f"{a.out}/report.html", "accuracy": rep["accuracy"]}, default=float))
     else:

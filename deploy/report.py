@@ -43,22 +43,31 @@ def _batched(fn, x: torch.Tensor, batch: int, desc: str) -> torch.Tensor:
 
 
 def build_report(dep: Deployable, out_dir: str | Path, data_root: str | None = None, limit: int | None = None,
-                 lava_samples: int = 32, profiles: list[str] | None = None, targets: list[str] | None = None) -> dict[str, Any]:
-    """Measure everything and write the report files; returns the JSON content."""
+                 lava_samples: int = 32, profiles: list[str] | None = None, targets: list[str] | None = None,
+                 inputs: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, Any]:
+    """Measure everything and write the report files; returns the JSON content.
+
+    ``inputs``: the user's own samples and labels instead of the data set's test split."""
     t0 = time.time()
     chosen = [load_profile(p) for p in (profiles or builtin_profiles())]  # bad names fail before the long work
     chosen_targets = [load_target(t) for t in (targets or builtin_targets())]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    test = data.load(dep.dataset, "test", data_root)
-    n = len(test) if limit is None else min(limit, len(test))
-    xs, ys = zip(*(test[i] for i in range(n)))
-    x, y = torch.stack(xs), torch.tensor(ys)
+    if inputs is not None:
+        test = None
+        x, y = inputs[0][:limit], inputs[1][:limit]
+        n = len(y)
+    else:
+        test = data.load(dep.dataset, "test", data_root)
+        n = len(test) if limit is None else min(limit, len(test))
+        xs, ys = zip(*(test[i] for i in range(n)))
+        x, y = torch.stack(xs), torch.tensor(ys)
     meta = get_meta(dep.int_graph)
 
     accuracy: dict[str, Any] = {}
     with torch.no_grad():
-        accuracy["float (PyTorch student)"] = {"accuracy": evaluate(dep.model, test, torch.device("cpu")) if limit is None
+        accuracy["float (PyTorch student)"] = {"accuracy": evaluate(dep.model, test, torch.device("cpu"))
+                                               if limit is None and test is not None
                                                else _accuracy(dep.model(x).logits, y), "samples": n}
     accuracy_rows, sim = backend_accuracy(dep.int_graph, x, y, dep.bits, lava_samples)
     accuracy.update(accuracy_rows)

@@ -139,3 +139,34 @@ def test_bad_inputs_give_one_line(trained, tmp_path, capsys):
     assert "shape" in _error(capsys)
     assert main(["report", "--checkpoint", trained["student"], "--out", str(tmp_path / "r"), "--profile", "tpu9"]) == 2
     assert "tpu9" in _error(capsys)
+
+
+def test_verify_and_report_a_checkpoint_on_your_own_inputs(trained, tmp_path, capsys):
+    import torch
+
+    from kdsnn import data
+    from kdsnn.deploy.pipeline import prepare
+    from kdsnn.export.runtime import GraphSNN
+
+    x, y = data.sample_batch("digits", 5, split="train")     # samples the test split does not hold
+    np.save(tmp_path / "x.npy", x.numpy())
+    np.save(tmp_path / "y.npy", y.numpy())
+    assert main(["verify", "--checkpoint", trained["student"], "--inputs", str(tmp_path / "x.npy"),
+                 "--lava-samples", "2", "--json"]) == 0
+    result = _json(capsys)
+    assert result["agree"]
+    lava = next(c for c in result["checks"] if c["backend"].startswith("Lava"))
+    assert "first 2 of 5" in lava["detail"]
+    out = tmp_path / "rep"
+    assert main(["report", "--checkpoint", trained["student"], "--inputs", str(tmp_path / "x.npy"), "--labels",
+                 str(tmp_path / "y.npy"), "--lava-samples", "2", "--out", str(out), "--json"]) == 0
+    acc = json.loads((out / "report.json").read_text())["accuracy"]
+    # the quantized accuracy worked out independently: the integer graph run on the same five samples
+    graph = prepare(trained["student"]).int_graph
+    want = float((GraphSNN(graph).run(x).logits.argmax(1) == y).double().mean())
+    assert acc["quantized 8-bit (PyTorch)"] == {"accuracy": want, "samples": 5}
+    assert acc["Lava (Loihi 2 sim)"]["samples"] == 2
+    capsys.readouterr()
+    assert main(["report", "--checkpoint", trained["student"], "--inputs", str(tmp_path / "x.npy"),
+                 "--out", str(tmp_path / "r2")]) == 2
+    assert "--labels" in _error(capsys)
