@@ -142,7 +142,6 @@ def test_bad_inputs_give_one_line(trained, tmp_path, capsys):
 
 
 def test_verify_and_report_a_checkpoint_on_your_own_inputs(trained, tmp_path, capsys):
-    import torch
 
     from kdsnn import data
     from kdsnn.deploy.pipeline import prepare
