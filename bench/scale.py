@@ -34,6 +34,7 @@ import torch
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]  # bench/lava.py
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._doc import replace_section  # noqa: E402
+from bench._timing import timed  # noqa: E402
 
 ARCHS = ["snn_2conv", "snn_resnet14", "snn_wrn16_2", "snn_vgg11", "snn_vgg16", "snn_resnet18"]
 PRE = {"raw_scale": 1 / 255, "mean": [0.0] * 3, "std": [1.0] * 3}  # images in [0, 1], integer input = raw pixels
@@ -55,15 +56,6 @@ def build(arch: str, seed: int = 0):
         m(torch.rand(16, 3, 32, 32))
     params = sum(p.numel() for p in m.parameters())
     return quantize_graph(student_to_graph(m.eval(), PRE), bits=8), params
-
-
-def timed(fn, repeats: int) -> float:
-    best = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best.append(time.perf_counter() - t0)
-    return min(best)  # as timeit: on a shared machine interference only adds time
 
 
 def measure(graph_file: str, batch: int, repeats: int, lava: bool = False) -> dict:

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._doc import replace_section  # noqa: E402
+from bench._timing import timed  # noqa: E402
 from kdsnn.deploy.simulator import Plan, simulate  # noqa: E402
 from kdsnn.deploy.synops import graph_ann_macs  # noqa: E402
 from kdsnn.export.graph import student_to_graph  # noqa: E402
@@ -101,15 +102,6 @@ class DenseStepper:
                 else:
                     out[n] = h
         return {n: torch.stack(s) for n, s in spikes.items()}
-
-
-def timed(fn, repeats: int) -> float:
-    best = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best.append(time.perf_counter() - t0)
-    return min(best)  # as timeit: on a shared machine interference only adds time
 
 
 def main() -> None:

@@ -130,13 +130,11 @@ class Reference(Backend):
 
 
 def simulator_supports(view: GraphView) -> tuple[bool, str]:
-    """Whether the reference simulator represents every population of ``view``, naming the first
-    node it cannot run and why (a non-spiking population anywhere but the readout)."""
-    for name, m in view.models.items():
-        if not m.spiking and any(q != view.output for q in view.succs[name]):
-            return False, (f"{m.kind} node {name!r} does not spike, so the simulator runs it only as the readout "
-                           "(feeding the Output directly); the PyTorch graph runtime (--backend pytorch) runs it anywhere")
-    return True, ""
+    """Whether the reference simulator runs ``view``, and why not (the plan's own rule)."""
+    from .sim_plan import unsupported
+
+    why = unsupported(view)
+    return why is None, why or ""
 
 
 class _Onnx(Backend):

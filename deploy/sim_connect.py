@@ -58,6 +58,12 @@ def _taps(n: int, n_out: int, k: int, s: int, pad: int, d: int) -> np.ndarray:
     return np.array([len(classes[c]) for c in cls], dtype=np.int64)
 
 
+def tap_order(k: int, dilation: int, stride: int) -> list[int]:
+    """A kernel axis's taps ordered so that the taps one input position reaches (same ``tap·d mod s``)
+    are adjacent, each class from the last tap back (ascending output positions)."""
+    return sorted(range(k), key=lambda t: ((t * dilation) % stride, -t))
+
+
 @dataclass
 class ConvOp:
     """A Conv2d's connectivity from its kernel (weights already scaled by any pool before it)."""
@@ -86,7 +92,7 @@ class ConvOp:
         _, ho, wo = self.out_shape
         cout_g = cout // g
         (sy, sx), (dy, dx) = self.stride, self.dilation
-        korder = sorted(range(kw), key=lambda kx: ((kx * dx) % sx, -kx))  # a kernel row's valid taps: adjacent
+        korder = tap_order(kw, dx, sx)  # a kernel row's valid taps: adjacent
         kpos = np.argsort(korder)
         wk = w.reshape(g, cout_g, cin_g, kh, kw)[..., korder].transpose(0, 2, 3, 4, 1)
         weight = np.ascontiguousarray(wk, dtype=np.float64).ravel() + 0.0
@@ -127,9 +133,9 @@ class ConvOp:
         _, ho, wo = self.out_shape
         cout_g = cout // g
         (sy, sx), (dy, dx) = self.stride, self.dilation
-        korder = sorted(range(kw), key=lambda kx: ((kx * dx) % sx, -kx))
+        korder = tap_order(kw, dx, sx)
         kpos = np.argsort(korder)
-        yorder = sorted(range(kh), key=lambda ky: ((ky * dy) % sy, -ky))  # rows too: an interior source's
+        yorder = tap_order(kh, dy, sy)  # rows too: an interior source's
         ypos = np.argsort(yorder)                                          # weights are then consecutive
         wk = w.reshape(g, cout_g, cin_g, kh, kw)[:, :, :, yorder][..., korder].transpose(0, 2, 1, 3, 4)
         weight = np.ascontiguousarray(wk, dtype=np.float64).ravel() + 0.0

@@ -35,6 +35,16 @@ class _Path:
     nodes: tuple[str, ...]
 
 
+def unsupported(view: GraphView) -> str | None:
+    """Why the simulator cannot run ``view`` (None if it can): it delivers events, not graded values,
+    between populations, so a non-spiking population (LI, Integrator) can only be the readout."""
+    for name, model in view.models.items():
+        if not model.spiking and any(q != view.output for q in view.succs[name]):
+            return (f"{model.kind} node {name!r} does not spike, so the simulator runs it only as the readout "
+                    "(feeding the Output directly); the PyTorch graph runtime (--backend pytorch) runs it anywhere")
+    return None
+
+
 class Plan:
     """The graph reduced to populations (Input, neurons), an Output, and composed connections.
 
@@ -48,10 +58,9 @@ class Plan:
         if connectivity not in ("kernel", "sparse"):
             raise KdsnnError(f"connectivity must be 'kernel' or 'sparse', got {connectivity!r}")
         view = graph if isinstance(graph, GraphView) else GraphView(graph)
-        for name, model in view.models.items():
-            if not model.spiking and any(q != view.output for q in view.succs[name]):
-                raise KdsnnError(f"{model.kind} node {name!r} does not spike, so it can only be the readout (feed the "
-                                 "Output directly); the simulator delivers events, not graded values, between populations")
+        why = unsupported(view)
+        if why:
+            raise KdsnnError(why)
         self.view, self.graph, self.sparse = view, view.graph, connectivity == "sparse"
         self.input, self.output, self.input_shape = view.input, view.output, view.input_shape
         self.shape: dict[str, tuple[int, ...]] = dict(view.shape)

@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 
 from kdsnn.errors import KdsnnError
+from kdsnn.neuron_models._params import value_range
 
 from . import nir_io
 from .graph_view import GraphView
@@ -96,12 +97,6 @@ def _count(node: nir.NIRNode) -> int:
     return int(sum(np.asarray(getattr(node, k)).size for k in keys))
 
 
-def _range(a: Any) -> str:
-    a = np.asarray(a, dtype=np.float64)
-    lo, hi = float(a.min()), float(a.max())
-    return f"{lo:.4g}" if lo == hi else f"{lo:.4g}..{hi:.4g}"
-
-
 def _details(node: nir.NIRNode, q: dict[str, Any]) -> str:
     parts = []
     if isinstance(node, nir.Conv2d):
@@ -112,11 +107,11 @@ def _details(node: nir.NIRNode, q: dict[str, Any]) -> str:
         parts.append(f"{type(node).__name__[:3].lower()} {_shape(np.atleast_1d(node.kernel_size))} "
                      f"stride {_shape(np.atleast_1d(node.stride))}")
     if isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear)):
-        parts.append(f"W {_range(node.weight)}")
+        parts.append(f"W {value_range(node.weight)}")
     if isinstance(node, nir.Scale):
-        parts.append(f"scale {_range(node.scale)}")
+        parts.append(f"scale {value_range(node.scale)}")
     if isinstance(node, nir.IF):
-        parts.append(f"θ {_range(node.v_threshold)}, reset to {_range(node.v_reset)}")
+        parts.append(f"θ {value_range(node.v_threshold)}, reset to {value_range(node.v_reset)}")
     if "weight_scale" in q:
         parts.append(f"{q['weight_bits']}-bit, step {q['weight_scale']:.3g}")
     if "current_scale" in q and "weight_scale" not in q:

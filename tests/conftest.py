@@ -40,3 +40,21 @@ def digits_preprocessing() -> dict:
 
 
 ALL_STUDENTS = STUDENTS
+
+
+def assert_same_run(graph, x: torch.Tensor, run) -> None:
+    """A backend's run (logits, spikes per IF node) equals the PyTorch graph runtime's, spike for spike."""
+    import nir
+
+    from kdsnn.export.runtime import GraphSNN
+
+    ref = GraphSNN(graph).run(x)
+    ifs = [n for n, node in graph.nodes.items() if isinstance(node, nir.IF)]
+    assert sorted(run.spikes) == sorted(ifs)
+    for name in ifs:
+        expected = ref.outputs[name].numpy()
+        assert run.spikes[name].shape == expected.shape
+        assert 0.005 < expected.mean() < 0.6, f"{name} should spike a realistic amount"
+        mismatch = int((run.spikes[name] != expected).sum())
+        assert mismatch == 0, f"{name}: {mismatch} spikes differ from GraphSNN"
+    assert torch.equal(run.logits, ref.logits)

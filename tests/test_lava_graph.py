@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import calibrated_student
+from conftest import assert_same_run, calibrated_student
 from kdsnn import data
 from kdsnn.deploy.lava_backend import lava_available, lava_route, lava_supports, run_lava
 from kdsnn.deploy.lava_plan import lava_graph_plan, relay_name
@@ -25,7 +25,6 @@ from kdsnn.errors import KdsnnError
 from kdsnn.export.graph import get_meta, set_meta, student_to_graph
 from kdsnn.export.graph_view import GraphView
 from kdsnn.export.quantize import quantize_graph
-from kdsnn.export.runtime import GraphSNN
 from kdsnn.models import STUDENTS, build_model
 
 LAVA_OK, LAVA_WHY = lava_available()
@@ -43,19 +42,6 @@ def residual(digits_preprocessing) -> dict[str, nir.NIRGraph]:
             for arch in ("snn_resnet14", "snn_wrn16_2")}
 
 
-def _assert_same_run(graph: nir.NIRGraph, x: torch.Tensor, run) -> None:
-    ref = GraphSNN(graph).run(x)
-    ifs = [n for n, node in graph.nodes.items() if isinstance(node, nir.IF)]
-    assert sorted(run.spikes) == sorted(ifs)
-    for name in ifs:
-        expected = ref.outputs[name].numpy()
-        assert run.spikes[name].shape == expected.shape
-        assert 0.005 < expected.mean() < 0.6, f"{name} should spike a realistic amount"
-        mismatch = int((run.spikes[name] != expected).sum())
-        assert mismatch == 0, f"{name}: {mismatch} spikes differ from GraphSNN"
-    assert torch.equal(run.logits, ref.logits)
-
-
 # --- Lava runs -------------------------------------------------------------------------------
 
 @needs_lava
@@ -64,7 +50,7 @@ def test_residual_student_matches_graph_at_every_layer(residual, inputs, arch):
     graph = residual[arch]
     run = run_lava(graph, inputs, progress=False)
     assert run.route == "process-graph" and run.host_nodes == ["if1"]
-    _assert_same_run(graph, inputs, run)
+    assert_same_run(graph, inputs, run)
     plan = lava_graph_plan(graph)
     assert run.lags == {p.name: p.lag for p in plan.neurons}
     assert run.lava_steps == 3 * 4 + plan.max_lag
@@ -76,7 +62,7 @@ def test_sequential_graph_through_the_process_graph_route(digits_preprocessing, 
     assert lava_route(graph) == "netx"
     run = run_lava(graph, inputs, progress=False, route="process-graph")
     assert run.route == "process-graph" and run.lags == {"if2": 1, "if3": 2}  # the netx route's lags
-    _assert_same_run(graph, inputs, run)
+    assert_same_run(graph, inputs, run)
     assert run.logits.sum() > 0  # the readout IF spikes
 
 

@@ -22,7 +22,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import calibrated_student
+from conftest import assert_same_run, calibrated_student
 from kdsnn import data
 from kdsnn.deploy import lava_backend
 from kdsnn.deploy.lava_backend import lava_available, run_lava
@@ -32,7 +32,6 @@ from kdsnn.export.netx_export import (compose_sumpool_conv, compose_sumpool_dens
                                       read_info)
 from kdsnn.export.nir_io import write as write_nir
 from kdsnn.export.quantize import quantize_graph
-from kdsnn.export.runtime import GraphSNN
 from kdsnn.models import build_model
 
 LAVA_OK, LAVA_WHY = lava_available()
@@ -49,19 +48,6 @@ def graphs(digits_preprocessing) -> dict[str, nir.NIRGraph]:
             for ro in ("spike", "membrane")}
 
 
-def _assert_same_run(graph: nir.NIRGraph, x: torch.Tensor, run) -> None:
-    ref = GraphSNN(graph).run(x)
-    ifs = [n for n, node in graph.nodes.items() if isinstance(node, nir.IF)]
-    assert sorted(run.spikes) == sorted(ifs)
-    for name in ifs:
-        expected = ref.outputs[name].numpy()
-        assert run.spikes[name].shape == expected.shape
-        assert 0.005 < expected.mean() < 0.6, f"{name} should spike a realistic amount"
-        mismatch = int((run.spikes[name] != expected).sum())
-        assert mismatch == 0, f"{name}: {mismatch} spikes differ from GraphSNN"
-    assert torch.equal(run.logits, ref.logits)
-
-
 # --- Lava runs -------------------------------------------------------------------------------
 
 def test_lava_is_importable():
@@ -72,7 +58,7 @@ def test_lava_spike_readout_matches_graph_at_every_layer(graphs, inputs, tmp_pat
     graph = graphs["spike"]
     path = export_netx(graph, tmp_path / "s.net")
     run = run_lava(graph, inputs, netx_path=path, progress=False)
-    _assert_same_run(graph, inputs, run)
+    assert_same_run(graph, inputs, run)
     assert run.host_nodes == ["if1"] and run.lags == {"if2": 1, "if3": 2}
     assert run.lava_steps == 4 * 4 + 2
     assert run.logits.shape == (4, 10) and run.logits.sum() > 0  # the readout IF spikes on real inputs
@@ -82,7 +68,7 @@ def test_lava_spike_readout_matches_graph_at_every_layer(graphs, inputs, tmp_pat
 def test_lava_membrane_readout_matches_graph(graphs, inputs):
     graph = graphs["membrane"]
     run = run_lava(graph, inputs, progress=False)  # exports to a temporary file itself
-    _assert_same_run(graph, inputs, run)
+    assert_same_run(graph, inputs, run)
     assert set(run.spikes) == {"if1", "if2"}
     # the readout is the host's mean membrane of fc1, computed here a second way
     w, b = graph.nodes["fc1"].weight, graph.nodes["fc1"].bias

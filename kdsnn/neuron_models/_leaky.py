@@ -103,3 +103,14 @@ def check_sizes(n: int, **params: np.ndarray) -> str | None:
         if a.size not in (1, n):
             return f"{what} has {a.size} values but the population has {n} neurons"
     return None
+
+
+def integer_level_problem(v_leak: np.ndarray, threshold: np.ndarray | None = None,
+                          v_reset: np.ndarray | None = None) -> str | None:
+    """What Loihi's fixed point cannot hold among a leaky model's levels: a non-zero leak target,
+    a non-integer θ or v_reset (None when it can hold them all)."""
+    if np.any(v_leak != 0):
+        return "v_leak is not 0"
+    if threshold is not None and not (np.all(threshold == np.round(threshold)) and np.all(v_reset == np.round(v_reset))):
+        return "θ or v_reset is not an integer"
+    return None

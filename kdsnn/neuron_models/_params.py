@@ -42,3 +42,10 @@ def param(model: Any, value: np.ndarray, like: Any, key: str) -> Any:
         value = value.reshape(trailing(tuple(like.shape), value.size))
     dtype = like.dtype.type if isinstance(like, np.ndarray) and like.dtype.kind == "f" else np.float64
     return value.astype(dtype, copy=False) if value.size != 1 else dtype(value.flat[0])
+
+
+def value_range(a: Any) -> str:
+    """``"lo..hi"`` of an array of parameters (one value when they are all equal), for summaries."""
+    a = np.asarray(a, dtype=np.float64)
+    lo, hi = float(a.min()), float(a.max())
+    return f"{lo:.4g}" if lo == hi else f"{lo:.4g}..{hi:.4g}"

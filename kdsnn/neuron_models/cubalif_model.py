@@ -31,7 +31,7 @@ import numpy as np
 from kdsnn.errors import KdsnnError
 
 from . import _leaky as L
-from .lif_model import _r
+from ._params import value_range as _r
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,11 +77,7 @@ class CubaLIFModel:
             return f"dt/τ_mem = {float(self.leak.flat[0]):g} is not one 12-bit fraction dv/4096"
         if not (np.all(self.syn_gain == 1.0) and np.all(self.gain == 1.0)):
             return "the input gains w_in·dt/τ_syn and r·dt/τ_mem are not 1"
-        if np.any(self.v_leak != 0):
-            return "v_leak is not 0"
-        if not (np.all(self.threshold == np.round(self.threshold)) and np.all(self.v_reset == np.round(self.v_reset))):
-            return "θ or v_reset is not an integer"
-        return None
+        return L.integer_level_problem(self.v_leak, self.threshold, self.v_reset)
 
     def integer_exact(self) -> bool:
         return self.integer_problem() is None

@@ -17,7 +17,7 @@ import numpy as np
 from kdsnn.errors import KdsnnError
 
 from . import _leaky as L
-from .lif_model import _r
+from ._params import value_range as _r
 
 
 @dataclass(frozen=True, eq=False)

@@ -19,7 +19,7 @@ import numpy as np
 from kdsnn.errors import KdsnnError
 
 from . import _leaky as L
-from .lif_model import _r
+from ._params import value_range as _r
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,9 +54,7 @@ class LIModel:
             return f"dt/τ = {float(self.leak.flat[0]):g} is not one 12-bit fraction dv/4096"
         if not np.all(self.gain == 1.0):
             return "the input gain r·dt/τ is not 1"
-        if np.any(self.v_leak != 0):
-            return "v_leak is not 0"
-        return None
+        return L.integer_level_problem(self.v_leak)
 
     def integer_exact(self) -> bool:
         return self.integer_problem() is None

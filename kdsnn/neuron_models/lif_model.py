@@ -29,6 +29,7 @@ import numpy as np
 from kdsnn.errors import KdsnnError
 
 from . import _leaky as L
+from ._params import value_range as _r
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,11 +72,7 @@ class LIFModel:
             return f"dt/τ = {float(self.leak.flat[0]):g} is not one 12-bit fraction dv/4096"
         if not np.all(self.gain == 1.0):
             return "the input gain r·dt/τ is not 1"
-        if np.any(self.v_leak != 0):
-            return "v_leak is not 0"
-        if not (np.all(self.threshold == np.round(self.threshold)) and np.all(self.v_reset == np.round(self.v_reset))):
-            return "θ or v_reset is not an integer"
-        return None
+        return L.integer_level_problem(self.v_leak, self.threshold, self.v_reset)
 
     def integer_exact(self) -> bool:
         return self.integer_problem() is None
@@ -109,9 +106,3 @@ class LIFModel:
     def run(self, x_seq: Any) -> tuple[Any, Any]:
         """All steps of ``x_seq`` ``[T, ...]``: (spikes, membranes after each step)."""
         return L.run_steps(self, x_seq)
-
-
-def _r(a: np.ndarray) -> str:
-    a = np.asarray(a, dtype=np.float64)
-    lo, hi = float(a.min()), float(a.max())
-    return f"{lo:.4g}" if lo == hi else f"{lo:.4g}..{hi:.4g}"
