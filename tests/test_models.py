@@ -123,3 +123,30 @@ def test_students_are_a_registry(monkeypatch):
     m = build_model("snn_linear", (1, 8, 8), 3, timesteps=2)
     assert m(torch.rand(4, 1, 8, 8)).logits.shape == (4, 3)
     assert sum(p.numel() for p in m.parameters()) == 64 * 3 + 3  # one 64 → 3 layer with bias
+
+
+@pytest.mark.parametrize("cin", [1, 3, 6, 16])
+def test_pointwise_strided_conv_equals_the_strided_convolution(cin):
+    """PointwiseConv2d (subsample, then a 1×1 stride-1 convolution) gives the values and gradients of
+    the strided 1×1 convolution, computed here by PyTorch's native (non-oneDNN) kernel, on the
+    channels-last input whose oneDNN AVX2 weight gradient corrupts memory."""
+    from kdsnn.models.pointwise import PointwiseConv2d
+
+    torch.manual_seed(cin)
+    conv = PointwiseConv2d(cin, 8, stride=2)
+    x = torch.randn(4, cin, 9, 10).to(memory_format=torch.channels_last).requires_grad_()
+    y = conv(x)
+    y.square().sum().backward()
+    x_ref = x.detach().contiguous().requires_grad_()
+    w_ref = conv.weight.detach().clone().requires_grad_()
+    torch.backends.mkldnn.enabled = False
+    try:
+        y_ref = torch.nn.functional.conv2d(x_ref, w_ref, stride=2)
+        y_ref.square().sum().backward()
+    finally:
+        torch.backends.mkldnn.enabled = True
+    assert y.shape == y_ref.shape == (4, 8, 5, 5)
+    torch.testing.assert_close(y, y_ref)
+    torch.testing.assert_close(x.grad, x_ref.grad)
+    torch.testing.assert_close(conv.weight.grad, w_ref.grad)
+    assert isinstance(conv, torch.nn.Conv2d) and conv.stride == (2, 2) and conv.kernel_size == (1, 1)

@@ -12,6 +12,7 @@ from torch import nn
 
 from ..neurons import IFNeuron, IFParams
 from .output import ModelOutput
+from .pointwise import PointwiseConv2d
 
 
 def fold(x: torch.Tensor) -> torch.Tensor:
@@ -59,7 +60,7 @@ class SpikingBasicBlock(nn.Module):
         self.neuron2 = IFNeuron(neuron)
         self.shortcut: nn.Module | None = None
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, 0, bias=False), nn.BatchNorm2d(cout))
+            self.shortcut = nn.Sequential(PointwiseConv2d(cin, cout, stride), nn.BatchNorm2d(cout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = x.shape[0]

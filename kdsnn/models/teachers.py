@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .output import ModelOutput
+from .pointwise import PointwiseConv2d
 
 Shape = tuple[int, int, int]
 
@@ -27,7 +28,7 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(cout)
         self.shortcut = nn.Sequential()
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            self.shortcut = nn.Sequential(PointwiseConv2d(cin, cout, stride), nn.BatchNorm2d(cout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -46,7 +47,7 @@ class PreActBlock(nn.Module):
         self.dropout = dropout
         self.shortcut = None
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Conv2d(cin, cout, 1, stride, bias=False)
+            self.shortcut = PointwiseConv2d(cin, cout, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = F.relu(self.bn1(x))
