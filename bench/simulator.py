@@ -6,7 +6,7 @@ spike input at rates from 1 % to 50 %. For each rate: time per inference of the 
 (``kdsnn.deploy.simulator.simulate``, its plan built once beforehand) and of a dense torch
 simulation that runs every layer on every step (conv2d/avg-pool/linear, float32, exact for
 these integers); SynOps per inference and per second; a least-squares fit of the simulator's
-time against SynOps (R²), the speed-up at 5 % and, when ``kdsnn.deploy.lava_backend.run_lava``
+time against SynOps (R²), the speed-up at 5 % and, when ``kdsnn.deploy.lava.backend.run_lava``
 imports and runs, Lava's time on the same graph and inputs. Simulator and dense baseline use
 2 threads at most (``torch.set_num_threads(2)``; the simulator splits a batch over that many).
 
@@ -166,9 +166,9 @@ def main() -> None:
 
 def _lava():
     try:
-        from kdsnn.deploy.lava_backend import lava_available, run_lava
+        from kdsnn.deploy.lava.backend import lava_available, run_lava
     except Exception as exc:  # not written yet, or its imports fail
-        print(f"note: Lava skipped (kdsnn.deploy.lava_backend.run_lava does not import: {type(exc).__name__}: {exc})")
+        print(f"note: Lava skipped (kdsnn.deploy.lava.backend.run_lava does not import: {type(exc).__name__}: {exc})")
         return None
     ok, why = lava_available()
     if not ok:
@@ -227,7 +227,7 @@ def _markdown(a, rows, r2, slope, icpt, speed5, synapses, build_s, lava, dense_m
     lava_note = ("Lava: per-sample run time of `run_lava` (Loihi 2 fixed-point simulator on the CPU; compile and start-up "
                  f"excluded, pipeline flush included) on the first {a.lava_batch} input(s) of each rate; its spikes "
                  "are compared with the simulator's on those inputs."
-                 if has_lava else "Lava: not measured (`kdsnn.deploy.lava_backend.run_lava` did not import or run here).")
+                 if has_lava else "Lava: not measured (`kdsnn.deploy.lava.backend.run_lava` did not import or run here).")
     ceiling = 100 / (frac * ratio) if frac * ratio > 0 else float("inf")
     conclusion = (f"So even with no per-inference cost at all, the event loop could be at most {ceiling:.1f}× faster "
                   "than dense at 5 % on this network, and the 10× asked for would need a synaptic event to cost "

@@ -131,7 +131,7 @@ class Reference(Backend):
 
 def simulator_supports(view: GraphView) -> tuple[bool, str]:
     """Whether the reference simulator runs ``view``, and why not (the plan's own rule)."""
-    from .sim_plan import unsupported
+    from .simulator.plan import unsupported
 
     why = unsupported(view)
     return why is None, why or ""
@@ -141,7 +141,7 @@ class _Onnx(Backend):
     form = "unrolled"
 
     def supports(self, view: GraphView) -> tuple[bool, str]:
-        from kdsnn.export.onnx_emit import onnx_supports
+        from kdsnn.export.onnx.emit import onnx_supports
 
         return onnx_supports(view)
 
@@ -155,7 +155,7 @@ class _Onnx(Backend):
     def run(self, graph, x, progress=False, workdir=None, timesteps=None) -> BackendRun:
         import tempfile
 
-        from kdsnn.export.onnx_export import export_onnx, run_onnx
+        from kdsnn.export.onnx import export_onnx, run_onnx
 
         view = GraphView(graph)
         if self.form == "unrolled" and view.encoding == "direct" and torch.as_tensor(x).dim() == len(view.input_shape) + 2:
@@ -197,24 +197,24 @@ class Lava(Backend):
     slow, chunk = True, None  # one Lava runtime streams all its samples
 
     def available(self) -> tuple[bool, str]:
-        from .lava_backend import lava_available
+        from .lava.backend import lava_available
 
         ok, why = lava_available()
         return ok, ("" if ok else f"{why}; run scripts/setup_env.sh (installs Lava and applies its Python 3.11 fix)")
 
     def supports(self, view: GraphView) -> tuple[bool, str]:
-        from .lava_backend import lava_supports
+        from .lava.backend import lava_supports
 
         if not view.integer and all(m.kind == "IF" for m in view.models.values()):
             return False, "Lava runs integer graphs: quantize first (`kdsnn quantize` or `kdsnn export --format nir`)"
         return lava_supports(view.graph)  # a float leaky graph: the planner names the node
 
     def run(self, graph, x, progress=False, workdir=None, timesteps=None) -> BackendRun:
-        from .lava_backend import lava_route, run_lava
+        from .lava.backend import lava_route, run_lava
 
         path = None
         if workdir is not None and lava_route(graph) == "netx":
-            from kdsnn.export.netx_export import export_netx
+            from kdsnn.export.netx import export_netx
             path = export_netx(graph, Path(workdir) / "student.net")
         run = run_lava(graph, x, netx_path=path, progress=progress)
         return BackendRun(run.logits, {k: torch.as_tensor(v) for k, v in run.spikes.items()},

@@ -137,10 +137,10 @@ def _verify(a: argparse.Namespace) -> int:
     if _graph_or_checkpoint(a):
         return _verify_graph(a)
 
-    from .pipeline import prepare
+    from kdsnn.export.student import load_student_graphs
     from .verify import as_json, format_table, verify
 
-    dep = prepare(a.checkpoint, a.bits, a.dataset, a.data_root)
+    dep = load_student_graphs(a.checkpoint, a.bits, dataset=a.dataset, data_root=a.data_root)
     user = _checkpoint_inputs(a, dep)
     x = user[0] if user is not None else data.sample_batch(dep.dataset, a.samples, a.data_root)[0]
     checks = verify(dep, x, progress=not a.json, slow_samples=a.lava_samples)
@@ -159,8 +159,8 @@ def _verify(a: argparse.Namespace) -> int:
 
 def _target_fidelity(graph, names: list[str] | None) -> dict[str, list[str]]:
     """Per hardware target: how the integer graph verify checked differs from what the target runs."""
-    from .mapping import target_compatibility
-    from .target_spec import builtin_targets, load_target
+    from .targets.mapping import target_compatibility
+    from .targets.spec import builtin_targets, load_target
 
     targets = [load_target(t) for t in (names or builtin_targets())]
     return {t.name: target_compatibility(graph, t) for t in targets}
@@ -171,7 +171,7 @@ def _report(a: argparse.Namespace) -> int:
         from kdsnn.export.graph_view import GraphView
 
         from .graph_inputs import graph_batch, read_graph
-        from .graph_report import build_graph_report
+        from .report.graph import build_graph_report
 
         graph = read_graph(a)
         view = GraphView(graph)
@@ -183,10 +183,10 @@ def _report(a: argparse.Namespace) -> int:
             print(f"report written to {a.out}/report.html (and report.json, *.png)")
         return 0
 
-    from .pipeline import prepare
+    from kdsnn.export.student import load_student_graphs
     from .report import build_report
 
-    dep = prepare(a.checkpoint, a.bits, a.dataset, a.data_root)
+    dep = load_student_graphs(a.checkpoint, a.bits, dataset=a.dataset, data_root=a.data_root)
     profiles = a.profile or None
     rep = build_report(dep, a.out, a.data_root, a.limit, a.lava_samples, profiles,
                        inputs=_checkpoint_inputs(a, dep, need_labels=True))
@@ -214,7 +214,7 @@ def check_netx_file(path, graph, x, ref_logits) -> dict:
     (installed as the netx format's checker: only this layer can run netx files)."""
     import torch
 
-    from .lava_backend import lava_available, run_lava
+    from .lava.backend import lava_available, run_lava
 
     ok, why = lava_available()
     if not ok:

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from kdsnn import data
 from kdsnn.export import nir_io
-from kdsnn.export.netx_export import export_netx
-from kdsnn.export.onnx_export import export_onnx
+from kdsnn.export.netx import export_netx
+from kdsnn.export.onnx import export_onnx
+from kdsnn.export.student import load_student_graphs
 from kdsnn.trainer import TrainConfig, train
 
-from .pipeline import prepare
 from .report import build_report
 from .verify import format_table, verify
 
@@ -38,7 +38,7 @@ def run_demo(out: str = "runs/demo", teacher_epochs: int = 15, student_epochs: i
     print(f"student test accuracy {student['accuracy'] * 100:.2f} %")
 
     _stage("3/6 fold BN, quantize to 8 bits, export NIR / ONNX / netx")
-    dep = prepare(student["checkpoint"], bits=8)
+    dep = load_student_graphs(student["checkpoint"], bits=8)
     files = {
         "NIR (float)": nir_io.write(dep.float_graph, root / "export" / "student_float.nir"),
         "NIR (int8)": nir_io.write(dep.int_graph, root / "export" / "student_int8.nir"),

@@ -4,7 +4,7 @@ Norse maps ``nir.IF`` to its IAF neuron (``v > θ``, reset to 0, no extra delay)
 with our contract. ``nir.LIF`` becomes its ``LIFBoxCell`` and ``nir.CubaLIF`` an ``LIBoxCell``
 current feeding a ``LIFBoxCell``, both forward Euler with the ``dt`` it is given (the graph's
 dt here): an independent check of kdsnn's leaky models. It ignores ``r`` on IF and LIF and
-resets LIF to 0, so such populations are refused (:func:`norse_supports` names them). Its reader has two limits, measured in tests/test_export_nir.py: it has
+resets LIF to 0, so such populations are refused (:func:`norse_supports` names them). Its reader has two limits, measured in tests/export/test_nir_export.py: it has
 no mapping for ``nir.Scale`` (our identity shortcuts, so residual students are refused here),
 and it builds ``Flatten(start_dim=0)`` literally, which would flatten a batch axis too, so
 samples are fed one at a time, unbatched, step by step.

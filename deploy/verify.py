@@ -22,7 +22,7 @@ from kdsnn.export.runtime import GraphSNN
 
 from .backends import BACKENDS, REFERENCE
 from .compare import first_mismatch
-from .pipeline import Deployable
+from kdsnn.export.student import Deployable
 
 FLOAT_ATOL = 1e-4
 

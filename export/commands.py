@@ -161,7 +161,7 @@ def check_file(fmt: str, path: Path, graph: nir.NIRGraph, x: torch.Tensor) -> di
 
     Returns ``{"passed": True/False/None, "max_abs_diff", "summary"}``; ``None`` when the check
     could not run (netx without Lava). Integer graphs must agree exactly; float ONNX graphs
-    within :data:`~kdsnn.export.onnx_export.FLOAT_ATOL`.
+    within :data:`~kdsnn.export.onnx.writer.FLOAT_ATOL`.
     """
     from .formats import get
     from .runtime import GraphSNN

@@ -55,11 +55,11 @@ class Onnx(Format):
     name, summary, form = "onnx", "ONNX, unrolled over T (one call per inference)", "unrolled"
 
     def write(self, graph, path):
-        from .onnx_export import export_onnx
+        from .onnx import export_onnx
         return export_onnx(graph, path, form=self.form)
 
     def check(self, path, graph, x, ref):
-        from .onnx_export import FLOAT_ATOL, run_onnx
+        from .onnx import FLOAT_ATOL, run_onnx
         got = run_onnx(path, x)
         want = ref.logits.float().numpy()
         diff = float(np.abs(got - want).max())
@@ -79,7 +79,7 @@ class Netx(Format):
     checker: Checker | None = None
 
     def write(self, graph, path):
-        from .netx_export import export_netx
+        from .netx import export_netx
         return export_netx(graph, path)
 
     def check(self, path, graph, x, ref):

@@ -2,7 +2,7 @@
 
 The format is recognised by content, never by extension: HDF5 holding ``node`` and
 ``version`` is NIR; HDF5 holding ``layer`` is a lava-dl netx network (summarised by
-:func:`kdsnn.export.netx_export.describe`); a protobuf ``ModelProto`` that passes onnx's checker
+:func:`kdsnn.export.netx.describe`); a protobuf ``ModelProto`` that passes onnx's checker
 is ONNX. Anything else (corrupt, truncated, foreign) is a one-line :class:`KdsnnError`.
 """
 from __future__ import annotations
@@ -82,9 +82,9 @@ def describe(path: str | Path, dt: float | None = None, legacy_if_reset: str | N
         return describe_nir(nir_io.read(path, dt, legacy_if_reset), str(path), timesteps)
     if kind == "onnx":
         return describe_onnx(_load_onnx(Path(path)), str(path))
-    from . import netx_export
+    from . import netx
 
-    return netx_export.describe(path)
+    return netx.describe(path)
 
 
 def _shape(s: Any) -> str:

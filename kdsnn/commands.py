@@ -9,7 +9,7 @@ from typing import Callable
 COMMAND_MODULES = (
     "kdsnn.export.commands",        # quantize, export, inspect
     "kdsnn.deploy.commands",        # simulate, doctor, verify, report, demo
-    "kdsnn.deploy.map_command",     # map (hardware targets)
+    "kdsnn.deploy.targets.command",     # map (hardware targets)
 )
 
 

@@ -3,12 +3,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import REPO
 from kdsnn import config
 from kdsnn.cli import build_parser
 from kdsnn.distill import METHODS
 from kdsnn.models import STUDENTS, TEACHERS
 
-CONFIGS = sorted(Path(__file__).resolve().parents[1].joinpath("configs").rglob("*.toml"))
+CONFIGS = sorted((REPO / "configs").rglob("*.toml"))
 
 
 def test_there_is_one_config_per_table_row():

@@ -171,7 +171,7 @@ def graph_runtime(c: Case):
 
 
 def simulator_general_kernel(c: Case):
-    from kdsnn.deploy.sim_kernels import _update
+    from kdsnn.deploy.simulator.kernels import _update
     v, spk = np.zeros((B, N)), np.zeros((B, N), dtype=np.uint8)
     th = np.ascontiguousarray(np.broadcast_to(c.threshold, (N,)), dtype=np.float64)
     vr, r = np.full(N, c.v_reset), np.ones(N)
@@ -185,7 +185,7 @@ def simulator_general_kernel(c: Case):
 
 
 def simulator_fast_kernel(c: Case):
-    from kdsnn.deploy.sim_kernels import _integrate
+    from kdsnn.deploy.simulator.kernels import _integrate
     th = np.ascontiguousarray(np.broadcast_to(c.threshold, (N,)), dtype=np.int64)
     vr = np.full(N, int(c.v_reset), dtype=np.int64)
     lim = np.array([-V24 - 1, V24, np.iinfo(np.int64).min, np.iinfo(np.int64).max], dtype=np.int64)
@@ -215,7 +215,7 @@ def simulator_fast_run(c: Case):
 
 
 def onnx_step(c: Case, tmp_path):
-    from kdsnn.export.onnx_export import OnnxModel, export_onnx, initial_states, run_steps
+    from kdsnn.export.onnx import OnnxModel, export_onnx, initial_states, run_steps
     model = OnnxModel(export_onnx(_graph(c), tmp_path / "if.onnx", "step"))
     states = initial_states(model, B)
     s_all, v_all = [], []
@@ -229,7 +229,7 @@ def onnx_step(c: Case, tmp_path):
 
 def onnx_unrolled(c: Case, tmp_path):
     """The unrolled model returns spike counts (spike readout): compared as counts."""
-    from kdsnn.export.onnx_export import export_onnx, run_onnx
+    from kdsnn.export.onnx import export_onnx, run_onnx
     g = _graph(c)
     set_meta(g, {**__import__("kdsnn.export.graph", fromlist=["get_meta"]).get_meta(g), "encoding": "bernoulli"})
     counts = run_onnx(export_onnx(g, tmp_path / "if_unrolled.onnx", "unrolled"), c.x.astype(np.float32))
@@ -240,11 +240,11 @@ def lava_lif(c: Case):
     """Lava's bit-accurate LIF (fixed_pt) with kdsnn's IF parameters, driven with the exact integer
     currents (a source straight into its input port: the current of the step it is sent in).
     Lava holds 64·v: its membranes are read after every step and divided by 64."""
-    from kdsnn.deploy.lava_runtime import lava_available
+    from kdsnn.deploy.lava.runtime import lava_available
 
     ok, why = lava_available()  # first: it lets Lava's import set the multiprocessing start method
     assert ok, why
-    from kdsnn.deploy.lava_graph import lif_params
+    from kdsnn.deploy.lava.graph import lif_params
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.sink import RingBuffer as Sink

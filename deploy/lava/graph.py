@@ -1,0 +1,118 @@
+"""Lava's process-graph route: build Lava processes from a :class:`LavaGraphPlan` and run them.
+
+Populations are ``LIFReset`` processes with their model's decays (IF: ``du = 4095, dv = 0``;
+integer LIF/CubaLIF: their 12-bit ``du``, ``dv``; relays plain IF-like ``LIF``); connections are Lava's ``Conv``
+(weights flipped and laid out as Lava's ``(C_out, W, H, C_in)``, as netx does), ``Dense`` over
+the ``C, H, W`` flattening of a map (``transpose([2, 1, 0]).flatten()``, as netx does) and
+``Sparse`` diagonals over Lava's own flattening of a map. Dense and Sparse weights go in as
+``(2w, weight_exp = −1)`` (:func:`kdsnn.export.loihi.lava_weights`), Conv weights as they are
+(Lava's fixed-point Conv uses them unscaled). Sample ``b``'s step ``t`` leaves the host's
+source at Lava time ``b·T + t + 1`` and population ``P`` emits its spikes for it at
+``b·T + t + 1 + lag(P)``; every sink is re-aligned by its population's lag.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+import torch
+
+from kdsnn.errors import KdsnnError
+from kdsnn.export.graph_view import GraphView
+from kdsnn.export.loihi import BIAS_EXP, DU, V_DECAY, lava_weights
+
+from .plan import Connection, LavaGraphPlan
+from .runtime import (LavaRun, aligned, host_first_layer, host_readout, lava_layout, lava_shape,
+                           membrane_extremes, source_data, stream, synapse_current)
+
+
+def run_graph(view: GraphView, plan: LavaGraphPlan, x: torch.Tensor, progress: bool) -> LavaRun:
+    """Run ``plan`` (of ``view``) as Lava processes on ``x``; see the module docstring."""
+    T = plan.timesteps
+    host = host_first_layer(view, plan.host_nodes, x)
+    batch = host.shape[1]
+    raw, startup, per_sample, steps = _simulate(plan, host.numpy(), progress)
+    spikes = {plan.host_neuron: host.numpy()}
+    lags = {}
+    for pop in plan.neurons:
+        spikes[pop.name] = aligned(raw[pop.name], pop.lag, T, batch, pop.shape)
+        lags[pop.name] = pop.lag
+    extremes = {}
+    for pop in plan.neurons:
+        if pop.warnings or pop.kind == "CubaLIF":  # a decaying current can outgrow one step's worst case
+            cur = sum(synapse_current(c.synapse, torch.as_tensor(spikes[c.origin]))
+                      for c in plan.connections if c.target == pop.name)
+            extremes[pop.name] = membrane_extremes(pop.name, cur, pop.threshold, view.models[pop.name])
+    logits = host_readout(view, plan.readout_nodes, torch.as_tensor(spikes[plan.readout_source]))
+    return LavaRun(logits, spikes, [plan.host_neuron], lags, startup, per_sample, steps, extremes, "process-graph")
+
+
+def _lava_bias(bias: np.ndarray) -> np.ndarray:
+    return lava_layout(bias[None])[0] if bias.ndim == 3 else bias
+
+
+def lif_params(shape: tuple[int, ...], threshold: int, bias: np.ndarray, du: int = DU, dv: int = V_DECAY) -> dict:
+    """Lava LIF parameters of one population (our shape and bias layout): kdsnn's IF mapping by default
+    (``du = 4095``, ``dv = 0``), a leaky model's 12-bit decays where given (:func:`.plan.lava_neuron`)."""
+    return dict(shape=lava_shape(shape), du=int(du), dv=int(dv), vth=int(threshold), bias_exp=BIAS_EXP,
+                bias_mant=_lava_bias(np.broadcast_to(np.asarray(bias), shape)).astype(np.int32))
+
+
+def _connect(conn: Connection, out_ports: dict, in_ports: dict, shapes: dict):
+    """Build ``conn``'s process and wire it from its source's spikes into its target's input."""
+    from lava.proc.conv.process import Conv
+    from lava.proc.dense.process import Dense
+    from lava.proc.sparse.process import Sparse
+    from scipy.sparse import diags
+
+    syn, src = conn.synapse, out_ports[conn.source]
+    src_shape = shapes[conn.source]
+    if syn.kind == "conv":
+        w = np.ascontiguousarray(syn.weight[:, :, ::-1, ::-1].transpose(0, 3, 2, 1)).astype(np.int32)
+        proc = Conv(weight=w, input_shape=lava_shape(src_shape), padding=syn.padding[::-1], stride=syn.stride[::-1])
+        src.connect(proc.s_in)
+        out = proc.a_out
+    elif syn.kind == "dense":
+        w, exp = lava_weights(syn.weight)
+        proc = Dense(weights=w.astype(np.int32), weight_exp=exp, num_weight_bits=8)
+        (src.transpose([2, 1, 0]).flatten() if len(src_shape) == 3 else src).connect(proc.s_in)
+        out = proc.a_out
+    else:
+        w, exp = lava_weights(_lava_bias(np.asarray(syn.weight)).ravel())
+        proc = Sparse(weights=diags(w.astype(np.int32), dtype=np.int32).tocsr(), weight_exp=exp, num_weight_bits=8)
+        (src.flatten() if len(src_shape) == 3 else src).connect(proc.s_in)
+        out = proc.a_out.reshape(lava_shape(shapes[conn.target])) if len(src_shape) == 3 else proc.a_out
+    if tuple(out.shape) != tuple(in_ports[conn.target].shape):
+        raise KdsnnError(f"Lava built {tuple(out.shape)} for the connection into {conn.target!r}, which has input "
+                         f"{tuple(in_ports[conn.target].shape)}")
+    out.connect(in_ports[conn.target])
+    return proc
+
+
+def _simulate(plan: LavaGraphPlan, host: np.ndarray, progress: bool) -> tuple[dict[str, np.ndarray], float, float, int]:
+    """Build every process, stream all samples through one runtime, return each population's raw record."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        from lava.proc.io.sink import RingBuffer as Sink
+        from lava.proc.io.source import RingBuffer as Source
+        from lava.proc.lif.process import LIF, LIFReset
+
+    T, batch = host.shape[0], host.shape[1]
+    steps = batch * T + plan.max_lag
+    source = Source(data=source_data(host, steps, flat=host.ndim != 5))
+    shapes = {plan.host_neuron: tuple(host.shape[2:])}
+    out_ports, in_ports, sinks = {plan.host_neuron: source.s_out}, {}, {}
+    for pop in plan.populations:
+        common = lif_params(pop.shape, pop.threshold, pop.bias, pop.du, pop.dv)
+        proc = LIF(**common) if pop.relay_of else LIFReset(**common, reset_interval=T,
+                                                           reset_offset=(1 + pop.lag) % T)
+        shapes[pop.name] = pop.shape
+        out_ports[pop.name], in_ports[pop.name] = proc.s_out, proc.a_in
+        if pop.relay_of is None:
+            sinks[pop.name] = Sink(shape=lava_shape(pop.shape), buffer=steps)
+            proc.s_out.connect(sinks[pop.name].a_in)
+    for conn in plan.connections:
+        _connect(conn, out_ports, in_ports, shapes)
+    records, startup, per_sample = stream(source, batch, T, plan.max_lag, lambda: {
+        name: np.asarray(sink.data.get()) for name, sink in sinks.items()}, progress)
+    return records, startup, per_sample, steps

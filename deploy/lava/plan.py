@@ -1,0 +1,252 @@
+"""Plan a Lava process graph from any integer student's NIR graph (residual ones included).
+
+netx files hold sequential layers only; Lava itself wires any graph of processes. Every spiking
+population becomes one LIF process (``vth = θ``; the summed biases of its synapses as
+``bias_mant`` with exponent 6), every synapse with the pools and flatten before it one
+connection process into that population's input port (Lava sums what arrives at one port).
+The decays come from the neuron model (:func:`lava_neuron`):
+
+- IF: ``du = 4095`` (the current lives one step), ``dv = 0`` (no leak);
+- integer LIF: ``du = 4095``, ``dv = 4096·dt/τ`` (Loihi's 12-bit voltage decay);
+- integer CubaLIF: ``du = 4096·dt/τ_syn − 1`` (Lava adds 1), ``dv = 4096·dt/τ_mem``; Lava adds
+  the bias to the voltage, the model to the decaying current, so a CubaLIF whose current
+  decays (``du < 4095``) takes no bias;
+- a non-spiking LI/Integrator feeding the Output runs on the host as the readout.
+
+Connections:
+
+- ``Conv2d`` → ``Conv``, ``Affine``/``Linear`` → ``Dense`` (sum pools composed in, as netx does),
+- ``Scale`` (a residual shortcut's integer gain) → ``Sparse`` with that gain on its diagonal.
+
+**Lags.** Every connection delivers one step later, so a population's lag is the longest path,
+in connection hops, from the host's population (lag 0): ``lag(P) = max over inputs (lag(S) + 1)``.
+Where branches of different depth meet (a residual sum: conv → IF → conv on one side, the
+shortcut on the other), the shorter branch is delayed by **relay populations**: LIF neurons
+with threshold 0 and no bias behind an identity ``Sparse`` connection, each an exact copy of
+its source one step later (an input of 1 gives ``v = 1 > 0``: spike and reset; 0 gives
+nothing). A connection from ``S`` into ``P`` reads relay number ``lag(P) − lag(S) − 1`` of
+``S``'s relay chain (``S`` itself for 0); one chain per source is shared by all who need it.
+Each population is reset every T steps at phase ``1 + lag`` (``LIFReset``), when the first
+step of each sample reaches it, as the netx route does.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import nir
+import numpy as np
+
+from kdsnn.errors import KdsnnError
+from kdsnn.export.graph_view import GraphView
+from kdsnn.export.loihi import DU, V_DECAY, VTH_MAX
+from kdsnn.export.netx.plan import (Synapse, bias_map, check_graph, check_population, compose, if_threshold, integer,
+                                    lava_view)
+from kdsnn.neuron_models._leaky import LOIHI_DECAY, loihi_decay
+
+_SYNAPSES = (nir.Conv2d, nir.Affine, nir.Linear, nir.Scale)
+
+
+@dataclass
+class Connection:
+    """One connection process: ``synapse`` from population (or relay) ``source`` into ``target``."""
+
+    source: str
+    target: str
+    synapse: Synapse
+    origin: str  # the population whose spikes it carries (source is origin or one of its relays)
+
+
+@dataclass
+class Population:
+    """One LIF process: a spiking population of the graph, or a relay (a delayed copy of ``relay_of``)."""
+
+    name: str
+    shape: tuple[int, ...]  # ours: (C, H, W) or (N,)
+    threshold: int
+    bias: np.ndarray  # summed synapse biases, shaped like ``shape``
+    lag: int
+    relay_of: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    du: int = DU  # Lava's 12-bit current decay (Lava adds 1)
+    dv: int = V_DECAY  # Lava's 12-bit voltage decay
+    kind: str = "IF"  # the neuron model it runs
+
+
+@dataclass
+class LavaGraphPlan:
+    """A graph as host layer, Lava populations and connections, and host readout."""
+
+    host_nodes: list[str]  # Input → … → the host population
+    host_neuron: str
+    populations: list[Population]  # in topological order, relays included
+    connections: list[Connection]
+    readout_nodes: list[str]  # between the last population and the Output (membrane readout), or []
+    readout_source: str  # the population the readout (or spike count) reads
+    timesteps: int
+
+    @property
+    def neurons(self) -> list[Population]:
+        """The graph's populations run by Lava (relays left out)."""
+        return [p for p in self.populations if p.relay_of is None]
+
+    @property
+    def max_lag(self) -> int:
+        return max(p.lag for p in self.populations)
+
+
+def relay_name(source: str, k: int) -> str:
+    return f"{source}:relay{k}"
+
+
+def _trace(view: GraphView, start: str) -> tuple[str, list[str]]:
+    """Walk back from synapse ``start`` through pools/flatten to the population (or Input) feeding it."""
+    nodes, cur = [start], start
+    while True:
+        preds = view.preds[cur]
+        if len(preds) != 1:
+            raise KdsnnError(f"node {cur!r} sums {len(preds)} inputs outside an IF population; Lava sums only at "
+                             "a population's input")
+        cur = preds[0]
+        if isinstance(view.nodes[cur], (nir.IF, nir.Input)) or cur in view.models:
+            return cur, nodes
+        nodes.insert(0, cur)
+
+
+def _inputs(view: GraphView, pop: str) -> list[tuple[str, list[str]]]:
+    """Each synapse feeding population ``pop``: (source population or Input, composed nodes)."""
+    found = []
+    for p in view.preds[pop]:
+        if not isinstance(view.nodes[p], _SYNAPSES):
+            raise KdsnnError(f"{type(view.nodes[pop]).__name__} node {pop!r} is fed by {p!r} "
+                             f"({type(view.nodes[p]).__name__}), not a synapse; Lava populations take their input "
+                             "through connection processes")
+        found.append(_trace(view, p))
+    return found
+
+
+def lava_neuron(view: GraphView, name: str) -> tuple[int, int, int]:
+    """Lava's ``(vth, du, dv)`` for spiking population ``name``, or a one-line refusal naming the node and why.
+
+    IF keeps kdsnn's IF mapping (:func:`if_threshold`); integer LIF and CubaLIF take their 12-bit
+    decays from the model, exactly as Lava's bit-accurate LIF runs them (tests/test_neuron_conformance.py).
+    """
+    node, model = view.nodes[name], view.models.get(name)
+    if isinstance(node, nir.IF) or model is None:
+        return if_threshold(view, name), DU, V_DECAY
+    kind = model.kind
+    if kind not in ("LIF", "CubaLIF"):
+        raise KdsnnError(f"{kind} node {name!r} does not spike; Lava runs spiking populations (an LI or Integrator "
+                         "runs on the host only as the readout feeding the Output)")
+    if not model.integer:
+        raise KdsnnError(f"{kind} node {name!r} has float dynamics; Lava runs Loihi's fixed point (integer=True, "
+                         "12-bit decays)")
+    if np.any(model.v_reset != 0):
+        raise KdsnnError(f"{kind} node {name!r} resets to {float(model.v_reset.flat[0]):g}; Lava's LIF resets to 0")
+    th = integer(model.threshold, f"{kind} node {name!r} threshold")
+    if th.size == 0 or np.any(th != th.flat[0]):
+        raise KdsnnError(f"{kind} node {name!r} has per-neuron thresholds; Lava's LIF holds one vth per process")
+    theta = int(th.flat[0])
+    if not 0 <= theta <= VTH_MAX:
+        raise KdsnnError(f"{kind} node {name!r}: threshold {theta} outside Lava's vth range [0, {VTH_MAX}] (17-bit)")
+    dv = loihi_decay(model.leak)
+    du = loihi_decay(model.syn_leak, offset=1) if kind == "CubaLIF" else LOIHI_DECAY - 1
+    if dv is None or du is None:  # the integer model refuses these already; Lava's du/dv are one value per process
+        raise KdsnnError(f"{kind} node {name!r}: its decays are not one 12-bit du/dv per population (Lava's LIF "
+                         "holds one du and one dv per process)")
+    return theta, du, dv
+
+
+def _readout_only(view: GraphView, name: str) -> bool:
+    """Whether ``name`` is a non-spiking population that only feeds the Output (the host runs it)."""
+    return not view.models[name].spiking and view.succs[name] == [view.output]
+
+
+def lava_graph_plan(graph: nir.NIRGraph | GraphView) -> LavaGraphPlan:
+    """Check that ``graph`` can run as a Lava process graph and plan its populations, connections and lags."""
+    view = lava_view(graph)
+    for name, model in view.models.items():  # a float leaky graph: say so before the generic integer refusal
+        if model.kind != "IF" and not view.integer and model.spiking:
+            lava_neuron(view, name)
+    T = check_graph(view)
+    pops = [p for p in view.populations if not _readout_only(view, p)]
+    inputs = {p: _inputs(view, p) for p in pops}
+    hosts = [p for p in pops if any(src == view.input for src, _ in inputs[p])]
+    if len(hosts) != 1:
+        raise KdsnnError(f"{len(hosts)} populations take the analog input ({', '.join(hosts) or 'none'}); Lava's "
+                         "route runs exactly one first layer on the host")
+    host = hosts[0]
+    if len(inputs[host]) != 1:
+        raise KdsnnError(f"the first population {host!r} sums {len(inputs[host])} inputs; the host runs one "
+                         "synapse from the Input")
+    lava_neuron(view, host)
+    host_nodes = [view.input] + inputs[host][0][1] + [host]
+    readout_source, readout_nodes = _readout(view)
+    if readout_source == host:
+        raise KdsnnError("the graph has fewer than two spiking populations: the first runs on the host, so nothing would be "
+                         "left for Lava")
+    lag = {host: 0}
+    populations: list[Population] = []
+    wiring: list[tuple[str, str, Synapse]] = []  # (origin, target, synapse)
+    for pop in pops:
+        if pop == host:
+            continue
+        synapses = []
+        for src, nodes in inputs[pop]:
+            if src == view.input:
+                raise KdsnnError(f"{type(view.nodes[pop]).__name__} node {pop!r} takes the analog input and spikes; "
+                                 "only the host's first layer may read the Input")
+            syn = compose(view, nodes, view.shape[src])
+            if int(np.prod(syn.out_shape)) != view.size(pop) or len(syn.out_shape) != len(view.shape[pop]):
+                raise KdsnnError(f"{nodes[-1]!r} produces {syn.out_shape} but {type(view.nodes[pop]).__name__} "
+                                 f"{pop!r} has shape {view.shape[pop]}")
+            synapses.append(syn)
+            wiring.append((src, pop, syn))
+        theta, du, dv = lava_neuron(view, pop)
+        warnings = check_population(pop, synapses, theta, T)
+        bias = sum(np.asarray(bias_map(s), dtype=np.int64) for s in synapses)
+        if du != DU and np.any(bias != 0):
+            raise KdsnnError(f"CubaLIF node {pop!r}: its synapses' bias enters the decaying current, but Lava adds "
+                             "bias to the voltage; exact only without bias (or with dt/τ_syn = 1)")
+        lag[pop] = max(lag[src] + 1 for src, _ in inputs[pop])
+        populations.append(Population(pop, view.shape[pop], theta, np.broadcast_to(bias, view.shape[pop]).copy(),
+                                      lag[pop], warnings=warnings, du=du, dv=dv, kind=view.models[pop].kind))
+    relays, connections = _align(view, wiring, lag)
+    order = {p: i for i, p in enumerate(view.order)}
+    populations = sorted(populations + relays, key=lambda p: (p.lag, order.get(p.relay_of or p.name, 0)))
+    return LavaGraphPlan(host_nodes, host, populations, connections, readout_nodes, readout_source, T)
+
+
+def _align(view: GraphView, wiring: list[tuple[str, str, Synapse]],
+           lag: dict[str, int]) -> tuple[list[Population], list[Connection]]:
+    """Relay chains for sources that feed a population later than one hop, and every connection's source."""
+    depth: dict[str, int] = {}
+    for src, dst, _ in wiring:
+        depth[src] = max(depth.get(src, 0), lag[dst] - lag[src] - 1)
+    relays, connections = [], []
+    for src, d in depth.items():
+        shape = view.shape[src]
+        for k in range(1, d + 1):
+            prev = src if k == 1 else relay_name(src, k - 1)
+            identity = Synapse("scale", [], shape, shape, np.ones(shape, dtype=np.int64), np.zeros(1, dtype=np.int64))
+            relays.append(Population(relay_name(src, k), shape, 0, np.zeros(shape, dtype=np.int64), lag[src] + k,
+                                     relay_of=src))
+            connections.append(Connection(prev, relay_name(src, k), identity, src))
+    for src, dst, syn in wiring:
+        k = lag[dst] - lag[src] - 1
+        connections.append(Connection(src if k == 0 else relay_name(src, k), dst, syn, src))
+    return relays, connections
+
+
+def _readout(view: GraphView) -> tuple[str, list[str]]:
+    """The population the Output reads, and the host's readout nodes between them (membrane readout)."""
+    preds = view.preds[view.output]
+    if len(preds) != 1:
+        raise KdsnnError(f"the Output sums {len(preds)} inputs; Lava's route reads one population or one readout "
+                         "synapse")
+    last = preds[0]
+    if last in view.models and view.models[last].spiking:
+        return last, []
+    src, nodes = _trace(view, last)  # a readout synapse, or a non-spiking LI/Integrator behind one
+    if src == view.input:
+        raise KdsnnError("the Output reads the Input without an IF population in between; nothing runs on Lava")
+    return src, nodes

@@ -1,0 +1,102 @@
+"""``kdsnn map``: will a network fit a neuromorphic chip, on how many cores, at what energy and latency."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from kdsnn.errors import KdsnnError
+
+
+def _load_model(a: argparse.Namespace) -> tuple[Any, Any, str | None]:
+    """(integer graph, float graph for the ANN count, data set) from a .nir file or a checkpoint."""
+    path = Path(a.model)
+    if not path.is_file():
+        raise KdsnnError(f"model file {path} does not exist (give a .nir file or a student checkpoint)")
+    if path.suffix.lower() == ".nir":
+        from kdsnn.export import nir_io
+        from kdsnn.export.graph import get_meta
+
+        graph = nir_io.read(str(path))
+        return graph, graph, a.dataset or get_meta(graph).get("dataset")
+    from kdsnn.export.student import load_student_graphs
+
+    dep = load_student_graphs(str(path), a.bits, dataset=a.dataset, data_root=a.data_root)
+    return dep.int_graph, dep.float_graph, dep.dataset
+
+
+def _map(a: argparse.Namespace) -> int:
+    from .mapping import encode_input, graph_view, map_graph
+    from .spec import load_target
+
+    targets = [load_target(t) for t in (a.target or ["loihi2"])]  # bad names fail before the long work
+    if a.samples < 1:
+        raise KdsnnError(f"--samples must be at least 1, got {a.samples}")
+    graph, float_graph, dataset = _load_model(a)
+    view = graph_view(graph)
+    x = sim = None
+    if dataset and view.simulable:
+        from kdsnn import data
+
+        from ..simulator import simulate
+
+        x = encode_input(view, data.sample_batch(dataset, a.samples, a.data_root)[0])
+        sim = simulate(view.plan, x, progress=False)
+    results = [map_graph(graph, t, x=x, sim=sim, view=view, ann_graph=float_graph) for t in targets]
+    if a.json:
+        print(json.dumps({"model": a.model, "dataset": dataset, "samples": a.samples if dataset else 0,
+                          "targets": results}, default=float))
+    else:
+        if not dataset:
+            print(f"{a.model} does not record its data set: rules and placement only (pass --dataset for load and energy)")
+        print("\n\n".join(format_text(r) for r in results))
+    return 0
+
+
+def format_text(r: dict[str, Any]) -> str:
+    """The human-readable answer of ``kdsnn map`` for one target."""
+    lines = [f"{r['target']}: {'fits' if r['fits'] else 'does NOT fit'} — {r['description']}"]
+    for v in r["violations"]:
+        lines.append(f"  ✗ {v['node']}: {v['message']}")
+    p = r["placement"]
+    lines.append(f"  placement: {p['cores_used']} core(s) on {p['chips']} chip(s); {p['algorithm']}")
+    for c in p["cores"]:
+        segs = ", ".join(f"{s[0]}[{s[1]}:{s[2]}]" for s in c["segments"])
+        mem = ", ".join(f"{k} {v}" for k, v in c["memory"].items()) if c["memory"] else f"{c['memory_bits'] / 8:.0f} B synaptic memory"
+        load = ""
+        if "per_step" in c:
+            ps = c["per_step"]
+            load = f"; per step {ps['synops']:.1f} SynOps, {ps['spikes']:.1f} spikes"
+        axons = f", fan-in axons {c['fan_in_axons']}, fan-out axons {c['fan_out_axons']}" if r["kind"] == "cores" else ""
+        lines.append(f"    {c['label']:>9} chip {c['chip']}: {segs}: {c['neurons']} neurons, {c['synapses']} synapses, {mem}"
+                     f"{axons}{load}")
+    for note in r["compatibility"]:
+        lines.append(f"  • {note}")
+    if r.get("load"):
+        lines.append(f"  energy per inference: {r['human']['energy']}" + (
+            f" (missing: {', '.join(r['energy']['missing'])})" if r["energy"]["missing"] else ""))
+        lines.append(f"  latency: {r['human']['step_latency']} per step, {r['human']['inference_latency']} per inference"
+                     + (f" ({r['latency']['model']}, busiest core {r['latency']['busiest_core']})" if r['latency'].get('model') else ""))
+        lines.append(f"  {r['sentence']}")
+        for n in r["load"]["notes"] + r["energy"]["notes"]:
+            lines.append(f"  note: {n}")
+    else:
+        lines.append("  no inputs: per-core load, energy and latency need a data set (--dataset)")
+    if r["unpublished"]:
+        lines.append(f"  stated parameters (not published by the vendor): {', '.join(r['unpublished'])}")
+    return "\n".join(lines)
+
+
+def register(add: Callable[..., argparse.ArgumentParser]) -> None:
+    from .spec import builtin_targets
+
+    p = add("map", "will it fit a chip: rules, cores, per-core load, energy and latency per target", _map)
+    p.add_argument("model", help="a .nir file or a student checkpoint (kdsnn distill)")
+    p.add_argument("--target", action="append", default=None,
+                   help=f"built-in target ({', '.join(builtin_targets())}) or a TOML/JSON target file; repeatable "
+                        "(default: loihi2)")
+    p.add_argument("--dataset", default=None, help="data set of the inputs (default: the one the model records)")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--samples", type=int, default=16, help="test inputs simulated for the per-core load")
+    p.add_argument("--bits", type=int, default=8, help="weight bits when MODEL is a checkpoint")

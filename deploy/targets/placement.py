@@ -1,0 +1,247 @@
+"""Placing a graph's populations onto a target's cores or layers (the algorithms are described
+in :mod:`kdsnn.deploy.targets.mapping` and docs/targets.md), and the spike messages between cores."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+
+from . import rules as rules
+from .spec import Target
+
+from .view import View
+
+
+# ----------------------------------------------------------------------------- placement
+
+@dataclass
+class Core:
+    """One core (or chip layer): the population slices it holds and what they need."""
+
+    index: int
+    chip: int
+    label: str
+    segments: list[tuple[str, int, int]]  # (population, first neuron, one past the last)
+    neurons: int = 0
+    synapses: int = 0
+    memory_bits: int = 0
+    fan_in_axons: int = 0
+    fan_out_axons: int = 0
+    memory: dict[str, int] = field(default_factory=dict)  # layer targets: kernel/neuron/bias entries
+
+
+@dataclass
+class Placement:
+    cores: list[Core]
+    chips: int
+    algorithm: str
+    core_of: dict[str, np.ndarray]  # population → core index per neuron
+    violations: list[rules.Violation]
+
+
+def _incoming(view: View, pop: str) -> list[Any]:
+    return [c for c in view.plan.connections if c.target == pop]
+
+
+def _structure(conn: Any) -> sp.csr_matrix:
+    """Structural synapses of a connection as a 0/1 ``[n_src, n_tgt]`` matrix."""
+    wt = conn.wt
+    return sp.csr_matrix((np.ones(wt.nnz), wt.indices, wt.indptr), shape=wt.shape)
+
+
+def placed_populations(view: View) -> list[str]:
+    """IF populations, and the Output when a readout layer integrates into it (membrane readout)."""
+    out = list(view.populations)
+    if any(c.target == view.output for c in view.plan.connections):
+        out.append(view.output)
+    return out
+
+
+def _fan_in(view: View, pop: str) -> sp.csr_matrix:
+    """``[n_neurons, Σ sources]``: each neuron's input synapses, sources numbered across connections."""
+    mats = [_structure(c).T.tocsr() for c in _incoming(view, pop)]
+    n = int(np.prod(view.shape[pop]))
+    return sp.hstack(mats, format="csr") if mats else sp.csr_matrix((n, 0))
+
+
+def place(view: View, target: Target) -> Placement:
+    """Place every population on the target's cores (module docstring: the algorithms)."""
+    if target.kind == "cores":
+        return _place_cores(view, target)
+    if target.kind == "layers":
+        return _place_layers(view, target)
+    return _place_dense(view, target)
+
+
+def _dest_cores(view: View, pop: str, core_of: dict[str, np.ndarray]) -> np.ndarray:
+    """Per neuron of ``pop``: distinct cores its outgoing synapses reach (its fan-out axons)."""
+    n = int(np.prod(view.shape[pop]))
+    out = np.zeros(n)
+    for c in view.plan.connections:
+        if c.source == pop and c.target in core_of:
+            owner = core_of[c.target]
+            onehot = sp.csr_matrix((np.ones(len(owner)), (np.arange(len(owner)), owner)), shape=(len(owner), int(owner.max()) + 1))
+            reach = _structure(c) @ onehot
+            reach.data[:] = 1
+            out += np.asarray(reach.sum(axis=1)).ravel()
+    return out
+
+
+def _place_cores(view: View, target: Target) -> Placement:
+    lim = target.get
+    nmax = lim("limits", "neurons_per_core")
+    mem, bits = lim("limits", "synaptic_memory_bits_per_core"), lim("limits", "synapse_bits", 1)
+    axmax, smax = lim("limits", "fan_in_axons_per_core"), lim("limits", "synapses_per_core")
+    fomax = lim("limits", "fan_out_axons_per_core")
+    per_chip = lim("limits", "cores_per_chip")
+    slices: dict[str, list[Core]] = {}
+    core_of: dict[str, np.ndarray] = {}
+    violations: list[rules.Violation] = []
+    # Downstream first: a population's fan-out axons depend on how its targets were split.
+    for pop in reversed(placed_populations(view)):
+        g = _fan_in(view, pop)
+        fan_out = _dest_cores(view, pop, core_of)
+        n = g.shape[0]
+        owner = np.zeros(n, dtype=np.int64)
+        stamp = np.full(g.shape[1], -1, dtype=np.int64)
+        mine: list[Core] = []
+        cur: Core | None = None
+        worst_in = worst_out = 0
+        for j in range(n):
+            src = g.indices[g.indptr[j]:g.indptr[j + 1]]
+            syn, fo = len(src), int(fan_out[j])
+            new = int(np.count_nonzero(stamp[src] != len(mine) - 1)) if cur else syn
+            full = cur is None or (nmax is not None and cur.neurons + 1 > nmax) \
+                or (mem is not None and (cur.synapses + syn) * bits > mem) \
+                or (smax is not None and cur.synapses + syn > smax) \
+                or (axmax is not None and cur.fan_in_axons + new > axmax) \
+                or (fomax is not None and cur.fan_out_axons + fo > fomax)
+            if full:
+                cur = Core(0, 0, "", [(pop, j, j)])
+                mine.append(cur)
+                new = syn
+                if (mem is not None and syn * bits > mem) or (smax is not None and syn > smax) or (axmax is not None and syn > axmax):
+                    worst_in = max(worst_in, syn)
+                if fomax is not None and fo > fomax:
+                    worst_out = max(worst_out, fo)
+            stamp[src] = len(mine) - 1
+            p, lo, _ = cur.segments[-1]
+            cur.segments[-1] = (p, lo, j + 1)
+            cur.neurons += 1
+            cur.synapses += syn
+            cur.fan_in_axons += new
+            cur.fan_out_axons += fo
+            owner[j] = len(mine) - 1
+        if worst_in:
+            limit = " and ".join(s for s in (f"{mem} bits of synaptic memory ({mem // bits} synapses of {bits} bits)" if mem else "",
+                                              f"{axmax} input axons" if axmax else "") if s)
+            violations.append(rules.Violation(pop, "fan_in", f"one neuron has {worst_in} input synapses; a {target.name} core "
+                                              f"holds {limit}: reduce the fan-in (fewer channels or smaller kernels)"))
+        if worst_out:
+            violations.append(rules.Violation(pop, "fan_out", f"one neuron reaches {worst_out} cores; a {target.name} core "
+                                              f"sends to at most {fomax}: reduce the fan-out"))
+        slices[pop] = mine
+        core_of[pop] = owner  # local slice numbers until the cores are numbered below
+    cores: list[Core] = []
+    for pop in placed_populations(view):  # number the cores in topological order
+        base = len(cores)
+        for c in slices[pop]:
+            c.index, c.label = len(cores), f"core {len(cores)}"
+            c.memory_bits = c.synapses * bits
+            c.chip = c.index // per_chip if per_chip else 0
+            c.fan_out_axons = 0  # recounted by map_graph from the final numbering
+            cores.append(c)
+        core_of[pop] = core_of[pop] + base
+    chips = (cores[-1].chip + 1) if cores else 0
+    algo = ("greedy, downstream populations first: a population's neurons fill a core in flat (channel-major) order "
+            "until the next would exceed the neurons, synaptic memory, input axons or output axons of a core; one "
+            "population per core")
+    return Placement(cores, chips, algo, core_of, violations)
+
+
+def _place_layers(view: View, target: Target) -> Placement:
+    specs, _ = rules.layer_rules(view, target)
+    lim = target.get
+    kmem, nmem = lim("limits", "kernel_memory"), lim("limits", "neuron_memory")
+    bmem = lim("limits", "bias_memory") or [math.inf] * len(kmem)
+    pops = [p for p in view.populations if p in specs]
+    fits = {p: [k for k in range(len(kmem)) if specs[p]["kernel_memory"] <= kmem[k] and specs[p]["neuron_memory"] <= nmem[k]
+                and specs[p]["bias_memory"] <= bmem[k]] for p in pops}
+    match: dict[int, str] = {}
+
+    def augment(p: str, seen: set[int]) -> bool:  # Kuhn's augmenting paths
+        for k in fits[p]:
+            if k not in seen:
+                seen.add(k)
+                if k not in match or augment(match[k], seen):
+                    match[k] = p
+                    return True
+        return False
+
+    violations = []
+    for p in pops:
+        if not augment(p, set()):
+            s = specs[p]
+            violations.append(rules.Violation(p, "layer_memory", f"needs {s['kernel_memory']} kernel and {s['neuron_memory']} "
+                                              f"neuron memory entries; no free {target.name} layer holds that "
+                                              f"(kernel ≤ {max(kmem)}, neuron ≤ {max(nmem)}): reduce channels or map size"))
+    layer_of = {p: k for k, p in match.items()}
+    cores, core_of = [], {}
+    for p in pops:
+        n = int(np.prod(view.shape[p]))
+        s = specs[p]
+        k = layer_of.get(p)
+        syn = int(_fan_in(view, p).nnz)
+        c = Core(len(cores), 0, f"layer {k}" if k is not None else "unplaced", [(p, 0, n)], n, syn,
+                 memory={"kernel": s["kernel_memory"], "neuron": s["neuron_memory"], "bias": s["bias_memory"],
+                         **({"kernel_limit": kmem[k], "neuron_limit": nmem[k]} if k is not None else {})})
+        cores.append(c)
+        core_of[p] = np.full(n, c.index, dtype=np.int64)
+    algo = ("one chip layer per population; populations matched to layers whose kernel and neuron memory hold "
+            "them (augmenting paths, as Sinabs' max-flow mapping)")
+    return Placement(cores, 1 if cores else 0, algo, core_of, violations)
+
+
+def _place_dense(view: View, target: Target) -> Placement:
+    pops = placed_populations(view)
+    out_pops = pops[-1:]
+    hidden = pops[:-1]
+    cores, core_of = [], {}
+    for label, group in (("hidden", hidden), ("output", out_pops)):
+        c = Core(len(cores), 0, label, [])
+        for p in group:
+            n = int(np.prod(view.shape[p]))
+            c.segments.append((p, 0, n))
+            c.neurons += n
+            c.synapses += int(_fan_in(view, p).nnz)
+            core_of[p] = np.full(n, c.index, dtype=np.int64)
+        cores.append(c)
+    violations = rules.dense_rules(view, target, hidden, out_pops)
+    hs = target.get("limits", "hidden_synapses")
+    if hs and cores[0].synapses > hs:
+        violations.append(rules.Violation(hidden[0], "hidden_synapses", f"{cores[0].synapses} hidden synapses; "
+                                          f"{target.name} holds {hs}"))
+    algo = "every hidden population in the hidden core, the last population as output neurons"
+    return Placement(cores, 1, algo, core_of, violations)
+
+
+def _fan_out_axons(view: View, placement: Placement) -> dict[int, np.ndarray]:
+    """Per connection: distinct destination cores of each source neuron (the messages one spike sends)."""
+    out = {}
+    for ci, c in enumerate(view.plan.connections):
+        if c.target not in placement.core_of:
+            continue
+        owner = placement.core_of[c.target]
+        onehot = sp.csr_matrix((np.ones(len(owner)), (np.arange(len(owner)), owner)),
+                               shape=(len(owner), int(owner.max()) + 1 if len(owner) else 1))
+        reach = (_structure(c) @ onehot)
+        reach.data[:] = 1
+        out[ci] = np.asarray(reach.sum(axis=1)).ravel()
+    return out
+
+
+# ----------------------------------------------------------------------------- the whole answer

@@ -1,0 +1,220 @@
+"""Hardware target descriptions: data files, every number with its source.
+
+A target is a TOML (or JSON) file, shipped in ``deploy/targets/`` or given by path::
+
+    name = "my_chip"
+    description = "..."
+    kind = "cores"            # cores (Loihi-like), layers (Speck-like) or dense (Xylo-like)
+    [limits.neurons_per_core]
+    value = 8192
+    source = "where the number comes from"
+    [limits.fan_in_axons_per_core]
+    value = 4096
+    published = false         # the vendor did not publish it: a stated parameter
+    source = "why this value"
+
+Entries live in five sections: ``neuron``, ``precision``, ``limits``, ``energy``, ``time``
+(the known keys and their types are :data:`KEYS`). An entry without ``value`` is a limit the
+vendor did not publish and kdsnn does not check. Cycle counts (``time.cycles_per_*``) are
+turned into seconds with ``time.clock_hz`` when the file is read.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from kdsnn.errors import KdsnnError
+
+from ..data_files import builtin_names, load_data_file
+
+KINDS = ("cores", "layers", "dense")
+_INT, _NUM, _STR, _BOOL, _INTS, _STRS = "integer", "number", "string", "boolean", "list of integers", "list of strings"
+
+KEYS: dict[str, dict[str, str]] = {
+    "neuron": {"models": _STRS, "resets": _STRS, "spike_condition": _STR, "max_spikes_per_step": _INT,
+               "analog_input": _STR, "exact_if": _BOOL},
+    "precision": {"weight_min": _INT, "weight_max": _INT, "state_bits": _INT, "threshold_min": _INT,
+                  "threshold_max": _INT, "bias_max": _INT, "fixed_point_shift": _INT},
+    "limits": {"chips": _INT, "cores_per_chip": _INT, "neurons_per_core": _INT, "synapses_per_core": _INT,
+               "synaptic_memory_bits_per_core": _INT, "synapse_bits": _INT, "fan_in_axons_per_core": _INT,
+               "fan_out_axons_per_core": _INT, "layers": _INT, "kernel_memory": _INTS, "neuron_memory": _INTS,
+               "bias_memory": _INTS, "max_kernel_size": _INT, "strides": _INTS, "max_padding": _INT,
+               "pool_sizes": _INTS, "max_channels": _INT, "max_input_size": _INT, "max_output_size": _INT,
+               "max_destinations": _INT, "input_channels": _INT, "hidden_neurons": _INT, "output_neurons": _INT,
+               "min_neuron_layers": _INT, "hidden_synapses": _INT},
+    "energy": {"synop_joules": _NUM, "neuron_update_joules": _NUM, "neuron_update_active_joules": _NUM,
+               "neuron_update_inactive_joules": _NUM, "spike_message_joules": _NUM, "host_mac_joules": _NUM},
+    "time": {"synop_seconds": _NUM, "neuron_update_seconds": _NUM, "neuron_update_active_seconds": _NUM,
+             "neuron_update_inactive_seconds": _NUM, "spike_message_seconds": _NUM, "barrier_seconds": _NUM,
+             "clock_hz": _NUM, "cycles_per_synop": _NUM, "cycles_per_input_synop": _NUM,
+             "cycles_per_output_synop": _NUM, "cycles_per_neuron_update": _NUM,
+             "cycles_per_output_neuron_update": _NUM, "sequential": _BOOL},
+}
+NEURON_MODELS = ("IF", "LIF", "CubaLIF")
+RESETS = ("zero", "subtract")
+ANALOG_INPUT = ("host", "none", "counts")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One figure of a target: its value (None: not published and not set), source, published flag."""
+
+    value: Any
+    source: str
+    published: bool = True
+
+
+@dataclass
+class Target:
+    """A hardware target: rules, limits and per-operation figures, each with its source."""
+
+    name: str
+    description: str
+    kind: str
+    origin: str
+    entries: dict[str, dict[str, Entry]] = field(default_factory=dict)
+
+    def get(self, section: str, key: str, default: Any = None) -> Any:
+        """The value of ``section.key``, or ``default`` when the file leaves it unset."""
+        e = self.entries.get(section, {}).get(key)
+        return default if e is None or e.value is None else e.value
+
+    def source(self, section: str, key: str) -> str:
+        e = self.entries.get(section, {}).get(key)
+        return "" if e is None else e.source
+
+    def unpublished(self) -> list[str]:
+        """``section.key`` of every entry marked ``published = false``."""
+        return [f"{s}.{k}" for s, d in self.entries.items() for k, e in d.items() if not e.published]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "kind": self.kind, "origin": self.origin,
+                "entries": {s: {k: {"value": e.value, "source": e.source, "published": e.published}
+                                for k, e in d.items()} for s, d in self.entries.items()}}
+
+
+def builtin_targets() -> list[str]:
+    """Names of the targets shipped with kdsnn."""
+    return builtin_names("targets")
+
+
+def load_target(spec: str | Path | Target) -> Target:
+    """A built-in target by name, or a TOML/JSON target file by path (validated)."""
+    if isinstance(spec, Target):
+        return spec
+    return load_data_file(spec, "targets", "target", lambda data, origin, name: parse_target(data, origin, default_name=name))
+
+
+def _check_value(v: Any, kind: str) -> bool:
+    def is_int(x: Any) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool)
+
+    def is_num(x: Any) -> bool:
+        return (is_int(x) or isinstance(x, float)) and math.isfinite(x) and x >= 0
+
+    if kind == _INT:
+        return is_int(v)
+    if kind == _NUM:
+        return is_num(v)
+    if kind == _STR:
+        return isinstance(v, str) and bool(v)
+    if kind == _BOOL:
+        return isinstance(v, bool)
+    if kind == _INTS:
+        return isinstance(v, list) and bool(v) and all(is_int(x) and x > 0 for x in v)
+    return isinstance(v, list) and bool(v) and all(isinstance(x, str) for x in v)
+
+
+def parse_target(data: Mapping[str, Any], origin: str, default_name: str = "custom") -> Target:
+    """Validate a target's content; every problem is a one-line :class:`KdsnnError`."""
+    where = f"target {origin}"
+    unknown = set(data) - {"name", "description", "kind", *KEYS}
+    if unknown:
+        raise KdsnnError(f"{where}: unknown top-level key(s) {', '.join(sorted(unknown))} "
+                         f"(allowed: name, description, kind, {', '.join(KEYS)})")
+    name, desc, kind = data.get("name", default_name), data.get("description", ""), data.get("kind")
+    if not isinstance(name, str) or not name or not isinstance(desc, str):
+        raise KdsnnError(f"{where}: 'name' and 'description' must be strings")
+    if kind not in KINDS:
+        raise KdsnnError(f"{where}: 'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
+    t = Target(name, desc, kind, origin)
+    for section, keys in KEYS.items():
+        raw = data.get(section, {})
+        if not isinstance(raw, Mapping):
+            raise KdsnnError(f"{where}: [{section}] must be a table")
+        bad = set(raw) - set(keys)
+        if bad:
+            raise KdsnnError(f"{where}: unknown key(s) {', '.join(f'{section}.{b}' for b in sorted(bad))} "
+                             f"(known: {', '.join(keys)})")
+        t.entries[section] = {}
+        for key, entry in raw.items():
+            t.entries[section][key] = _entry(entry, f"{section}.{key}", keys[key], where)
+    _semantic_checks(t, where)
+    _cycles_to_seconds(t)
+    return t
+
+
+def _entry(entry: Any, key: str, kind: str, where: str) -> Entry:
+    if not isinstance(entry, Mapping) or not set(entry) <= {"value", "source", "published"} or "source" not in entry:
+        raise KdsnnError(f"{where}: {key} must be a table with 'source' and optionally 'value' and 'published'")
+    src, pub = entry["source"], entry.get("published", True)
+    if not isinstance(src, str) or not src.strip():
+        raise KdsnnError(f"{where}: {key}.source must say where the number comes from")
+    if not isinstance(pub, bool):
+        raise KdsnnError(f"{where}: {key}.published must be true or false")
+    if "value" not in entry:
+        if pub:
+            raise KdsnnError(f"{where}: {key} has no value; mark it 'published = false' if the vendor does not publish it")
+        return Entry(None, src, False)
+    v = entry["value"]
+    if not _check_value(v, kind):
+        raise KdsnnError(f"{where}: {key}.value must be a {kind}" + (" ≥ 0" if kind == _NUM else "") + f", got {v!r}")
+    return Entry(v, src, pub)
+
+
+def _semantic_checks(t: Target, where: str) -> None:
+    for m in t.get("neuron", "models", []):
+        if m not in NEURON_MODELS:
+            raise KdsnnError(f"{where}: neuron.models has {m!r}; known models: {', '.join(NEURON_MODELS)}")
+    for r in t.get("neuron", "resets", []):
+        if r not in RESETS:
+            raise KdsnnError(f"{where}: neuron.resets has {r!r}; known resets: {', '.join(RESETS)}")
+    cond = t.get("neuron", "spike_condition")
+    if cond not in (None, ">", ">="):
+        raise KdsnnError(f"{where}: neuron.spike_condition must be '>' or '>=', got {cond!r}")
+    ai = t.get("neuron", "analog_input")
+    if ai not in (None, *ANALOG_INPUT):
+        raise KdsnnError(f"{where}: neuron.analog_input must be one of {', '.join(ANALOG_INPUT)}, got {ai!r}")
+    wmin, wmax = t.get("precision", "weight_min"), t.get("precision", "weight_max")
+    if wmin is not None and wmax is not None and wmin > wmax:
+        raise KdsnnError(f"{where}: precision.weight_min ({wmin}) is above precision.weight_max ({wmax})")
+    if t.kind == "layers":
+        mems = [t.get("limits", k) for k in ("kernel_memory", "neuron_memory")]
+        if any(m is None for m in mems):
+            raise KdsnnError(f"{where}: a 'layers' target needs limits.kernel_memory and limits.neuron_memory (one value per layer)")
+        n = t.get("limits", "layers", len(mems[0]))
+        lists = [m for m in (*mems, t.get("limits", "bias_memory")) if m is not None]
+        if any(len(m) != n for m in lists):
+            raise KdsnnError(f"{where}: limits.kernel_memory, neuron_memory and bias_memory need one value per layer ({n})")
+    split = [t.get("energy", k) is not None for k in ("neuron_update_active_joules", "neuron_update_inactive_joules")]
+    if any(split) and not all(split):
+        raise KdsnnError(f"{where}: give both energy.neuron_update_active_joules and energy.neuron_update_inactive_joules")
+    cycles = [k for k in t.entries["time"] if k.startswith("cycles_per_") and t.get("time", k) is not None]
+    if cycles and not t.get("time", "clock_hz"):
+        raise KdsnnError(f"{where}: time.{cycles[0]} needs time.clock_hz (> 0) to become seconds")
+
+
+_CYCLE_KEYS = {"cycles_per_synop": "synop_seconds", "cycles_per_input_synop": "input_synop_seconds",
+               "cycles_per_output_synop": "output_synop_seconds", "cycles_per_neuron_update": "neuron_update_seconds",
+               "cycles_per_output_neuron_update": "output_neuron_update_seconds"}
+
+
+def _cycles_to_seconds(t: Target) -> None:
+    clock = t.get("time", "clock_hz")
+    for ck, sk in _CYCLE_KEYS.items():
+        cycles = t.get("time", ck)
+        if cycles is not None and t.get("time", sk) is None:
+            t.entries["time"][sk] = Entry(cycles / clock, f"{t.source('time', ck)}; at {clock:g} Hz ({t.source('time', 'clock_hz')})",
+                                          t.entries["time"][ck].published)

@@ -1,0 +1,320 @@
+"""ONNX operators for a NIR graph, one small group of standard operators per node.
+
+See :mod:`kdsnn.export.onnx.writer` for the two forms and the numerics. Written directly
+with ``onnx.helper`` (opset 17); the neuron step follows :mod:`kdsnn.neuron_models`.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import nir
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from kdsnn.errors import KdsnnError
+
+from ..graph_view import POOLS, GraphView, conv_pads, pair
+from .range_proof import check_integer_range, node_params
+
+FORMS = ("unrolled", "step")
+OPSET = 17
+IR_VERSION = 8  # the IR version of opset 17; readable by onnxruntime >= 1.11
+
+
+def _onnx_pads(node: nir.Conv2d, name: str) -> list[int]:
+    """ONNX's pads order (top, left, bottom, right): the graph view's."""
+    return list(conv_pads(node, name))
+
+
+def _neuron_params(view: GraphView, name: str) -> list[tuple[str, np.ndarray]]:
+    """A population's step parameters shaped like the population (IF: ``gain`` only when it is not 1)."""
+    m, shape = view.models[name], view.shape[name]
+
+    def shaped(a: np.ndarray) -> np.ndarray:
+        return a.reshape(shape) if a.size > 1 else a.reshape(())
+
+    if m.kind == "IF":
+        items = [("v_threshold", shaped(m.threshold))] + ([("v_reset", shaped(m.v_reset))] if m.reset == "hard" else [])
+        if not m.unit_gain:
+            items.append(("gain", shaped(m.gain)))
+        return items
+    if m.kind == "Integrator":
+        return [("gain", shaped(m.gain))]
+    keys = {"LIF": ("leak", "r", "v_leak", "threshold", "v_reset"), "LI": ("leak", "r", "v_leak"),
+            "CubaLIF": ("syn_leak", "w_in", "leak", "r", "v_leak", "threshold", "v_reset")}[m.kind]
+    return [("v_threshold" if k == "threshold" else k, shaped(np.asarray(getattr(m, k), dtype=np.float64))) for k in keys]
+
+
+def onnx_supports(view: GraphView) -> tuple[bool, str]:
+    """Whether both ONNX forms state every population of ``view`` exactly, naming the node and why not."""
+    for name, m in view.models.items():
+        if m.kind != "IF" and view.integer:
+            return False, (f"{m.kind} node {name!r}: Loihi's fixed-point decay (integer mode) is not exact in "
+                           "ONNX's float32; the float model exports")
+    return True, ""
+
+
+def state_names(view: GraphView) -> dict[str, str]:
+    """Each state of the step form (population membranes ``v_<node>``, CubaLIF currents ``i_<node>``), keyed
+    as the emitter keys them (``node`` and ``node:i``)."""
+    out: dict[str, str] = {}
+    for n in view.populations:
+        out[n] = f"v_{n}"
+        if view.models[n].kind == "CubaLIF":
+            out[f"{n}:i"] = f"i_{n}"
+    return out
+
+
+class _Builder:
+    """Collects ONNX nodes and initializers with unique names."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.used: set[str] = set()
+
+    def fresh(self, hint: str) -> str:
+        name, i = hint, 1
+        while name in self.used:
+            i += 1
+            name = f"{hint}_{i}"
+        self.used.add(name)
+        return name
+
+    def const(self, hint: str, value: Any, dtype: Any = np.float32) -> str:
+        name = self.fresh(hint)
+        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], hint: str, **attrs: Any) -> str:
+        out = self.fresh(hint)
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=self.fresh(f"{hint}/{op_type}"), **attrs))
+        return out
+
+
+class _Emitter:
+    """Writes the ONNX operators of one time step of a planned graph."""
+
+    def __init__(self, view: GraphView, b: _Builder) -> None:
+        self.view, self.b = view, b
+        self.weights: dict[str, dict[str, str]] = {}  # node → initializer names, shared by all steps
+
+    def params(self, name: str) -> dict[str, str]:
+        if name not in self.weights:
+            node = self.view.nodes[name]
+            w: dict[str, str] = {}
+            matmul = isinstance(node, nir.Linear) or (isinstance(node, nir.Affine) and len(self.view.shape[name]) != 1)
+            items = _neuron_params(self.view, name) if name in self.view.models else node_params(node).items()
+            for key, a in items:
+                if matmul and key == "weight":  # MatMul takes Wᵀ
+                    key, a = "weight_t", a.T
+                if isinstance(node, (nir.Affine, nir.Conv2d)) and key == "bias":
+                    a = a.reshape(-1)
+                w[key] = self.b.const(f"{name}.{key}", a)
+            if isinstance(node, nir.SumPool2d):
+                c = self.view.shape[name][0]
+                k = pair(node.kernel_size, "kernel_size", name)
+                w["ones"] = self.b.const(f"{name}.ones", np.ones((c, 1, *k)))
+            if isinstance(node, nir.Flatten):
+                w["shape"] = self.b.const(f"{name}.shape", [-1, *self.view.shape[name]], np.int64)
+            self.weights[name] = w
+        return self.weights[name]
+
+    def synaptic(self, name: str, x: str, t: int) -> str:
+        node, p, b, hint = self.view.nodes[name], self.params(name), self.b, f"{name}@t{t}"
+        if isinstance(node, nir.Conv2d):
+            k = tuple(np.asarray(node.weight).shape[2:])
+            d = pair(node.dilation, "dilation", name)
+            return b.op("Conv", [x, p["weight"], p["bias"]], hint, kernel_shape=list(k), strides=list(pair(node.stride, "stride", name)),
+                        pads=_onnx_pads(node, name), dilations=list(d), group=int(node.groups))
+        if isinstance(node, nir.Affine):
+            if "weight" in p:  # inputs of one axis: the canonical fully connected Gemm
+                return b.op("Gemm", [x, p["weight"], p["bias"]], hint, transB=1)
+            return b.op("Add", [b.op("MatMul", [x, p["weight_t"]], hint), p["bias"]], hint)
+        if isinstance(node, nir.Linear):
+            return b.op("MatMul", [x, p["weight_t"]], hint)
+        if isinstance(node, nir.Scale):
+            return b.op("Mul", [x, p["scale"]], hint)
+        if isinstance(node, POOLS):
+            k, s = pair(node.kernel_size, "kernel_size", name), pair(node.stride, "stride", name)
+            pd = pair(node.padding, "padding", name)
+            pads = [pd[0], pd[1], pd[0], pd[1]]
+            if isinstance(node, nir.SumPool2d):
+                return b.op("Conv", [x, p["ones"]], hint, kernel_shape=list(k), strides=list(s), pads=pads,
+                            group=self.view.shape[name][0])
+            return b.op("AveragePool", [x], hint, kernel_shape=list(k), strides=list(s), pads=pads, count_include_pad=1)
+        if isinstance(node, nir.Flatten):
+            return b.op("Reshape", [x, p["shape"]], hint)
+        raise KdsnnError(f"NIR node {name!r} of type {type(node).__name__} cannot be exported to ONNX")  # pragma: no cover
+
+    def neuron(self, name: str, x: str, state: dict[str, str | None], t: int) -> tuple[str, dict[str, str]]:
+        """One population's step (its :mod:`kdsnn.neuron_models` model, same operations in the same
+        order as the model's torch step): (output, new states keyed as :func:`state_names`)."""
+        kind = self.view.models[name].kind
+        if kind == "IF":
+            s, v = self.if_step(name, x, state.get(name), t)
+            return s, {name: v}
+        p, b, hint = self.params(name), self.b, f"{name}@t{t}"
+        new: dict[str, str] = {}
+        if kind == "Integrator":
+            xs = b.op("Mul", [x, p["gain"]], hint)
+            v0 = state.get(name)
+            v = xs if v0 is None else b.op("Add", [v0, xs], f"{hint}.v")
+            return v, {name: v}
+        if kind == "CubaLIF":  # I ← I + a_s·(w_in·x − I)
+            i0 = state.get(f"{name}:i")
+            wx = b.op("Mul", [p["w_in"], x], f"{hint}.wx")
+            d = wx if i0 is None else b.op("Sub", [wx, i0], f"{hint}.di")
+            di = b.op("Mul", [p["syn_leak"], d], f"{hint}.adi")
+            x = di if i0 is None else b.op("Add", [i0, di], f"{hint}.i")
+            new[f"{name}:i"] = x
+        v0 = state.get(name)  # LIF, CubaLIF, LI: h = v + a·((v_leak − v) + r·x)
+        diff = p["v_leak"] if v0 is None else b.op("Sub", [p["v_leak"], v0], f"{hint}.dv")
+        drive = b.op("Add", [diff, b.op("Mul", [p["r"], x], f"{hint}.rx")], f"{hint}.drive")
+        step = b.op("Mul", [p["leak"], drive], f"{hint}.step")
+        h = step if v0 is None else b.op("Add", [v0, step], f"{hint}.h")
+        if kind == "LI":
+            new[name] = h
+            return h, new
+        fired = b.op("Greater", [h, p["v_threshold"]], f"{hint}.fired")
+        spikes = b.op("Cast", [fired], f"{hint}.spikes", to=TensorProto.FLOAT)
+        new[name] = b.op("Where", [fired, p["v_reset"], h], f"{hint}.v")
+        return spikes, new
+
+    def if_step(self, name: str, x: str, v: str | None, t: int) -> tuple[str, str]:
+        """IF step (:class:`kdsnn.neuron_models.IFModel`): ``h = v + r·dt·x``; spike iff ``h > θ``;
+        reset to ``v_reset`` (hard) or subtract θ (soft)."""
+        p, b, hint = self.params(name), self.b, f"{name}@t{t}"
+        if "gain" in p:
+            x = b.op("Mul", [x, p["gain"]], hint)
+        h = x if v is None else b.op("Add", [v, x], f"{hint}.h")  # v = 0 at the first step
+        fired = b.op("Greater", [h, p["v_threshold"]], f"{hint}.fired")
+        spikes = b.op("Cast", [fired], f"{hint}.spikes", to=TensorProto.FLOAT)
+        if self.view.models[name].reset == "soft":
+            return spikes, b.op("Sub", [h, b.op("Mul", [spikes, p["v_threshold"]], f"{hint}.drop")], f"{hint}.v")
+        return spikes, b.op("Where", [fired, p["v_reset"], h], f"{hint}.v")
+
+    def step(self, x: str, v: dict[str, str | None], t: int, static: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
+        """One step: returns (output tensor, new membranes). ``static`` caches time-invariant values."""
+        view, vals, new_v = self.view, {}, {}
+        for name in view.order:
+            node = view.nodes[name]
+            if isinstance(node, nir.Input):
+                vals[name] = x
+                continue
+            if static is not None and name in static:
+                vals[name] = static[name]
+                continue
+            srcs = view.preds[name]
+            inp = vals[srcs[0]]
+            for s in srcs[1:]:
+                inp = self.b.op("Add", [inp, vals[s]], f"{name}@t{t}.sum")
+            if isinstance(node, nir.Output):
+                vals[name] = inp
+            elif name in view.models:
+                vals[name], upd = self.neuron(name, inp, v, t)
+                new_v.update(upd)
+            else:
+                vals[name] = self.synaptic(name, inp, t)
+                if static is not None and all(s in static or s == view.input for s in srcs):
+                    static[name] = vals[name]
+        return vals[view.output], new_v
+
+    def quantized_input(self, x: str) -> str:
+        """``round(x / input_scale)`` in float64, as GraphSNN does, back to float32 (direct integer mode)."""
+        view, b = self.view, self.b
+        if not (view.integer and view.input_scale and view.encoding == "direct"):
+            return x
+        xd = b.op("Cast", [x], "input_f64", to=TensorProto.DOUBLE)
+        q = b.op("Round", [b.op("Div", [xd, b.const("input_scale", view.input_scale, np.float64)], "input_scaled")], "input_q")
+        return b.op("Cast", [q], "input_int", to=TensorProto.FLOAT)
+
+
+def _value_info(name: str, shape: list[Any]) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def _unrolled(view: GraphView, timesteps: int) -> onnx.GraphProto:
+    b = _Builder()
+    e = _Emitter(view, b)
+    b.used.add("input")
+    in_shape = list(view.input_shape)
+    spike_input = view.encoding == "bernoulli"
+    x = e.quantized_input("input")
+    static: dict[str, str] | None = None if spike_input else {}
+    v: dict[str, str | None] = {k: None for k in state_names(view)}
+    acc = None
+    for t in range(timesteps):
+        xt = b.op("Gather", ["input", b.const(f"t{t}", t, np.int64)], f"input@t{t}", axis=0) if spike_input else x
+        out, v = e.step(xt, v, t, static)
+        acc = out if acc is None else b.op("Add", [acc, out], f"output_sum@t{t}")
+    assert acc is not None
+    logits = _logits(view, timesteps, b, acc)
+    b.nodes.append(helper.make_node("Identity", [logits], ["logits"], name="logits/Identity"))
+    x_shape = ([timesteps] if spike_input else []) + ["batch", *in_shape]
+    return helper.make_graph(b.nodes, "kdsnn_unrolled", [_value_info("input", x_shape)],
+                             [_value_info("logits", ["batch", *view.shape[view.output]])], b.inits)
+
+
+def _logits(view: GraphView, timesteps: int, b: _Builder, acc: str) -> str:
+    """Sum over T → logits as GraphSNN: counts (spike readout) or mean (membrane), times output_scale."""
+    t = timesteps
+    if view.integer:  # exact integers in float32; the scaling in float64 like GraphSNN, then float32
+        y = b.op("Cast", [acc], "output_sum_f64", to=TensorProto.DOUBLE)
+        if not view.spiking_output:
+            y = b.op("Div", [y, b.const("timesteps_f64", float(t), np.float64)], "output_mean_f64")
+        if view.output_scale != 1.0:
+            y = b.op("Mul", [y, b.const("output_scale", view.output_scale, np.float64)], "logits_f64")
+        return b.op("Cast", [y], "logits_f32", to=TensorProto.FLOAT)
+    y = acc if view.spiking_output else b.op("Div", [acc, b.const("timesteps", float(t))], "output_mean")
+    if view.output_scale != 1.0:
+        y = b.op("Mul", [y, b.const("output_scale", view.output_scale)], "logits_scaled")
+    return y
+
+
+def _step(view: GraphView) -> onnx.GraphProto:
+    b = _Builder()
+    e = _Emitter(view, b)
+    b.used.update({"input", "output", "acc", "acc_next"})
+    states = state_names(view)
+    b.used.update(states.values())
+    b.used.update(f"{s}_next" for s in states.values())
+    out, v = e.step(e.quantized_input("input"), dict(states), 0)
+    inputs = [_value_info("input", ["batch", *view.input_shape])]
+    outputs = [_value_info("output", ["batch", *view.shape[view.output]])]
+    b.nodes.append(helper.make_node("Identity", [out], ["output"], name="output/Identity"))
+    for n, s in states.items():
+        shape = ["batch", *view.shape[n.split(":")[0]]]
+        inputs.append(_value_info(s, shape))
+        outputs.append(_value_info(f"{s}_next", shape))
+        b.nodes.append(helper.make_node("Identity", [v[n]], [f"{s}_next"], name=f"{s}_next/Identity"))
+    if not view.spiking_output:
+        inputs.append(_value_info("acc", ["batch", *view.shape[view.output]]))
+        outputs.append(_value_info("acc_next", ["batch", *view.shape[view.output]]))
+        b.nodes.append(helper.make_node("Add", ["acc", out], ["acc_next"], name="acc_next/Add"))
+    return helper.make_graph(b.nodes, "kdsnn_step", inputs, outputs, b.inits)
+
+
+def build_onnx(graph: nir.NIRGraph | GraphView, form: str = "unrolled") -> onnx.ModelProto:
+    """The ONNX model of ``graph`` in memory (see the module docstring for the two forms)."""
+    if form not in FORMS:
+        raise KdsnnError(f"unknown ONNX form {form!r}; choose one of {', '.join(FORMS)}")
+    view = graph if isinstance(graph, GraphView) else GraphView(graph, purpose="cannot be exported to ONNX")
+    ok, why = onnx_supports(view)
+    if not ok:
+        raise KdsnnError(f"cannot export to ONNX: {why}")
+    timesteps = view.timesteps or 4  # a graph without kdsnn metadata is unrolled over 4 steps unless told
+    if view.integer:
+        check_integer_range(view, timesteps)
+    g = _unrolled(view, timesteps) if form == "unrolled" else _step(view)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="kdsnn",
+                              doc_string=f"kdsnn SNN, {form} form, T={timesteps}")
+    model.ir_version = IR_VERSION
+    info = {"form": form, "timesteps": timesteps, "encoding": view.encoding, "integer": view.integer,
+            "readout": view.readout, "input_scale": view.input_scale,
+            "output_scale": view.output_scale, "states": state_names(view),
+            "nir_metadata": view.meta}
+    helper.set_model_props(model, {"kdsnn": json.dumps(info)})
+    return model
