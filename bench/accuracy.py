@@ -73,11 +73,13 @@ def main() -> None:
     elapsed = time.time() - t0
     print(f"({elapsed:.0f} s)")
     if a.write:
-        flags = " ".join(f"--{k} {v}" for k, v in (("width", a.width), ("epochs", a.epochs), ("teacher-epochs", a.teacher_epochs)))
+        flags = " ".join(f"--{k} {v}"
+                         for k, v in (("width", a.width), ("epochs", a.epochs), ("teacher-epochs", a.teacher_epochs)))
         cmd = (f"`.venv/bin/python bench/accuracy.py {flags} --seeds {' '.join(map(str, a.seeds))}"
                + (f" --alpha {' '.join(a.alpha)}" if a.alpha else "") + (" --validate" if a.validate else "")
                + f" --write {a.write}`")
-        n_eval = "269 held-out training images (1 image = 0.37 pp)" if a.validate else "450 test images (1 image = 0.22 pp)"
+        n_eval = ("269 held-out training images (1 image = 0.37 pp)" if a.validate
+                  else "450 test images (1 image = 0.22 pp)")
         body = (f"Command: {cmd} ({elapsed:.0f} s on this machine). Data: digits (scikit-learn), fixed stratified "
                 f"split, 1,347 train / 450 test; accuracy on {n_eval}. Students: {a.student_arch} at width "
                 f"{a.width}, direct encoding, hard-reset IF (θ = 1), membrane readout, SGD 0.05 cosine, batch 64, "
@@ -92,17 +94,19 @@ def _table(a: argparse.Namespace, alphas: dict[str, float], teacher_acc: float, 
            split: str) -> str:
     """Markdown: teacher, then each method's mean, per-seed accuracies and paired difference to ``none``."""
     plain = results.get("none")
-    rows = [f"| model | method | mean {split} accuracy | per seed | vs plain SNN (mean of paired differences) | seeds above / equal / below |",
+    rows = [f"| model | method | mean {split} accuracy | per seed | vs plain SNN (mean of paired differences) "
+            "| seeds above / equal / below |",
             "|---|---|---|---|---|---|",
             f"| teacher {a.teacher_arch} (ANN) | — | {teacher_acc * 100:.2f} % | seed 0 | | |"]
     for kd, accs in results.items():
         delta = wins = ""
         if plain is not None and kd != "none":
-            diffs = [x - y for x, y in zip(accs, plain)]
+            diffs = [x - y for x, y in zip(accs, plain, strict=True)]
             delta = f"{statistics.mean(diffs) * 100:+.2f} pp"
             wins = f"{sum(d > 0 for d in diffs)} / {sum(d == 0 for d in diffs)} / {sum(d < 0 for d in diffs)}"
         alpha = f", α = {alphas[kd]}" if kd in alphas else ""
-        rows.append(f"| student {a.student_arch} ×{a.width} (SNN, T = 4) | {kd}{alpha} | {statistics.mean(accs) * 100:.2f} % | "
+        rows.append(f"| student {a.student_arch} ×{a.width} (SNN, T = 4) | {kd}{alpha} "
+                    f"| {statistics.mean(accs) * 100:.2f} % | "
                     f"{', '.join(f'{x * 100:.2f}' for x in accs)} | {delta} | {wins} |")
     return "\n".join(rows)
 

@@ -85,7 +85,8 @@ def measure(graph_file: str, batch: int, repeats: int, lava: bool = False) -> di
         if not got.get("identical", False):
             raise SystemExit("Lava's spikes or logits differ from GraphSNN's")
         lava_s = got["per_sample_s"]
-    return {"lava_s": lava_s, "build_s": build_s, "rss_mb": rss_sim, "rss_all_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    return {"lava_s": lava_s, "build_s": build_s, "rss_mb": rss_sim,
+            "rss_all_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "sim_ms": t_sim * 1e3, "dense_ms": t_dense * 1e3, "synops": res.per_sample()["synops"],
             "macs": res.per_sample()["macs_effective"], "synapses": sum(c.synapses for c in plan.connections),
             "fast": plan.fast is not None, "rate_min": min(rates) * 100, "rate_mean": float(np.mean(rates)) * 100,
@@ -97,7 +98,8 @@ def main() -> None:
     ap.add_argument("--archs", nargs="+", default=ARCHS)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--write", default=None, help="docs/benchmarks.md: replace the '## Simulator at CIFAR scale' section")
+    ap.add_argument("--write", default=None,
+                    help="docs/benchmarks.md: replace the '## Simulator at CIFAR scale' section")
     ap.add_argument("--lava", nargs="*", default=[], help="students to also run on Lava (1 sample each)")
     ap.add_argument("--measure", default=None, help=argparse.SUPPRESS)  # internal: one student in a fresh process
     a = ap.parse_args()
@@ -142,7 +144,8 @@ def _markdown(a, rows: list[dict]) -> str:
              "| SynOps / inf | simulator ms / inf | dense PyTorch ms / inf | sim / dense | Lava s / sample |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['arch']} | {r['params'] / 1e6:.2f} M | {r['synapses'] / 1e6:,.0f} M | {r['build_s']:.2f} s | "
+        lines.append(f"| {r['arch']} | {r['params'] / 1e6:.2f} M | {r['synapses'] / 1e6:,.0f} M "
+                     f"| {r['build_s']:.2f} s | "
                      f"{r['rss_mb'] / 1024:.2f} GB | {r['rate_min']:.1f}-{r['rate_max']:.1f} ({r['rate_mean']:.1f}) | "
                      f"{r['synops'] / 1e6:,.1f} M | {r['sim_ms']:.1f} | {r['dense_ms']:.1f} | "
                      f"{r['sim_ms'] / r['dense_ms']:.2f}× | {_lava_cell(r)} |")
@@ -159,7 +162,8 @@ statistics calibrated on 16 uniform-noise images (no training: the firing rates 
 statistics give, listed per student). Inputs: {a.batch} uniform-noise images; best of {a.repeats} runs;
 2 threads at most. Each student runs in a fresh process: peak RSS is that process's maximum after
 loading the graph, building the plan and simulating the batch (Python, torch, numba and the graph
-included; measured before the dense baseline runs), plan build is `Plan(graph)`. The dense baseline is `GraphSNN` on the same
+included; measured before the dense baseline runs), plan build is `Plan(graph)`. \
+The dense baseline is `GraphSNN` on the same
 integer graph and inputs in the same process (every layer, every step; float64 holding integers); its
 logits equal the simulator's. A shared 2-core machine: 1-minute load average {a.load[0]:.1f} at the start,
 {a.load[1]:.1f} at the end. Other work slows the dense baseline (torch on 2 threads) more than the

@@ -22,6 +22,7 @@ import argparse
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import nir
@@ -137,8 +138,8 @@ def main() -> None:
         same = all(torch.equal(res.spikes[n].bool(), ref[n]) for n in ref)
         if not same:
             raise SystemExit(f"rate {rate}: dense and event-driven spikes differ; the comparison would be meaningless")
-        t_sim = timed(lambda: simulate(plan, x), a.repeats) / a.batch
-        t_dense = timed(lambda: dense.run(x), a.repeats) / a.batch
+        t_sim = timed(partial(simulate, plan, x), a.repeats) / a.batch
+        t_dense = timed(partial(dense.run, x), a.repeats) / a.batch
         ops = res.per_sample()["synops"]
         rates = {n: round(s.firing_rate * 100, 1) for n, s in res.neurons.items()}
         t_lava = None
@@ -149,7 +150,8 @@ def main() -> None:
         ys.append(t_sim)
         print(f"rate {rate:5.2f}: {ops:12,.0f} SynOps/inf  sim {t_sim * 1e3:8.2f} ms  dense {t_dense * 1e3:7.2f} ms  "
               f"speed-up {t_dense / t_sim:5.2f}×  {ops / t_sim / 1e6:6.1f} MSynOps/s  "
-              f"lava {'—' if t_lava is None else f'{t_lava[0] * 1e3:.1f} ms (spikes equal: {t_lava[1]})'}  firing % {rates}")
+              f"lava {'—' if t_lava is None else f'{t_lava[0] * 1e3:.1f} ms (spikes equal: {t_lava[1]})'}"
+              f"  firing % {rates}")
     slope, icpt = np.polyfit(xs, ys, 1)
     pred = np.polyval([slope, icpt], xs)
     r2 = 1 - float(np.sum((np.array(ys) - pred) ** 2) / np.sum((np.array(ys) - np.mean(ys)) ** 2))
@@ -224,23 +226,28 @@ def _markdown(a, rows, r2, slope, icpt, speed5, synapses, build_s, lava, dense_m
     lava5 = _lava_ratio(at5)
     lava_line = ("not measured" if lava5 is None else
                  f"{lava5:.0f}× ({at5[0][4][0] * 1e3:.1f} ms against {at5[0][2] * 1e3:.2f} ms): {_met(lava5 >= 100)}")
-    lava_note = ("Lava: per-sample run time of `run_lava` (Loihi 2 fixed-point simulator on the CPU; compile and start-up "
-                 f"excluded, pipeline flush included) on the first {a.lava_batch} input(s) of each rate; its spikes "
-                 "are compared with the simulator's on those inputs."
-                 if has_lava else "Lava: not measured (`kdsnn.deploy.lava.backend.run_lava` did not import or run here).")
+    lava_note = ("Lava: per-sample run time of `run_lava` (Loihi 2 fixed-point simulator on the CPU; compile and "
+                 f"start-up excluded, pipeline flush included) on the first {a.lava_batch} input(s) of each rate; "
+                 "its spikes are compared with the simulator's on those inputs."
+                 if has_lava else
+                 "Lava: not measured (`kdsnn.deploy.lava.backend.run_lava` did not import or run here).")
     ceiling = 100 / (frac * ratio) if frac * ratio > 0 else float("inf")
     conclusion = (f"So even with no per-inference cost at all, the event loop could be at most {ceiling:.1f}× faster "
                   "than dense at 5 % on this network, and the 10× asked for would need a synaptic event to cost "
                   f"{10 / frac:.2f}× a vectorized MAC or less, i.e. the network to make under a tenth as many "
-                  "SynOps as dense MACs: out of reach at this activity on a CPU, where dense convolution is cheap per MAC."
-                  if speed5 < 10 else "Even so, the event-driven simulator beats the dense one by the 10× asked for at 5 %.")
+                  "SynOps as dense MACs: out of reach at this activity on a CPU, where dense convolution is cheap "
+                  "per MAC."
+                  if speed5 < 10 else
+                  "Even so, the event-driven simulator beats the dense one by the 10× asked for at 5 %.")
     return f"""Command: `{cmd}`
 
 Network: conv 1→{a.channels[0]} → 2×2 pool → conv {a.channels[0]}→{a.channels[1]} → 2×2 pool → linear → 10, IF
 everywhere (spike readout), {a.hw}×{a.hw} input, T = {a.timesteps}, {a.bits}-bit integer graph, random weights with BN
-scales calibrated on Bernoulli(0.2) noise and no bias (activity follows the input); {synapses:,} synapses after composing the pools into the next layer (plan built
+scales calibrated on Bernoulli(0.2) noise and no bias (activity follows the input); \
+{synapses:,} synapses after composing the pools into the next layer (plan built
 once in {build_s:.3f} s, not timed below). Input: Bernoulli spikes `[T, B, 1, H, W]`, batch {a.batch}, best of
-{a.repeats} runs (as timeit: interference on a shared machine only adds time), 2 threads at most, one machine and one run. The dense baseline runs conv2d / sum-pool / linear on
+{a.repeats} runs (as timeit: interference on a shared machine only adds time), 2 threads at most, \
+one machine and one run. The dense baseline runs conv2d / sum-pool / linear on
 every step for every neuron (torch float32, exact for these integers); its spikes equal the simulator's at every rate.
 
 {chr(10).join(lines)}

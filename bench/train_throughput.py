@@ -23,8 +23,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._doc import replace_section  # noqa: E402
-from kdsnn.models.spiking import AvgPool, ConvBNIF, Flatten, Readout, SpikingNet  # noqa: E402
 from kdsnn.memory import keep_freed_memory  # noqa: E402
+from kdsnn.models.spiking import AvgPool, ConvBNIF, Flatten, Readout, SpikingNet  # noqa: E402
 from kdsnn.neurons import IFParams  # noqa: E402
 
 BATCH, T = 32, 4
@@ -118,7 +118,7 @@ def child(name: str, steps: int) -> None:
     for _ in range(steps):
         step()
     status = Path("/proc/self/status").read_text()
-    print(int(next(l.split()[1] for l in status.splitlines() if l.startswith("VmHWM:"))) / 1024)  # MiB
+    print(int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024)  # MiB
 
 
 def peak_rss(name: str) -> float:
@@ -163,12 +163,14 @@ def main() -> None:
         n: float("nan") for n in names}
     rows = ["| network | median step (ms) | time / ANN | time / ANN (NHWC) | peak RSS (MiB) |", "|---|---|---|---|---|"]
     for n in names:
-        rows.append(f"| {n} | {med[n] * 1000:.1f} | {med[n] / med['ann']:.2f}× | {med[n] / med['ann-nhwc']:.2f}× | {rss[n]:.0f} |")
+        rows.append(f"| {n} | {med[n] * 1000:.1f} | {med[n] / med['ann']:.2f}× | {med[n] / med['ann-nhwc']:.2f}× "
+                    f"| {rss[n]:.0f} |")
     table = "\n".join(rows)
     print(table)
     if a.write:
         body = (f"Command: `.venv/bin/python bench/train_throughput.py --steps {a.steps} --device {a.device} "
-                f"--batch {BATCH} --write {a.write}` on {torch.cuda.get_device_name() if DEVICE.type == 'cuda' else 'this machine'} "
+                f"--batch {BATCH} --write {a.write}` on "
+                f"{torch.cuda.get_device_name() if DEVICE.type == 'cuda' else 'this machine'} "
                 f"(batch {BATCH}, T = {T}, 2 threads, median of {a.steps} interleaved steps after {a.warmup} warm-up; "
                 "peak RSS of a child process running only that model). Target: kdsnn SNN ≤ 4.0× the ANN.\n\n"
                 "kdsnn computes the first (analog, direct-encoded) layer's conv and BN once and feeds the same "

@@ -158,7 +158,8 @@ class _Onnx(Backend):
         from kdsnn.export.onnx import export_onnx, run_onnx
 
         view = GraphView(graph)
-        if self.form == "unrolled" and view.encoding == "direct" and torch.as_tensor(x).dim() == len(view.input_shape) + 2:
+        if (self.form == "unrolled" and view.encoding == "direct"
+                and torch.as_tensor(x).dim() == len(view.input_shape) + 2):
             # a [T, B, ...] sequence (e.g. spikes, or a foreign graph's input over T): unroll with one input per step
             from kdsnn.export.graph import get_meta, set_meta
 

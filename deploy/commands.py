@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Callable
+from collections.abc import Callable
 
 from kdsnn.errors import KdsnnError
 
@@ -42,8 +42,9 @@ def _simulate(a: argparse.Namespace) -> int:
     summary.update(run.extra)
     acc = accuracy(run.logits, y)
     dataset = (a.dataset or view.meta.get("dataset")) if a.inputs is None and a.spike_rate is None else None
-    result = {"backend": a.backend, "model": a.model, "dataset": dataset, "inputs": source, "samples": int(run.logits.shape[0]),
-              "accuracy": acc, "dt": view.dt, "if_reset": view.reset, "notes": view.notes, **summary}
+    result = {"backend": a.backend, "model": a.model, "dataset": dataset, "inputs": source,
+              "samples": int(run.logits.shape[0]), "accuracy": acc, "dt": view.dt, "if_reset": view.reset,
+              "notes": view.notes, **summary}
     if a.save:
         result["saved"] = a.save
     if a.json:
@@ -57,7 +58,8 @@ def _simulate(a: argparse.Namespace) -> int:
     if "per_inference" in summary:
         p = summary["per_inference"]
         print(f"  per inference: {p['synops']:.0f} SynOps, {p['macs_effective']:.0f} effective first-layer MACs "
-              f"({p['macs_dense']:.0f} dense), {p['neuron_updates']:.0f} neuron updates, {p['overflow']:.0f} 24-bit overflows")
+              f"({p['macs_dense']:.0f} dense), {p['neuron_updates']:.0f} neuron updates, "
+              f"{p['overflow']:.0f} 24-bit overflows")
     return 0
 
 
@@ -70,7 +72,8 @@ def _doctor(a: argparse.Namespace) -> int:
 
     nir_v = md.version("nir")
     nir_ok = tuple(int(p) for p in nir_v.split(".")[:3]) >= (1, 0, 8)
-    rows = [("NIR", nir_ok, f"nir {nir_v}" + ("" if nir_ok else ": need >= 1.0.8 (IF reset semantics changed in 1.0.6)"))]
+    rows = [("NIR", nir_ok,
+             f"nir {nir_v}" + ("" if nir_ok else ": need >= 1.0.8 (IF reset semantics changed in 1.0.6)"))]
     np_ok = tuple(int(p) for p in np.__version__.split(".")[:2]) < (2, 4)
     rows.append(("numpy", np_ok, f"numpy {np.__version__}" + ("" if np_ok else ": lava-nc 0.10 needs numpy < 2.4")))
     for backend in BACKENDS.values():
@@ -138,6 +141,7 @@ def _verify(a: argparse.Namespace) -> int:
         return _verify_graph(a)
 
     from kdsnn.export.student import load_student_graphs
+
     from .verify import as_json, format_table, verify
 
     dep = load_student_graphs(a.checkpoint, a.bits, dataset=a.dataset, data_root=a.data_root)
@@ -184,6 +188,7 @@ def _report(a: argparse.Namespace) -> int:
         return 0
 
     from kdsnn.export.student import load_student_graphs
+
     from .report import build_report
 
     dep = load_student_graphs(a.checkpoint, a.bits, dataset=a.dataset, data_root=a.data_root)
@@ -264,7 +269,8 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
 
     add("doctor", "report which backends are usable, and why not", _doctor)
 
-    p = add("verify", "run a NIR file, or a student exported from its checkpoint, on every backend and check they agree",
+    p = add("verify",
+            "run a NIR file, or a student exported from its checkpoint, on every backend and check they agree",
             _verify)
     p.add_argument("model", nargs="?", default=None, help="a .nir file (ours or another tool's); or give --checkpoint")
     p.add_argument("--checkpoint", default=None)
@@ -301,5 +307,5 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--teacher-epochs", type=int, default=15)
     p.add_argument("--student-epochs", type=int, default=15)
     p.add_argument("--kd", default="feature",
-                   help="distillation method of the demo's student (the demo shows feature KD; `kdsnn distill` defaults "
-                        "to response)")
+                   help="distillation method of the demo's student (the demo shows feature KD; "
+                        "`kdsnn distill` defaults to response)")

@@ -1,8 +1,8 @@
 """Spike-train comparison: identical or not, and where the first difference is."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 import torch
@@ -18,7 +18,8 @@ class Mismatch:
     total: int
 
     def __str__(self) -> str:
-        return f"first differs at layer {self.node!r}, step t={self.step} ({self.differing} of {self.total} spikes differ)"
+        return (f"first differs at layer {self.node!r}, step t={self.step} "
+                f"({self.differing} of {self.total} spikes differ)")
 
 
 def _np(a) -> np.ndarray:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from kdsnn.errors import KdsnnError
 

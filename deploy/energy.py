@@ -29,9 +29,10 @@ is refused for such counts, never priced as IF.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from kdsnn.errors import KdsnnError
 
@@ -73,7 +74,8 @@ def load_profile(spec: str | Path | Profile) -> Profile:
     """A built-in profile by name, or a TOML/JSON profile file by path (validated)."""
     if isinstance(spec, Profile):
         return spec
-    return load_data_file(spec, "profiles", "energy profile", lambda data, origin, name: parse_profile(data, origin, default_name=name))
+    return load_data_file(spec, "profiles", "energy profile",
+                          lambda data, origin, name: parse_profile(data, origin, default_name=name))
 
 
 def parse_profile(data: Mapping[str, Any], origin: str, default_name: str = "custom") -> Profile:
@@ -90,7 +92,8 @@ def parse_profile(data: Mapping[str, Any], origin: str, default_name: str = "cus
         raise KdsnnError(f"energy profile {origin}: needs an [ops] table with synop, mac and neuron_update entries")
     bad = set(ops_raw) - set(OPS)
     if bad:
-        raise KdsnnError(f"energy profile {origin}: unknown operation(s) {', '.join(sorted(bad))} (known: {', '.join(OPS)})")
+        raise KdsnnError(f"energy profile {origin}: unknown operation(s) {', '.join(sorted(bad))} "
+                         f"(known: {', '.join(OPS)})")
     ops: dict[str, Op] = {}
     for key, entry in ops_raw.items():
         if not isinstance(entry, Mapping) or set(entry) != {"joules", "source"}:

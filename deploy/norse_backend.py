@@ -4,7 +4,8 @@ Norse maps ``nir.IF`` to its IAF neuron (``v > θ``, reset to 0, no extra delay)
 with our contract. ``nir.LIF`` becomes its ``LIFBoxCell`` and ``nir.CubaLIF`` an ``LIBoxCell``
 current feeding a ``LIFBoxCell``, both forward Euler with the ``dt`` it is given (the graph's
 dt here): an independent check of kdsnn's leaky models. It ignores ``r`` on IF and LIF and
-resets LIF to 0, so such populations are refused (:func:`norse_supports` names them). Its reader has two limits, measured in tests/export/test_nir_export.py: it has
+resets LIF to 0, so such populations are refused (:func:`norse_supports` names them). Its reader
+has two limits, measured in tests/export/test_nir_export.py: it has
 no mapping for ``nir.Scale`` (our identity shortcuts, so residual students are refused here),
 and it builds ``Flatten(start_dim=0)`` literally, which would flatten a batch axis too, so
 samples are fed one at a time, unbatched, step by step.
@@ -49,7 +50,8 @@ def norse_supports(graph: nir.NIRGraph | GraphView) -> tuple[bool, str]:
         if m.kind not in ("IF", "LIF", "CubaLIF"):
             return False, f"{m.kind} node {name!r}: not checked against Norse's reader (IF, LIF and CubaLIF are)"
         if m.kind != "IF" and view.integer:
-            return False, f"{m.kind} node {name!r}: Loihi's fixed-point decays (integer mode) are not Norse's float ones"
+            return False, (f"{m.kind} node {name!r}: "
+                           "Loihi's fixed-point decays (integer mode) are not Norse's float ones")
         if m.reset != "hard" or np.any(m.v_reset != 0):
             return False, f"{m.kind} node {name!r}: Norse resets to 0 (this node: {m.summary()})"
         if m.kind == "IF" and not m.unit_gain:
@@ -57,7 +59,8 @@ def norse_supports(graph: nir.NIRGraph | GraphView) -> tuple[bool, str]:
         if m.kind == "LIF" and np.any(m.r != 1):
             return False, f"LIF node {name!r}: Norse ignores r, and r = {float(m.r.max()):g} here"
         if m.kind == "CubaLIF" and np.any(m.v_leak != 0):
-            return False, f"{m.kind} node {name!r}: Norse's CubaLIF leaks its current towards v_leak too; v_leak ≠ 0 here"
+            return False, (f"{m.kind} node {name!r}: "
+                           "Norse's CubaLIF leaks its current towards v_leak too; v_leak ≠ 0 here")
     return True, ""
 
 

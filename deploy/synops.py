@@ -19,8 +19,8 @@ fan-out) and dense MACs (every input × fan-out), at every step.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import nir
 import numpy as np
@@ -70,7 +70,8 @@ def conv_fanout(in_hw: tuple[int, int], out_hw: tuple[int, int], kernel: tuple[i
     back over its window in padded coordinates; cropping the leading padding gives the input grid.
     """
     ones = torch.ones(1, 1, *out_hw, dtype=torch.float64)
-    full = F.conv_transpose2d(ones, torch.ones(1, 1, *kernel, dtype=torch.float64), stride=stride, dilation=dilation)[0, 0]
+    full = F.conv_transpose2d(ones, torch.ones(1, 1, *kernel, dtype=torch.float64), stride=stride,
+                              dilation=dilation)[0, 0]
     out = torch.zeros(in_hw, dtype=torch.float64)
     crop = full[pads[0]:pads[0] + in_hw[0], pads[1]:pads[1] + in_hw[1]]
     out[:crop.shape[0], :crop.shape[1]] = crop
@@ -81,8 +82,8 @@ def pool_back(fan: torch.Tensor, in_shape: tuple[int, ...], kernel, stride, padd
     """Fan-out after a non-overlapping pool → fan-out of the pool's input positions."""
     k, s, p = pair(kernel), pair(stride), pair(padding)
     if k != s or p != (0, 0):
-        raise KdsnnError(f"the PyTorch-side counter handles non-overlapping pooling only (kernel = stride, no padding); "
-                         f"got kernel {k}, stride {s}, padding {p}")
+        raise KdsnnError(f"the PyTorch-side counter handles non-overlapping pooling only "
+                         f"(kernel = stride, no padding); got kernel {k}, stride {s}, padding {p}")
     up = fan.repeat_interleave(k[0], dim=-2).repeat_interleave(k[1], dim=-1)
     out = torch.zeros(in_shape, dtype=torch.float64)
     h, w = min(up.shape[-2], in_shape[-2]), min(up.shape[-1], in_shape[-1])
@@ -122,7 +123,8 @@ def graph_fanouts(graph: nir.NIRGraph) -> dict[str, FanOut]:
         if not isinstance(node, SYNAPTIC):
             continue
         if len(preds[name]) != 1:
-            raise KdsnnError(f"synaptic node {name!r} has {len(preds[name])} inputs; the PyTorch-side counter needs one")
+            raise KdsnnError(f"synaptic node {name!r} has {len(preds[name])} inputs; "
+                             "the PyTorch-side counter needs one")
         src = preds[name][0]
         fan = _layer_fanout_graph(node, shapes[src], shapes[name])
         while src != view.input and src not in view.models:
@@ -153,7 +155,8 @@ def count_graph(graph: nir.NIRGraph, spikes: Mapping[str, torch.Tensor], inputs:
     ``analog=None`` decides from the input: non-binary values are analog (MACs), 0/1 are spikes.
     """
     if inputs.dim() < 3:
-        raise KdsnnError(f"inputs must be [T, B, ...] as the graph's Input receives them, got shape {tuple(inputs.shape)}")
+        raise KdsnnError("inputs must be [T, B, ...] as the graph's Input receives them, "
+                         f"got shape {tuple(inputs.shape)}")
     is_analog = (not _is_binary(inputs)) if analog is None else analog
     out = SynopsCount(batch=int(inputs.shape[1]))
     for name, fo in graph_fanouts(graph).items():
@@ -169,7 +172,8 @@ def count_graph(graph: nir.NIRGraph, spikes: Mapping[str, torch.Tensor], inputs:
                 raise KdsnnError(f"no spike map for IF node {fo.source!r} (needed by {name!r})")
             src = spikes[fo.source].to(torch.float64)
         if tuple(src.shape[2:]) != tuple(fo.fanout.shape):
-            raise KdsnnError(f"spike map of {fo.source!r} has shape {tuple(src.shape[2:])}, expected {tuple(fo.fanout.shape)}")
+            raise KdsnnError(f"spike map of {fo.source!r} has shape {tuple(src.shape[2:])}, "
+                             f"expected {tuple(fo.fanout.shape)}")
         out.synops[name] = int((src * fo.fanout).sum())
     return out
 

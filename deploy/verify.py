@@ -19,10 +19,10 @@ import torch
 from kdsnn.errors import KdsnnError
 from kdsnn.export.graph_view import GraphView
 from kdsnn.export.runtime import GraphSNN
+from kdsnn.export.student import Deployable
 
 from .backends import BACKENDS, REFERENCE
 from .compare import first_mismatch
-from kdsnn.export.student import Deployable
 
 FLOAT_ATOL = 1e-4
 
@@ -128,7 +128,8 @@ def verify_graph(graph: nir.NIRGraph, x: torch.Tensor, workdir: str | Path | Non
             run = backend.run(graph, x[:, :n] if seq else x[:n], progress=progress, workdir=out)
             ref_spikes = {k: v[:, :n] for k, v in reference.spikes.items()}
             if run.spikes is None:
-                check = _logit_check(backend.label, ref_name, run.logits, reference.logits[:n], exact=True, meta=view.meta)
+                check = _logit_check(backend.label, ref_name, run.logits, reference.logits[:n], exact=True,
+                                     meta=view.meta)
             else:
                 check = _spike_check(backend.label, ref_name, ref_spikes, run.spikes, run.logits,
                                      reference.logits[:n], order, view.meta)

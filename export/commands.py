@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import nir
 import torch
@@ -26,7 +27,8 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("quantize", "fold BN, quantize a student to k bits and write its NIR graph", _quantize)
     _source(p)
     p.add_argument("--float", action="store_true",
-                   help="store the quantized values as floats on the k-bit grid (fake quantization) instead of integers")
+                   help="store the quantized values as floats on the k-bit grid (fake quantization) "
+                        "instead of integers")
     p.add_argument("--out", default=None, help="NIR file to write")
 
     p = add("export", "export a student SNN to NIR, ONNX or lava-dl netx and check the file", _export)
@@ -40,7 +42,8 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("file", help="the file to describe; its format is recognised by content")
     p.add_argument("--dt", type=float, default=None, help="NIR: the time step its neurons are meant with")
     p.add_argument("--legacy-if-reset", default=None, choices=("zero", "subtract"),
-                   help="NIR written by nir < 1.0.6: the IF reset its writer meant (default: subtract, that version's spec)")
+                   help="NIR written by nir < 1.0.6: the IF reset its writer meant "
+                        "(default: subtract, that version's spec)")
     p.add_argument("--timesteps", type=int, default=None, help="NIR: the T it would run with")
 
 
@@ -73,7 +76,8 @@ def _dataset(a: argparse.Namespace, ckpt: dict[str, Any]) -> str:
     return checkpoint_dataset(ckpt, a.dataset, str(a.checkpoint))
 
 
-def _graphs(a: argparse.Namespace, integer: bool, quantized: bool) -> tuple[torch.nn.Module, dict, nir.NIRGraph, nir.NIRGraph]:
+def _graphs(a: argparse.Namespace, integer: bool,
+            quantized: bool) -> tuple[torch.nn.Module, dict, nir.NIRGraph, nir.NIRGraph]:
     """(student, checkpoint, float graph, graph to write)."""
     from .student import load_student_graphs
 
@@ -119,8 +123,10 @@ def _quantize(a: argparse.Namespace) -> int:
               "float_accuracy": float_acc, "quantized_accuracy": quant_acc, "range_problems": problems}
     mode = "fake-quantized float" if a.float else "integer"
     text = (f"wrote {path} ({a.bits}-bit {mode})\n"
-            f"{dataset} test accuracy: float {float_acc:.4f}, quantized {quant_acc:.4f} ({quant_acc - float_acc:+.4f})\n"
-            + ("range problems:\n  " + "\n  ".join(problems) if problems else "ranges: every weight, bias and threshold fits Loihi's"))
+            f"{dataset} test accuracy: float {float_acc:.4f}, quantized {quant_acc:.4f} "
+            f"({quant_acc - float_acc:+.4f})\n"
+            + ("range problems:\n  " + "\n  ".join(problems) if problems
+               else "ranges: every weight, bias and threshold fits Loihi's"))
     _emit(a, result, text)
     return 0
 
@@ -144,14 +150,16 @@ def _export(a: argparse.Namespace) -> int:
     ok = True
     if not a.no_check:
         user = _user_inputs(a)
-        x = user[:CHECK_SAMPLES] if user is not None else data.sample_batch(_dataset(a, ckpt), CHECK_SAMPLES, a.data_root)[0]
+        x = (user[:CHECK_SAMPLES] if user is not None
+             else data.sample_batch(_dataset(a, ckpt), CHECK_SAMPLES, a.data_root)[0])
         check = check_file(a.format, path, graph, x)
         result["check"] = check
         ok = check["passed"] is not False
         lines.append(f"check: {check['summary']}")
     _emit(a, result, "\n".join(lines))
     if not ok:
-        print(f"kdsnn: error: the written file does not reproduce the PyTorch graph ({check['summary']})", file=sys.stderr)
+        print(f"kdsnn: error: the written file does not reproduce the PyTorch graph ({check['summary']})",
+              file=sys.stderr)
         return 1
     return 0
 

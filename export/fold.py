@@ -11,7 +11,8 @@ from torch import nn
 
 
 @torch.no_grad()
-def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d | nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
+def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None,
+            bn: nn.BatchNorm2d | nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
     """Return ``(W', b')`` equal to ``bn(layer(x))`` in eval mode (float64 for accuracy)."""
     w = weight.detach().double()
     b = torch.zeros(w.shape[0], dtype=torch.float64) if bias is None else bias.detach().double()

@@ -8,8 +8,9 @@ this package never imports the deploy layer. Adding a format is one class and on
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import nir
 import numpy as np
@@ -44,7 +45,8 @@ class Nir(Format):
     def check(self, path, graph, x, ref):
         from . import nir_io
         back = nir_io.load_snn(path).run(x)
-        same = all(torch.equal(back.outputs[k], v) for k, v in ref.outputs.items()) and torch.equal(back.logits, ref.logits)
+        same = (all(torch.equal(back.outputs[k], v) for k, v in ref.outputs.items())
+                and torch.equal(back.logits, ref.logits))
         diff = float((back.logits - ref.logits).abs().max())
         return {"passed": same, "max_abs_diff": diff,
                 "summary": f"reloaded NIR vs PyTorch graph on {_count(x)} test inputs: "
@@ -65,9 +67,11 @@ class Onnx(Format):
         diff = float(np.abs(got - want).max())
         integer = bool(_meta(graph).get("integer"))
         passed = bool(np.array_equal(got, want)) if integer else diff <= FLOAT_ATOL
-        kind = "identical logits" if diff == 0 else f"max |Δlogit| {diff:.3g} (tolerance {0 if integer else FLOAT_ATOL:g})"
+        kind = ("identical logits" if diff == 0
+                else f"max |Δlogit| {diff:.3g} (tolerance {0 if integer else FLOAT_ATOL:g})")
         return {"passed": passed, "max_abs_diff": diff,
-                "summary": f"onnxruntime vs PyTorch graph on {_count(x)} test inputs: {kind}" + ("" if passed else ": FAILED")}
+                "summary": f"onnxruntime vs PyTorch graph on {_count(x)} test inputs: {kind}"
+                           + ("" if passed else ": FAILED")}
 
 
 class OnnxStep(Onnx):
@@ -85,7 +89,8 @@ class Netx(Format):
     def check(self, path, graph, x, ref):
         if self.checker is None:
             return {"passed": None, "max_abs_diff": None,
-                    "summary": "skipped: no runner for netx files is installed (kdsnn.deploy's Lava backend provides it)"}
+                    "summary": "skipped: no runner for netx files is installed "
+                               "(kdsnn.deploy's Lava backend provides it)"}
         return self.checker(path, graph, x, ref.logits)
 
 

@@ -67,7 +67,8 @@ class _Builder:
         self.counts[prefix] = self.counts.get(prefix, 0) + 1
         return f"{prefix}{self.counts[prefix]}"
 
-    def add(self, prefix: str, node: nir.NIRNode, sources: list[str], shape: tuple[int, ...], factor: float = 1.0) -> str:
+    def add(self, prefix: str, node: nir.NIRNode, sources: list[str], shape: tuple[int, ...],
+            factor: float = 1.0) -> str:
         name = self.name(prefix)
         self.nodes[name] = node
         self.edges += [(s, name) for s in sources]
@@ -77,9 +78,11 @@ class _Builder:
 
     def conv(self, src: str, conv: nn.Conv2d, bn: nn.Module | None) -> str:
         if conv.groups != 1 or conv.dilation != (1, 1) or conv.padding_mode != "zeros":
-            raise KdsnnError(f"conv after {src}: groups/dilation/padding mode other than the default cannot be exported")
+            raise KdsnnError(f"conv after {src}: groups/dilation/padding mode other than the default "
+                             "cannot be exported")
         w, b = fold_bn(conv.weight, conv.bias, bn) if bn is not None else (
-            conv.weight.detach().double(), torch.zeros(conv.out_channels, dtype=torch.float64) if conv.bias is None else conv.bias.detach().double())
+            conv.weight.detach().double(),
+            torch.zeros(conv.out_channels, dtype=torch.float64) if conv.bias is None else conv.bias.detach().double())
         w = w * self.pool_factor[src]
         c, h, wd = self.shape[src]
         node = nir.Conv2d(input_shape=(h, wd), weight=w.numpy(), stride=tuple(conv.stride), padding=tuple(conv.padding),

@@ -118,13 +118,14 @@ class GraphView:
         self.dt = self.reading.dt
         self.reset = self.reading.if_reset
         self.integer = bool(self.meta.get("integer", False))
-        self.models: dict[str, NeuronModel] = {n: self._model(n) for n in self.order if isinstance(self.nodes[n], NEURONS)}
+        self.models: dict[str, NeuronModel] = {n: self._model(n) for n in self.order
+                                               if isinstance(self.nodes[n], NEURONS)}
         self.populations: list[str] = list(self.models)
         for n, m in self.models.items():
             if m.kind == "IF" and not m.unit_gain:
-                self.notes.append(f"IF node {n!r}: r·dt = {float(m.gain.max()):g} ≠ 1 multiplies its input at every step "
-                                  f"(dt = {self.dt:g}; a writer that sets r = 1/dt, as SpikingJelly does, meant --dt "
-                                  f"{1 / float(m.r.max()):g})")
+                self.notes.append(f"IF node {n!r}: r·dt = {float(m.gain.max()):g} ≠ 1 multiplies its input "
+                                  f"at every step (dt = {self.dt:g}; a writer that sets r = 1/dt, "
+                                  f"as SpikingJelly does, meant --dt {1 / float(m.r.max()):g})")
                 break
         self.synaptic: list[str] = [n for n in self.order if isinstance(self.nodes[n], SYNAPTIC)]
         t = timesteps or self.meta.get("timesteps")
@@ -136,7 +137,8 @@ class GraphView:
         self.input_scale: float | None = self.meta.get("input_scale")
         self.output_scale = float(self.meta.get("output_scale", 1.0))
         last = self.preds[self.output]
-        self.spiking_output = bool(last) and all(self.models.get(p) is not None and self.models[p].spiking for p in last)
+        self.spiking_output = bool(last) and all(self.models.get(p) is not None and self.models[p].spiking
+                                                 for p in last)
         self.readout = "spike" if self.spiking_output else "membrane"
         # a non-spiking neuron (LI, Integrator) feeding the Output: its membrane is the readout
         self.readout_node: str | None = next((p for p in last if p in self.models and not self.models[p].spiking), None)
@@ -158,7 +160,8 @@ class GraphView:
                     state[n] = 2
                     order.append(n)
                 elif state.get(p) == 1:
-                    raise KdsnnError(f"NIR graph has a cycle through node {p!r}; only feed-forward graphs are supported")
+                    raise KdsnnError(f"NIR graph has a cycle through node {p!r}; "
+                                     "only feed-forward graphs are supported")
                 elif state.get(p) is None:
                     state[p] = 1
                     stack.append((p, iter(self.preds[p])))
@@ -224,7 +227,8 @@ class GraphView:
 
     # ------------------------------------------------------------------ readout
     def logits(self, out_seq: Any) -> Any:
-        """Logits from the Output's sequence ``[T, B, ...]``: spike counts, or the mean over T, times ``output_scale``."""
+        """Logits from the Output's sequence ``[T, B, ...]``: spike counts, or the mean over T, times
+        ``output_scale``."""
         return (out_seq.sum(0) if self.spiking_output else out_seq.mean(0)) * self.output_scale
 
     def readout_text(self) -> str:
@@ -255,11 +259,13 @@ def _node_shape(name: str, node: nir.NIRNode, shape: tuple[int, ...]) -> tuple[i
             raise KdsnnError(f"NIR node {name!r}: Conv2d expects {w.shape[1] * groups} input channels, gets {shape[0]}")
         if node.input_shape is not None and np.asarray(node.input_shape).size == 2 \
                 and pair(node.input_shape, "input_shape", name) != tuple(shape[1:]):
-            raise KdsnnError(f"NIR node {name!r}: Conv2d declares input {pair(node.input_shape)} but receives {shape[1:]}")
+            raise KdsnnError(f"NIR node {name!r}: Conv2d declares input {pair(node.input_shape)} "
+                             f"but receives {shape[1:]}")
         k, d = (int(w.shape[2]), int(w.shape[3])), pair(node.dilation, "dilation", name)
         hw = window_out(shape[1:], k, pair(node.stride, "stride", name), conv_pads(node, name), d)
         if hw[0] < 1 or hw[1] < 1:
-            raise KdsnnError(f"NIR node {name!r}: Conv2d kernel {k[0]}×{k[1]} does not fit its {shape[1]}×{shape[2]} input")
+            raise KdsnnError(f"NIR node {name!r}: Conv2d kernel {k[0]}×{k[1]} "
+                             f"does not fit its {shape[1]}×{shape[2]} input")
         b = np.asarray(node.bias).ravel()
         if b.size not in (1, w.shape[0]):
             raise KdsnnError(f"NIR node {name!r}: bias has {b.size} values, expected {w.shape[0]}")
@@ -283,7 +289,8 @@ def _node_shape(name: str, node: nir.NIRNode, shape: tuple[int, ...]) -> tuple[i
         p = pair(node.padding, "padding", name)
         hw = window_out(shape[1:], k, s, (p[0], p[1], p[0], p[1]))
         if hw[0] < 1 or hw[1] < 1:
-            raise KdsnnError(f"NIR node {name!r}: pooling kernel {k[0]}×{k[1]} does not fit its {shape[1]}×{shape[2]} input")
+            raise KdsnnError(f"NIR node {name!r}: pooling kernel {k[0]}×{k[1]} "
+                             f"does not fit its {shape[1]}×{shape[2]} input")
         return (shape[0], *hw)
     if isinstance(node, nir.Flatten):
         out = node.output_type.get("output") if node.output_type else None

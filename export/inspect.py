@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import collections
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import h5py
 import nir
@@ -160,11 +161,13 @@ def describe_nir(graph: nir.NIRGraph, name: str = "graph", timesteps: int | None
         rows.append((n, type(node).__name__, _shape(shapes.get(n)), str(count) if count else "", details))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
-        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + ("  " + r[4] if r[4] else ""))
+        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True))
+                     + ("  " + r[4] if r[4] else ""))
     lines.append(f"{len(graph.nodes)} nodes, {len(graph.edges)} edges, {total:,} synaptic parameters")
     if quant:
         problems = range_problems(graph)
-        lines.append("Loihi ranges: " + ("all weights, biases and thresholds fit" if not problems else "; ".join(problems)))
+        lines.append("Loihi ranges: "
+                     + ("all weights, biases and thresholds fit" if not problems else "; ".join(problems)))
     if view is not None:
         for section in SECTIONS:
             lines += section(view)
@@ -183,7 +186,8 @@ def _reading_lines(view: GraphView, timesteps: int | None) -> list[str]:
     elif view.meta.get("timesteps"):
         lines.append(f"T = {view.meta['timesteps']} (recorded in the file)")
     else:
-        lines.append("T is not recorded: simulate, verify and report take --timesteps T (or a [T, N, ...] --inputs array)")
+        lines.append("T is not recorded: simulate, verify and report take --timesteps T "
+                     "(or a [T, N, ...] --inputs array)")
     lines += [f"note: {n}" for n in view.notes]
     return lines
 

@@ -55,7 +55,8 @@ def read(path: str | Path, dt: float | None = None, legacy_if_reset: str | None 
     try:
         with h5py.File(path, "r") as f:
             if "node" not in f or "version" not in f:
-                raise KdsnnError(f"{path} is HDF5 but not a NIR graph (no 'node'/'version'; a netx file? try `kdsnn inspect`)")
+                raise KdsnnError(f"{path} is HDF5 but not a NIR graph "
+                                 "(no 'node'/'version'; a netx file? try `kdsnn inspect`)")
             version = f["version"][()]
         version = version.decode() if isinstance(version, bytes) else str(version)
         try:

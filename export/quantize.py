@@ -73,7 +73,8 @@ def _input_scales(graph: nir.NIRGraph, preds: dict[str, list[str]], in_step: flo
     return scale
 
 
-def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True, calibration_max: float | None = None) -> nir.NIRGraph:
+def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True,
+                   calibration_max: float | None = None) -> nir.NIRGraph:
     """Return a new graph with k-bit weights (integers if ``integer``) and a per-layer report."""
     if not 2 <= bits <= 16:
         raise KdsnnError(f"--bits must be between 2 and 16, got {bits}")
@@ -89,7 +90,8 @@ def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True, cal
     preds, succs = view.preds, view.succs
     qmax = 2 ** (bits - 1) - 1
     # Spike input (Bernoulli encoding) is 0/1 already: its step is 1, whatever the data's scale.
-    in_step = 1.0 if meta.get("encoding") == "bernoulli" else input_step(meta.get("preprocessing", {}), calibration_max, bits)
+    in_step = (1.0 if meta.get("encoding") == "bernoulli"
+               else input_step(meta.get("preprocessing", {}), calibration_max, bits))
     sig = _input_scales(g, preds, in_step)
 
     # Group synaptic layers by the population they feed (an IF node, or the Output).
@@ -105,23 +107,23 @@ def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True, cal
     report: dict[str, Any] = {}
     output_scale = 1.0
     for target, layers in groups.items():
-        s_in = {l: sig[preds[l][0]] for l in layers}
-        peak = max(float(np.abs(_weights(g.nodes[l])).max()) * s_in[l] for l in layers)
+        s_in = {layer: sig[preds[layer][0]] for layer in layers}
+        peak = max(float(np.abs(_weights(g.nodes[layer])).max()) * s_in[layer] for layer in layers)
         if peak == 0:
             raise KdsnnError(f"all weights feeding {target!r} are zero; nothing to quantize")
         c = peak / qmax
-        if any(isinstance(g.nodes[l], nir.Scale) for l in layers):
+        if any(isinstance(g.nodes[layer], nir.Scale) for layer in layers):
             n = math.floor(1 / c)
             if n < 1:
                 raise KdsnnError(f"population {target!r}: an identity shortcut cannot be represented at {bits} bits "
                                  f"(weights up to {peak:.3g}); use more bits")
             c = 1.0 / n
-        for l in layers:
-            node = g.nodes[l]
-            w_int = np.round(_weights(node) * s_in[l] / c)
+        for layer in layers:
+            node = g.nodes[layer]
+            w_int = np.round(_weights(node) * s_in[layer] / c)
             b = np.asarray(getattr(node, "bias", np.zeros(1)), dtype=np.float64)
             b_int = np.round(b / c)
-            w_new = w_int if integer else w_int * c / s_in[l]
+            w_new = w_int if integer else w_int * c / s_in[layer]
             b_new = b_int if integer else b_int * c
             if isinstance(node, nir.Scale):
                 node.scale = w_new
@@ -130,10 +132,10 @@ def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True, cal
                 if hasattr(node, "bias"):
                     node.bias = b_new
             wmax = int(np.abs(w_int).max())
-            report[l] = {"feeds": target, "current_scale": c, "input_scale": s_in[l], "weight_scale": c / s_in[l],
-                         "weight_bits": bits, "max_abs_weight": wmax, "max_abs_bias": int(np.abs(b_int).max()),
-                         "fits_loihi_weight": weight_fits(w_int),
-                         "fits_24bit_bias": bool(np.abs(b_int).max() < 2 ** (MEMBRANE_BITS - 1))}
+            report[layer] = {"feeds": target, "current_scale": c, "input_scale": s_in[layer],
+                             "weight_scale": c / s_in[layer], "weight_bits": bits, "max_abs_weight": wmax,
+                             "max_abs_bias": int(np.abs(b_int).max()), "fits_loihi_weight": weight_fits(w_int),
+                             "fits_24bit_bias": bool(np.abs(b_int).max() < 2 ** (MEMBRANE_BITS - 1))}
         tnode = g.nodes[target]
         if isinstance(tnode, nir.IF):
             th = np.asarray(tnode.v_threshold, dtype=np.float64)

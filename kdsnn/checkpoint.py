@@ -29,7 +29,8 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
     """Read and validate a kdsnn checkpoint."""
     path = Path(path)
     if not path.is_file():
-        raise KdsnnError(f"checkpoint {path} does not exist; pass the checkpoint.pt a train-teacher or distill run wrote")
+        raise KdsnnError(f"checkpoint {path} does not exist; "
+                         "pass the checkpoint.pt a train-teacher or distill run wrote")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch.load raises many types on corrupt input (IndexError, UnpicklingError, ...)
@@ -62,7 +63,8 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
         model = build_from_spec(model_spec(ckpt))
         model.load_state_dict(ckpt["model"])
     except (KeyError, RuntimeError) as exc:
-        raise KdsnnError(f"{path}: checkpoint does not match its architecture ({str(exc).splitlines()[0][:120]})") from None
+        raise KdsnnError(f"{path}: checkpoint does not match its architecture "
+                         f"({str(exc).splitlines()[0][:120]})") from None
     return model.eval(), ckpt
 
 

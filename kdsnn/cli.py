@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import fields
-from typing import Any, Callable
+from typing import Any
 
 from .errors import KdsnnError
 
@@ -40,7 +41,8 @@ def _student_opts(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--kd", default=DEFAULT_METHOD, help=methods_help())
     p.add_argument("--timesteps", type=int, default=4)
-    p.add_argument("--width", type=float, default=1.0, help="student channel multiplier (0.25: a quarter of every layer)")
+    p.add_argument("--width", type=float, default=1.0,
+                   help="student channel multiplier (0.25: a quarter of every layer)")
     p.add_argument("--alpha", type=float, default=None, help="distillation weight (method default if omitted)")
     p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--encoding", default="direct", help="direct (analog input every step) or bernoulli")
@@ -63,7 +65,8 @@ def _train_handler(kind: str) -> Handler:
         result = train(TrainConfig(**opts), kind)
         if result.get("rank", 0) != 0:
             return 0  # under torchrun only rank 0 reports
-        _print_result(a, result, f"{kind} {result['arch']}: {result['split']} accuracy {result['accuracy']:.4f}  checkpoint {result['checkpoint']}")
+        _print_result(a, result, f"{kind} {result['arch']}: {result['split']} accuracy {result['accuracy']:.4f}  "
+                                 f"checkpoint {result['checkpoint']}")
         return 0
     return run
 
@@ -115,9 +118,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
     p = add("evaluate", "test accuracy of a checkpoint, optionally under corruption", _evaluate)
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--dataset", default=None, help="defaults to the checkpoint's data set (or any --dataset of train-teacher)")
+    p.add_argument("--dataset", default=None,
+                   help="defaults to the checkpoint's data set (or any --dataset of train-teacher)")
     p.add_argument("--data-root", default=None)
-    p.add_argument("--noise", default=None, help="gaussian:SIGMA, background, noise:FRACTION, rotation, rotation_background")
+    p.add_argument("--noise", default=None,
+                   help="gaussian:SIGMA, background, noise:FRACTION, rotation, rotation_background")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
 

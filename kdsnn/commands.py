@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 # Each module defines ``register(add)``, where ``add(name, help, handler)`` returns the
 # sub-parser; handlers take the parsed namespace and return an exit status.

@@ -41,7 +41,7 @@ def apply(x: torch.Tensor, kind: str, level: float, generator: torch.Generator) 
     out = x
     if kind.startswith("rotation"):
         angles = torch.rand(x.shape[0], generator=generator) * 360.0
-        out = torch.stack([TF.rotate(img, float(a)) for img, a in zip(x, angles)])
+        out = torch.stack([TF.rotate(img, float(a)) for img, a in zip(x, angles, strict=True)])
     if kind.endswith("background"):
         bg = torch.rand(x.shape, generator=generator)
         out = torch.maximum(out, bg * (out < 0.1))

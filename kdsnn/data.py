@@ -48,7 +48,8 @@ SPECS = {
 }
 
 EXPECTED_FILES = {
-    "mnist": "MNIST/raw/train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte",
+    "mnist": ("MNIST/raw/train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+              "t10k-labels-idx1-ubyte"),
     "cifar10": "cifar-10-batches-py/data_batch_1..5, test_batch, batches.meta",
     "cifar100": "cifar-100-python/train, test, meta",
 }
@@ -139,7 +140,8 @@ def _fake(ds: DataSpec, train: bool) -> Dataset:
     from torchvision.transforms import ToTensor
 
     split = "train" if train else "test"
-    return FakeData(FAKE_SIZES[split], ds.input_shape, ds.classes, transform=ToTensor(), random_offset=FAKE_OFFSETS[split])
+    return FakeData(FAKE_SIZES[split], ds.input_shape, ds.classes, transform=ToTensor(),
+                    random_offset=FAKE_OFFSETS[split])
 
 
 def _torchvision(name: str, root: str | None, train: bool) -> Dataset:
@@ -190,7 +192,8 @@ def _check_files(name: str, cls: type, root: Path) -> None:
     files = [*cls.train_list, *cls.test_list, (cls.meta["filename"], cls.meta["md5"])]
     missing = [f for f, _ in files if not (folder / f).is_file()]
     if missing:
-        raise KdsnnError(f"{name} not found under {root}: expected {EXPECTED_FILES[name]} (missing {', '.join(missing)})")
+        raise KdsnnError(f"{name} not found under {root}: expected {EXPECTED_FILES[name]} "
+                         f"(missing {', '.join(missing)})")
     for f, md5 in files:
         if not check_integrity(str(folder / f), md5):
             raise KdsnnError(f"{name} file {folder / f} is corrupt or truncated (its MD5 is not the published one); "
@@ -292,7 +295,8 @@ def load_inputs(path: str | Path, labels: str | Path | None = None, shape: tuple
         return x, None
     lab = _read_npy(labels, "--labels")
     if lab.ndim != 1 or len(lab) != len(arr):
-        raise KdsnnError(f"--labels {labels} has shape {list(lab.shape)}; it must hold one label per input: [{len(arr)}]")
+        raise KdsnnError(f"--labels {labels} has shape {list(lab.shape)}; "
+                         f"it must hold one label per input: [{len(arr)}]")
     if lab.dtype.kind in "iu":
         ints = lab.astype(np.int64)
     elif lab.dtype.kind == "f" and np.isfinite(lab).all() and (lab == np.round(lab)).all():
@@ -301,7 +305,8 @@ def load_inputs(path: str | Path, labels: str | Path | None = None, shape: tuple
         raise KdsnnError(f"--labels {labels} must hold integer class indices, not {lab.dtype} values like {lab[0]!r}")
     if ints.min() < 0 or (classes is not None and ints.max() >= classes):
         limit = f"0..{classes - 1}" if classes is not None else "0 or more"
-        raise KdsnnError(f"--labels {labels} holds labels from {ints.min()} to {ints.max()}; class indices must be {limit}")
+        raise KdsnnError(f"--labels {labels} holds labels from {ints.min()} to {ints.max()}; "
+                         f"class indices must be {limit}")
     return x, torch.from_numpy(ints)
 
 

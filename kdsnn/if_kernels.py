@@ -53,7 +53,8 @@ def _forward(x, h_out, s_out, threshold, hard, v_reset, lo, hi):  # pragma: no c
 
 
 @njit(cache=True, nogil=True)
-def _backward(h_all, grad_s, sig, grad_x, threshold, hard, v_reset, detach, kind, param, summed, lo, hi):  # pragma: no cover
+def _backward(h_all, grad_s, sig, grad_x, threshold, hard, v_reset, detach,
+              kind, param, summed, lo, hi):  # pragma: no cover
     """grad_x[t] = grad_s[t]·g[t] + grad_x[t+1]·dv[t]/dh[t], t = T−1 … 0, for elements lo..hi.
 
     g is the surrogate derivative at h − θ; for SIGMOID ``sig`` holds σ(α·(h − θ)), computed

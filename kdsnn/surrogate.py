@@ -6,7 +6,7 @@ replaces its zero-almost-everywhere derivative with a smooth pseudo-derivative `
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

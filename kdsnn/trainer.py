@@ -252,8 +252,8 @@ def _build_teacher_and_loss(run: _Run) -> nn.Module:
         teacher, t_ckpt = checkpoint.load_model(cfg.teacher, device)
         t_spec = checkpoint.model_spec(t_ckpt)
         if tuple(t_spec["input_shape"]) != ds.input_shape or t_spec["classes"] != ds.classes:
-            raise KdsnnError(f"teacher {cfg.teacher} was trained on {t_spec['input_shape']} inputs / {t_spec['classes']} "
-                             f"classes, not {cfg.dataset}'s {list(ds.input_shape)} / {ds.classes}")
+            raise KdsnnError(f"teacher {cfg.teacher} was trained on {t_spec['input_shape']} inputs / "
+                             f"{t_spec['classes']} classes, not {cfg.dataset}'s {list(ds.input_shape)} / {ds.classes}")
         teacher.to(device).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
@@ -291,8 +291,8 @@ def _epochs(run: _Run) -> dict[str, Any]:
     cfg, ddp = run.cfg, run.ddp
     runner: nn.Module = run.step_module
     if ddp.world > 1:
-        runner = nn.parallel.DistributedDataParallel(run.step_module,
-                                                     device_ids=[run.device.index] if run.device.type == "cuda" else None)
+        runner = nn.parallel.DistributedDataParallel(
+            run.step_module, device_ids=[run.device.index] if run.device.type == "cuda" else None)
     result: dict[str, Any] = {"checkpoint": str(run.ckpt_path), "epoch": run.start_epoch}
     epochs_run = 0
     for epoch in range(run.start_epoch, cfg.epochs):

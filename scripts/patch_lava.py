@@ -27,7 +27,8 @@ def find_var_model() -> Path | None:
 
 def patch_text(text: str) -> str:
     text = re.sub(r"(:\s*ByteEncoder\s*=\s*)ByteEncoder\(\)", r"\1field(default_factory=ByteEncoder)", text)
-    if "field(default_factory=ByteEncoder)" in text and not re.search(r"^from dataclasses import .*\bfield\b", text, re.M):
+    if ("field(default_factory=ByteEncoder)" in text
+            and not re.search(r"^from dataclasses import .*\bfield\b", text, re.M)):
         text = text.replace("from dataclasses import dataclass", "from dataclasses import dataclass, field", 1)
     return text
 

@@ -103,7 +103,8 @@ def count_student(model: nn.Module, x: torch.Tensor) -> SynopsCount:
             chain.clear()
             count(f"blocks.{i}.conv2", mid, conv_fan(block.conv2, tuple(mid.shape[2:])), False)
             chain.extend(pending)
-            sc = torch.ones(shape, dtype=torch.float64) if block.shortcut is None else conv_fan(block.shortcut[0], shape)
+            sc = (torch.ones(shape, dtype=torch.float64) if block.shortcut is None
+                  else conv_fan(block.shortcut[0], shape))
             count(f"blocks.{i}.shortcut", src, sc, is_input)
             src = captured[block.neuron2]
         elif isinstance(block, Readout):

@@ -3,11 +3,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO
 from kdsnn import config
 from kdsnn.cli import build_parser
 from kdsnn.distill import METHODS
 from kdsnn.models import STUDENTS, TEACHERS
+from tests.helpers import REPO
 
 CONFIGS = sorted((REPO / "configs").rglob("*.toml"))
 

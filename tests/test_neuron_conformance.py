@@ -10,8 +10,8 @@ module in kdsnn/neuron_models and one row in ``MODELS_UNDER_TEST``.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import nir
 import numpy as np
@@ -76,7 +76,8 @@ def _leaky_cases(rng: np.random.Generator) -> list[Case]:
         Case("cubalif_gain", one, 0.0, "hard", flt(0.2, 0.5), False,
              nir.CubaLIF(tau_syn=_full(5.0), tau_mem=_full(10.0), r=_full(2.0), v_leak=_full(0.1),
                          v_threshold=_full(0.3), v_reset=z, w_in=_full(3.0))),
-        Case("li_float", one, 0.0, "hard", flt(0.3, 0.6), False, nir.LI(tau=_full(4.0), r=_full(1.5), v_leak=_full(0.2))),
+        Case("li_float", one, 0.0, "hard", flt(0.3, 0.6), False,
+             nir.LI(tau=_full(4.0), r=_full(1.5), v_leak=_full(0.2))),
         Case("integrator_float", one, 0.0, "hard", flt(0.1, 0.6), False, nir.I(r=_full(0.5))),
         Case("lif_integer", one, 0.0, "hard", ints(-20, 41), True,
              nir.LIF(tau=_full(8.0), r=_full(8.0), v_leak=z, v_threshold=_full(37.0), v_reset=z)),
@@ -95,8 +96,10 @@ def _cases() -> list[Case]:
     big = rng.integers(2 ** 20, 2 ** 21, (T, B, N)).astype(np.float64)
     big[::3] *= -1
     return [
-        Case("float", one * 1.0, 0.0, "hard", rng.normal(0.35, 0.6, (T, B, N)).astype(np.float32).astype(np.float64), False),
-        Case("float_soft", one * 0.75, 0.0, "soft", rng.normal(0.3, 0.5, (T, B, N)).astype(np.float32).astype(np.float64), False),
+        Case("float", one * 1.0, 0.0, "hard",
+             rng.normal(0.35, 0.6, (T, B, N)).astype(np.float32).astype(np.float64), False),
+        Case("float_soft", one * 0.75, 0.0, "soft",
+             rng.normal(0.3, 0.5, (T, B, N)).astype(np.float32).astype(np.float64), False),
         Case("integer", one * 37, 0.0, "hard", rng.integers(-20, 41, (T, B, N)).astype(np.float64), True),
         Case("integer_v_reset", one * 10, -3.0, "hard", rng.integers(-6, 12, (T, B, N)).astype(np.float64), True),
         Case("at_threshold", one * 5, 0.0, "hard", at, True),
@@ -244,12 +247,13 @@ def lava_lif(c: Case):
 
     ok, why = lava_available()  # first: it lets Lava's import set the multiprocessing start method
     assert ok, why
-    from kdsnn.deploy.lava.graph import lif_params
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
     from lava.proc.lif.process import LIF
+
+    from kdsnn.deploy.lava.graph import lif_params
 
     source = Source(data=np.moveaxis(c.x.reshape(T, B * N), 0, -1).astype(np.int32))
     if c.node is None:
@@ -328,7 +332,8 @@ IMPLEMENTATIONS: dict[str, tuple[Callable, Callable[[Case], str | None]]] = {
     "training if_step": (training_step, _if_only(lambda c: "IFParams has one θ per layer" if c.per_neuron else None)),
     "training compiled kernel": (training_compiled_kernel,
                                  _if_only(lambda c: "IFParams has one θ per layer" if c.per_neuron else None)),
-    "training torch ops": (training_torch_ops, _if_only(lambda c: "IFParams has one θ per layer" if c.per_neuron else None)),
+    "training torch ops": (training_torch_ops,
+                           _if_only(lambda c: "IFParams has one θ per layer" if c.per_neuron else None)),
     "training fused autograd": (training_fused_autograd,
                                 _if_only(lambda c: "IFParams has one θ per layer" if c.per_neuron else None)),
     "graph runtime": (graph_runtime, lambda c: "NIR's IF resets to v_reset" if c.reset == "soft" else None),
@@ -349,7 +354,8 @@ IMPLEMENTATIONS: dict[str, tuple[Callable, Callable[[Case], str | None]]] = {
 
 
 def _reference(c: Case, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """The spec's spikes (a readout's outputs), membranes and pre-reset membranes (IF), in the implementation's precision."""
+    """The spec's spikes (a readout's outputs), membranes and pre-reset membranes (IF), in the implementation's
+    precision."""
     m = c.model()
     x = c.x.astype(dtype)
     if c.node is not None:
@@ -375,7 +381,8 @@ def test_conformance(impl: str, case: Case, tmp_path) -> None:
     why = limit(case)
     if why is not None:
         # a stated limit of the implementation, not a skip: the case really is outside what it represents
-        assert case.reset == "soft" or case.per_neuron or not case.integer or impl in ("lava lif", "norse") or case.node is not None
+        assert (case.reset == "soft" or case.per_neuron or not case.integer or impl in ("lava lif", "norse")
+                or case.node is not None)
         return
     dtype = np.float32 if impl in FLOAT32 and not case.integer else np.float64
     spikes, membranes, pre = run(case, tmp_path) if impl.startswith("onnx") else run(case)

@@ -61,7 +61,8 @@ def run_lava(graph: nir.NIRGraph | GraphView, x: torch.Tensor, netx_path: str | 
     """
     ok, why = lava_available()
     if not ok:
-        raise KdsnnError(f"Lava is not importable ({why}); install lava-nc 0.10 and lava-dl 0.6 as docs/lava.md describes")
+        raise KdsnnError(f"Lava is not importable ({why}); "
+                         "install lava-nc 0.10 and lava-dl 0.6 as docs/lava.md describes")
     if route not in (None, "netx", "process-graph"):
         raise KdsnnError(f"unknown Lava route {route!r}; choose 'netx' or 'process-graph'")
     view = lava_view(graph)

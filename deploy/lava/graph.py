@@ -23,8 +23,18 @@ from kdsnn.export.graph_view import GraphView
 from kdsnn.export.loihi import BIAS_EXP, DU, V_DECAY, lava_weights
 
 from .plan import Connection, LavaGraphPlan
-from .runtime import (LavaRun, aligned, host_first_layer, host_readout, lava_layout, lava_shape,
-                           membrane_extremes, source_data, stream, synapse_current)
+from .runtime import (
+    LavaRun,
+    aligned,
+    host_first_layer,
+    host_readout,
+    lava_layout,
+    lava_shape,
+    membrane_extremes,
+    source_data,
+    stream,
+    synapse_current,
+)
 
 
 def run_graph(view: GraphView, plan: LavaGraphPlan, x: torch.Tensor, progress: bool) -> LavaRun:

@@ -23,8 +23,16 @@ from kdsnn.export.netx.plan import RESET_OFFSET, NetxPlan
 from kdsnn.export.netx.read import read_info
 from kdsnn.export.netx.write import export_netx, graph_digest
 
-from .runtime import (LavaRun, aligned, host_first_layer, host_readout, membrane_extremes,
-                           source_data, stream, synapse_current)
+from .runtime import (
+    LavaRun,
+    aligned,
+    host_first_layer,
+    host_readout,
+    membrane_extremes,
+    source_data,
+    stream,
+    synapse_current,
+)
 
 
 def run_netx(view: GraphView, plan: NetxPlan, x: torch.Tensor, netx_path: str | Path | None,
@@ -44,7 +52,7 @@ def run_netx(view: GraphView, plan: NetxPlan, x: torch.Tensor, netx_path: str | 
         raw, startup, per_sample, steps = _simulate(path, plan, host.numpy(), progress)
     spikes = {plan.host_neuron: host.numpy()}
     lags = {}
-    for j, (layer, rec) in enumerate(zip(plan.layers, raw), start=1):
+    for j, (layer, rec) in enumerate(zip(plan.layers, raw, strict=True), start=1):
         spikes[layer.neuron] = aligned(rec, j, T, batch, layer.out_shape)
         lags[layer.neuron] = j
     extremes = {}
@@ -57,7 +65,8 @@ def run_netx(view: GraphView, plan: NetxPlan, x: torch.Tensor, netx_path: str | 
     return LavaRun(logits, spikes, [plan.host_neuron], lags, startup, per_sample, steps, extremes, "netx")
 
 
-def _simulate(path: Path, plan: NetxPlan, host: np.ndarray, progress: bool) -> tuple[list[np.ndarray], float, float, int]:
+def _simulate(path: Path, plan: NetxPlan, host: np.ndarray,
+              progress: bool) -> tuple[list[np.ndarray], float, float, int]:
     """Stream all samples through one Lava runtime; return each layer's raw ``[..., steps]`` record."""
     with contextlib.redirect_stdout(io.StringIO()):
         from lava.lib.dl import netx
@@ -83,6 +92,6 @@ def _simulate(path: Path, plan: NetxPlan, host: np.ndarray, progress: bool) -> t
         sink = Sink(shape=layer.out.shape, buffer=steps)
         layer.out.connect(sink.a_in)
         sinks.append(sink)
-    records, startup, per_sample = stream(net, batch, T, n_layers, lambda: [np.asarray(sink.data.get()) for sink in sinks],
-                                          progress)
+    records, startup, per_sample = stream(net, batch, T, n_layers,
+                                          lambda: [np.asarray(sink.data.get()) for sink in sinks], progress)
     return records, startup, per_sample, steps

@@ -39,8 +39,16 @@ import numpy as np
 from kdsnn.errors import KdsnnError
 from kdsnn.export.graph_view import GraphView
 from kdsnn.export.loihi import DU, V_DECAY, VTH_MAX
-from kdsnn.export.netx.plan import (Synapse, bias_map, check_graph, check_population, compose, if_threshold, integer,
-                                    lava_view)
+from kdsnn.export.netx.plan import (
+    Synapse,
+    bias_map,
+    check_graph,
+    check_population,
+    compose,
+    if_threshold,
+    integer,
+    lava_view,
+)
 from kdsnn.neuron_models._leaky import LOIHI_DECAY, loihi_decay
 
 _SYNAPSES = (nir.Conv2d, nir.Affine, nir.Linear, nir.Scale)
@@ -182,8 +190,8 @@ def lava_graph_plan(graph: nir.NIRGraph | GraphView) -> LavaGraphPlan:
     host_nodes = [view.input] + inputs[host][0][1] + [host]
     readout_source, readout_nodes = _readout(view)
     if readout_source == host:
-        raise KdsnnError("the graph has fewer than two spiking populations: the first runs on the host, so nothing would be "
-                         "left for Lava")
+        raise KdsnnError("the graph has fewer than two spiking populations: the first runs on the host, "
+                         "so nothing would be left for Lava")
     lag = {host: 0}
     populations: list[Population] = []
     wiring: list[tuple[str, str, Synapse]] = []  # (origin, target, synapse)

@@ -10,8 +10,9 @@ import contextlib
 import io
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import nir
 import numpy as np
@@ -19,13 +20,13 @@ import torch
 import torch.nn.functional as F
 
 from kdsnn.errors import KdsnnError
-from kdsnn.progress import progress as progress_bar
-from kdsnn.neuron_models import IFModel
 from kdsnn.export.graph import set_meta
 from kdsnn.export.graph_view import GraphView
 from kdsnn.export.loihi import STATE_MAX
 from kdsnn.export.netx.plan import Synapse
 from kdsnn.export.runtime import GraphSNN
+from kdsnn.neuron_models import IFModel
+from kdsnn.progress import progress as progress_bar
 
 
 @dataclass
@@ -135,7 +136,7 @@ def _subgraph(view: GraphView, names: list[str], input_shape: tuple[int, ...] | 
         chain = ["lava_input"] + chain
     nodes["lava_output"] = nir.Output(output_type={"output": np.array(view.shape[names[-1]])})
     chain.append("lava_output")
-    sub = nir.NIRGraph(nodes=nodes, edges=list(zip(chain[:-1], chain[1:])), type_check=False)
+    sub = nir.NIRGraph(nodes=nodes, edges=list(zip(chain[:-1], chain[1:], strict=True)), type_check=False)
     set_meta(sub, meta)
     return sub
 

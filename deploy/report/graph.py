@@ -23,11 +23,11 @@ from kdsnn.atomic import write_text
 from kdsnn.export.graph_view import GraphView
 from kdsnn.export.runtime import GraphSNN
 
-from . import plots
 from ..backends import BACKENDS, simulator_supports
 from ..energy import builtin_profiles, energy_report, load_profile
-from .html import accuracy_rows, energy_rows, img, sources_html, table
 from ..synops import count_graph, graph_ann_macs, leaky_counts
+from . import plots
+from .html import accuracy_rows, energy_rows, img, sources_html, table
 
 
 def _rows(graph: nir.NIRGraph, view: GraphView, x: torch.Tensor, y: torch.Tensor | None,
@@ -71,7 +71,8 @@ def _counters(graph: nir.NIRGraph, view: GraphView, x: torch.Tensor) -> tuple[di
     for n in view.populations:
         inp = sum(res.outputs[p] for p in view.preds[n]).reshape(t, b, -1)
         updates += inp.numel()
-        fired = res.outputs[n].reshape(t, b, -1) != 0 if view.models[n].spiking else torch.zeros_like(inp, dtype=torch.bool)
+        fired = (res.outputs[n].reshape(t, b, -1) != 0 if view.models[n].spiking
+                 else torch.zeros_like(inp, dtype=torch.bool))
         active += float(((inp != 0) | fired).sum())
     per = {**counts.per_sample(), "neuron_updates": updates / b, "active_neuron_updates": active / b,
            "spikes": float(sum(float(s.sum()) for s in spiking.values())) / b, "overflow": 0.0}
@@ -119,7 +120,8 @@ def _html(r: dict[str, Any], images: dict[str, Path]) -> str:
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in r["notes"]) or "<li>none</li>"
     neurons = [[k, v] for k, v in r["neurons"].items()]
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>kdsnn report: {html.escape(r['model'])}</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}table{{border-collapse:collapse;margin:1em 0}}
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}\
+table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}img{{max-width:100%;margin:0.5em 0}}</style></head><body>
 <h1>kdsnn report: {html.escape(r['model'])}</h1>
 <p>{html.escape(r['inputs'])}; T = {r['timesteps']}; dt = {r['dt']:g} ({html.escape(r['dt_from'])});

@@ -40,7 +40,8 @@ def energy_rows(r: dict[str, Any], article: str = "") -> list[list[Any]]:
             f"{k}: {v['count']:.3g} × {v['joules_each']:.3g} J" for k, v in e["snn"].items() if isinstance(v, dict))])
         for name, a in e["ann"].items():
             rows.append([e["profile"], name, human_joules(a["joules"]),
-                         f"{a['count']:.3g} MACs. " + energy_line(e["snn"]["total_joules"], a["joules"], f"{article}{name}")])
+                         f"{a['count']:.3g} MACs. "
+                         + energy_line(e["snn"]["total_joules"], a["joules"], f"{article}{name}")])
     return rows
 
 

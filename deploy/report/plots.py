@@ -35,7 +35,7 @@ def synops(layers: dict[str, dict[str, Any]], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(layers) + 2.5), 3.2))
     names = list(layers)
     analog = [layers[n]["macs_effective"] > 0 and layers[n]["synops"] == 0 for n in names]
-    vals = [layers[n]["macs_effective"] if a else layers[n]["synops"] for n, a in zip(names, analog)]
+    vals = [layers[n]["macs_effective"] if a else layers[n]["synops"] for n, a in zip(names, analog, strict=True)]
     colors = ["#e08a2c" if a else "#3a7dc9" for a in analog]
     ax.bar(names, vals, color=colors)
     positive = [v for v in vals if v > 0]
@@ -71,9 +71,10 @@ def energy(reports: list[dict[str, Any]], path: Path) -> Path:
 def raster(spikes: dict[str, np.ndarray], path: Path, max_neurons: int = 512) -> Path:
     """One sample's spikes ``{layer: [T, N]}``: a panel per layer, time down, neurons across
     (evenly subsampled to ``max_neurons``), a black cell per spike."""
-    fig, axes = plt.subplots(len(spikes), 1, figsize=(8, 0.35 * sum(s.shape[0] for s in spikes.values()) + 1.2 * len(spikes)),
+    fig, axes = plt.subplots(len(spikes), 1,
+                             figsize=(8, 0.35 * sum(s.shape[0] for s in spikes.values()) + 1.2 * len(spikes)),
                              squeeze=False)
-    for ax, (name, s) in zip(axes[:, 0], spikes.items()):
+    for ax, (name, s) in zip(axes[:, 0], spikes.items(), strict=True):
         s = s.reshape(s.shape[0], -1)
         keep = np.linspace(0, s.shape[1] - 1, min(max_neurons, s.shape[1])).astype(int)
         ax.imshow(s[:, keep], aspect="auto", cmap="Greys", interpolation="nearest", vmin=0, vmax=1)
@@ -103,6 +104,6 @@ def core_load(result: dict[str, Any], path: Path) -> Path:
         ax.set_xlabel("core")
     ax.set_ylabel("ns per time step" if timed else "SynOps per time step")
     label = cores[busiest]["label"] if cores else ""
-    ax.set_title(f"{result['target']}: per-core load ({'time' if timed else 'SynOps'} per step); busiest {label} in red",
-                 fontsize=9)
+    ax.set_title(f"{result['target']}: per-core load ({'time' if timed else 'SynOps'} per step); "
+                 f"busiest {label} in red", fontsize=9)
     return _save(fig, path)

@@ -16,21 +16,21 @@ import torch
 
 from kdsnn import checkpoint, data
 from kdsnn.atomic import write_text
-from kdsnn.progress import progress
 from kdsnn.errors import KdsnnError
 from kdsnn.export.graph import get_meta
-from kdsnn.export.quantize import range_problems
 from kdsnn.export.graph_view import GraphView
+from kdsnn.export.quantize import range_problems
+from kdsnn.export.student import Deployable
+from kdsnn.progress import progress
 from kdsnn.trainer import evaluate
 
-from . import plots
 from ..backends import BACKENDS
 from ..energy import builtin_profiles, energy_report, load_profile
-from kdsnn.export.student import Deployable
+from ..synops import ann_macs, graph_ann_macs
+from ..targets.spec import builtin_targets, load_target
+from . import plots
 from .html import accuracy_rows, energy_rows, img, sources_html, table
 from .targets import map_targets, targets_html
-from ..targets.spec import builtin_targets, load_target
-from ..synops import ann_macs, graph_ann_macs
 
 
 def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -60,7 +60,7 @@ def build_report(dep: Deployable, out_dir: str | Path, data_root: str | None = N
     else:
         test = data.load(dep.dataset, "test", data_root)
         n = len(test) if limit is None else min(limit, len(test))
-        xs, ys = zip(*(test[i] for i in range(n)))
+        xs, ys = zip(*(test[i] for i in range(n)), strict=True)
         x, y = torch.stack(xs), torch.tensor(ys)
     meta = get_meta(dep.int_graph)
 
@@ -101,7 +101,8 @@ def build_report(dep: Deployable, out_dir: str | Path, data_root: str | None = N
         "checkpoint_arch": dep.arch, "dataset": dep.dataset, "samples": n, "timesteps": meta.get("timesteps"),
         "bits": dep.bits, "parameters": params, "readout": meta.get("readout"), "encoding": meta.get("encoding"),
         "accuracy": accuracy, "firing_rates": rates, "per_layer": per_layer, "per_inference": sim.per_sample(),
-        "ann_macs": anns, "energy": energies, "targets": target_results, "range_problems": range_problems(dep.int_graph),
+        "ann_macs": anns, "energy": energies, "targets": target_results,
+        "range_problems": range_problems(dep.int_graph),
         "membrane_overflow": stats["totals"]["overflow"], "quantization": meta.get("quantization", {}),
         "images": {k: v.name for k, v in images.items()}, "seconds": round(time.time() - t0, 1),
         "definitions": "SynOps: exact fan-out, pooling composed into the next layer; first layer: effective MACs "
@@ -129,7 +130,7 @@ def backend_accuracy(graph, x: torch.Tensor, y: torch.Tensor, bits: int, slow_sa
             rows[label] = {"note": why or "no samples (--lava-samples 0)"}
             continue
         if backend.chunk:
-            logits = _batched(lambda b: backend.run(graph, b).logits, xs, backend.chunk, backend.name)
+            logits = _batched(lambda b, backend=backend: backend.run(graph, b).logits, xs, backend.chunk, backend.name)
             run = None
         else:
             run = backend.run(graph, xs, progress=True)
@@ -151,11 +152,14 @@ def _html(r: dict[str, Any], images: dict[str, Path]) -> str:
     ops_rows = [[k, v] for k, v in per.items()]
     sources = sources_html(r)
     problems = "".join(f"<li>{html.escape(p)}</li>" for p in r["range_problems"]) or "<li>none</li>"
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>kdsnn report: {html.escape(r['checkpoint_arch'])}</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}table{{border-collapse:collapse;margin:1em 0}}
+    return f"""<!doctype html><html><head>\
+<meta charset="utf-8"><title>kdsnn report: {html.escape(r['checkpoint_arch'])}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}\
+table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}img{{max-width:100%;margin:0.5em 0}}</style></head><body>
 <h1>kdsnn report: {html.escape(r['checkpoint_arch'])} on {html.escape(r['dataset'])}</h1>
-<p>T = {r['timesteps']}, {r['bits']}-bit integer deployment, {r['parameters']:,} parameters, encoding {html.escape(str(r['encoding']))},
+<p>T = {r['timesteps']}, {r['bits']}-bit integer deployment, {r['parameters']:,} parameters, \
+encoding {html.escape(str(r['encoding']))},
 readout {html.escape(str(r['readout']))}; {r['samples']} test samples.</p>
 <h2>Accuracy on every backend</h2>{table(acc_rows, ['backend', 'accuracy', 'samples', 'note'])}
 <h2>Operations per inference</h2>{table(ops_rows, ['counter', 'per inference'])}

@@ -9,11 +9,10 @@ from typing import Any
 import nir
 import torch
 
-from . import plots
 from ..targets.core_load import human_joules, human_seconds, ratio_text
 from ..targets.mapping import encode_input, graph_view, map_graph
 from ..targets.spec import builtin_targets, load_target
-
+from . import plots
 
 MAX_SYNAPSES = 2e7  # explicit per-synapse matrices (complex128 + index): about 0.5 GB at this size
 
@@ -26,8 +25,10 @@ def map_targets(int_graph: nir.NIRGraph, float_graph: nir.NIRGraph, x: torch.Ten
 
     synapses = graph_ann_macs(float_graph)  # a lower bound of the per-synapse matrices mapping builds
     if synapses > MAX_SYNAPSES:
-        return [{"target": t.name, "skipped": f"about {synapses:.3g} synapses: too many for the per-synapse placement "
-                 f"inside a report (limit {MAX_SYNAPSES:.0e}); run kdsnn map on the exported graph"} for t in chosen], {}
+        return [{"target": t.name,
+                 "skipped": f"about {synapses:.3g} synapses: too many for the per-synapse placement "
+                            f"inside a report (limit {MAX_SYNAPSES:.0e}); run kdsnn map on the exported graph"}
+                for t in chosen], {}
     view = graph_view(int_graph)
     xs = encode_input(view, x[:samples])
     sim = None
@@ -61,12 +62,14 @@ def targets_html(results: list[dict[str, Any]], images: dict[str, Path]) -> str:
         p = r["placement"]
         parts.append(f"<h3>{e(r['target'])}: {verdict}</h3><p>{e(r['description'])}</p>")
         if r["violations"]:
-            parts.append("<ul>" + "".join(f"<li><b>{e(v['node'])}</b>: {e(v['message'])}</li>" for v in r["violations"]) + "</ul>")
+            parts.append("<ul>" + "".join(f"<li><b>{e(v['node'])}</b>: {e(v['message'])}</li>" for v in r["violations"])
+                         + "</ul>")
         parts.append(f"<p>{p['cores_used']} core(s) on {p['chips']} chip(s). Placement: {e(p['algorithm'])}.</p>")
         if r.get("load"):
             lat = r["latency"]
             busiest = f", busiest core {lat['busiest_core']}" if lat.get("busiest_core") is not None else ""
-            parts.append(f"<p>Energy per inference: <b>{e(r['human']['energy'])}</b>; latency {e(r['human']['step_latency'])} "
+            parts.append(f"<p>Energy per inference: <b>{e(r['human']['energy'])}</b>; "
+                         f"latency {e(r['human']['step_latency'])} "
                          f"per step, {e(r['human']['inference_latency'])} per inference{e(busiest)}.</p>"
                          f"<p><b>{e(r['sentence'])}</b>.</p>")
             if r["energy"]["missing"]:
@@ -77,7 +80,8 @@ def targets_html(results: list[dict[str, Any]], images: dict[str, Path]) -> str:
             parts.append(f"<p>{e(r['note'])}</p>")
         comp = r["compatibility"]
         parts.append("<p>Is the checked integer graph the one this target runs? "
-                     + ("yes.</p>" if not comp else "not exactly:</p><ul>" + "".join(f"<li>{e(c)}</li>" for c in comp) + "</ul>"))
+                     + ("yes.</p>" if not comp
+                        else "not exactly:</p><ul>" + "".join(f"<li>{e(c)}</li>" for c in comp) + "</ul>"))
         if r["unpublished"]:
             parts.append(f"<p><small>Stated parameters: {e(', '.join(r['unpublished']))}.</small></p>")
     return "\n".join(parts)

@@ -25,9 +25,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
-from kdsnn.export.graph_view import conv_pads, pair
 
 from kdsnn.errors import KdsnnError
+from kdsnn.export.graph_view import conv_pads, pair
 
 from .tables import Tables, channels_last
 
@@ -123,7 +123,8 @@ class ConvOp:
         pattern = (ci[:, None, None] * n_combo + combo[None]).ravel()
         grp = (ci // cin_g) * cout_g
         pos = ybase[:, None] * wo + xbase[None, :]
-        first = ((grp[:, None, None] + pos[None] * cout) if hwc else (grp[:, None, None] * (ho * wo) + pos[None])).ravel()
+        first = ((grp[:, None, None] + pos[None] * cout) if hwc
+                 else (grp[:, None, None] * (ho * wo) + pos[None])).ravel()
         return Tables(pattern, first, rptr, np.tile(c_at, c), np.tile(c_len, c), run_k, np.tile(c_step, c), weight)
 
     def _shared(self) -> Tables:
@@ -175,8 +176,8 @@ class ConvOp:
 
     def abs_fanin(self, counts: np.ndarray) -> np.ndarray:
         """Σ |weight| × sources landing there, per output (C-order): a bound on one step's current."""
-        t, l, b, r = self.pads
-        x = F.pad(torch.from_numpy(counts.reshape(1, *self.in_shape)), (l, r, t, b))
+        top, left, bottom, right = self.pads
+        x = F.pad(torch.from_numpy(counts.reshape(1, *self.in_shape)), (left, right, top, bottom))
         y = F.conv2d(x, torch.from_numpy(np.abs(self.weight)), None, self.stride, 0, self.dilation, self.groups)
         return y.numpy().ravel()
 
@@ -305,7 +306,8 @@ class KernelConnection:
         t = self.tables(shared=True)
         n_runs = t.rptr[1:][t.pattern] - t.rptr[:-1][t.pattern]  # per source
         src_r = np.repeat(np.arange(t.pattern.size), n_runs)
-        run = np.repeat(t.rptr[:-1][t.pattern], n_runs) + np.arange(src_r.size) - np.repeat(np.cumsum(n_runs) - n_runs, n_runs)
+        run = (np.repeat(t.rptr[:-1][t.pattern], n_runs) + np.arange(src_r.size)
+               - np.repeat(np.cumsum(n_runs) - n_runs, n_runs))
         lens = t.run_len[run]
         src = np.repeat(src_r, lens)
         r = np.repeat(run, lens)
@@ -317,7 +319,8 @@ class KernelConnection:
         return m
 
 
-def conv_op(node: nir.Conv2d, name: str, in_shape: tuple[int, ...], out_shape: tuple[int, ...], factor: float) -> ConvOp:
+def conv_op(node: nir.Conv2d, name: str, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
+            factor: float) -> ConvOp:
     """The op of a Conv2d on ``in_shape`` with its weights times ``factor`` (a pool before it)."""
     w = np.asarray(node.weight, dtype=np.float64) * factor
     if w.ndim != 4:  # pragma: no cover - the graph view checks it

@@ -27,16 +27,17 @@ from contextlib import nullcontext
 import nir
 import numpy as np
 import torch
-from kdsnn.export.encoding import encode
-from kdsnn.export.graph_view import GraphView
 
 from kdsnn.errors import KdsnnError
+from kdsnn.export.encoding import encode
+from kdsnn.export.graph_view import GraphView
 from kdsnn.progress import progress as progress_bar
 
 from . import fast as fast_path
 from .general import simulate_general as _simulate_general
 from .plan import Plan
 from .results import LayerStats, NeuronStats, SimResult, SimState
+
 
 def _prepare(view: GraphView, x: torch.Tensor | np.ndarray, timesteps: int | None,
              seed: int | None) -> tuple[np.ndarray, bool, int]:
@@ -102,7 +103,8 @@ def simulate(graph: nir.NIRGraph | GraphView | Plan, x: torch.Tensor | np.ndarra
     with ThreadPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
         state = SimState(layers, neurons, out_seq, chunk, workers, pool, bar, view.integer)
         if net is not None and dtype is not None:
-            spikes = fast_path.simulate_fast(plan, net, dtype, fast_path.fast_input(seq, analog, dtype, input_max), state)
+            spikes = fast_path.simulate_fast(plan, net, dtype, fast_path.fast_input(seq, analog, dtype, input_max),
+                                             state)
         else:
             spikes = _simulate_general(plan, seq, analog, state)
     bar.close()

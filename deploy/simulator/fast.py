@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .tables import Tables, channels_last, exact
 from .kernels import (
     P_OFF,
     P_SIZE,
@@ -33,6 +32,7 @@ from .kernels import (
     _run_fast,
 )
 from .results import LayerStats, NeuronStats, SimState, parts
+from .tables import Tables, channels_last, exact
 
 if TYPE_CHECKING:  # the plan builds a FastNet; this module only reads it
     from .plan import Plan
@@ -61,7 +61,7 @@ def _concat(tables: list[Tables], offsets: list[int], grains: list[int]) -> tupl
     run_off = np.cumsum([0] + [t.run_k.size for t in tables])
     w_off = np.cumsum([0] + [t.weight.size for t in tables])
     rows, runs = [], []
-    for t, o, g, ro, wo in zip(tables, offsets, grains, run_off, w_off):
+    for t, o, g, ro, wo in zip(tables, offsets, grains, run_off[:-1], w_off[:-1], strict=True):
         lo, hi = t.rptr[:-1][t.pattern], t.rptr[1:][t.pattern]  # per row: its pattern's runs
         has = hi > lo
         first_run = _first_runs(t, np.where(has, lo, 0), has, g)
@@ -70,7 +70,10 @@ def _concat(tables: list[Tables], offsets: list[int], grains: list[int]) -> tupl
                               t.fan[t.pattern]], axis=1))
         runs.append(np.stack([t.run_at, t.run_k + wo, t.run_len, t.run_at // g, t.run_len // g] + [0 * t.run_k] * 3,
                              axis=1))
-    cat = lambda parts: np.concatenate([np.zeros((0, 8), np.int64)] + parts).astype(np.int64)
+
+    def cat(parts: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate([np.zeros((0, 8), np.int64)] + parts).astype(np.int64)
+
     weight = np.concatenate([np.zeros(0, np.int8)] + [t.weight for t in tables])  # integers, narrowest common type
     return cat(rows), cat(runs), weight
 
@@ -79,7 +82,8 @@ def _first_runs(t: Tables, first: np.ndarray, has: np.ndarray, grain: int) -> li
     """Per row: weight index, length and receive blocks of its first run (zeros for rows without runs)."""
     if not t.run_k.size:
         return [np.zeros(first.size, np.int64) for _ in range(3)]
-    return [np.where(has, t.run_k[first], 0), np.where(has, t.run_len[first], 0), np.where(has, t.run_len[first] // grain, 0)]
+    return [np.where(has, t.run_k[first], 0), np.where(has, t.run_len[first], 0),
+            np.where(has, t.run_len[first] // grain, 0)]
 
 
 def _narrowest(values: np.ndarray, widest: type) -> type:
@@ -143,7 +147,7 @@ class FastNet:
             c_lo = len(conns)
             mine = [_integer(c.tables(hwc[c.source], hwc[n]).unit_step()) for c in incoming[n]]
             grain = int(np.gcd.reduce([sizes[i]] + [t.grain() for t in mine])) or 1
-            for c, t in zip(incoming[n], mine):
+            for c, t in zip(incoming[n], mine, strict=True):
                 conns.append((index[c.source], int(offs[index[c.source]]), sum(t_.pattern.size for t_ in tables)))
                 conn_names.append(c.name)
                 tables.append(t)
@@ -213,7 +217,8 @@ class FastNet:
         """
         if dtype not in self._cache:
             rows, runs, weight = self.tables
-            index = np.int32 if max(self.n, weight.size, runs.shape[0], int(rows[:, R_SYNOPS].max(initial=0))) < 2 ** 31 else np.int64
+            largest = max(self.n, weight.size, runs.shape[0], int(rows[:, R_SYNOPS].max(initial=0)))
+            index = np.int32 if largest < 2 ** 31 else np.int64
             lim = np.array([V_MIN, V_MAX, np.iinfo(dtype).min, np.iinfo(dtype).max], dtype=dtype)
             self._cache[dtype] = (rows.astype(index), runs.astype(index), weight.astype(_narrowest(weight, dtype)),
                                   self.bias.astype(dtype), self.th.astype(dtype), self.vr.astype(dtype), lim)
@@ -225,7 +230,8 @@ class FastNet:
 def _integer(t: Tables) -> Tables:
     """The tables with integer weights (the plan checked they are integers) in the narrowest type that holds them."""
     w = t.weight.astype(np.int64)
-    return Tables(t.pattern, t.first, t.rptr, t.run_at, t.run_len, t.run_k, t.run_step, w.astype(_narrowest(w, np.int64)))
+    return Tables(t.pattern, t.first, t.rptr, t.run_at, t.run_len, t.run_k, t.run_step,
+                  w.astype(_narrowest(w, np.int64)))
 
 
 # ----------------------------------------------------------------------------- driver
@@ -280,7 +286,7 @@ def _merge_fast(net: FastNet, updates_per_neuron: int, integer: bool, stats: np.
     """Add one fast-path part's raw counters into the totals (as the general path's merge does).
 
     An analog first layer's events are MACs: effective ones, with the dense count beside them."""
-    for name, ops in zip(net.conn_names, synops):
+    for name, ops in zip(net.conn_names, synops, strict=True):
         lay = layers[name]
         if lay.analog:
             lay.macs_effective += int(ops)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .tables import Tables, exact
 from .kernels import ANALOG, EXACT, SPIKES, V_MAX, V_MIN, _update, deliver
 from .plan import Plan
 from .results import LayerStats, NeuronStats, SimState, fresh, merge, parts
+from .tables import Tables, exact
 
 
 def simulate_general(plan: Plan, seq: np.ndarray, analog: bool, state: SimState) -> dict[str, torch.Tensor]:
@@ -38,7 +38,8 @@ def simulate_general(plan: Plan, seq: np.ndarray, analog: bool, state: SimState)
 
 
 def _leaky_update(model, state, cur: np.ndarray, recv: np.ndarray, integer: bool, stats: np.ndarray,
-                  spk: np.ndarray | None, ev_cnt: np.ndarray, ev_idx: np.ndarray) -> tuple[object, np.ndarray, float, float]:
+                  spk: np.ndarray | None, ev_cnt: np.ndarray,
+                  ev_idx: np.ndarray) -> tuple[object, np.ndarray, float, float]:
     """One step of a population whose model is not IF, by the model's own reference step (numpy, float64).
 
     Same bookkeeping as the compiled IF update: spikes into ``spk`` and the events of each row,
@@ -85,8 +86,8 @@ def general_arrays(t: Tables) -> tuple[np.ndarray, ...]:
     s_seq = (breaks[np.maximum(sptr[1:] - 1, sptr[:-1])] == breaks[sptr[:-1]]) | (sptr[1:] == sptr[:-1])
     s_seq = np.append(s_seq, True)
     small = np.int32 if max(s_at.max(initial=0), s_k.max(initial=0)) < 2 ** 31 else np.int64  # fewer bytes per synapse
-    return (t.pattern, t.first, t.kbases, sptr, s_at.astype(small), s_k.astype(small), s_seq, rptr, t.run_at[keep], t.run_len[keep], t.run_k[keep],
-            t.run_step[keep], t.fan, np.ascontiguousarray(t.weight, dtype=np.float64))
+    return (t.pattern, t.first, t.kbases, sptr, s_at.astype(small), s_k.astype(small), s_seq, rptr, t.run_at[keep],
+            t.run_len[keep], t.run_k[keep], t.run_step[keep], t.fan, np.ascontiguousarray(t.weight, dtype=np.float64))
 
 
 def _params(plan: Plan, name: str, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -36,7 +36,8 @@ L_VMIN, L_VMAX, L_HMAX0, L_HMIN0 = range(4)                 # lim: 24-bit range,
 
 @njit(cache=True, nogil=True)
 def deliver(ev_cnt: np.ndarray, ev_idx: np.ndarray, ev_val: np.ndarray, mode: int, pattern: np.ndarray,
-            first: np.ndarray, kbase: np.ndarray, sptr: np.ndarray, s_at: np.ndarray, s_k: np.ndarray, s_seq: np.ndarray, rptr: np.ndarray, run_at: np.ndarray, run_len: np.ndarray, run_k: np.ndarray,
+            first: np.ndarray, kbase: np.ndarray, sptr: np.ndarray, s_at: np.ndarray, s_k: np.ndarray,
+            s_seq: np.ndarray, rptr: np.ndarray, run_at: np.ndarray, run_len: np.ndarray, run_k: np.ndarray,
             run_step: np.ndarray, fan: np.ndarray, weight: np.ndarray, cur: np.ndarray, recv: np.ndarray,
             acc: np.ndarray, accv: np.ndarray, mark: np.ndarray, touched: np.ndarray) -> int:  # pragma: no cover
     """Add each row ``b``'s events (sources ``ev_idx[b, :ev_cnt[b]]``) through the tables into ``cur``
@@ -178,8 +179,9 @@ def _compact(flags: np.ndarray, lo: int, hi: int, ev: np.ndarray, at: int) -> in
 
 
 @njit(cache=True, nogil=True)
-def _add_runs(ev: np.ndarray, e_lo: int, n_ev: int, row_lo: int, rows: np.ndarray, runs: np.ndarray, weight: np.ndarray,
-              cur: np.ndarray, recv: np.ndarray, values: np.ndarray, scaled: bool) -> int:  # pragma: no cover - compiled
+def _add_runs(ev: np.ndarray, e_lo: int, n_ev: int, row_lo: int, rows: np.ndarray, runs: np.ndarray,
+              weight: np.ndarray, cur: np.ndarray, recv: np.ndarray, values: np.ndarray,
+              scaled: bool) -> int:  # pragma: no cover - compiled
     """Add the weights of sources ``ev[e_lo:e_lo + n_ev]`` into ``cur`` run by run; mark their blocks in ``recv``.
 
     Tables as :func:`_concat` lays them out. A run is a contiguous slice of targets and of
@@ -199,13 +201,16 @@ def _add_runs(ev: np.ndarray, e_lo: int, n_ev: int, row_lo: int, rows: np.ndarra
             _add_run_scaled(cur, at, weight, np.uint64(rows[i, R_K]), np.uint64(rows[i, R_LEN]), recv, blk,
                             np.uint64(rows[i, R_BLOCKS]), value)
             for r in range(rows[i, R_RUNS_LO], rows[i, R_RUNS_HI]):
-                _add_run_scaled(cur, at + np.uint64(runs[r, U_AT]), weight, np.uint64(runs[r, U_K]), np.uint64(runs[r, U_LEN]),
-                                recv, blk + np.uint64(runs[r, U_BLK]), np.uint64(runs[r, U_BLOCKS]), value)
+                _add_run_scaled(cur, at + np.uint64(runs[r, U_AT]), weight, np.uint64(runs[r, U_K]),
+                                np.uint64(runs[r, U_LEN]), recv, blk + np.uint64(runs[r, U_BLK]),
+                                np.uint64(runs[r, U_BLOCKS]), value)
         else:
-            _add_run(cur, at, weight, np.uint64(rows[i, R_K]), np.uint64(rows[i, R_LEN]), recv, blk, np.uint64(rows[i, R_BLOCKS]))
+            _add_run(cur, at, weight, np.uint64(rows[i, R_K]), np.uint64(rows[i, R_LEN]), recv, blk,
+                     np.uint64(rows[i, R_BLOCKS]))
             for r in range(rows[i, R_RUNS_LO], rows[i, R_RUNS_HI]):
-                _add_run(cur, at + np.uint64(runs[r, U_AT]), weight, np.uint64(runs[r, U_K]), np.uint64(runs[r, U_LEN]), recv,
-                         blk + np.uint64(runs[r, U_BLK]), np.uint64(runs[r, U_BLOCKS]))
+                _add_run(cur, at + np.uint64(runs[r, U_AT]), weight, np.uint64(runs[r, U_K]),
+                         np.uint64(runs[r, U_LEN]), recv, blk + np.uint64(runs[r, U_BLK]),
+                         np.uint64(runs[r, U_BLOCKS]))
     return synops
 
 
@@ -309,8 +314,8 @@ def _fill(dst: np.ndarray, lo: int, hi: int) -> None:  # pragma: no cover - comp
 
 
 @njit(cache=True, nogil=True)
-def _run_fast(flags: np.ndarray, values: np.ndarray, analog: bool, pops: np.ndarray, conns: np.ndarray, rows: np.ndarray, runs: np.ndarray,
-              weight: np.ndarray, bias: np.ndarray,
+def _run_fast(flags: np.ndarray, values: np.ndarray, analog: bool, pops: np.ndarray, conns: np.ndarray,
+              rows: np.ndarray, runs: np.ndarray, weight: np.ndarray, bias: np.ndarray,
               th: np.ndarray, vr: np.ndarray, lim: np.ndarray, bounds: np.ndarray, gather: np.ndarray, spk: np.ndarray,
               out: np.ndarray, stats: np.ndarray, synops: np.ndarray) -> None:  # pragma: no cover - compiled
     """Simulate rows of a batch, every step and population, on a :class:`FastNet` (one call, no Python per step).
@@ -342,13 +347,15 @@ def _run_fast(flags: np.ndarray, values: np.ndarray, analog: bool, pops: np.ndar
                     _copy(cur, bias, lo, hi)
                 _fill(recv, lo, lo + size // grain)
                 for c in range(pops[q, P_CONN_LO], pops[q, P_CONN_HI]):
-                    synops[c] += _add_runs(ev, conns[c, C_EVENTS], cnt[conns[c, C_SOURCE]], conns[c, C_ROWS], rows, runs, weight, cur,
-                                           recv, values[b, step], analog and conns[c, C_SOURCE] == n_pop)
+                    synops[c] += _add_runs(ev, conns[c, C_EVENTS], cnt[conns[c, C_SOURCE]], conns[c, C_ROWS], rows,
+                                           runs, weight, cur, recv, values[b, step],
+                                           analog and conns[c, C_SOURCE] == n_pop)
                 if pops[q, P_OUTPUT]:
                     _readout(cur[lo:hi], row, gather, out[step, b])
                     _fill(cur, lo, hi)
                     continue
-                count = floor[q] - bounds[q, B_REACH] < lim[L_VMIN] or bounds[q, B_HI] + bounds[q, B_REACH] > lim[L_VMAX]
+                count = (floor[q] - bounds[q, B_REACH] < lim[L_VMIN]
+                         or bounds[q, B_HI] + bounds[q, B_REACH] > lim[L_VMAX])
                 h_min = _integrate(v[lo:hi], cur[lo:hi], th[lo:hi], vr[lo:hi], row[lo:hi], lim, stats[q],
                                    pops[q, P_UNIFORM] != 0, count)
                 floor[q] = min(floor[q], h_min)

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 import nir
 import numpy as np
 import scipy.sparse as sp
-from kdsnn.export.graph_view import POOLS, SYNAPTIC, GraphView
 
 from kdsnn.errors import KdsnnError
+from kdsnn.export.graph_view import POOLS, SYNAPTIC, GraphView
 from kdsnn.neuron_models import IFModel
 from kdsnn.progress import progress as progress_bar
 
-from .fast import FastNet
 from .connect import DenseOp, ElementwiseOp, KernelConnection, conv_op, pool_index
+from .fast import FastNet
 from .sparse import SparseConnection, linear_matrix, path_matrix
 from .tables import Connection, channels_last
 
@@ -104,7 +104,8 @@ class Plan:
         """The bias a linear node adds per output element: its own plus what passes through it."""
         b = None
         if in_bias is not None:  # a bias passes through Flatten exactly (1·b from zero); others by their matrix
-            b = in_bias + 0.0 if isinstance(node, nir.Flatten) else linear_matrix(node, self.view.in_shape[name]) @ in_bias
+            b = (in_bias + 0.0 if isinstance(node, nir.Flatten)
+                 else linear_matrix(node, self.view.in_shape[name]) @ in_bias)
         own = None
         if isinstance(node, nir.Conv2d):
             c, h, w = self.shape[name]

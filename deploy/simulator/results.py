@@ -56,8 +56,8 @@ class SimResult:
     def totals(self) -> dict[str, float]:
         """Whole-batch totals of every counter."""
         L, N = self.layers.values(), self.neurons.values()
-        return {"synops": sum(l.synops for l in L), "macs_effective": sum(l.macs_effective for l in L),
-                "macs_dense": sum(l.macs_dense for l in L), "neuron_updates": sum(n.updates for n in N),
+        return {"synops": sum(lay.synops for lay in L), "macs_effective": sum(lay.macs_effective for lay in L),
+                "macs_dense": sum(lay.macs_dense for lay in L), "neuron_updates": sum(n.updates for n in N),
                 "active_neuron_updates": sum(n.active_updates for n in N), "spikes": sum(n.spikes for n in N),
                 "overflow": sum(n.overflow for n in N)}
 
@@ -91,17 +91,17 @@ class SimState:
 def fresh(layers: dict[str, LayerStats], neurons: dict[str, NeuronStats]
           ) -> tuple[dict[str, LayerStats], dict[str, NeuronStats]]:
     """Zeroed counters shaped like ``layers`` and ``neurons`` (one set per thread, merged after)."""
-    return ({k: LayerStats(l.source, l.target, l.synapses, analog=l.analog) for k, l in layers.items()},
+    return ({k: LayerStats(lay.source, lay.target, lay.synapses, analog=lay.analog) for k, lay in layers.items()},
             {k: NeuronStats(size=n.size) for k, n in neurons.items()})
 
 
 def merge(layers: dict[str, LayerStats], neurons: dict[str, NeuronStats], part_layers: dict[str, LayerStats],
           part_neurons: dict[str, NeuronStats]) -> None:
     """Add one part's counters into the totals."""
-    for k, l in part_layers.items():
-        layers[k].synops += l.synops
-        layers[k].macs_effective += l.macs_effective
-        layers[k].macs_dense += l.macs_dense
+    for k, lay in part_layers.items():
+        layers[k].synops += lay.synops
+        layers[k].macs_effective += lay.macs_effective
+        layers[k].macs_dense += lay.macs_dense
     for k, n in part_neurons.items():
         tot = neurons[k]
         tot.spikes += n.spikes

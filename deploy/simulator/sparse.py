@@ -16,9 +16,9 @@ from functools import cached_property
 import nir
 import numpy as np
 import scipy.sparse as sp
-from kdsnn.export.graph_view import SYNAPTIC, conv_pads, pair
 
 from kdsnn.errors import KdsnnError
+from kdsnn.export.graph_view import SYNAPTIC, conv_pads, pair
 
 from .tables import Tables, channels_last
 
@@ -68,7 +68,8 @@ def conv_matrix(node: nir.Conv2d, in_shape: tuple[int, int, int]) -> tuple[sp.cs
     return m, (cout, ho, wo)
 
 
-def pool_matrix(node: nir.SumPool2d | nir.AvgPool2d, in_shape: tuple[int, int, int]) -> tuple[sp.csc_matrix, tuple[int, int, int]]:
+def pool_matrix(node: nir.SumPool2d | nir.AvgPool2d,
+                in_shape: tuple[int, int, int]) -> tuple[sp.csc_matrix, tuple[int, int, int]]:
     """Sum (or average, divisor k², padding counted) pooling as a sparse ``[out, in]`` matrix."""
     c, h, wd = in_shape
     (kh, kw), (sy, sx), (py, px) = pair(node.kernel_size), pair(node.stride), pair(node.padding)

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from kdsnn.errors import KdsnnError
 
@@ -49,7 +50,8 @@ def _map(a: argparse.Namespace) -> int:
                           "targets": results}, default=float))
     else:
         if not dataset:
-            print(f"{a.model} does not record its data set: rules and placement only (pass --dataset for load and energy)")
+            print(f"{a.model} does not record its data set: rules and placement only "
+                  "(pass --dataset for load and energy)")
         print("\n\n".join(format_text(r) for r in results))
     return 0
 
@@ -63,21 +65,25 @@ def format_text(r: dict[str, Any]) -> str:
     lines.append(f"  placement: {p['cores_used']} core(s) on {p['chips']} chip(s); {p['algorithm']}")
     for c in p["cores"]:
         segs = ", ".join(f"{s[0]}[{s[1]}:{s[2]}]" for s in c["segments"])
-        mem = ", ".join(f"{k} {v}" for k, v in c["memory"].items()) if c["memory"] else f"{c['memory_bits'] / 8:.0f} B synaptic memory"
+        mem = (", ".join(f"{k} {v}" for k, v in c["memory"].items()) if c["memory"]
+               else f"{c['memory_bits'] / 8:.0f} B synaptic memory")
         load = ""
         if "per_step" in c:
             ps = c["per_step"]
             load = f"; per step {ps['synops']:.1f} SynOps, {ps['spikes']:.1f} spikes"
-        axons = f", fan-in axons {c['fan_in_axons']}, fan-out axons {c['fan_out_axons']}" if r["kind"] == "cores" else ""
-        lines.append(f"    {c['label']:>9} chip {c['chip']}: {segs}: {c['neurons']} neurons, {c['synapses']} synapses, {mem}"
-                     f"{axons}{load}")
+        axons = (f", fan-in axons {c['fan_in_axons']}, fan-out axons {c['fan_out_axons']}" if r["kind"] == "cores"
+                 else "")
+        lines.append(f"    {c['label']:>9} chip {c['chip']}: {segs}: {c['neurons']} neurons, {c['synapses']} synapses, "
+                     f"{mem}{axons}{load}")
     for note in r["compatibility"]:
         lines.append(f"  • {note}")
     if r.get("load"):
         lines.append(f"  energy per inference: {r['human']['energy']}" + (
             f" (missing: {', '.join(r['energy']['missing'])})" if r["energy"]["missing"] else ""))
-        lines.append(f"  latency: {r['human']['step_latency']} per step, {r['human']['inference_latency']} per inference"
-                     + (f" ({r['latency']['model']}, busiest core {r['latency']['busiest_core']})" if r['latency'].get('model') else ""))
+        lines.append(f"  latency: {r['human']['step_latency']} per step, "
+                     f"{r['human']['inference_latency']} per inference"
+                     + (f" ({r['latency']['model']}, busiest core {r['latency']['busiest_core']})"
+                        if r['latency'].get('model') else ""))
         lines.append(f"  {r['sentence']}")
         for n in r["load"]["notes"] + r["energy"]["notes"]:
             lines.append(f"  note: {n}")

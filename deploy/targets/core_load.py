@@ -82,7 +82,8 @@ def core_load(view: Any, placement: Any, sim: Any, x: torch.Tensor) -> Load:
             ev = in_steps.astype(np.float64)
             per_src = ev.sum(0)
             got = np.asarray(a.T @ per_src).ravel()
-            total = float(stats.macs_effective if stats is not None and stats.analog else (stats.synops if stats else got.sum()))
+            total = float(stats.macs_effective if stats is not None and stats.analog
+                          else (stats.synops if stats else got.sum()))
             if stats is not None and abs(got.sum() - total) > 1e-6 * max(1.0, total):
                 got = got * (total / got.sum()) if got.sum() else got
                 notes.append(f"{c.name}: input work spread over neurons in proportion to their input fan-in "
@@ -119,12 +120,13 @@ def core_load(view: Any, placement: Any, sim: Any, x: torch.Tensor) -> Load:
         if st is not None and int(act.sum()) != int(st.active_updates):
             notes.append(f"{pop}: active updates recounted per neuron ({int(act.sum())}) differ from the simulator's "
                          f"({st.active_updates})")
-        for arr, dst in ((recv.get(pop, np.zeros(n)), load.synops), (recv_in.get(pop, np.zeros(n)), load.synops_from_input),
+        for arr, dst in ((recv.get(pop, np.zeros(n)), load.synops),
+                         (recv_in.get(pop, np.zeros(n)), load.synops_from_input),
                          (own, load.spikes), (act, load.active_updates)):
             sums = np.bincount(owner, weights=arr, minlength=n_cores)
             for k in np.nonzero(sums)[0]:
                 dst[k] += float(sums[k]) / B
-        for k, cnt in zip(*np.unique(owner, return_counts=True)):
+        for k, cnt in zip(*np.unique(owner, return_counts=True), strict=True):
             load.updates[int(k)] += float(cnt) * T
     return load
 
@@ -168,7 +170,8 @@ def estimate(target: Target, placement: Any, load: Load) -> dict[str, Any]:
     for k, core in enumerate(placement.cores):
         secs = 0.0
         syn_k, syn_in = load.synops[k], load.synops_from_input[k]
-        rate_syn = t("output_synop_seconds") if core.label == "output" and t("output_synop_seconds") else t("synop_seconds")
+        rate_syn = (t("output_synop_seconds") if core.label == "output" and t("output_synop_seconds")
+                    else t("synop_seconds"))
         rate_in = t("input_synop_seconds") or rate_syn
         if syn_k > 0 and rate_syn is None:
             missing_t.append("time.synop_seconds")

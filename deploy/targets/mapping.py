@@ -30,11 +30,10 @@ from typing import Any
 import nir
 import numpy as np
 
-
 from . import rules as rules
+from .placement import Placement, _fan_out_axons, place  # noqa: F401
 from .spec import Target, load_target
 from .view import View, encode_input, graph_view  # noqa: F401 - the mapping API in one place
-from .placement import Placement, _fan_out_axons, place  # noqa: F401
 
 
 def _max_membrane(sim: Any) -> dict[str, float] | None:
@@ -91,11 +90,14 @@ def map_graph(graph: nir.NIRGraph, target: Target | str, x: Any = None, sim: Any
     for core in placement.cores:
         if fmax and core.fan_out_axons > fmax:
             p, lo, hi = core.segments[0]
-            violations.append(rules.Violation(p, "fan_out", f"{core.label} ({p}[{lo}:{hi}]) sends to {core.fan_out_axons} "
-                                              f"core-to-core axons; {t.name} allows {fmax} per core: reduce the fan-out"))
+            violations.append(rules.Violation(p, "fan_out",
+                                              f"{core.label} ({p}[{lo}:{hi}]) sends to {core.fan_out_axons} "
+                                              f"core-to-core axons; {t.name} allows {fmax} per core: "
+                                              "reduce the fan-out"))
     cpc, chips = t.get("limits", "cores_per_chip"), t.get("limits", "chips")
     if chips and placement.chips > chips:
-        violations.append(rules.Violation("graph", "chips", f"needs {placement.chips} chips; {t.name} maps onto {chips}"))
+        violations.append(rules.Violation("graph", "chips",
+                                          f"needs {placement.chips} chips; {t.name} maps onto {chips}"))
     result: dict[str, Any] = {
         "target": t.name, "description": t.description, "kind": t.kind, "origin": t.origin,
         "fits": not violations, "violations": [asdict(v) for v in violations],
@@ -125,9 +127,9 @@ def map_graph(graph: nir.NIRGraph, target: Target | str, x: Any = None, sim: Any
     ann = _ann(ann_graph if ann_graph is not None else graph)
     snn_j = est["energy"]["joules"]
     result.update({
-        "load": {"samples": load.samples, "timesteps": T, "host_macs": load.host_macs, "host_messages": load.host_messages,
-                 "synops": sum(load.synops), "spikes": sum(load.spikes), "messages": sum(load.messages),
-                 "notes": load.notes},
+        "load": {"samples": load.samples, "timesteps": T, "host_macs": load.host_macs,
+                 "host_messages": load.host_messages, "synops": sum(load.synops), "spikes": sum(load.spikes),
+                 "messages": sum(load.messages), "notes": load.notes},
         "energy": est["energy"], "latency": est["latency"], "ann": ann,
         "sentence": comparison_sentence(snn_j, ann["cmos45_fp32"]["joules"], t.name, "45 nm fp32")
                     + f"; as an int8 ANN {human_joules(ann['cmos45_int8']['joules'])}",

@@ -9,12 +9,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-
 from . import rules as rules
 from .spec import Target
-
 from .view import View
-
 
 # ----------------------------------------------------------------------------- placement
 
@@ -84,7 +81,8 @@ def _dest_cores(view: View, pop: str, core_of: dict[str, np.ndarray]) -> np.ndar
     for c in view.plan.connections:
         if c.source == pop and c.target in core_of:
             owner = core_of[c.target]
-            onehot = sp.csr_matrix((np.ones(len(owner)), (np.arange(len(owner)), owner)), shape=(len(owner), int(owner.max()) + 1))
+            onehot = sp.csr_matrix((np.ones(len(owner)), (np.arange(len(owner)), owner)),
+                                   shape=(len(owner), int(owner.max()) + 1))
             reach = _structure(c) @ onehot
             reach.data[:] = 1
             out += np.asarray(reach.sum(axis=1)).ravel()
@@ -124,7 +122,8 @@ def _place_cores(view: View, target: Target) -> Placement:
                 cur = Core(0, 0, "", [(pop, j, j)])
                 mine.append(cur)
                 new = syn
-                if (mem is not None and syn * bits > mem) or (smax is not None and syn > smax) or (axmax is not None and syn > axmax):
+                if ((mem is not None and syn * bits > mem) or (smax is not None and syn > smax)
+                        or (axmax is not None and syn > axmax)):
                     worst_in = max(worst_in, syn)
                 if fomax is not None and fo > fomax:
                     worst_out = max(worst_out, fo)
@@ -137,12 +136,15 @@ def _place_cores(view: View, target: Target) -> Placement:
             cur.fan_out_axons += fo
             owner[j] = len(mine) - 1
         if worst_in:
-            limit = " and ".join(s for s in (f"{mem} bits of synaptic memory ({mem // bits} synapses of {bits} bits)" if mem else "",
+            limit = " and ".join(s for s in (f"{mem} bits of synaptic memory ({mem // bits} synapses of {bits} bits)"
+                                              if mem else "",
                                               f"{axmax} input axons" if axmax else "") if s)
-            violations.append(rules.Violation(pop, "fan_in", f"one neuron has {worst_in} input synapses; a {target.name} core "
+            violations.append(rules.Violation(pop, "fan_in",
+                                              f"one neuron has {worst_in} input synapses; a {target.name} core "
                                               f"holds {limit}: reduce the fan-in (fewer channels or smaller kernels)"))
         if worst_out:
-            violations.append(rules.Violation(pop, "fan_out", f"one neuron reaches {worst_out} cores; a {target.name} core "
+            violations.append(rules.Violation(pop, "fan_out",
+                                              f"one neuron reaches {worst_out} cores; a {target.name} core "
                                               f"sends to at most {fomax}: reduce the fan-out"))
         slices[pop] = mine
         core_of[pop] = owner  # local slice numbers until the cores are numbered below
@@ -169,7 +171,8 @@ def _place_layers(view: View, target: Target) -> Placement:
     kmem, nmem = lim("limits", "kernel_memory"), lim("limits", "neuron_memory")
     bmem = lim("limits", "bias_memory") or [math.inf] * len(kmem)
     pops = [p for p in view.populations if p in specs]
-    fits = {p: [k for k in range(len(kmem)) if specs[p]["kernel_memory"] <= kmem[k] and specs[p]["neuron_memory"] <= nmem[k]
+    fits = {p: [k for k in range(len(kmem))
+                if specs[p]["kernel_memory"] <= kmem[k] and specs[p]["neuron_memory"] <= nmem[k]
                 and specs[p]["bias_memory"] <= bmem[k]] for p in pops}
     match: dict[int, str] = {}
 
@@ -186,9 +189,11 @@ def _place_layers(view: View, target: Target) -> Placement:
     for p in pops:
         if not augment(p, set()):
             s = specs[p]
-            violations.append(rules.Violation(p, "layer_memory", f"needs {s['kernel_memory']} kernel and {s['neuron_memory']} "
+            violations.append(rules.Violation(p, "layer_memory",
+                                              f"needs {s['kernel_memory']} kernel and {s['neuron_memory']} "
                                               f"neuron memory entries; no free {target.name} layer holds that "
-                                              f"(kernel ≤ {max(kmem)}, neuron ≤ {max(nmem)}): reduce channels or map size"))
+                                              f"(kernel ≤ {max(kmem)}, neuron ≤ {max(nmem)}): "
+                                              "reduce channels or map size"))
     layer_of = {p: k for k, p in match.items()}
     cores, core_of = [], {}
     for p in pops:

@@ -147,7 +147,8 @@ def compatibility(view: Any, target: Target, max_membrane: dict[str, float] | No
     ai = target.get("neuron", "analog_input")
     if view.meta.get("encoding", "direct") == "direct":
         if ai == "host":
-            out.append(f"the analog first layer runs on the host, not on {target.name} (its MACs are priced as host MACs)")
+            out.append(f"the analog first layer runs on the host, not on {target.name} "
+                       "(its MACs are priced as host MACs)")
         elif ai == "counts":
             out.append(f"{target.name} takes input as event counts per channel and step: the analog input must "
                        "be integer counts within the chip's per-step limit")
@@ -185,13 +186,16 @@ def speck_layer(view: Any, pop: str, target: Target) -> tuple[dict[str, Any] | N
     for b in between:
         bn = view.nodes[b]
         if isinstance(bn, nir.AvgPool2d):
-            out.append(Violation(b, "pooling", "average pooling; Speck sums: export with sum pooling (kdsnn's exporter does)"))
+            out.append(Violation(b, "pooling",
+                                 "average pooling; Speck sums: export with sum pooling (kdsnn's exporter does)"))
         elif isinstance(bn, nir.SumPool2d):
             k, s, p = _pair(bn.kernel_size), _pair(bn.stride), _pair(bn.padding)
             sizes = target.get("limits", "pool_sizes")
             if k[0] != k[1] or (sizes and k[0] not in sizes) or s != k or p != (0, 0):
-                out.append(Violation(b, "pooling", f"pooling {k[0]}×{k[1]} stride {s[0]}×{s[1]} padding {p[0]}; Speck pools "
-                                     f"square windows of {', '.join(map(str, sizes or []))} with stride = size, no padding"))
+                out.append(Violation(b, "pooling",
+                                     f"pooling {k[0]}×{k[1]} stride {s[0]}×{s[1]} padding {p[0]}; Speck pools "
+                                     f"square windows of {', '.join(map(str, sizes or []))} with stride = size, "
+                                     "no padding"))
     lim = target.get
     kmax, cmax = lim("limits", "max_kernel_size"), lim("limits", "max_channels")
     if isinstance(node, nir.Conv2d):
@@ -203,7 +207,8 @@ def speck_layer(view: Any, pop: str, target: Target) -> tuple[dict[str, Any] | N
             out.append(Violation(syn, "kernel", f"kernel {kh}×{kw}; Speck needs square kernels up to {kmax}×{kmax}"))
         strides = lim("limits", "strides")
         if strides and any(s not in strides for s in stride):
-            out.append(Violation(syn, "stride", f"stride {stride[0]}×{stride[1]}; Speck strides are {', '.join(map(str, strides))}"))
+            out.append(Violation(syn, "stride",
+                                 f"stride {stride[0]}×{stride[1]}; Speck strides are {', '.join(map(str, strides))}"))
         pmax = lim("limits", "max_padding")
         if pmax is not None and max(pad) > pmax:
             out.append(Violation(syn, "padding", f"padding {max(pad)}; Speck pads at most {pmax}"))
@@ -223,10 +228,12 @@ def speck_layer(view: Any, pop: str, target: Target) -> tuple[dict[str, Any] | N
             out.append(Violation(syn, "kernel", f"a linear layer on a {kh}×{kw} map becomes a {kh}×{kw} convolution; "
                                  f"Speck needs square kernels up to {kmax}: pool the map further before it"))
     if cmax and (c > cmax or f > cmax):
-        out.append(Violation(syn, "channels", f"{c} input / {f} output channels; Speck has at most {cmax}: reduce the width"))
+        out.append(Violation(syn, "channels",
+                             f"{c} input / {f} output channels; Speck has at most {cmax}: reduce the width"))
     imax, omax = lim("limits", "max_input_size"), lim("limits", "max_output_size")
     if imax and max(in_hw) > imax:
-        out.append(Violation(syn, "input_size", f"input map {in_hw[0]}×{in_hw[1]}; a Speck layer takes at most {imax}×{imax}"))
+        out.append(Violation(syn, "input_size",
+                             f"input map {in_hw[0]}×{in_hw[1]}; a Speck layer takes at most {imax}×{imax}"))
     if omax and max(out_hw) > omax:
         out.append(Violation(syn, "output_size", f"output map {out_hw[0]}×{out_hw[1]}; a Speck layer outputs at most "
                              f"{omax}×{omax}: add stride or pooling before it"))
@@ -263,7 +270,8 @@ def layer_rules(view: Any, target: Target) -> tuple[dict[str, dict[str, Any]], l
     for src in [view.input, *view.populations]:
         dests = {d for d in view.populations if src in _sources(view, d)}
         if dmax and src != view.input and len(dests) > dmax:
-            out.append(Violation(src, "fan_out", f"feeds {len(dests)} layers ({', '.join(sorted(dests))}); a Speck layer "
+            out.append(Violation(src, "fan_out",
+                                 f"feeds {len(dests)} layers ({', '.join(sorted(dests))}); a Speck layer "
                                  f"has at most {dmax} destinations"))
     n = target.get("limits", "layers")
     if n and len(view.populations) > n:

@@ -21,9 +21,10 @@ turned into seconds with ``time.clock_hz`` when the file is read.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from kdsnn.errors import KdsnnError
 
@@ -104,7 +105,8 @@ def load_target(spec: str | Path | Target) -> Target:
     """A built-in target by name, or a TOML/JSON target file by path (validated)."""
     if isinstance(spec, Target):
         return spec
-    return load_data_file(spec, "targets", "target", lambda data, origin, name: parse_target(data, origin, default_name=name))
+    return load_data_file(spec, "targets", "target",
+                          lambda data, origin, name: parse_target(data, origin, default_name=name))
 
 
 def _check_value(v: Any, kind: str) -> bool:
@@ -166,7 +168,8 @@ def _entry(entry: Any, key: str, kind: str, where: str) -> Entry:
         raise KdsnnError(f"{where}: {key}.published must be true or false")
     if "value" not in entry:
         if pub:
-            raise KdsnnError(f"{where}: {key} has no value; mark it 'published = false' if the vendor does not publish it")
+            raise KdsnnError(f"{where}: {key} has no value; "
+                             "mark it 'published = false' if the vendor does not publish it")
         return Entry(None, src, False)
     v = entry["value"]
     if not _check_value(v, kind):
@@ -193,14 +196,17 @@ def _semantic_checks(t: Target, where: str) -> None:
     if t.kind == "layers":
         mems = [t.get("limits", k) for k in ("kernel_memory", "neuron_memory")]
         if any(m is None for m in mems):
-            raise KdsnnError(f"{where}: a 'layers' target needs limits.kernel_memory and limits.neuron_memory (one value per layer)")
+            raise KdsnnError(f"{where}: a 'layers' target needs limits.kernel_memory and limits.neuron_memory "
+                             "(one value per layer)")
         n = t.get("limits", "layers", len(mems[0]))
         lists = [m for m in (*mems, t.get("limits", "bias_memory")) if m is not None]
         if any(len(m) != n for m in lists):
-            raise KdsnnError(f"{where}: limits.kernel_memory, neuron_memory and bias_memory need one value per layer ({n})")
+            raise KdsnnError(f"{where}: limits.kernel_memory, neuron_memory and bias_memory "
+                             f"need one value per layer ({n})")
     split = [t.get("energy", k) is not None for k in ("neuron_update_active_joules", "neuron_update_inactive_joules")]
     if any(split) and not all(split):
-        raise KdsnnError(f"{where}: give both energy.neuron_update_active_joules and energy.neuron_update_inactive_joules")
+        raise KdsnnError(f"{where}: give both energy.neuron_update_active_joules "
+                         "and energy.neuron_update_inactive_joules")
     cycles = [k for k in t.entries["time"] if k.startswith("cycles_per_") and t.get("time", k) is not None]
     if cycles and not t.get("time", "clock_hz"):
         raise KdsnnError(f"{where}: time.{cycles[0]} needs time.clock_hz (> 0) to become seconds")
@@ -216,5 +222,6 @@ def _cycles_to_seconds(t: Target) -> None:
     for ck, sk in _CYCLE_KEYS.items():
         cycles = t.get("time", ck)
         if cycles is not None and t.get("time", sk) is None:
-            t.entries["time"][sk] = Entry(cycles / clock, f"{t.source('time', ck)}; at {clock:g} Hz ({t.source('time', 'clock_hz')})",
+            t.entries["time"][sk] = Entry(cycles / clock,
+                                          f"{t.source('time', ck)}; at {clock:g} Hz ({t.source('time', 'clock_hz')})",
                                           t.entries["time"][ck].published)

@@ -9,8 +9,6 @@ import nir
 
 from kdsnn.errors import KdsnnError
 
-
-
 # ----------------------------------------------------------------------------- graph access
 
 @dataclass

@@ -7,8 +7,17 @@ digest, ``read`` reads and describes one.
 """
 from __future__ import annotations
 
-from .plan import (RESET_OFFSET, NetxLayer, NetxPlan, Synapse, compose, compose_sumpool_conv, compose_sumpool_dense,
-                   lava_view, netx_plan)
+from .plan import (
+                   RESET_OFFSET,
+                   NetxLayer,
+                   NetxPlan,
+                   Synapse,
+                   compose,
+                   compose_sumpool_conv,
+                   compose_sumpool_dense,
+                   lava_view,
+                   netx_plan,
+)
 from .read import describe, read_info
 from .write import FORMAT_VERSION, export_netx, graph_digest
 

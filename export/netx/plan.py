@@ -251,8 +251,8 @@ def check_population(name: str, synapses: list[Synapse], threshold: int, timeste
     pos, neg = sum(b[0] for b in bounds), sum(b[1] for b in bounds)
     peak = max(float(pos.max()), -float(neg.min()))
     if peak > STATE_MAX:
-        raise KdsnnError(f"layer feeding {name!r}: a step's synaptic current can reach {peak:.0f}, beyond Loihi's 24-bit "
-                         f"current (|a| ≤ {STATE_MAX}); quantize with fewer bits")
+        raise KdsnnError(f"layer feeding {name!r}: a step's synaptic current can reach {peak:.0f}, "
+                         f"beyond Loihi's 24-bit current (|a| ≤ {STATE_MAX}); quantize with fewer bits")
     hi = threshold + float(np.maximum(pos + bias, 0).max())
     lo = timesteps * float(np.minimum(neg + bias, 0).min())
     if hi > STATE_MAX or lo < -STATE_MAX:
@@ -317,17 +317,19 @@ def netx_plan(graph: nir.NIRGraph | GraphView) -> NetxPlan:
     if_threshold(view, host_neuron)
     shape = view.shape[host_neuron]
     layers = []
-    for start, end in zip(ifs[:-1], ifs[1:]):
+    for start, end in zip(ifs[:-1], ifs[1:], strict=True):
         neuron, segment = chain[end], chain[start + 1:end]
         for name in segment:
             if isinstance(view.nodes[name], nir.IF):  # pragma: no cover - segments end at the next IF
                 raise KdsnnError(f"IF node {name!r} feeds an IF directly")
         if not segment or not isinstance(view.nodes[segment[-1]], _SYNAPSES):
-            raise KdsnnError(f"IF node {neuron!r} has no synaptic layer right before it; netx layers start with a synapse")
+            raise KdsnnError(f"IF node {neuron!r} has no synaptic layer right before it; "
+                             "netx layers start with a synapse")
         syn = compose(view, segment, shape)
         theta = if_threshold(view, neuron)
         if tuple(syn.out_shape) != tuple(view.shape[neuron]):
-            raise KdsnnError(f"{segment[-1]!r} produces {syn.out_shape} but IF {neuron!r} has shape {view.shape[neuron]}")
+            raise KdsnnError(f"{segment[-1]!r} produces {syn.out_shape} "
+                             f"but IF {neuron!r} has shape {view.shape[neuron]}")
         warnings = check_population(neuron, [syn], theta, timesteps)
         layers.append(NetxLayer(**vars(syn), neuron=neuron, threshold=theta, warnings=warnings))
         shape = syn.out_shape

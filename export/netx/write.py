@@ -33,7 +33,8 @@ def graph_digest(graph: nir.NIRGraph) -> str:
         h.update(f"{name}:{type(node).__name__};".encode())
         for attr in ("weight", "bias", "scale", "v_threshold", "v_reset", "r", "kernel_size", "stride", "padding"):
             if hasattr(node, attr) and not isinstance(getattr(node, attr), str):
-                h.update(attr.encode() + np.ascontiguousarray(np.asarray(getattr(node, attr), dtype=np.float64)).tobytes())
+                h.update(attr.encode()
+                         + np.ascontiguousarray(np.asarray(getattr(node, attr), dtype=np.float64)).tobytes())
     return h.hexdigest()
 
 

@@ -44,7 +44,8 @@ def _neuron_params(view: GraphView, name: str) -> list[tuple[str, np.ndarray]]:
         return [("gain", shaped(m.gain))]
     keys = {"LIF": ("leak", "r", "v_leak", "threshold", "v_reset"), "LI": ("leak", "r", "v_leak"),
             "CubaLIF": ("syn_leak", "w_in", "leak", "r", "v_leak", "threshold", "v_reset")}[m.kind]
-    return [("v_threshold" if k == "threshold" else k, shaped(np.asarray(getattr(m, k), dtype=np.float64))) for k in keys]
+    return [("v_threshold" if k == "threshold" else k, shaped(np.asarray(getattr(m, k), dtype=np.float64)))
+            for k in keys]
 
 
 def onnx_supports(view: GraphView) -> tuple[bool, str]:
@@ -127,8 +128,9 @@ class _Emitter:
         if isinstance(node, nir.Conv2d):
             k = tuple(np.asarray(node.weight).shape[2:])
             d = pair(node.dilation, "dilation", name)
-            return b.op("Conv", [x, p["weight"], p["bias"]], hint, kernel_shape=list(k), strides=list(pair(node.stride, "stride", name)),
-                        pads=_onnx_pads(node, name), dilations=list(d), group=int(node.groups))
+            return b.op("Conv", [x, p["weight"], p["bias"]], hint, kernel_shape=list(k),
+                        strides=list(pair(node.stride, "stride", name)), pads=_onnx_pads(node, name),
+                        dilations=list(d), group=int(node.groups))
         if isinstance(node, nir.Affine):
             if "weight" in p:  # inputs of one axis: the canonical fully connected Gemm
                 return b.op("Gemm", [x, p["weight"], p["bias"]], hint, transB=1)
@@ -147,7 +149,8 @@ class _Emitter:
             return b.op("AveragePool", [x], hint, kernel_shape=list(k), strides=list(s), pads=pads, count_include_pad=1)
         if isinstance(node, nir.Flatten):
             return b.op("Reshape", [x, p["shape"]], hint)
-        raise KdsnnError(f"NIR node {name!r} of type {type(node).__name__} cannot be exported to ONNX")  # pragma: no cover
+        raise KdsnnError(f"NIR node {name!r} of type {type(node).__name__} "  # pragma: no cover
+                         "cannot be exported to ONNX")
 
     def neuron(self, name: str, x: str, state: dict[str, str | None], t: int) -> tuple[str, dict[str, str]]:
         """One population's step (its :mod:`kdsnn.neuron_models` model, same operations in the same
@@ -196,7 +199,8 @@ class _Emitter:
             return spikes, b.op("Sub", [h, b.op("Mul", [spikes, p["v_threshold"]], f"{hint}.drop")], f"{hint}.v")
         return spikes, b.op("Where", [fired, p["v_reset"], h], f"{hint}.v")
 
-    def step(self, x: str, v: dict[str, str | None], t: int, static: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
+    def step(self, x: str, v: dict[str, str | None], t: int,
+             static: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
         """One step: returns (output tensor, new membranes). ``static`` caches time-invariant values."""
         view, vals, new_v = self.view, {}, {}
         for name in view.order:
@@ -228,7 +232,8 @@ class _Emitter:
         if not (view.integer and view.input_scale and view.encoding == "direct"):
             return x
         xd = b.op("Cast", [x], "input_f64", to=TensorProto.DOUBLE)
-        q = b.op("Round", [b.op("Div", [xd, b.const("input_scale", view.input_scale, np.float64)], "input_scaled")], "input_q")
+        q = b.op("Round", [b.op("Div", [xd, b.const("input_scale", view.input_scale, np.float64)], "input_scaled")],
+                 "input_q")
         return b.op("Cast", [q], "input_int", to=TensorProto.FLOAT)
 
 

@@ -32,7 +32,7 @@ def _input_bound(view: GraphView, meta: dict[str, Any]) -> float:
     pre = meta.get("preprocessing") or {}
     mean, std = pre.get("mean"), pre.get("std")
     if mean is not None and std and view.input_scale:
-        top = max(max(abs(0 - m), abs(1 - m)) / s for m, s in zip(mean, std))
+        top = max(max(abs(0 - m), abs(1 - m)) / s for m, s in zip(mean, std, strict=True))
         return float(np.round(top / view.input_scale))
     return float(2 ** (int(meta.get("bits", 8)) - 1) - 1)  # calibrated input step: |x_int| <= 2^(b-1) - 1
 
@@ -87,5 +87,6 @@ def check_integer_range(view: GraphView, timesteps: int) -> None:
 
 def _limit(name: str, what: str, value: float) -> None:
     if value > EXACT_FLOAT32:
-        raise KdsnnError(f"NIR node {name!r}: its {what} can reach {value:.3g} > 2^24, beyond float32's exact integers, "
-                         "so ONNX could not reproduce the integer network; quantize with fewer bits")
+        raise KdsnnError(f"NIR node {name!r}: its {what} can reach {value:.3g} > 2^24, "
+                         "beyond float32's exact integers, so ONNX could not reproduce the integer network; "
+                         "quantize with fewer bits")

@@ -44,7 +44,7 @@ class OnnxModel:
         """``x`` as the float32 array input ``name`` takes; a wrong shape is a :class:`KdsnnError`."""
         a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
         want = list(self.inputs[name])
-        if a.ndim != len(want) or any(isinstance(d, int) and d != s for d, s in zip(want, a.shape)):
+        if a.ndim != len(want) or any(isinstance(d, int) and d != s for d, s in zip(want, a.shape, strict=True)):
             raise KdsnnError(f"input {name!r} has shape {tuple(a.shape)}; the ONNX model expects "
                              f"{tuple(d if isinstance(d, int) else 'B' for d in want)}")
         return np.ascontiguousarray(a, dtype=np.float32)
@@ -70,7 +70,8 @@ def run_onnx(path: str | Path, x: np.ndarray | torch.Tensor, states: dict[str, n
 
 def initial_states(model: OnnxModel, batch: int) -> dict[str, np.ndarray]:
     """Zero membranes (and accumulator) for a step model: the state before the first step."""
-    return {name: np.zeros([batch, *shape[1:]], dtype=np.float32) for name, shape in model.inputs.items() if name != "input"}
+    return {name: np.zeros([batch, *shape[1:]], dtype=np.float32) for name, shape in model.inputs.items()
+            if name != "input"}
 
 
 def run_steps(model: OnnxModel | str | Path, x: np.ndarray | torch.Tensor,
@@ -93,7 +94,8 @@ def run_steps(model: OnnxModel | str | Path, x: np.ndarray | torch.Tensor,
     names = [o.name for o in m.session.get_outputs()]
     outs = []
     for xt in xs:
-        res = dict(zip(names, m.run({"input": xt, **{k: np.asarray(v, dtype=np.float32) for k, v in cur.items()}})))
+        res = dict(zip(names, m.run({"input": xt, **{k: np.asarray(v, dtype=np.float32) for k, v in cur.items()}}),
+                       strict=True))
         outs.append(res["output"])
         cur = {k: res[f"{k}_next"] for k in cur}
     seq_out = np.stack(outs)

@@ -37,7 +37,8 @@ class DistillLoss(nn.Module):
     def distill(self, s: ModelOutput, t: ModelOutput) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, s: ModelOutput, t: ModelOutput | None, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, s: ModelOutput, t: ModelOutput | None,
+                labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         task = self.task(s, labels)
         if not self.needs_teacher:
             return task, {"task": float(task.detach())}
@@ -51,7 +52,7 @@ def match_stages(student_shapes: Shapes, teacher_shapes: Shapes) -> list[tuple[s
     """Pair the deepest stages of each network, in order (the shallower surplus is unused)."""
     s_names, t_names = list(student_shapes), list(teacher_shapes)
     k = min(len(s_names), len(t_names))
-    return list(zip(s_names[len(s_names) - k:], t_names[len(t_names) - k:]))
+    return list(zip(s_names[len(s_names) - k:], t_names[len(t_names) - k:], strict=True))
 
 
 def to_size(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:

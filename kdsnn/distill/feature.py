@@ -59,7 +59,7 @@ class FeatureKD(DistillLoss):
 
     def distill(self, s: ModelOutput, t: ModelOutput) -> torch.Tensor:
         total = s.logits.new_zeros(())
-        for w, (s_name, t_name) in zip(self.weights, self.pairs):
+        for w, (s_name, t_name) in zip(self.weights, self.pairs, strict=True):
             tf = t.features[t_name].detach()
             sf = self.connectors[s_name](s.features[s_name])
             hw = (min(sf.shape[-2], tf.shape[-2]), min(sf.shape[-1], tf.shape[-1]))

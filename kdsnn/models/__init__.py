@@ -29,7 +29,8 @@ def build_model(arch: str, input_shape: tuple[int, int, int], classes: int, *, t
     if arch in TEACHERS:
         return TEACHERS[arch](input_shape, classes)
     if arch not in STUDENTS:
-        raise KdsnnError(f"unknown architecture {arch!r}; teachers: {', '.join(TEACHERS)}; students: {', '.join(STUDENTS)}")
+        raise KdsnnError(f"unknown architecture {arch!r}; teachers: {', '.join(TEACHERS)}; "
+                         f"students: {', '.join(STUDENTS)}")
     if encoding not in ENCODINGS:
         raise KdsnnError(f"unknown encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
     if readout not in READOUTS:

@@ -28,7 +28,8 @@ def unfold(x: torch.Tensor, t: int) -> torch.Tensor:
 class ConvBNIF(nn.Module):
     """conv (no bias) → BN → IF; with a static input (direct encoding) conv and BN run once."""
 
-    def __init__(self, cin: int, cout: int, neuron: IFParams, kernel: int = 3, stride: int = 1, padding: int = 1) -> None:
+    def __init__(self, cin: int, cout: int, neuron: IFParams, kernel: int = 3, stride: int = 1,
+                 padding: int = 1) -> None:
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, kernel, stride, padding, bias=False)
         self.bn = nn.BatchNorm2d(cout)
@@ -91,7 +92,8 @@ class _TiledAvgPool(torch.autograd.Function):
         g = grad / (kh * kw)
         if ctx.channels_last:
             out = torch.empty((n, ho * kh, wo * kw, c), dtype=g.dtype, device=g.device)
-            out.view(n, ho, kh, wo, kw, c).copy_(g.permute(0, 2, 3, 1)[:, :, None, :, None, :].expand(n, ho, kh, wo, kw, c))
+            out.view(n, ho, kh, wo, kw, c).copy_(
+                g.permute(0, 2, 3, 1)[:, :, None, :, None, :].expand(n, ho, kh, wo, kw, c))
             return out.permute(0, 3, 1, 2), None
         out = torch.empty((n, c, ho * kh, wo * kw), dtype=g.dtype, device=g.device)
         out.view(n, c, ho, kh, wo, kw).copy_(g[:, :, :, None, :, None].expand(n, c, ho, kh, wo, kw))

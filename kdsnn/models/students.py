@@ -8,7 +8,7 @@ Choices the papers leave open (documented in docs/models.md):
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 
@@ -23,7 +23,8 @@ VGG_CONFIGS = {
 }
 
 
-def _vgg(cfg: list, input_shape: Shape, classes: int, neuron: IFParams, readout: str) -> tuple[list[nn.Module], dict[str, int]]:
+def _vgg(cfg: list, input_shape: Shape, classes: int, neuron: IFParams,
+         readout: str) -> tuple[list[nn.Module], dict[str, int]]:
     c, h, w = input_shape
     blocks: list[nn.Module] = []
     taps: dict[str, int] = {}
@@ -50,7 +51,7 @@ def _resnet(widths: list[int], blocks_per_stage: int, input_shape: Shape, classe
     blocks: list[nn.Module] = [ConvBNIF(c, widths[0], neuron)]
     taps: dict[str, int] = {}
     cin = widths[0]
-    for s, (width, stride) in enumerate(zip(widths[1:], strides), start=1):
+    for s, (width, stride) in enumerate(zip(widths[1:], strides, strict=True), start=1):
         for b in range(blocks_per_stage):
             st = stride if b == 0 else 1
             blocks.append(SpikingBasicBlock(cin, width, st, neuron))

@@ -110,7 +110,7 @@ class StagedNet(nn.Module):
 
 def _stages(block, widths: list[int], strides: list[int], n: int, cin: int, **kw) -> list[nn.Sequential]:
     stages = []
-    for width, stride in zip(widths, strides):
+    for width, stride in zip(widths, strides, strict=True):
         layers = []
         for b in range(n):
             layers.append(block(cin, width, stride if b == 0 else 1, **kw))
@@ -128,7 +128,8 @@ def wrn(depth: int, widen: int, input_shape: Shape, classes: int, dropout: float
     n = (depth - 4) // 6
     widths = [16 * widen, 32 * widen, 64 * widen]
     stem = nn.Conv2d(input_shape[0], 16, 3, 1, 1, bias=False)
-    return StagedNet(stem, _stages(PreActBlock, widths, [1, 2, 2], n, 16, dropout=dropout), widths[-1], classes, True, False)
+    return StagedNet(stem, _stages(PreActBlock, widths, [1, 2, 2], n, 16, dropout=dropout), widths[-1], classes,
+                     True, False)
 
 
 def preresnet20(input_shape: Shape, classes: int) -> StagedNet:

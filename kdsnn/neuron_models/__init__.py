@@ -8,7 +8,7 @@ is one module here, one line below, and its row in tests/test_neuron_conformance
 """
 from __future__ import annotations
 
-from typing import Callable, Union
+from collections.abc import Callable
 
 import nir
 
@@ -18,7 +18,7 @@ from .integrator_model import IntegratorModel
 from .li_model import LIModel
 from .lif_model import LIFModel
 
-NeuronModel = Union[IFModel, LIFModel, CubaLIFModel, LIModel, IntegratorModel]
+NeuronModel = IFModel | LIFModel | CubaLIFModel | LIModel | IntegratorModel
 MODELS: dict[type, Callable[..., NeuronModel]] = {nir.IF: IFModel.from_nir, nir.LIF: LIFModel.from_nir,
                                                   nir.CubaLIF: CubaLIFModel.from_nir, nir.LI: LIModel.from_nir,
                                                   nir.I: IntegratorModel.from_nir}

@@ -111,6 +111,7 @@ def integer_level_problem(v_leak: np.ndarray, threshold: np.ndarray | None = Non
     a non-integer θ or v_reset (None when it can hold them all)."""
     if np.any(v_leak != 0):
         return "v_leak is not 0"
-    if threshold is not None and not (np.all(threshold == np.round(threshold)) and np.all(v_reset == np.round(v_reset))):
+    if threshold is not None and not (np.all(threshold == np.round(threshold))
+                                      and np.all(v_reset == np.round(v_reset))):
         return "θ or v_reset is not an integer"
     return None

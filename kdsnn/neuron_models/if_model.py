@@ -101,7 +101,8 @@ class IFModel:
 
     def initial_state(self, like: Any) -> Any:
         """``v[0] = 0`` shaped like one step's input."""
-        return torch.zeros_like(like) if isinstance(like, torch.Tensor) else np.zeros_like(np.asarray(like, dtype=np.float64))
+        return (torch.zeros_like(like) if isinstance(like, torch.Tensor)
+                else np.zeros_like(np.asarray(like, dtype=np.float64)))
 
     def charge(self, x: Any, v: Any) -> Any:
         """``h = v + r·dt·x`` (``v + x`` when ``r·dt = 1``)."""
@@ -116,7 +117,8 @@ class IFModel:
             v = torch.where(fired, self._param("v_reset", h), h) if self.reset == "hard" else h - th * s
             return s, v
         s = fired.astype(h.dtype if h.dtype.kind == "f" else np.float64)
-        v = np.where(fired, np.broadcast_to(self._param("v_reset", h), h.shape), h) if self.reset == "hard" else h - th * s
+        v = (np.where(fired, np.broadcast_to(self._param("v_reset", h), h.shape), h) if self.reset == "hard"
+             else h - th * s)
         return s, v
 
     def step(self, x: Any, v: Any) -> tuple[Any, Any]:
@@ -124,7 +126,8 @@ class IFModel:
         return self.fire_reset(self.charge(x, v))
 
     def run(self, x_seq: Any) -> tuple[Any, Any]:
-        """All steps of ``x_seq`` ``[T, ...]`` from rest: (spikes ``[T, ...]``, membranes after each step ``[T, ...]``)."""
+        """All steps of ``x_seq`` ``[T, ...]`` from rest: (spikes ``[T, ...]``, membranes after each step
+        ``[T, ...]``)."""
         v = self.initial_state(x_seq[0])
         spikes, membranes = [], []
         for t in range(x_seq.shape[0]):

@@ -17,7 +17,8 @@ def trained(tmp_path_factory):
     teacher = train(TrainConfig(arch="mnist_cnn", epochs=2, out=str(root / "teacher"), quiet=True), "teacher")
     student = train(TrainConfig(arch="snn_2conv", kd="response", teacher=teacher["checkpoint"], epochs=3,
                                 out=str(root / "student"), quiet=True), "student")
-    resnet = train(TrainConfig(arch="snn_resnet14", kd="none", epochs=1, out=str(root / "resnet"), quiet=True), "student")
+    resnet = train(TrainConfig(arch="snn_resnet14", kd="none", epochs=1, out=str(root / "resnet"), quiet=True),
+                   "student")
     return {"teacher": teacher["checkpoint"], "student": student["checkpoint"], "resnet": resnet["checkpoint"],
             "accuracy": student["accuracy"], "root": root}
 
@@ -144,8 +145,8 @@ def test_bad_inputs_give_one_line(trained, tmp_path, capsys):
 def test_verify_and_report_a_checkpoint_on_your_own_inputs(trained, tmp_path, capsys):
 
     from kdsnn import data
-    from kdsnn.export.student import load_student_graphs
     from kdsnn.export.runtime import GraphSNN
+    from kdsnn.export.student import load_student_graphs
 
     x, y = data.sample_batch("digits", 5, split="train")     # samples the test split does not hold
     np.save(tmp_path / "x.npy", x.numpy())

@@ -23,8 +23,8 @@ from kdsnn.trainer import TrainConfig, train
 def ckpt(tmp_path_factory) -> str:
     """snn_2conv, T = 2, one epoch on digits (about 95 % test accuracy, a few seconds)."""
     out = tmp_path_factory.mktemp("run")
-    result = train(TrainConfig(arch="snn_2conv", kd="none", epochs=1, timesteps=2, batch_size=32, out=str(out), quiet=True),
-                   "student")
+    result = train(TrainConfig(arch="snn_2conv", kd="none", epochs=1, timesteps=2, batch_size=32, out=str(out),
+                               quiet=True), "student")
     return result["checkpoint"]
 
 
@@ -86,16 +86,18 @@ def test_export_formats_and_check(ckpt, tmp_path, capsys, fmt, suffix):
 
 
 def test_export_float_onnx_within_tolerance(ckpt, tmp_path, capsys):
-    code, out, _ = run(capsys, "export", "--checkpoint", ckpt, "--format", "onnx", "--float", "--out", tmp_path / "f.onnx")
+    code, out, _ = run(capsys, "export", "--checkpoint", ckpt, "--format", "onnx", "--float",
+                       "--out", tmp_path / "f.onnx")
     assert code == 0 and "onnxruntime vs PyTorch graph on 8 test inputs" in out
-    code, out, _ = run(capsys, "export", "--checkpoint", ckpt, "--format", "nir", "--float", "--no-check", "--out", tmp_path / "f.nir",
-                       "--json")
+    code, out, _ = run(capsys, "export", "--checkpoint", ckpt, "--format", "nir", "--float", "--no-check",
+                       "--out", tmp_path / "f.nir", "--json")
     assert code == 0 and "check" not in json.loads(out)
     assert not get_meta(nir_io.read(tmp_path / "f.nir"))["quantization"]
 
 
 def test_export_netx_and_inspect(ckpt, tmp_path, capsys):
-    code, out, err = run(capsys, "export", "--checkpoint", ckpt, "--format", "netx", "--no-check", "--out", tmp_path / "m.net")
+    code, out, err = run(capsys, "export", "--checkpoint", ckpt, "--format", "netx", "--no-check",
+                         "--out", tmp_path / "m.net")
     assert code == 0 and err == "" and "wrote" in out
     code, out, err = run(capsys, "inspect", tmp_path / "m.net", "--json")
     assert code == 0 and json.loads(out)["format"] == "netx"
@@ -105,7 +107,8 @@ def test_export_netx_and_inspect(ckpt, tmp_path, capsys):
 def teacher_ckpt(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("teacher") / "checkpoint.pt"
     model = build_model("mnist_cnn", (1, 8, 8), 10)
-    checkpoint.save(path, {"kind": "teacher", "model_spec": {"arch": "mnist_cnn", "input_shape": [1, 8, 8], "classes": 10},
+    checkpoint.save(path, {"kind": "teacher",
+                           "model_spec": {"arch": "mnist_cnn", "input_shape": [1, 8, 8], "classes": 10},
                            "dataset": "digits", "preprocessing": data.spec("digits").preprocessing(),
                            "model": model.state_dict()})
     return str(path)
@@ -119,10 +122,13 @@ def _one_line_error(code: int, out: str, err: str, *words: str) -> None:
 
 
 def test_bad_input(ckpt, teacher_ckpt, tmp_path, capsys):
-    _one_line_error(*run(capsys, "export", "--checkpoint", tmp_path / "none.pt", "--out", tmp_path / "x.nir"), "does not exist")
-    _one_line_error(*run(capsys, "export", "--checkpoint", teacher_ckpt, "--format", "onnx", "--out", tmp_path / "t.onnx"),
+    _one_line_error(*run(capsys, "export", "--checkpoint", tmp_path / "none.pt", "--out", tmp_path / "x.nir"),
+                    "does not exist")
+    _one_line_error(*run(capsys, "export", "--checkpoint", teacher_ckpt, "--format", "onnx",
+                         "--out", tmp_path / "t.onnx"),
                     "only student SNNs")
-    _one_line_error(*run(capsys, "quantize", "--checkpoint", teacher_ckpt, "--out", tmp_path / "t.nir"), "only student SNNs")
+    _one_line_error(*run(capsys, "quantize", "--checkpoint", teacher_ckpt, "--out", tmp_path / "t.nir"),
+                    "only student SNNs")
     _one_line_error(*run(capsys, "export", "--checkpoint", ckpt, "--format", "tflite", "--out", tmp_path / "x"),
                     "unknown --format 'tflite'")
     _one_line_error(*run(capsys, "export", "--checkpoint", ckpt, "--out", tmp_path / "x.nir", "--bits", "1"), "--bits")

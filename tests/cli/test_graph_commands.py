@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from tests.helpers import FIXTURES
 from kdsnn.cli import main
+from tests.helpers import FIXTURES
 
 PEERS = FIXTURES / "peers"
 
@@ -24,7 +24,8 @@ def test_inspect_shows_the_reading(capsys) -> None:
     assert rc == 0
     assert "r·dt 1e+04" in out and "meant --dt 0.0001" in out and "T is not recorded" in out
     assert "IF reset: to v_reset (the file was written by nir 1.0.8" in out
-    rc, out, _ = _cli(capsys, "inspect", PEERS / "sinabs_mlp_iaf_zero.nir", "--legacy-if-reset", "zero", "--timesteps", 4)
+    rc, out, _ = _cli(capsys, "inspect", PEERS / "sinabs_mlp_iaf_zero.nir", "--legacy-if-reset", "zero",
+                      "--timesteps", 4)
     assert "IF reset: to v_reset (--legacy-if-reset zero" in out and "T = 4 (given)" in out
     assert "reference  yes" in out
     rc, out, _ = _cli(capsys, "inspect", PEERS / "sinabs_mlp_iaf_subtract.nir")
@@ -117,10 +118,11 @@ def test_report_a_foreign_file(capsys, tmp_path) -> None:
     assert rc == 0, err
     rep = json.loads((tmp_path / "leaky" / "report.json").read_text())
     assert rep["counted_by"] == "reference simulator" and rep["per_inference"]["synops"] > 0
+    import torch
+
     from kdsnn.deploy.synops import count_run
     from kdsnn.export import nir_io
     from kdsnn.export.runtime import GraphSNN
-    import torch
     graph = nir_io.read(PEERS / "snntorch_conv_beta09_zero.nir", dt=1e-4)
     again = count_run(graph, GraphSNN(graph, timesteps=4).run(torch.from_numpy(z["input"][0])))
     assert rep["per_inference"]["synops"] == again.per_sample()["synops"]

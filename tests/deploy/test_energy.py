@@ -85,13 +85,15 @@ def test_user_profiles_toml_and_json(tmp_path):
     r = energy_report(STATS, {"teacher": 1000}, str(toml))
     assert r["snn"]["total_joules"] == pytest.approx(1e6 * 2e-12 + 2e4 * 5e-12 + 5e4 * 1e-12)
     js = tmp_path / "chip2.json"
-    write_text(js, json.dumps({"ops": {k: {"joules": 1e-12, "source": "s"} for k in ("synop", "mac", "neuron_update")}}))
+    write_text(js, json.dumps({"ops": {k: {"joules": 1e-12, "source": "s"}
+                                       for k in ("synop", "mac", "neuron_update")}}))
     assert load_profile(js).name == "chip2"
 
 
 @pytest.mark.parametrize("content, message", [
     ("[ops.synop\njoules = 1", "not valid TOML"),
-    ('[ops.synop]\njoules = 1e-12\n[ops.mac]\njoules = 1e-12\nsource = "x"\n[ops.neuron_update]\njoules = 0\nsource = "x"',
+    ('[ops.synop]\njoules = 1e-12\n[ops.mac]\njoules = 1e-12\nsource = "x"\n'
+     '[ops.neuron_update]\njoules = 0\nsource = "x"',
      "exactly 'joules' and 'source'"),
     ('[ops.synop]\njoules = -1.0\nsource = "x"', "finite number"),
     ('[ops.synapse]\njoules = 1.0\nsource = "x"', "unknown operation"),
@@ -151,7 +153,8 @@ def test_a_profile_without_decay_refuses_leaky_counts(tmp_path):
 
 
 def _leaky_mix(readout: str = "LI"):
-    """fc → LIF(5; τ = 8, 8, ∞, 1, 2) → fc → CubaLIF(3; τ_syn = 1, 2, 2; τ_mem = 4) → fc → IF(3) → fc → LI(2) or I(2)."""
+    """fc → LIF(5; τ = 8, 8, ∞, 1, 2) → fc → CubaLIF(3; τ_syn = 1, 2, 2; τ_mem = 4) → fc → IF(3) → fc
+    → LI(2) or I(2)."""
     import nir
     import numpy as np
 
@@ -171,7 +174,7 @@ def _leaky_mix(readout: str = "LI"):
              nir.I(r=np.ones(2)),
              "output": nir.Output(output_type={"output": np.array([2])})}
     chain = list(nodes)
-    g = nir.NIRGraph(nodes=nodes, edges=list(zip(chain[:-1], chain[1:])), type_check=False)
+    g = nir.NIRGraph(nodes=nodes, edges=list(zip(chain[:-1], chain[1:], strict=True)), type_check=False)
     set_meta(g, {"producer": "kdsnn", "timesteps": 4, "encoding": "direct", "integer": False, "readout": "membrane"})
     return g
 

@@ -8,14 +8,14 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from tests.helpers import calibrated_student
-from tests.student_synops_oracle import count_student
 from kdsnn.deploy import synops
 from kdsnn.errors import KdsnnError
 from kdsnn.export.graph import student_to_graph
 from kdsnn.export.graph_view import conv_pads
 from kdsnn.export.runtime import GraphSNN
 from kdsnn.models import build_model
+from tests.helpers import calibrated_student
+from tests.student_synops_oracle import count_student
 
 
 def test_conv_fanout_maps_by_hand():
@@ -57,7 +57,7 @@ def _pool_dense_graph() -> nir.NIRGraph:
              "fc": nir.Affine(weight=np.ones((10, 4)), bias=np.zeros(10)),
              "output": nir.Output(output_type={"output": np.array([10])})}
     chain = ["input", "skip", "if", "pool", "flat", "fc", "output"]
-    return nir.NIRGraph(nodes=nodes, edges=list(zip(chain[:-1], chain[1:])), type_check=False)
+    return nir.NIRGraph(nodes=nodes, edges=list(zip(chain[:-1], chain[1:], strict=True)), type_check=False)
 
 
 def test_graph_fanouts_compose_pooling_with_the_dense_layer():
@@ -86,7 +86,8 @@ def test_count_graph_analog_first_layer_by_hand():
     g = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([1, 3, 3])}),
                             "conv": nir.Conv2d(input_shape=(3, 3), weight=w, stride=1, padding=1, dilation=1,
                                                groups=1, bias=np.zeros(2)),
-                            "if": nir.IF(r=np.ones((2, 3, 3)), v_threshold=np.ones((2, 3, 3)), v_reset=np.zeros((2, 3, 3))),
+                            "if": nir.IF(r=np.ones((2, 3, 3)), v_threshold=np.ones((2, 3, 3)),
+                                         v_reset=np.zeros((2, 3, 3))),
                             "output": nir.Output(output_type={"output": np.array([2, 3, 3])})},
                      edges=[("input", "conv"), ("conv", "if"), ("if", "output")], type_check=False)
     x = torch.zeros(3, 2, 1, 3, 3)  # T = 3, B = 2
@@ -121,7 +122,8 @@ def test_count_student_matches_graph_count_on_the_same_spikes(digits_batch):
     # by hand: an if1 spike at (c, y, x) of the 8×8 map reaches, through the 2×2 pool, the 128 channels
     # at the 4×4 positions covered by a 3×3/pad-1 window around (y//2, x//2).
     spikes = []
-    hooks = [m.neuron.register_forward_hook(lambda _m, _i, o: spikes.append(o)) for m in (student.blocks[0], student.blocks[2])]
+    hooks = [m.neuron.register_forward_hook(lambda _m, _i, o: spikes.append(o))
+             for m in (student.blocks[0], student.blocks[2])]
     with torch.no_grad():
         student(x)
     for h in hooks:
@@ -131,8 +133,8 @@ def test_count_student_matches_graph_count_on_the_same_spikes(digits_batch):
     fan8 = fan4.repeat_interleave(2, 0).repeat_interleave(2, 1)
     assert c.synops["blocks.2.conv"] == int((spikes[0].double() * fan8).sum())
     assert c.synops["blocks.5.fc"] == int(spikes[1].double().sum()) * 10  # each pooled spike reaches 10 outputs
-    assert c.macs_effective["blocks.0.conv"] == 4 * 64 * int(((x != 0).double()[:, 0] *
-                                                             synops.conv_fanout((8, 8), (8, 8), (3, 3), (1, 1), (1, 1))).sum())
+    assert c.macs_effective["blocks.0.conv"] == 4 * 64 * int(
+        ((x != 0).double()[:, 0] * synops.conv_fanout((8, 8), (8, 8), (3, 3), (1, 1), (1, 1))).sum())
     g = student_to_graph(student)
     assert synops.ann_macs(student, x) == synops.graph_ann_macs(g)
     with pytest.raises(KdsnnError, match="student SNN"):

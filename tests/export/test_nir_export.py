@@ -25,7 +25,6 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import calibrated_student
 from kdsnn import data
 from kdsnn.errors import KdsnnError
 from kdsnn.export import nir_io
@@ -34,17 +33,18 @@ from kdsnn.export.quantize import quantize_graph
 from kdsnn.export.runtime import GraphSNN
 from kdsnn.models import STUDENTS, build_model
 from kdsnn.neurons import IFNeuron
+from tests.helpers import calibrated_student
 
 PRE = data.spec("digits").preprocessing()
 RESIDUAL = ["snn_wrn16_2", "snn_resnet14", "snn_resnet18"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def student(arch: str, readout: str = "membrane") -> torch.nn.Module:
     return calibrated_student(arch, readout=readout)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def graphs(arch: str, readout: str = "membrane") -> tuple[nir.NIRGraph, nir.NIRGraph]:
     """(float graph, integer 8-bit graph) of the calibrated student."""
     g = student_to_graph(student(arch, readout), PRE)
@@ -79,7 +79,7 @@ def test_bn_folding_keeps_every_spike(arch, x):
     run = GraphSNN(g).run(x)
     names = if_nodes(g)  # the exporter names IF populations in the order the student's neurons run
     assert len(names) == len(spikes)
-    for name, s in zip(names, spikes):
+    for name, s in zip(names, spikes, strict=True):
         assert torch.equal(run.outputs[name], s), name
     assert 0.05 < float(spikes[-1].mean()) < 0.5  # the last hidden layer really spikes
     assert not any(isinstance(n, nir.IF) for n in [g.nodes[p] for p, d in g.edges if d == "output"])  # membrane readout
@@ -300,7 +300,8 @@ def test_norse_neurons_on_residual_graphs(arch, readout, x):
     from norse.torch.utils.import_nir import _import_norse_module
 
     node_map = {t: _import_norse_module for t in (nir.Conv2d, nir.Affine, nir.Flatten, nir.IF, nir.SumPool2d)}
-    node_map.update({nir.Scale: _Scale, nir.Input: lambda n: torch.nn.Identity(), nir.Output: lambda n: torch.nn.Identity()})
+    node_map.update({nir.Scale: _Scale, nir.Input: lambda n: torch.nn.Identity(),
+                     nir.Output: lambda n: torch.nn.Identity()})
     for g in graphs(arch, readout):
         snn = GraphSNN(g)
         ref = snn.run(x)

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import FIXTURES
 from kdsnn.errors import KdsnnError
 from kdsnn.export import nir_io
 from kdsnn.export.graph_view import GraphView
 from kdsnn.export.runtime import GraphSNN
+from tests.helpers import FIXTURES
 
 PEERS = FIXTURES / "peers"
 

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
-from tests.helpers import REPO
 from kdsnn.cli import main
+from tests.helpers import REPO
 
 CONFIGS = REPO / "configs"
 

@@ -15,7 +15,8 @@ from kdsnn.models.output import ModelOutput
 
 
 def out(logits, **features):
-    return ModelOutput(torch.tensor(logits, dtype=torch.float32), {k: torch.tensor(v, dtype=torch.float32) for k, v in features.items()})
+    return ModelOutput(torch.tensor(logits, dtype=torch.float32),
+                       {k: torch.tensor(v, dtype=torch.float32) for k, v in features.items()})
 
 
 def test_response_kl_by_hand():
@@ -46,7 +47,8 @@ def test_partial_l2_by_hand():
 
 def test_gaussian_margin_against_scipy():
     torch.manual_seed(0)
-    t = torch.randn(64, 2, 3, 3) * torch.tensor([1.0, 0.5]).view(1, 2, 1, 1) + torch.tensor([0.3, -0.2]).view(1, 2, 1, 1)
+    t = (torch.randn(64, 2, 3, 3) * torch.tensor([1.0, 0.5]).view(1, 2, 1, 1)
+         + torch.tensor([0.3, -0.2]).view(1, 2, 1, 1))
     m = gaussian_margin(t).flatten()
     for c in range(2):
         x = t[:, c].flatten().double()

@@ -31,7 +31,7 @@ def test_short_distillation_beats_chance(teacher, tmp_path, capsys):
     assert result["accuracy"] > 0.85  # chance is 0.10
     assert Path(result["checkpoint"]).exists()
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(l)["epoch"] for l in lines] == [1, 2, 3, 4, 5]
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4, 5]
     model, ckpt = checkpoint.load_model(result["checkpoint"])
     assert ckpt["model_spec"]["timesteps"] == 4 and ckpt["model_spec"]["neuron"]["reset"] == "hard"
 
@@ -75,7 +75,8 @@ def test_resume_gives_the_same_weights(tmp_path):
 def test_config_file_with_flag_override(tmp_path, capsys):
     cfg = tmp_path / "run.toml"
     cfg.write_text('arch = "snn_2conv"\nepochs = 5\n[distill]\nkd = "none"\ntimesteps = 2\nbatch-size = 128\n')
-    assert main(["distill", "--config", str(cfg), "--epochs", "1", "--out", str(tmp_path / "r"), "--quiet", "--json"]) == 0
+    assert main(["distill", "--config", str(cfg), "--epochs", "1", "--out", str(tmp_path / "r"),
+                 "--quiet", "--json"]) == 0
     ckpt = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)
     assert ckpt["epochs"] == 1 and ckpt["model_spec"]["timesteps"] == 2 and ckpt["config"]["batch_size"] == 128
     bad = tmp_path / "bad.toml"
@@ -89,9 +90,10 @@ def test_ddp_two_processes_on_cpu(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "kdsnn", "distill",
                            "--arch", "snn_2conv", "--kd", "none", "--epochs", "2", "--device", "cpu",
-                           "--out", str(tmp_path), "--quiet", "--json"], capture_output=True, text=True, env=env, timeout=300)
+                           "--out", str(tmp_path), "--quiet", "--json"],
+                          capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    results = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
+    results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert len(results) == 1  # rank 0 reports for the run
     assert results[0]["world_size"] == 2 and results[0]["replicas_identical"] is True
     assert results[0]["accuracy"] > 0.5

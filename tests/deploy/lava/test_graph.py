@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import assert_same_run, calibrated_student
 from kdsnn import data
 from kdsnn.deploy.lava.backend import lava_available, lava_route, lava_supports, run_lava
 from kdsnn.deploy.lava.plan import lava_graph_plan, relay_name
@@ -26,6 +25,7 @@ from kdsnn.export.graph import get_meta, set_meta, student_to_graph
 from kdsnn.export.graph_view import GraphView
 from kdsnn.export.quantize import quantize_graph
 from kdsnn.models import STUDENTS, build_model
+from tests.helpers import assert_same_run, calibrated_student
 
 LAVA_OK, LAVA_WHY = lava_available()
 needs_lava = pytest.mark.skipif(not LAVA_OK, reason=f"Lava not importable: {LAVA_WHY}")

@@ -22,17 +22,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.helpers import assert_same_run, calibrated_student
 from kdsnn import data
 from kdsnn.deploy.lava import backend as lava_backend
 from kdsnn.deploy.lava.backend import lava_available, run_lava
 from kdsnn.errors import KdsnnError
 from kdsnn.export.graph import get_meta, set_meta, student_to_graph
-from kdsnn.export.netx import (compose_sumpool_conv, compose_sumpool_dense, describe, export_netx, netx_plan,
-                                      read_info)
+from kdsnn.export.netx import compose_sumpool_conv, compose_sumpool_dense, describe, export_netx, netx_plan, read_info
 from kdsnn.export.nir_io import write as write_nir
 from kdsnn.export.quantize import quantize_graph
 from kdsnn.models import build_model
+from tests.helpers import assert_same_run, calibrated_student
 
 LAVA_OK, LAVA_WHY = lava_available()
 
@@ -117,7 +116,8 @@ def test_netx_builds_the_exported_layers(graphs, tmp_path):
     assert [tuple(int(v) for v in layer.out.shape) for layer in net.layers] == [(4, 4, 128), (10,)]
     assert tuple(int(v) for v in net.inp.shape) == (8, 8, 64)
     with h5py.File(path, "r") as f:
-        assert [f["layer"][k]["type"][0].decode() for k in ("0", "1", "2", "3")] == ["input", "conv", "flatten", "dense"]
+        assert ([f["layer"][k]["type"][0].decode() for k in ("0", "1", "2", "3")]
+                == ["input", "conv", "flatten", "dense"])
         conv, dense = f["layer/1"], f["layer/3"]
         np.testing.assert_array_equal(conv["weight"][()][:, :, ::2, ::2], graph.nodes["conv2"].weight)
         np.testing.assert_array_equal(conv["bias"][()], graph.nodes["conv2"].bias)

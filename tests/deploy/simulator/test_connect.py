@@ -45,24 +45,26 @@ def _conv_net(rng, integer: bool, hw=(7, 6), cin=4, cout=6, k=(3, 3), stride=1, 
     ph, pw = h, w
     if pool is not None:
         kk, ss = pool
-        nodes["pool"] = nir.SumPool2d(kernel_size=np.array([kk, kk]), stride=np.array([ss, ss]), padding=np.array([0, 0]))
+        nodes["pool"] = nir.SumPool2d(kernel_size=np.array([kk, kk]), stride=np.array([ss, ss]),
+                                      padding=np.array([0, 0]))
         chain.append("pool")
         ph, pw = (h - kk) // ss + 1, (w - kk) // ss + 1
     if head == "conv":
         wt = _weights(rng, (cout, cin // groups, *k), integer)
         nodes["syn"] = nir.Conv2d(input_shape=(ph, pw), weight=wt, stride=stride, padding=pad, dilation=dil,
                                   groups=groups, bias=_weights(rng, cout, integer))
-        out = torch.nn.functional.conv2d(torch.zeros(1, cin, ph, pw, dtype=torch.float64), torch.from_numpy(wt), None, stride, pad, dil,
-                                         groups).shape[1:]
+        out = torch.nn.functional.conv2d(torch.zeros(1, cin, ph, pw, dtype=torch.float64), torch.from_numpy(wt), None,
+                                         stride, pad, dil, groups).shape[1:]
     else:
         nodes["flat"] = nir.Flatten(input_type={"input": np.array([cin, ph, pw])}, start_dim=0, end_dim=-1)
         chain.append("flat")
-        nodes["syn"] = nir.Affine(weight=_weights(rng, (cout, cin * ph * pw), integer), bias=_weights(rng, cout, integer))
+        nodes["syn"] = nir.Affine(weight=_weights(rng, (cout, cin * ph * pw), integer),
+                                  bias=_weights(rng, cout, integer))
         out = (cout,)
     nodes["if2"] = _if(tuple(out), 2.0)
     nodes["output"] = nir.Output(output_type={"output": np.array(out)})
     chain += ["syn", "if2", "output"]
-    return _graph(nodes, list(zip(chain[:-1], chain[1:])), integer)
+    return _graph(nodes, list(zip(chain[:-1], chain[1:], strict=True)), integer)
 
 
 def _spikes(g: nir.NIRGraph, t: int = 3, b: int = 2, rate: float = 0.4, seed: int = 0) -> torch.Tensor:
@@ -81,7 +83,7 @@ def _assert_same_run(a, b) -> None:
 def _assert_same_connectivity(g: nir.NIRGraph) -> tuple[Plan, Plan]:
     kernel, sparse = Plan(g), Plan(g, connectivity="sparse")
     assert [c.name for c in kernel.connections] == [c.name for c in sparse.connections]
-    for k, s in zip(kernel.connections, sparse.connections):
+    for k, s in zip(kernel.connections, sparse.connections, strict=True):
         assert type(k).__name__ == "KernelConnection", k.name  # the kernel form covers these graphs
         a, b = k.weights(), s.weights()
         assert a.shape == b.shape and k.synapses == s.synapses == a.nnz, k.name
@@ -113,8 +115,9 @@ def test_conv_geometries_match_the_sparse_oracle(geom, integer):
 
 
 @pytest.mark.parametrize("integer", [True, False])
-@pytest.mark.parametrize("pool,head,hw", [((2, 2), "conv", (8, 7)), ((4, 4), "conv", (9, 10)), ((2, 2), "dense", (5, 5)),
-                                          ((4, 4), "dense", (9, 8)), ((2, 3), "conv", (8, 8))])
+@pytest.mark.parametrize("pool,head,hw", [((2, 2), "conv", (8, 7)), ((4, 4), "conv", (9, 10)),
+                                          ((2, 2), "dense", (5, 5)), ((4, 4), "dense", (9, 8)),
+                                          ((2, 3), "conv", (8, 8))])
 def test_pools_compose_by_coordinates(pool, head, hw, integer):
     g = _conv_net(np.random.default_rng(1), integer, hw=hw, pool=pool, head=head)
     kernel, sparse = _assert_same_connectivity(g)
@@ -239,8 +242,8 @@ def test_soft_reset_graph_runs_the_general_path_as_the_model_steps():
 def test_every_student_kernel_plan_equals_the_sparse_oracle(arch):
     # Digits-sized students (the shapes the other tests run): float and integer graphs, direct analog input;
     # the kernel plan's connectivity and runs (fast and general paths) equal the explicit sparse plan's.
-    from tests.helpers import calibrated_student
     from kdsnn import data
+    from tests.helpers import calibrated_student
 
     g = student_to_graph(calibrated_student(arch), data.spec("digits").preprocessing())
     x = data.sample_batch("digits", 3)[0]

@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import ALL_STUDENTS, calibrated_student
-from tests.student_synops_oracle import count_student
 from kdsnn import data
 from kdsnn.deploy import synops
 from kdsnn.deploy.simulator import Plan, conv_matrix, pool_matrix, simulate
@@ -17,6 +15,8 @@ from kdsnn.errors import KdsnnError
 from kdsnn.export.graph import get_meta, set_meta, student_to_graph
 from kdsnn.export.quantize import quantize_graph
 from kdsnn.export.runtime import GraphSNN
+from tests.helpers import ALL_STUDENTS, calibrated_student
+from tests.student_synops_oracle import count_student
 
 
 def _if(shape, theta) -> nir.IF:
@@ -160,7 +160,7 @@ def test_overlapping_pool_counts_distinct_targets():
         chain = ["input", "skip", "if", "pool"] + (["flat"] if flat else []) + ["syn", "output"]
         if not flat:
             del nodes["flat"]
-        return _graph(nodes, list(zip(chain[:-1], chain[1:])))
+        return _graph(nodes, list(zip(chain[:-1], chain[1:], strict=True)))
 
     x = torch.zeros(1, 1, 1, 3, 3)
     x[0, 0, 0, 1, 1] = x[0, 0, 0, 0, 0] = 1
@@ -200,7 +200,7 @@ def test_two_synaptic_layers_in_series_count_structure_despite_cancellation():
     assert conn.fanout.tolist() == [2, 2]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _build(arch: str, readout: str):
     student = calibrated_student(arch, readout=readout)
     g = student_to_graph(student, data.spec("digits").preprocessing())
@@ -215,7 +215,8 @@ def _student_spikes(student, x) -> list[torch.Tensor]:
     """The student's IF outputs in module order (= the order student_to_graph creates IF nodes)."""
     from kdsnn.neurons import IFNeuron
     out: list[torch.Tensor] = []
-    hooks = [m.register_forward_hook(lambda _m, _i, o: out.append(o)) for m in student.modules() if isinstance(m, IFNeuron)]
+    hooks = [m.register_forward_hook(lambda _m, _i, o: out.append(o)) for m in student.modules()
+             if isinstance(m, IFNeuron)]
     with torch.no_grad():
         student(x)
     for h in hooks:
@@ -257,7 +258,7 @@ def test_every_student_integer_bit_exact_and_synops_match_pytorch_count(arch, ba
     torch.testing.assert_close(rf.logits.float(), reff.logits, atol=1e-3, rtol=1e-3)
     # the student model itself: its own spike maps counted by module walk and by graph walk agree
     cs = count_student(student, batch4)
-    cg = synops.count_graph(g, dict(zip(ifs, _student_spikes(student, batch4))), seq)
+    cg = synops.count_graph(g, dict(zip(ifs, _student_spikes(student, batch4), strict=True)), seq)
     assert list(cs.synops.values()) == list(cg.synops.values())
     assert (cs.total_macs_effective, cs.total_macs_dense) == (cg.total_macs_effective, cg.total_macs_dense)
     # dense MACs of the student as an ANN: hooks on the model = the graph's synaptic layers once
@@ -409,7 +410,7 @@ def test_direct_encoded_integer_graphs_take_the_fast_path(arch, batch4, monkeypa
     monkeypatch.setattr(simulator, "_simulate_general", lambda *a, **k: pytest.fail("general path taken"))
     fast = simulate(q, batch4)
     _assert_same_run(fast, general)
-    first = next(l for l in fast.layers.values() if l.analog)
+    first = next(lay for lay in fast.layers.values() if lay.analog)
     assert first.macs_effective > 0 and first.macs_dense >= first.macs_effective and first.synops == 0
     monkeypatch.undo()
     assert Plan(f).fast is None  # float weights: general path

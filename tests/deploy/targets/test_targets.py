@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from kdsnn.cli import main
-from kdsnn.errors import KdsnnError
-from kdsnn.export.graph import set_meta
 from kdsnn.deploy.targets.mapping import graph_view, map_graph, place, target_compatibility
 from kdsnn.deploy.targets.rules import common_rules, speck_memory
 from kdsnn.deploy.targets.spec import builtin_targets, load_target
+from kdsnn.errors import KdsnnError
+from kdsnn.export.graph import set_meta
 
 INT_META = {"integer": True, "timesteps": 2, "encoding": "bernoulli", "reset": "hard", "readout": "spike"}
 
@@ -49,7 +49,8 @@ def _graph(input_shape, chain: list[tuple[str, nir.NIRNode]], meta=None, extra_e
         edges.append((prev, name))
         prev = name
     last = nodes[prev]
-    out = np.shape(last.v_threshold) if isinstance(last, nir.IF) else np.shape(getattr(last, "weight", np.ones((1, 1))))[:1]
+    out = (np.shape(last.v_threshold) if isinstance(last, nir.IF)
+           else np.shape(getattr(last, "weight", np.ones((1, 1))))[:1])
     nodes["output"] = nir.Output(output_type={"output": np.array(out)})
     edges.append((prev, "output"))
     g = nir.NIRGraph(nodes=nodes, edges=edges + list(extra_edges), type_check=False)
@@ -99,7 +100,8 @@ def test_builtin_targets_load_and_every_entry_has_a_source():
     ('name="x"\nkind="spiky"', "'kind' must be one of"),
     ('name="x"\nkind="cores"\n[limits.neurons_per_core]\nvalue = 3', "must be a table with 'source'"),
     ('name="x"\nkind="cores"\n[limits.neurons_per_core]\nsource = "?"', "mark it 'published = false'"),
-    ('name="x"\nkind="cores"\n[limits.neuron_per_core]\nvalue = 3\nsource = "?"', "unknown key(s) limits.neuron_per_core"),
+    ('name="x"\nkind="cores"\n[limits.neuron_per_core]\nvalue = 3\nsource = "?"',
+     "unknown key(s) limits.neuron_per_core"),
     ('name="x"\nkind="cores"\n[limits.neurons_per_core]\nvalue = "many"\nsource = "?"', "must be a integer"),
     ('name="x"\nkind="cores"\n[time.cycles_per_synop]\nvalue = 3\nsource = "?"', "needs time.clock_hz"),
     ('name = [', "not valid TOML"),
@@ -195,7 +197,8 @@ def test_shared_rules_name_the_node():
                     meta={**INT_META, "encoding": "direct"})
     assert ("input", "analog_input") in _rules(direct, "speck")
     assert ("graph", "integer") in _rules(_graph((6,), [("fc1", nir.Affine(weight=np.ones((3, 6)), bias=np.zeros(3))),
-                                                        ("if1", _if(3))], meta={**INT_META, "integer": False}), "loihi2")
+                                                        ("if1", _if(3))],
+                                                 meta={**INT_META, "integer": False}), "loihi2")
     heavy = _graph((6,), [("fc1", nir.Affine(weight=np.full((3, 6), 200.0), bias=np.full(3, 10000.0))),
                           ("if1", _if(3, 40000))])
     assert {("fc1", "weight_range"), ("if1", "threshold_range")} <= _rules(heavy, "speck")  # 200 > 127; 40000 > 32767
@@ -204,8 +207,9 @@ def test_shared_rules_name_the_node():
                   meta={**INT_META, "reset": "soft"})
     assert ("if1", "reset") in _rules(soft, "loihi2")
     assert ("if1", "reset") in _rules(net, "xylo")  # Xylo resets by subtraction only
-    view = SimpleNamespace(populations=["lif1"], nodes={"lif1": nir.LIF(tau=np.ones(2), r=np.ones(2), v_leak=np.zeros(2),
-                                                                           v_threshold=np.ones(2))},
+    view = SimpleNamespace(populations=["lif1"],
+                           nodes={"lif1": nir.LIF(tau=np.ones(2), r=np.ones(2), v_leak=np.zeros(2),
+                                                  v_threshold=np.ones(2))},
                            meta={"integer": True, "encoding": "bernoulli"}, integer=True, order=["lif1"], input="input")
     assert ("lif1", "neuron_model") in {(v.node, v.rule) for v in common_rules(view, load_target("speck"))}
     over = common_rules(graph_view(net), load_target("speck"), max_membrane={"if1": 40000.0})
@@ -241,14 +245,16 @@ def test_speck_rules_name_the_node():
              **{f"n{i}": _if(2) for i in range(3)}, "sum": nir.Affine(weight=np.ones((1, 2)), bias=np.zeros(1)),
              "skip": nir.Affine(weight=np.ones((1, 2)), bias=np.zeros(1)), "last": _if(1),
              "output": nir.Output(output_type={"output": np.array([1])})}
-    edges = [("input", "fa"), ("fa", "src"), *[("src", f"f{i}") for i in range(3)], *[(f"f{i}", f"n{i}") for i in range(3)],
+    edges = [("input", "fa"), ("fa", "src"), *[("src", f"f{i}") for i in range(3)],
+             *[(f"f{i}", f"n{i}") for i in range(3)],
              ("n0", "sum"), ("n1", "skip"), ("sum", "last"), ("skip", "last"), ("last", "output")]
     g = nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
     set_meta(g, INT_META)
     got = _rules(g, "speck")
     assert ("src", "fan_out") in got and ("last", "residual") in got  # src feeds 3 layers; last sums 2 inputs
-    deep = _graph((4,), [x for i in range(10) for x in ((f"fc{i}", nir.Affine(weight=np.ones((4, 4)), bias=np.zeros(4))),
-                                                          (f"if{i}", _if(4)))])
+    deep = _graph((4,), [x for i in range(10)
+                         for x in ((f"fc{i}", nir.Affine(weight=np.ones((4, 4)), bias=np.zeros(4))),
+                                   (f"if{i}", _if(4)))])
     assert ("graph", "layers") in _rules(deep, "speck")  # 10 layers > 9
 
 
@@ -266,7 +272,8 @@ def test_xylo_rules_name_the_node():
                           ("fc2", nir.Affine(weight=np.ones((9, 1001)), bias=np.zeros(9))), ("if2", _if(9))],
                   meta={**INT_META, "reset": "soft"})
     got = _rules(wide, "xylo")
-    assert {("input", "input_channels"), ("if1", "hidden_neurons"), ("if2", "output_neurons")} <= got  # 20>16, 1001>1000, 9>8
+    # 20 > 16, 1001 > 1000, 9 > 8
+    assert {("input", "input_channels"), ("if1", "hidden_neurons"), ("if2", "output_neurons")} <= got
     assert not any(rule == "reset" for _, rule in got)  # soft reset is Xylo's
     single = _graph((4,), [("fc1", nir.Affine(weight=np.ones((2, 4)), bias=np.zeros(2))), ("if1", _if(2))],
                     meta={**INT_META, "reset": "soft"})
@@ -276,7 +283,8 @@ def test_xylo_rules_name_the_node():
 def test_loihi_fan_out_axons_split_the_source_and_name_it(tmp_path):
     def with_fan_out(limit):
         return _target(tmp_path, LOIHI_SMALL.replace("[limits.fan_out_axons_per_core]\nvalue = 100",
-                                                     f"[limits.fan_out_axons_per_core]\nvalue = {limit}"), f"fo{limit}.toml")
+                                                     f"[limits.fan_out_axons_per_core]\nvalue = {limit}"),
+                       f"fo{limit}.toml")
 
     # if2 is placed first (2 cores); every if1 neuron then reaches 2 cores, so at most 5 axons per core allows
     # 2 neurons (2·2 = 4; a 3rd makes 6 > 5), tighter than the memory's 3: if1 splits into 5 cores of 2
@@ -308,7 +316,8 @@ def test_energy_and_latency_of_a_small_run_by_hand(tmp_path):
     Messages: host 3 input spikes × 2 cores = 6; core 0: 2 spikes × 1 core = 2; core 1: 1.
     """
     g = _graph((2,), [("fc1", nir.Affine(weight=np.array([[2.0, 1.0], [1.0, 0.0]]), bias=np.zeros(2))), ("if1", _if(2)),
-                      ("fc2", nir.Affine(weight=np.array([[1.0, 1.0]]), bias=np.zeros(1)))], meta={**INT_META, "readout": "membrane"})
+                      ("fc2", nir.Affine(weight=np.array([[1.0, 1.0]]), bias=np.zeros(1)))],
+               meta={**INT_META, "readout": "membrane"})
     x = torch.tensor([[[1.0, 0.0]], [[1.0, 1.0]]])  # [T, B, n]
     r = map_graph(g, _target(tmp_path, TIMED), x=x)
     cores = r["placement"]["cores"]
@@ -318,7 +327,8 @@ def test_energy_and_latency_of_a_small_run_by_hand(tmp_path):
     assert [c["per_step"]["messages"] * 2 for c in cores] == [2, 1, 0] and r["load"]["host_messages"] == 6
     # energy: 9 SynOps × 10 pJ + 6 active × 100 pJ + 0 inactive + (3 + 6) messages × 1 pJ = 90 + 600 + 9 = 699 pJ
     assert r["energy"]["joules"] == pytest.approx(699e-12)
-    # per core per step: core 0 (3·1 + 2·2 + 2·0.5) ns / 2 = 4 ns; core 1 (3 + 4 + 0.5) / 2 = 3.75; core 2 (3 + 4) / 2 = 3.5
+    # per core per step: core 0 (3·1 + 2·2 + 2·0.5) ns / 2 = 4 ns; core 1 (3 + 4 + 0.5) / 2 = 3.75;
+    # core 2 (3 + 4) / 2 = 3.5
     assert r["latency"]["per_core_step_seconds"] == pytest.approx([4e-9, 3.75e-9, 3.5e-9])
     assert r["latency"]["step_seconds"] == pytest.approx(14e-9) and r["latency"]["busiest_core"] == 0  # 4 + 10 barrier
     assert r["latency"]["inference_seconds"] == pytest.approx(28e-9)
@@ -328,12 +338,11 @@ def test_energy_and_latency_of_a_small_run_by_hand(tmp_path):
 
 
 def test_per_neuron_recount_matches_the_simulator_on_a_student():
-    from tests.helpers import calibrated_student
-
     from kdsnn import data
     from kdsnn.deploy.simulator import simulate
     from kdsnn.export.graph import student_to_graph
     from kdsnn.export.quantize import quantize_graph
+    from tests.helpers import calibrated_student
 
     g = quantize_graph(student_to_graph(calibrated_student("snn_2conv"), data.spec("digits").preprocessing()))
     x, _ = data.sample_batch("digits", 4)
@@ -379,19 +388,20 @@ def test_report_section_inlines_a_load_plot_per_target(tmp_path):
     assert page.count("data:image/png;base64,") == 2 and "src=\"cores_" not in page  # inlined, one file
     assert "loihi2: fits" in page and "Is the checked integer graph the one this target runs?" in page
     # 2.8 µJ against 5.6 µJ: 5.6 / 2.8 = 2.0× less; 1 nJ against 0.5 nJ: 2.0× more
-    assert energy_line(2.8e-6, 5.6e-6, "the student as an ANN") == "SNN 2.8 µJ, the student as an ANN 5.6 µJ: 2.0× less energy"
+    assert (energy_line(2.8e-6, 5.6e-6, "the student as an ANN")
+            == "SNN 2.8 µJ, the student as an ANN 5.6 µJ: 2.0× less energy")
     assert energy_line(1e-9, 0.5e-9, "the ANN").endswith("500 pJ: 2.0× more energy")
 
 
 def test_small_spiking_student_fits_speck_with_its_memory_by_hand():
-    """snn_2conv at width 0.25, Bernoulli input, spike readout: conv1 1→16 (8×8), pool, conv2 16→32 (4×4), pool, fc 10."""
-    from tests.helpers import calibrated_student
-
+    """snn_2conv at width 0.25, Bernoulli input, spike readout: conv1 1→16 (8×8), pool, conv2 16→32 (4×4), pool,
+    fc 10."""
     from kdsnn import data
-    from kdsnn.deploy.targets.mapping import encode_input
     from kdsnn.deploy.simulator import simulate
+    from kdsnn.deploy.targets.mapping import encode_input
     from kdsnn.export.graph import student_to_graph
     from kdsnn.export.quantize import quantize_graph
+    from tests.helpers import calibrated_student
 
     s = calibrated_student("snn_2conv", readout="spike", encoding="bernoulli", width=0.25)
     g = quantize_graph(student_to_graph(s, data.spec("digits").preprocessing()))

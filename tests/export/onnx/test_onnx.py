@@ -18,7 +18,6 @@ import onnx
 import pytest
 import torch
 
-from tests.helpers import calibrated_student
 from kdsnn import data
 from kdsnn.errors import KdsnnError
 from kdsnn.export.graph import student_to_graph
@@ -26,11 +25,12 @@ from kdsnn.export.onnx import FLOAT_ATOL, OnnxModel, build_onnx, export_onnx, ru
 from kdsnn.export.quantize import quantize_graph
 from kdsnn.export.runtime import GraphSNN
 from kdsnn.models import STUDENTS
+from tests.helpers import calibrated_student
 
 PRE = data.spec("digits").preprocessing()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def graphs(arch: str, readout: str = "membrane", encoding: str = "direct") -> tuple[nir.NIRGraph, nir.NIRGraph]:
     g = student_to_graph(calibrated_student(arch, readout=readout, encoding=encoding), PRE)
     return g, quantize_graph(g)
