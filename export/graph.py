@@ -30,14 +30,6 @@ from kdsnn.neurons import IFParams
 
 from .fold import fold_bn
 
-SYNAPTIC = (nir.Conv2d, nir.Affine, nir.Linear, nir.Scale)
-
-
-def pair(v) -> tuple[int, int]:
-    """A NIR size/stride/padding field (scalar or 2-vector) as ``(h, w)`` integers."""
-    a = np.atleast_1d(np.asarray(v)).astype(int).tolist()
-    return (a[0], a[0]) if len(a) == 1 else (a[0], a[1])
-
 
 def get_meta(graph: nir.NIRGraph) -> dict[str, Any]:
     """Our metadata, or ``{}`` for a graph another tool wrote."""
@@ -116,7 +108,7 @@ def _block(b: _Builder, block: nn.Module, src: str) -> str:
             sc = b.conv(src, block.shortcut[0], block.shortcut[1])
         return b.neuron([c2, sc], b.shape[c2], block.neuron2.params)
     if isinstance(block, AvgPool):
-        k, s = block.kernel, pair(block.pool.stride)
+        k, s = block.kernel, tuple(int(v) for v in np.broadcast_to(block.pool.stride, (2,)))
         c, h, w = b.shape[src]
         out = (c, (h - k[0]) // s[0] + 1, (w - k[1]) // s[1] + 1)
         node = nir.SumPool2d(kernel_size=np.array(k), stride=np.array(s), padding=np.array([0, 0]))

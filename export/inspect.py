@@ -19,10 +19,10 @@ import numpy as np
 import onnx
 
 from kdsnn.errors import KdsnnError
-from kdsnn.neuron_models._params import value_range
+from kdsnn.neuron_models import value_range
 
 from . import nir_io
-from .graph_view import GraphView
+from .graph_view import POOLS, GraphView
 from .quantize import range_problems
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -104,7 +104,7 @@ def _details(node: nir.NIRNode, q: dict[str, Any]) -> str:
         w = np.asarray(node.weight)
         parts.append(f"{w.shape[2]}×{w.shape[3]} stride {_shape(np.atleast_1d(node.stride))} "
                      f"pad {node.padding if isinstance(node.padding, str) else _shape(np.atleast_1d(node.padding))}")
-    if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
+    if isinstance(node, POOLS):
         parts.append(f"{type(node).__name__[:3].lower()} {_shape(np.atleast_1d(node.kernel_size))} "
                      f"stride {_shape(np.atleast_1d(node.stride))}")
     if isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear)):
@@ -122,7 +122,7 @@ def _details(node: nir.NIRNode, q: dict[str, Any]) -> str:
 
 def describe_nir(graph: nir.NIRGraph, name: str = "graph", timesteps: int | None = None) -> str:
     try:
-        view: GraphView | None = GraphView(graph, timesteps)
+        view: GraphView | None = GraphView.of(graph, timesteps)
         shapes: dict[str, Any] = dict(view.shape)
         order = view.order
         meta = view.meta
