@@ -28,23 +28,24 @@ def _load_model(a: argparse.Namespace) -> tuple[Any, Any, str | None]:
 
 
 def _map(a: argparse.Namespace) -> int:
-    from .mapping import encode_input, graph_view, map_graph
+    from .mapping import map_graph
     from .spec import load_target
+    from .view import encode_input, mapping_plan
 
     targets = [load_target(t) for t in (a.target or ["loihi2"])]  # bad names fail before the long work
     if a.samples < 1:
         raise KdsnnError(f"--samples must be at least 1, got {a.samples}")
     graph, float_graph, dataset = _load_model(a)
-    view = graph_view(graph)
+    plan = mapping_plan(graph)
     x = sim = None
-    if dataset and view.simulable:
+    if dataset:
         from kdsnn import data
 
         from ..simulator import simulate
 
-        x = encode_input(view, data.sample_batch(dataset, a.samples, a.data_root)[0])
-        sim = simulate(view.plan, x, progress=False)
-    results = [map_graph(graph, t, x=x, sim=sim, view=view, ann_graph=float_graph) for t in targets]
+        x = encode_input(plan.view, data.sample_batch(dataset, a.samples, a.data_root)[0])
+        sim = simulate(plan, x, progress=False)
+    results = [map_graph(graph, t, x=x, sim=sim, plan=plan, ann_graph=float_graph) for t in targets]
     if a.json:
         print(json.dumps({"model": a.model, "dataset": dataset, "samples": a.samples if dataset else 0,
                           "targets": results}, default=float))

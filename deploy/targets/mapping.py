@@ -30,25 +30,27 @@ from typing import Any
 import nir
 import numpy as np
 
-from . import rules as rules
-from .placement import Placement, _fan_out_axons, place  # noqa: F401
+from kdsnn.export.graph_view import GraphView
+
+from ..simulator import Plan
+from . import rules
+from .placement import fan_out_axons, place
 from .spec import Target, load_target
-from .view import View, encode_input, graph_view  # noqa: F401 - the mapping API in one place
+from .view import encode_input, mapping_plan
 
 
 def _max_membrane(sim: Any) -> dict[str, float] | None:
     return None if sim is None else {p: float(st.max_abs_membrane) for p, st in sim.neurons.items()}
 
 
-def target_compatibility(graph: nir.NIRGraph | View, target: Target | str, sim: Any = None) -> list[str]:
+def target_compatibility(graph: nir.NIRGraph | GraphView, target: Target | str, sim: Any = None) -> list[str]:
     """How the integer graph kdsnn checked differs from what ``target`` would run (empty: it is the same).
 
     Ranges (weights, biases, thresholds, and the membranes a simulation ``sim`` reached), reset,
     neuron model, spike condition, spikes per step and input encoding. ``verify`` and ``report``
     print it per target.
     """
-    view = graph if isinstance(graph, View) else graph_view(graph)
-    return rules.compatibility(view, load_target(target), _max_membrane(sim))
+    return rules.compatibility(GraphView.of(graph), load_target(target), _max_membrane(sim))
 
 
 def _ann(graph: nir.NIRGraph) -> dict[str, Any]:
@@ -64,24 +66,26 @@ def _ann(graph: nir.NIRGraph) -> dict[str, Any]:
 
 
 def map_graph(graph: nir.NIRGraph, target: Target | str, x: Any = None, sim: Any = None,
-              view: View | None = None, ann_graph: nir.NIRGraph | None = None) -> dict[str, Any]:
+              plan: Plan | None = None, ann_graph: nir.NIRGraph | None = None) -> dict[str, Any]:
     """Rules, placement, per-core load, energy and latency of ``graph`` on ``target`` (JSON-ready).
 
     ``x``: inputs to simulate (or ``sim``, a finished simulation of ``x`` on this graph);
-    without them the answer has rules and placement only. ``ann_graph`` (default ``graph``):
-    the graph whose dense MACs price the student as an ANN.
+    without them the answer has rules and placement only. ``plan``: the graph's
+    :func:`~kdsnn.deploy.targets.view.mapping_plan`, when the caller has it already. ``ann_graph``
+    (default ``graph``): the graph whose dense MACs price the student as an ANN.
     """
     from .core_load import comparison_sentence, core_load, estimate, human_joules, human_seconds
 
     t = load_target(target)
-    view = view or graph_view(graph)
+    plan = plan or mapping_plan(graph)
+    view = plan.view
     violations = rules.common_rules(view, t, _max_membrane(sim))
     if t.kind == "layers":
         violations += rules.layer_rules(view, t)[1]
-    placement = place(view, t)
+    placement = place(plan, t)
     violations += placement.violations
-    dcount = _fan_out_axons(view, placement)
-    for ci, c in enumerate(view.plan.connections):
+    dcount = fan_out_axons(plan, placement)
+    for ci, c in enumerate(plan.connections):
         if c.source in placement.core_of and ci in dcount:
             fo = np.bincount(placement.core_of[c.source], weights=dcount[ci], minlength=len(placement.cores))
             for k in np.nonzero(fo)[0]:
@@ -107,17 +111,14 @@ def map_graph(graph: nir.NIRGraph, target: Target | str, x: Any = None, sim: Any
         "unpublished": t.unpublished(),
         "sources": {f"{s}.{k}": e.source for s, d in t.entries.items() for k, e in d.items()},
     }
-    if not view.simulable:
-        x = sim = None
-        result["note"] = "the reference simulator runs reset to v_reset only: no per-core load, energy or latency"
     if sim is None and x is not None:
         x = encode_input(view, x)
         from ..simulator import simulate
-        sim = simulate(view.plan, x)
+        sim = simulate(plan, x)
     if sim is None:
         result["load"] = None
         return result
-    load = core_load(view, placement, sim, x)
+    load = core_load(plan, placement, sim, x)
     est = estimate(t, placement, load)
     T = load.timesteps
     for k, c in enumerate(result["placement"]["cores"]):

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from . import rules as rules
+from ..simulator import Plan
+from . import rules
 from .spec import Target
-from .view import View
 
 # ----------------------------------------------------------------------------- placement
 
@@ -40,56 +40,56 @@ class Placement:
     violations: list[rules.Violation]
 
 
-def _incoming(view: View, pop: str) -> list[Any]:
-    return [c for c in view.plan.connections if c.target == pop]
+def _incoming(plan: Plan, pop: str) -> list[Any]:
+    return [c for c in plan.connections if c.target == pop]
 
 
-def _structure(conn: Any) -> sp.csr_matrix:
+def structure(conn: Any) -> sp.csr_matrix:
     """Structural synapses of a connection as a 0/1 ``[n_src, n_tgt]`` matrix."""
     wt = conn.wt
     return sp.csr_matrix((np.ones(wt.nnz), wt.indices, wt.indptr), shape=wt.shape)
 
 
-def placed_populations(view: View) -> list[str]:
+def placed_populations(plan: Plan) -> list[str]:
     """IF populations, and the Output when a readout layer integrates into it (membrane readout)."""
-    out = list(view.populations)
-    if any(c.target == view.output for c in view.plan.connections):
-        out.append(view.output)
+    out = list(plan.view.populations)
+    if any(c.target == plan.output for c in plan.connections):
+        out.append(plan.output)
     return out
 
 
-def _fan_in(view: View, pop: str) -> sp.csr_matrix:
+def _fan_in(plan: Plan, pop: str) -> sp.csr_matrix:
     """``[n_neurons, Σ sources]``: each neuron's input synapses, sources numbered across connections."""
-    mats = [_structure(c).T.tocsr() for c in _incoming(view, pop)]
-    n = int(np.prod(view.shape[pop]))
+    mats = [structure(c).T.tocsr() for c in _incoming(plan, pop)]
+    n = int(np.prod(plan.shape[pop]))
     return sp.hstack(mats, format="csr") if mats else sp.csr_matrix((n, 0))
 
 
-def place(view: View, target: Target) -> Placement:
+def place(plan: Plan, target: Target) -> Placement:
     """Place every population on the target's cores (module docstring: the algorithms)."""
     if target.kind == "cores":
-        return _place_cores(view, target)
+        return _place_cores(plan, target)
     if target.kind == "layers":
-        return _place_layers(view, target)
-    return _place_dense(view, target)
+        return _place_layers(plan, target)
+    return _place_dense(plan, target)
 
 
-def _dest_cores(view: View, pop: str, core_of: dict[str, np.ndarray]) -> np.ndarray:
+def _dest_cores(plan: Plan, pop: str, core_of: dict[str, np.ndarray]) -> np.ndarray:
     """Per neuron of ``pop``: distinct cores its outgoing synapses reach (its fan-out axons)."""
-    n = int(np.prod(view.shape[pop]))
+    n = int(np.prod(plan.shape[pop]))
     out = np.zeros(n)
-    for c in view.plan.connections:
+    for c in plan.connections:
         if c.source == pop and c.target in core_of:
             owner = core_of[c.target]
             onehot = sp.csr_matrix((np.ones(len(owner)), (np.arange(len(owner)), owner)),
                                    shape=(len(owner), int(owner.max()) + 1))
-            reach = _structure(c) @ onehot
+            reach = structure(c) @ onehot
             reach.data[:] = 1
             out += np.asarray(reach.sum(axis=1)).ravel()
     return out
 
 
-def _place_cores(view: View, target: Target) -> Placement:
+def _place_cores(plan: Plan, target: Target) -> Placement:
     lim = target.get
     nmax = lim("limits", "neurons_per_core")
     mem, bits = lim("limits", "synaptic_memory_bits_per_core"), lim("limits", "synapse_bits", 1)
@@ -100,9 +100,9 @@ def _place_cores(view: View, target: Target) -> Placement:
     core_of: dict[str, np.ndarray] = {}
     violations: list[rules.Violation] = []
     # Downstream first: a population's fan-out axons depend on how its targets were split.
-    for pop in reversed(placed_populations(view)):
-        g = _fan_in(view, pop)
-        fan_out = _dest_cores(view, pop, core_of)
+    for pop in reversed(placed_populations(plan)):
+        g = _fan_in(plan, pop)
+        fan_out = _dest_cores(plan, pop, core_of)
         n = g.shape[0]
         owner = np.zeros(n, dtype=np.int64)
         stamp = np.full(g.shape[1], -1, dtype=np.int64)
@@ -149,7 +149,7 @@ def _place_cores(view: View, target: Target) -> Placement:
         slices[pop] = mine
         core_of[pop] = owner  # local slice numbers until the cores are numbered below
     cores: list[Core] = []
-    for pop in placed_populations(view):  # number the cores in topological order
+    for pop in placed_populations(plan):  # number the cores in topological order
         base = len(cores)
         for c in slices[pop]:
             c.index, c.label = len(cores), f"core {len(cores)}"
@@ -165,12 +165,12 @@ def _place_cores(view: View, target: Target) -> Placement:
     return Placement(cores, chips, algo, core_of, violations)
 
 
-def _place_layers(view: View, target: Target) -> Placement:
-    specs, _ = rules.layer_rules(view, target)
+def _place_layers(plan: Plan, target: Target) -> Placement:
+    specs, _ = rules.layer_rules(plan.view, target)
     lim = target.get
     kmem, nmem = lim("limits", "kernel_memory"), lim("limits", "neuron_memory")
     bmem = lim("limits", "bias_memory") or [math.inf] * len(kmem)
-    pops = [p for p in view.populations if p in specs]
+    pops = [p for p in plan.view.populations if p in specs]
     fits = {p: [k for k in range(len(kmem))
                 if specs[p]["kernel_memory"] <= kmem[k] and specs[p]["neuron_memory"] <= nmem[k]
                 and specs[p]["bias_memory"] <= bmem[k]] for p in pops}
@@ -197,10 +197,10 @@ def _place_layers(view: View, target: Target) -> Placement:
     layer_of = {p: k for k, p in match.items()}
     cores, core_of = [], {}
     for p in pops:
-        n = int(np.prod(view.shape[p]))
+        n = int(np.prod(plan.shape[p]))
         s = specs[p]
         k = layer_of.get(p)
-        syn = int(_fan_in(view, p).nnz)
+        syn = int(_fan_in(plan, p).nnz)
         c = Core(len(cores), 0, f"layer {k}" if k is not None else "unplaced", [(p, 0, n)], n, syn,
                  memory={"kernel": s["kernel_memory"], "neuron": s["neuron_memory"], "bias": s["bias_memory"],
                          **({"kernel_limit": kmem[k], "neuron_limit": nmem[k]} if k is not None else {})})
@@ -211,21 +211,21 @@ def _place_layers(view: View, target: Target) -> Placement:
     return Placement(cores, 1 if cores else 0, algo, core_of, violations)
 
 
-def _place_dense(view: View, target: Target) -> Placement:
-    pops = placed_populations(view)
+def _place_dense(plan: Plan, target: Target) -> Placement:
+    pops = placed_populations(plan)
     out_pops = pops[-1:]
     hidden = pops[:-1]
     cores, core_of = [], {}
     for label, group in (("hidden", hidden), ("output", out_pops)):
         c = Core(len(cores), 0, label, [])
         for p in group:
-            n = int(np.prod(view.shape[p]))
+            n = int(np.prod(plan.shape[p]))
             c.segments.append((p, 0, n))
             c.neurons += n
-            c.synapses += int(_fan_in(view, p).nnz)
+            c.synapses += int(_fan_in(plan, p).nnz)
             core_of[p] = np.full(n, c.index, dtype=np.int64)
         cores.append(c)
-    violations = rules.dense_rules(view, target, hidden, out_pops)
+    violations = rules.dense_rules(plan.view, target, hidden, out_pops)
     hs = target.get("limits", "hidden_synapses")
     if hs and cores[0].synapses > hs:
         violations.append(rules.Violation(hidden[0], "hidden_synapses", f"{cores[0].synapses} hidden synapses; "
@@ -234,16 +234,16 @@ def _place_dense(view: View, target: Target) -> Placement:
     return Placement(cores, 1, algo, core_of, violations)
 
 
-def _fan_out_axons(view: View, placement: Placement) -> dict[int, np.ndarray]:
+def fan_out_axons(plan: Plan, placement: Placement) -> dict[int, np.ndarray]:
     """Per connection: distinct destination cores of each source neuron (the messages one spike sends)."""
     out = {}
-    for ci, c in enumerate(view.plan.connections):
+    for ci, c in enumerate(plan.connections):
         if c.target not in placement.core_of:
             continue
         owner = placement.core_of[c.target]
         onehot = sp.csr_matrix((np.ones(len(owner)), (np.arange(len(owner)), owner)),
                                shape=(len(owner), int(owner.max()) + 1 if len(owner) else 1))
-        reach = (_structure(c) @ onehot)
+        reach = (structure(c) @ onehot)
         reach.data[:] = 1
         out[ci] = np.asarray(reach.sum(axis=1)).ravel()
     return out

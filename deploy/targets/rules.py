@@ -14,11 +14,9 @@ from typing import Any
 import nir
 import numpy as np
 
-from .spec import Target
+from kdsnn.export.graph_view import SYNAPTIC, GraphView, conv_pads, pair
 
-SYNAPTIC = (nir.Conv2d, nir.Affine, nir.Linear, nir.Scale)
-POOLS = (nir.SumPool2d, nir.AvgPool2d)
-NEURONS = {"IF": nir.IF, "LIF": nir.LIF, "CubaLIF": nir.CubaLIF}
+from .spec import Target
 
 
 @dataclass(frozen=True)
@@ -33,11 +31,6 @@ class Violation:
         return f"{self.node}: {self.message}"
 
 
-def _pair(v: Any) -> tuple[int, int]:
-    a = np.atleast_1d(np.asarray(v)).astype(int).ravel().tolist()
-    return (a[0], a[0]) if len(a) == 1 else (a[0], a[1])
-
-
 def _bits_for(lo: int | None, hi: int | None) -> int | None:
     """Quantization bits whose symmetric range ±(2^(b−1)−1) fits inside [lo, hi]."""
     if lo is None and hi is None:
@@ -46,31 +39,24 @@ def _bits_for(lo: int | None, hi: int | None) -> int | None:
     return max(2, int(math.floor(math.log2(m + 1))) + 1)
 
 
-def model_name(node: nir.NIRNode) -> str:
-    for name, cls in NEURONS.items():
-        if type(node) is cls:
-            return name
-    return type(node).__name__
-
-
-def reset_mode(view: Any, name: str) -> str:
-    """``zero`` (reset to 0), ``subtract`` (reset by θ) or ``to v_reset=…``."""
-    if view.meta.get("reset", "hard") == "soft":
+def reset_mode(view: GraphView, name: str) -> str:
+    """``zero`` (reset to 0), ``subtract`` (reset by θ) or ``to v_reset=…``, as population ``name``'s model runs."""
+    model = view.models[name]
+    if model.reset == "soft":
         return "subtract"
-    vr = np.asarray(getattr(view.nodes[name], "v_reset", 0.0), dtype=np.float64)
+    vr = np.asarray(getattr(model, "v_reset", 0.0), dtype=np.float64)  # a non-spiking readout never resets
     return "zero" if np.all(vr == 0) else f"to v_reset={float(vr.ravel()[0]):g}"
 
 
 # ----------------------------------------------------------------------------- shared rules
 
-def common_rules(view: Any, target: Target, max_membrane: dict[str, float] | None = None) -> list[Violation]:
+def common_rules(view: GraphView, target: Target, max_membrane: dict[str, float] | None = None) -> list[Violation]:
     """Neuron model, reset, integer ranges and input encoding: the rules every target has."""
     out: list[Violation] = []
     models = target.get("neuron", "models")
     resets = target.get("neuron", "resets")
     for p in view.populations:
-        node = view.nodes[p]
-        m = model_name(node)
+        m = view.models[p].kind
         if models is not None and m not in models:
             out.append(Violation(p, "neuron_model", f"{m} neurons; {target.name} runs {', '.join(models)}: "
                                  f"train the student with one of those neuron models"))
@@ -79,8 +65,7 @@ def common_rules(view: Any, target: Target, max_membrane: dict[str, float] | Non
             fix = "--reset soft" if "subtract" in resets else "--reset hard (reset to 0)"
             out.append(Violation(p, "reset", f"resets {r}; {target.name} resets only {' or '.join(resets)}: "
                                  f"train with {fix}"))
-    enc = view.meta.get("encoding", "direct")
-    if enc == "direct" and target.get("neuron", "analog_input") == "none":
+    if view.encoding == "direct" and target.get("neuron", "analog_input") == "none":
         out.append(Violation(view.input, "analog_input", f"direct-encoded analog input; {target.name} takes only "
                              "events: train with --encoding bernoulli (or feed events from a sensor)"))
     if not view.integer:
@@ -97,7 +82,7 @@ def common_rules(view: Any, target: Target, max_membrane: dict[str, float] | Non
     return out
 
 
-def _range_rules(view: Any, target: Target) -> list[Violation]:
+def _range_rules(view: GraphView, target: Target) -> list[Violation]:
     out: list[Violation] = []
     wmin, wmax = target.get("precision", "weight_min"), target.get("precision", "weight_max")
     bits = _bits_for(wmin, wmax)
@@ -128,7 +113,7 @@ def _range_rules(view: Any, target: Target) -> list[Violation]:
     return out
 
 
-def compatibility(view: Any, target: Target, max_membrane: dict[str, float] | None = None) -> list[str]:
+def compatibility(view: GraphView, target: Target, max_membrane: dict[str, float] | None = None) -> list[str]:
     """Every way the graph kdsnn checked differs from what ``target`` would run (empty: the same).
 
     Exact rewrites (a threshold programmed as θ + 1 for a ``v ≥ θ`` chip) are listed too,
@@ -145,7 +130,7 @@ def compatibility(view: Any, target: Target, max_membrane: dict[str, float] | No
         out.append(f"{target.name}'s neurons may emit up to {many} spikes per step (reset by subtraction); "
                    "kdsnn's IF emits one: spikes differ wherever v exceeds 2θ")
     ai = target.get("neuron", "analog_input")
-    if view.meta.get("encoding", "direct") == "direct":
+    if view.encoding == "direct":
         if ai == "host":
             out.append(f"the analog first layer runs on the host, not on {target.name} "
                        "(its MACs are priced as host MACs)")
@@ -159,16 +144,7 @@ def compatibility(view: Any, target: Target, max_membrane: dict[str, float] | No
 
 # ----------------------------------------------------------------------------- per kind
 
-def _chain(view: Any, syn: str) -> tuple[str, list[str]]:
-    """The population feeding synaptic node ``syn`` and the pool/flatten nodes in between."""
-    between, src = [], view.preds[syn][0]
-    while src not in view.populations and src != view.input and view.preds[src]:
-        between.append(src)
-        src = view.preds[src][0]
-    return src, between
-
-
-def speck_layer(view: Any, pop: str, target: Target) -> tuple[dict[str, Any] | None, list[Violation]]:
+def speck_layer(view: GraphView, pop: str, target: Target) -> tuple[dict[str, Any] | None, list[Violation]]:
     """The conv a Speck layer would run for ``pop`` (c, f, kernel, output size), and the rules it breaks."""
     out: list[Violation] = []
     syns = view.preds[pop]
@@ -182,14 +158,20 @@ def speck_layer(view: Any, pop: str, target: Target) -> tuple[dict[str, Any] | N
         out.append(Violation(syn, "layer_type", f"{type(node).__name__} feeding {pop}; a Speck layer starts with a "
                              "convolution or a linear layer"))
         return None, out
-    src, between = _chain(view, syn)
+    paths = view.paths_into(syn)
+    if len(paths) != 1:
+        out.append(Violation(syn, "residual", f"sums {len(paths)} inputs before its synapse; a Speck layer applies "
+                             "one convolution to every event it receives: use a network without residual sums"))
+        return None, out
+    between = paths[0].nodes
     for b in between:
         bn = view.nodes[b]
         if isinstance(bn, nir.AvgPool2d):
             out.append(Violation(b, "pooling",
                                  "average pooling; Speck sums: export with sum pooling (kdsnn's exporter does)"))
         elif isinstance(bn, nir.SumPool2d):
-            k, s, p = _pair(bn.kernel_size), _pair(bn.stride), _pair(bn.padding)
+            k, s, p = (pair(bn.kernel_size, "kernel_size", b), pair(bn.stride, "stride", b),
+                       pair(bn.padding, "padding", b))
             sizes = target.get("limits", "pool_sizes")
             if k[0] != k[1] or (sizes and k[0] not in sizes) or s != k or p != (0, 0):
                 out.append(Violation(b, "pooling",
@@ -202,7 +184,7 @@ def speck_layer(view: Any, pop: str, target: Target) -> tuple[dict[str, Any] | N
         w = np.asarray(node.weight)
         f, c, kh, kw = (int(v) for v in w.shape)
         in_hw, out_hw = view.shape[view.preds[syn][0]][1:], view.shape[syn][1:]
-        stride, pad = _pair(node.stride), _pair(node.padding) if not isinstance(node.padding, str) else (0, 0)
+        stride, pad = pair(node.stride, "stride", syn), conv_pads(node, syn)
         if kh != kw or (kmax and kh > kmax):
             out.append(Violation(syn, "kernel", f"kernel {kh}×{kw}; Speck needs square kernels up to {kmax}×{kmax}"))
         strides = lim("limits", "strides")
@@ -212,7 +194,7 @@ def speck_layer(view: Any, pop: str, target: Target) -> tuple[dict[str, Any] | N
         pmax = lim("limits", "max_padding")
         if pmax is not None and max(pad) > pmax:
             out.append(Violation(syn, "padding", f"padding {max(pad)}; Speck pads at most {pmax}"))
-        if int(getattr(node, "groups", 1)) != 1 or _pair(node.dilation) != (1, 1):
+        if int(getattr(node, "groups", 1)) != 1 or pair(node.dilation, "dilation", syn) != (1, 1):
             out.append(Violation(syn, "conv", "grouped or dilated convolution; Speck runs plain convolutions"))
     else:
         w = np.asarray(node.weight)
@@ -253,7 +235,7 @@ def speck_memory(c: int, f: int, kernel: tuple[int, int], out_hw: tuple[int, int
             "neuron_memory": f * 2 ** (clog2(out_hw[0]) + clog2(out_hw[1])), "bias_memory": f}
 
 
-def layer_rules(view: Any, target: Target) -> tuple[dict[str, dict[str, Any]], list[Violation]]:
+def layer_rules(view: GraphView, target: Target) -> tuple[dict[str, dict[str, Any]], list[Violation]]:
     """Speck-like targets: one layer per population, its conv within the layer limits."""
     out: list[Violation] = []
     layers: dict[str, dict[str, Any]] = {}
@@ -280,18 +262,12 @@ def layer_rules(view: Any, target: Target) -> tuple[dict[str, dict[str, Any]], l
     return layers, out
 
 
-def _sources(view: Any, pop: str) -> set[str]:
-    found = set()
-    for syn in view.preds[pop]:
-        if syn in view.populations or syn == view.input:
-            found.add(syn)
-            continue
-        src, _ = _chain(view, syn) if view.preds[syn] else (syn, [])
-        found.add(src)
-    return found
+def _sources(view: GraphView, pop: str) -> set[str]:
+    """The populations (or the Input) whose events reach population ``pop``."""
+    return {path.source for path in view.paths_into(pop)}
 
 
-def dense_rules(view: Any, target: Target, hidden: list[str], output: list[str]) -> list[Violation]:
+def dense_rules(view: GraphView, target: Target, hidden: list[str], output: list[str]) -> list[Violation]:
     """Xylo-like targets: input channels, hidden and output neuron counts."""
     out: list[Violation] = []
     lim = target.get

@@ -6,7 +6,6 @@ counters, with the arithmetic written out.
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import nir
 import numpy as np
@@ -14,11 +13,13 @@ import pytest
 import torch
 
 from kdsnn.cli import main
-from kdsnn.deploy.targets.mapping import graph_view, map_graph, place, target_compatibility
+from kdsnn.deploy.targets.mapping import map_graph, place, target_compatibility
 from kdsnn.deploy.targets.rules import common_rules, speck_memory
 from kdsnn.deploy.targets.spec import builtin_targets, load_target
+from kdsnn.deploy.targets.view import encode_input, mapping_plan
 from kdsnn.errors import KdsnnError
 from kdsnn.export.graph import set_meta
+from kdsnn.export.graph_view import GraphView
 
 INT_META = {"integer": True, "timesteps": 2, "encoding": "bernoulli", "reset": "hard", "readout": "spike"}
 
@@ -162,7 +163,7 @@ def _dense_net() -> nir.NIRGraph:
 
 def test_loihi_style_placement_by_hand(tmp_path):
     t = _target(tmp_path, LOIHI_SMALL)
-    p = place(graph_view(_dense_net()), t)
+    p = place(mapping_plan(_dense_net()), t)
     got = [(c.segments[0], c.neurons, c.synapses, c.fan_in_axons) for c in p.cores]
     # memory 160 bits / 8 bits = 20 synapses per core binds before the 4-neuron limit:
     # if1 (fan-in 6): 3 neurons = 18 synapses, a 4th would make 24 > 20 → slices 3, 3, 3, 1
@@ -178,7 +179,7 @@ def test_loihi_style_placement_by_hand(tmp_path):
 
 def test_loihi_neuron_limit_binds_and_single_neuron_over_memory_is_named(tmp_path):
     roomy = _target(tmp_path, LOIHI_SMALL.replace("value = 160", "value = 8000"))
-    assert [c.neurons for c in place(graph_view(_dense_net()), roomy).cores] == [4, 4, 2, 3]
+    assert [c.neurons for c in place(mapping_plan(_dense_net()), roomy).cores] == [4, 4, 2, 3]
     tight = _target(tmp_path, LOIHI_SMALL.replace("value = 160", "value = 72"), "tight.toml")  # 9 synapses
     r = map_graph(_dense_net(), tight)
     bad = [v for v in r["violations"] if v["rule"] == "fan_in"]
@@ -207,12 +208,11 @@ def test_shared_rules_name_the_node():
                   meta={**INT_META, "reset": "soft"})
     assert ("if1", "reset") in _rules(soft, "loihi2")
     assert ("if1", "reset") in _rules(net, "xylo")  # Xylo resets by subtraction only
-    view = SimpleNamespace(populations=["lif1"],
-                           nodes={"lif1": nir.LIF(tau=np.ones(2), r=np.ones(2), v_leak=np.zeros(2),
-                                                  v_threshold=np.ones(2))},
-                           meta={"integer": True, "encoding": "bernoulli"}, integer=True, order=["lif1"], input="input")
-    assert ("lif1", "neuron_model") in {(v.node, v.rule) for v in common_rules(view, load_target("speck"))}
-    over = common_rules(graph_view(net), load_target("speck"), max_membrane={"if1": 40000.0})
+    lif = _graph((6,), [("fc1", nir.Affine(weight=np.ones((2, 6)), bias=np.zeros(2))),  # Loihi's integer LIF
+                        ("lif1", nir.LIF(tau=np.full(2, 8.0), r=np.full(2, 8.0), v_leak=np.zeros(2),
+                                         v_threshold=np.ones(2), v_reset=np.zeros(2)))])
+    assert ("lif1", "neuron_model") in {(v.node, v.rule) for v in common_rules(GraphView.of(lif), load_target("speck"))}
+    over = common_rules(GraphView.of(net), load_target("speck"), max_membrane={"if1": 40000.0})
     assert ("if1", "state_bits") in {(v.node, v.rule) for v in over}  # 40000 ≥ 2^15
 
 
@@ -346,16 +346,45 @@ def test_per_neuron_recount_matches_the_simulator_on_a_student():
 
     g = quantize_graph(student_to_graph(calibrated_student("snn_2conv"), data.spec("digits").preprocessing()))
     x, _ = data.sample_batch("digits", 4)
-    view = graph_view(g)
-    sim = simulate(view.plan, x)
-    r = map_graph(g, "loihi2", x=x, sim=sim, view=view)
+    plan = mapping_plan(g)
+    sim = simulate(plan, x)
+    r = map_graph(g, "loihi2", x=x, sim=sim, plan=plan)
     per = sim.per_sample()
     assert r["load"]["synops"] == pytest.approx(per["synops"])  # Σ over cores = the simulator's SynOps
     assert r["load"]["host_macs"] == pytest.approx(per["macs_effective"])  # analog conv1 runs on the host
     assert r["load"]["notes"] == []  # per-neuron active updates agree with the simulator's totals
-    assert target_compatibility(view, "loihi2", sim) == [
+    assert target_compatibility(plan.view, "loihi2", sim) == [
         "the analog first layer runs on the host, not on loihi2 (its MACs are priced as host MACs)"]
-    assert any("θ + 1" in s for s in target_compatibility(view, "speck"))
+    assert any("θ + 1" in s for s in target_compatibility(g, "speck"))
+
+
+def test_soft_reset_graphs_are_mapped_with_their_reset():
+    """A kdsnn graph trained with --reset soft is simulated (load and energy), with reset by subtraction:
+    3 neurons, current 4 per step (input spike × weight 4), θ = 5, T = 4: v = 4, 8 → spike → 3, 7 → spike
+    → 2, 6 → spike → 1: 3 spikes each, 9 per inference (reset to 0 would give 4, 8 → 0, 4, 8: 2 each)."""
+    g = _graph((3,), [("fc1", nir.Affine(weight=4 * np.eye(3), bias=np.zeros(3))), ("if1", _if(3, 5))],
+               meta={**INT_META, "timesteps": 4, "reset": "soft"})
+    r = map_graph(g, "speck", x=torch.ones(4, 1, 3))
+    assert r["load"] is not None and r["load"]["spikes"] == 9.0 and "note" not in r
+    assert ("if1", "reset") not in {(v["node"], v["rule"]) for v in r["violations"]}  # Speck subtracts too
+    assert ("if1", "reset") in _rules(g, "loihi2")  # Loihi 2 resets to 0
+
+
+def test_a_subtract_reset_file_of_another_tool_is_mapped_as_it_resets():
+    """Sinabs 3.1.3 wrote this MLP under nir 1.0.4, whose IF subtracts θ (the file records no kdsnn reset):
+    mapping reads the reset from the graph view, and the load counts the spikes Sinabs itself emitted."""
+    from kdsnn.export import nir_io
+    from tests.helpers import FIXTURES
+
+    peers = FIXTURES / "peers"
+    g = nir_io.read(peers / "sinabs_mlp_iaf_subtract.nir")
+    z = np.load(peers / "sinabs_mlp_iaf_subtract.npz")
+    r = map_graph(g, "xylo", x=torch.as_tensor(z["input"]))
+    batch = z["input"].shape[1]
+    assert r["load"]["spikes"] == pytest.approx((z["spikes_1"].sum() + z["spikes_3"].sum()) / batch)
+    assert ("1", "reset") not in {(v["node"], v["rule"]) for v in r["violations"]}  # Xylo subtracts
+    loihi = {(v["node"], v["rule"]): v["message"] for v in map_graph(g, "loihi2")["violations"]}
+    assert "resets subtract" in loihi[("1", "reset")]
 
 
 # ----------------------------------------------------------------------------- command line
@@ -398,17 +427,16 @@ def test_small_spiking_student_fits_speck_with_its_memory_by_hand():
     fc 10."""
     from kdsnn import data
     from kdsnn.deploy.simulator import simulate
-    from kdsnn.deploy.targets.mapping import encode_input
     from kdsnn.export.graph import student_to_graph
     from kdsnn.export.quantize import quantize_graph
     from tests.helpers import calibrated_student
 
     s = calibrated_student("snn_2conv", readout="spike", encoding="bernoulli", width=0.25)
     g = quantize_graph(student_to_graph(s, data.spec("digits").preprocessing()))
-    view = graph_view(g)
-    x = encode_input(view, data.sample_batch("digits", 4)[0])
-    sim = simulate(view.plan, x)
-    r = map_graph(g, "speck", x=x, sim=sim, view=view)
+    plan = mapping_plan(g)
+    x = encode_input(plan.view, data.sample_batch("digits", 4)[0])
+    sim = simulate(plan, x)
+    r = map_graph(g, "speck", x=x, sim=sim, plan=plan)
     assert r["fits"], r["violations"]
     mem = [(c["memory"]["kernel"], c["memory"]["neuron"]) for c in r["placement"]["cores"]]
     # conv1: 1·2^(⌈log2 9⌉ + log2 16) = 256, 16·2^(3+3) = 1024; conv2: 16·2^(4+5) = 8192, 32·2^(2+2) = 512;
