@@ -16,7 +16,7 @@ def _simulate(a: argparse.Namespace) -> int:
 
     backend = get(a.backend)
     graph = read_graph(a)
-    view = GraphView(graph, a.timesteps)
+    view = GraphView.of(graph, a.timesteps)
     ok, why = backend.available()
     if not ok:
         raise KdsnnError(f"backend {a.backend} is not usable here: {why}")
@@ -24,10 +24,10 @@ def _simulate(a: argparse.Namespace) -> int:
     if not ok:
         raise KdsnnError(f"backend {a.backend} cannot run {a.model}: {why}")
     x, y, source = graph_batch(view, a, a.samples)
-    if a.save and backend.name.startswith("onnx"):
+    if a.save and not backend.sequences:
         raise KdsnnError(f"--save needs the output sequence and spikes, which backend {a.backend} does not return "
-                         "(use --backend pytorch or reference)")
-    run = backend.run(graph, x, progress=not a.json, timesteps=a.timesteps)
+                         "(use --backend pytorch or simulator)")
+    run = backend.run(view, x, progress=not a.json, timesteps=a.timesteps)
     spikes = {k: v for k, v in population_spikes(run).items() if k in view.models and view.models[k].spiking}
     if a.save:
         out = run.output if run.output is not None else run.spikes.get(view.preds[view.output][0]) \
@@ -119,9 +119,9 @@ def _verify_graph(a: argparse.Namespace) -> int:
     from .verify import as_json, format_table, verify_graph
 
     graph = read_graph(a)
-    view = GraphView(graph)
+    view = GraphView.of(graph)
     x, _, source = graph_batch(view, a, a.samples)
-    checks = verify_graph(graph, x, progress=not a.json, slow_samples=a.lava_samples)
+    checks = verify_graph(graph, x, progress=not a.json, slow_samples=a.slow_samples)
     failed = [c for c in checks if c.failed]
     if a.json:
         print(json.dumps({"agree": not failed, "inputs": source, "notes": view.notes, "checks": as_json(checks)}))
@@ -147,7 +147,7 @@ def _verify(a: argparse.Namespace) -> int:
     dep = load_student_graphs(a.checkpoint, a.bits, dataset=a.dataset, data_root=a.data_root)
     user = _checkpoint_inputs(a, dep)
     x = user[0] if user is not None else data.sample_batch(dep.dataset, a.samples, a.data_root)[0]
-    checks = verify(dep, x, progress=not a.json, slow_samples=a.lava_samples)
+    checks = verify(dep, x, progress=not a.json, slow_samples=a.slow_samples)
     failed = [c for c in checks if c.failed]
     targets = _target_fidelity(dep.int_graph, a.target)
     if a.json:
@@ -178,9 +178,9 @@ def _report(a: argparse.Namespace) -> int:
         from .report.graph import build_graph_report
 
         graph = read_graph(a)
-        view = GraphView(graph)
+        view = GraphView.of(graph)
         x, y, source = graph_batch(view, a, a.limit or 256)
-        rep = build_graph_report(graph, a.model, a.out, x, y, source, a.lava_samples, a.profile or None)
+        rep = build_graph_report(graph, a.model, a.out, x, y, source, a.slow_samples, a.profile or None)
         if a.json:
             print(json.dumps({"report": f"{a.out}/report.html", "accuracy": rep["accuracy"]}, default=float))
         else:
@@ -193,7 +193,7 @@ def _report(a: argparse.Namespace) -> int:
 
     dep = load_student_graphs(a.checkpoint, a.bits, dataset=a.dataset, data_root=a.data_root)
     profiles = a.profile or None
-    rep = build_report(dep, a.out, a.data_root, a.limit, a.lava_samples, profiles,
+    rep = build_report(dep, a.out, a.data_root, a.limit, a.slow_samples, profiles,
                        inputs=_checkpoint_inputs(a, dep, need_labels=True))
     if a.json:
         print(json.dumps({"report": f"{a.out}/report.html", "accuracy": rep["accuracy"]}, default=float))
@@ -208,18 +208,12 @@ def _demo(a: argparse.Namespace) -> int:
     return run_demo(a.out, a.teacher_epochs, a.student_epochs, a.kd)
 
 
-def _backend_names() -> list[str]:
-    from .backends import BACKENDS
-
-    return list(BACKENDS)
-
-
 def check_netx_file(path, graph, x, ref_logits) -> dict:
     """Run a written netx file on Lava and compare its logits with the PyTorch graph's
     (installed as the netx format's checker: only this layer can run netx files)."""
     import torch
 
-    from .lava.backend import lava_available, run_lava
+    from .lava import lava_available, run_lava
 
     ok, why = lava_available()
     if not ok:
@@ -253,11 +247,12 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     from kdsnn.export.inspect import add_section
 
     add_section(backend_lines)
+    from .backends import names_text
     from .graph_inputs import add_input_options, add_reading_options
 
-    p = add("simulate", "run a NIR graph on the reference simulator or on Lava", _simulate)
+    p = add("simulate", "run a NIR graph on one backend (default: the reference simulator)", _simulate)
     p.add_argument("model", help="a .nir file (ours, or another tool's with the same node types)")
-    p.add_argument("--backend", default="reference", help=f"one of: {', '.join(_backend_names())}")
+    p.add_argument("--backend", default="simulator", help=f"one of: {names_text()}")
     p.add_argument("--dataset", default=None, help="data set of the inputs (default: the one the graph records)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--samples", type=int, default=64, help="number of test inputs")
@@ -279,8 +274,9 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     add_input_options(p)
     p.add_argument("--bits", type=int, default=8)
     p.add_argument("--samples", type=int, default=8, help="test inputs every backend is compared on")
-    p.add_argument("--lava-samples", type=int, default=None,
-                   help="compare the slow backends (Lava, Norse) on only the first N of them (default: all)")
+    p.add_argument("--slow-samples", "--lava-samples", type=int, default=None,
+                   help=f"compare the slow backends ({names_text(slow_only=True)}) on only the first N of them "
+                        "(default: all)")
     p.add_argument("--target", action="append", default=None,
                    help="hardware target (built-in name or file; repeatable; default: all built-ins): say whether it "
                         "runs the checked integer graph as it is")
@@ -298,7 +294,8 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--dataset", default=None)
     p.add_argument("--data-root", default=None)
     p.add_argument("--limit", type=int, default=None, help="use only the first N test samples")
-    p.add_argument("--lava-samples", type=int, default=32, help="test samples run on the slow backends (Lava, Norse)")
+    p.add_argument("--slow-samples", "--lava-samples", type=int, default=32,
+                   help=f"test samples run on the slow backends ({names_text(slow_only=True)})")
     p.add_argument("--profile", action="append", default=None,
                    help="energy profile: a built-in name or a TOML/JSON file (repeatable; default: all built-ins)")
 
@@ -306,6 +303,8 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--teacher-epochs", type=int, default=15)
     p.add_argument("--student-epochs", type=int, default=15)
-    p.add_argument("--kd", default="feature",
-                   help="distillation method of the demo's student (the demo shows feature KD; "
-                        "`kdsnn distill` defaults to response)")
+    from kdsnn.distill import DEFAULT_METHOD, DEMO_METHOD
+
+    p.add_argument("--kd", default=DEMO_METHOD,
+                   help=f"distillation method of the demo's student (default {DEMO_METHOD}; "
+                        f"`kdsnn distill` defaults to {DEFAULT_METHOD})")

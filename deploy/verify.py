@@ -21,7 +21,7 @@ from kdsnn.export.graph_view import GraphView
 from kdsnn.export.runtime import GraphSNN
 from kdsnn.export.student import Deployable
 
-from .backends import BACKENDS, REFERENCE
+from .backends import BACKENDS, BASELINE
 from .compare import first_mismatch
 
 FLOAT_ATOL = 1e-4
@@ -100,13 +100,13 @@ def verify_graph(graph: nir.NIRGraph, x: torch.Tensor, workdir: str | Path | Non
                  ref_name: str = "PyTorch graph runtime", slow_samples: int | None = None) -> list[Check]:
     """Run every registered backend on ``x`` and compare it with the PyTorch graph runtime, step by step.
 
-    Slow backends (Lava, Norse) see only the first ``slow_samples`` inputs when it is given. Files
+    Slow backends (``Backend.slow``: Lava, Norse) see only the first ``slow_samples`` inputs when it is given. Files
     the backends write go to ``workdir`` (a temporary folder by default)."""
     if slow_samples is not None and slow_samples < 1:
-        raise KdsnnError(f"--lava-samples must be at least 1, got {slow_samples}")
-    view = GraphView(graph)
+        raise KdsnnError(f"--slow-samples must be at least 1, got {slow_samples}")
+    view = GraphView.of(graph)
     order = list(view.populations)
-    reference = BACKENDS[REFERENCE].run(graph, x)
+    reference = BACKENDS[BASELINE].run(view, x)
     seq = torch.as_tensor(x).dim() == len(view.input_shape) + 2  # [T, B, ...]: the batch is axis 1
     batch = int(x.shape[1] if seq else len(x))
     checks: list[Check] = []
@@ -114,7 +114,7 @@ def verify_graph(graph: nir.NIRGraph, x: torch.Tensor, workdir: str | Path | Non
         out = Path(workdir or tmp)
         out.mkdir(parents=True, exist_ok=True)
         for backend in BACKENDS.values():
-            if backend.name == REFERENCE:
+            if backend.name == BASELINE:
                 continue
             ok, why = backend.available()
             if not ok:
@@ -125,7 +125,7 @@ def verify_graph(graph: nir.NIRGraph, x: torch.Tensor, workdir: str | Path | Non
                 checks.append(Check(backend.label, ref_name, "not expressible", why))
                 continue
             n = min(batch, slow_samples) if backend.slow and slow_samples else batch
-            run = backend.run(graph, x[:, :n] if seq else x[:n], progress=progress, workdir=out)
+            run = backend.run(view, x[:, :n] if seq else x[:n], progress=progress, workdir=out)
             ref_spikes = {k: v[:, :n] for k, v in reference.spikes.items()}
             if run.spikes is None:
                 check = _logit_check(backend.label, ref_name, run.logits, reference.logits[:n], exact=True,

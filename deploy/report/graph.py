@@ -56,7 +56,7 @@ def _counters(graph: nir.NIRGraph, view: GraphView, x: torch.Tensor) -> tuple[di
     """Per-inference counters, firing rates and which runner counted them."""
     ok, _ = simulator_supports(view)
     if ok:
-        run = BACKENDS["reference"].run(graph, x, progress=True)
+        run = BACKENDS["simulator"].run(graph, x, progress=True)
         stats = run.counters.to_dict()
         return run.counters.per_sample(), {k: v["firing_rate"] for k, v in stats["neurons"].items()}, \
             "reference simulator"
@@ -87,7 +87,7 @@ def build_graph_report(graph: nir.NIRGraph, name: str, out_dir: str | Path, x: t
     chosen = [load_profile(p) for p in (profiles or builtin_profiles())]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    view = GraphView(graph)
+    view = GraphView.of(graph)
     accuracy = _rows(graph, view, x, y, slow_samples)
     per, rates, counted_by = _counters(graph, view, x)
     t = int(x.shape[0]) if x.dim() == len(view.input_shape) + 2 else view.timesteps

@@ -117,7 +117,7 @@ def backend_accuracy(graph, x: torch.Tensor, y: torch.Tensor, bits: int, slow_sa
                      ) -> tuple[dict[str, Any], Any]:
     """Accuracy of every registered backend that reports one (slow ones on the first ``slow_samples``
     inputs), and the reference simulator's counters on all inputs."""
-    view = GraphView(graph)
+    view = GraphView.of(graph)
     rows: dict[str, Any] = {}
     sim = None
     for backend in BACKENDS.values():

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from kdsnn import data
 from kdsnn.deploy.lava import backend as lava_backend
-from kdsnn.deploy.lava.backend import lava_available, run_lava
+from kdsnn.deploy.lava import lava_available, run_lava
 from kdsnn.errors import KdsnnError
 from kdsnn.export.graph import get_meta, set_meta, student_to_graph
 from kdsnn.export.netx import compose_sumpool_conv, compose_sumpool_dense, describe, export_netx, netx_plan, read_info
