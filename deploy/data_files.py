@@ -1,7 +1,7 @@
 """Built-in data files and the user's own: energy profiles and hardware targets are read alike.
 
-A name picks a file shipped in ``kdsnn/deploy/<folder>/NAME.toml``; a path (or anything ending
-in ``.toml``/``.json``) reads the user's file. Every problem is a one-line :class:`KdsnnError`
+A name picks a file shipped in ``deploy/<folder>/NAME.toml`` (package ``kdsnn.deploy``); a path
+(or anything ending in ``.toml``/``.json``) reads the user's file. Every problem is a one-line :class:`KdsnnError`
 naming the file.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ T = TypeVar("T")
 
 
 def builtin_names(folder: str) -> list[str]:
-    """Names of the ``.toml`` files shipped in ``kdsnn/deploy/<folder>``."""
+    """Names of the ``.toml`` files shipped in ``deploy/<folder>``."""
     root = resources.files("kdsnn.deploy") / folder
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
 

@@ -117,9 +117,9 @@ def _user_inputs(view: GraphView, a: argparse.Namespace) -> tuple[torch.Tensor, 
 
 def _labels(path: str, n: int, classes: int) -> torch.Tensor:
     """Labels of ``n`` inputs from ``path``: one integer class index below ``classes`` each."""
-    from kdsnn.data import _read_npy
+    from kdsnn.data import read_npy
 
-    lab = _read_npy(path, "--labels")
+    lab = read_npy(path, "--labels")
     if lab.ndim != 1 or len(lab) != n:
         raise KdsnnError(f"--labels {path} has shape {list(lab.shape)}; it must hold one label per input: [{n}]")
     if lab.dtype.kind == "f" and not (np.isfinite(lab).all() and (lab == np.round(lab)).all()):

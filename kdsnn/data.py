@@ -274,7 +274,7 @@ def load_inputs(path: str | Path, labels: str | Path | None = None, shape: tuple
     ``shape`` is the expected per-sample shape (the model's input shape), ``classes`` the number
     of classes labels must lie below. Returns ``(x float32, y int64 or None)``.
     """
-    arr = _read_npy(path, "--inputs")
+    arr = read_npy(path, "--inputs")
     if arr.dtype.kind != "f":
         raise KdsnnError(f"--inputs {path} holds {arr.dtype} values; it must be a floating-point array, normalized as "
                          "the network's input (convert with x.astype(np.float32))")
@@ -293,7 +293,7 @@ def load_inputs(path: str | Path, labels: str | Path | None = None, shape: tuple
     x = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
     if labels is None:
         return x, None
-    lab = _read_npy(labels, "--labels")
+    lab = read_npy(labels, "--labels")
     if lab.ndim != 1 or len(lab) != len(arr):
         raise KdsnnError(f"--labels {labels} has shape {list(lab.shape)}; "
                          f"it must hold one label per input: [{len(arr)}]")
@@ -310,7 +310,7 @@ def load_inputs(path: str | Path, labels: str | Path | None = None, shape: tuple
     return x, torch.from_numpy(ints)
 
 
-def _read_npy(path: str | Path, flag: str) -> np.ndarray:
+def read_npy(path: str | Path, flag: str) -> np.ndarray:
     """Read one array from a ``.npy`` file (no pickles), or refuse in one line."""
     p = Path(path)
     if not p.is_file():
