@@ -29,7 +29,10 @@ class OnnxOps(Protocol):
 
 @runtime_checkable
 class NeuronModel(Protocol):
-    """One population's parameters and its discrete-time dynamics (the reference ``step``)."""
+    """One population's parameters and its discrete-time dynamics (the reference ``step``).
+
+    A spiking model also has ``charge(x, state)``: the state before firing and reset, whose
+    ``membrane`` is the pre-reset membrane the simulator's counters read."""
 
     kind: ClassVar[str]        # the model's name, as messages and summaries show it
     spiking: ClassVar[bool]    # False: a readout whose output is its membrane (LI, Integrator)
