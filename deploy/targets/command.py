@@ -95,7 +95,12 @@ def format_text(r: dict[str, Any]) -> str:
 
 
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
+    from kdsnn.export.commands import set_handoff
+
+    from .handoff import export_for
     from .spec import builtin_targets
+
+    set_handoff(export_for)  # `kdsnn export --for CHIP` writes what the chip's toolchain reads
 
     p = add("map", "will it fit a chip: rules, cores, per-core load, energy and latency per target", _map)
     p.add_argument("model", help="a .nir file or a student checkpoint (kdsnn distill)")

@@ -1,0 +1,146 @@
+"""Xylo Audio 2: a graph lowered to the dense matrices Rockpool's Xylo mapper produces, and its cycles.
+
+Xylo runs one hidden population of up to 1000 neurons and up to 8 output neurons, with int8 weight
+matrices ``W_in`` (inputs → hidden), ``W_rec`` (hidden → hidden) and ``W_out`` (hidden → output)
+(Rockpool ``devices/xylo/syns61201/xylo_mapper.py``, ``docs/devices/xylo-overview.ipynb``). Every
+connection of a graph is composed (pooling and flatten included, as the simulator composes them)
+into those matrices: the first population(s) fed by the Input get ``W_in``, the last population is
+the output, every other connection between populations lands in ``W_rec``. A synapse is a nonzero
+weight (a zero weight is not stored: Rockpool's counts).
+
+Neurons: Xylo's LIF has a synaptic current and a membrane, each decaying by a bit shift (``dash``).
+kdsnn's IF maps to ``dash_mem = 15`` (the longest decay) and ``dash_syn = 1`` (Rockpool's mapper
+needs τ_syn > dt, so the current lingers one halving per step): IF is approximate on Xylo. The NIR
+file Rockpool's ``from_nir`` reads holds them as ``CubaLIF`` with τ = 2^dash·dt, ``r = τ_mem/dt − 1``
+(Rockpool reads ``dt = τ_mem/(1 + r)``) and the bias as ``v_leak`` (Rockpool's reading), and the
+weights as bias-free ``Linear`` nodes (Rockpool does not transfer weight biases to Xylo).
+
+:func:`cycles` is Rockpool's cycle model (``power_cycles_model.py``) for one step, from the spike
+counts: ``Nin·(1 + 3.5·Nhid·p_in) + Nhid·(3 + 7·fan_out·p_hid) + Nhid·p_hid·(1 + 8·Nout) +
+Nhid·(19 + 3·p_hid) + 12·Nout`` with ``p`` the share of channels/neurons active per step and
+``fan_out`` the mean nonzero recurrent weights per hidden neuron (no aliases, one synapse).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import nir
+import numpy as np
+
+DASH_MEM, DASH_SYN = 15, 1
+Problem = tuple[str, str, str]
+
+
+@dataclass
+class XyloNet:
+    """Dense int matrices and per-neuron parameters; ``hidden`` lists (population, first, stop) slices."""
+
+    w_in: np.ndarray
+    w_rec: np.ndarray
+    w_out: np.ndarray
+    threshold: np.ndarray
+    threshold_out: np.ndarray
+    bias: np.ndarray
+    bias_out: np.ndarray
+    hidden: list[tuple[str, int, int]]
+    output: str
+    input_shape: tuple[int, ...]
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """What Rockpool's mapper allocates and stores: channels, neurons, nonzero weights, max fan-out."""
+        rec_out = np.count_nonzero(self.w_rec, axis=1) + np.count_nonzero(self.w_out, axis=1)
+        return {"input_channels": int(self.w_in.shape[0]), "hidden_neurons": int(self.w_rec.shape[0]),
+                "output_neurons": int(self.w_out.shape[1]), "synapses_in": int(np.count_nonzero(self.w_in)),
+                "synapses_rec": int(np.count_nonzero(self.w_rec)), "synapses_out": int(np.count_nonzero(self.w_out)),
+                "max_fan_out": int(rec_out.max()) if rec_out.size else 0}
+
+
+def _dense(conn: Any) -> np.ndarray:
+    """A composed connection's weights ``[n_src, n_tgt]`` (the plan stores ``w + 1j`` on every synapse)."""
+    return np.asarray(conn.wt.real.toarray(), dtype=np.float64)
+
+
+def lower(view: Any, plan: Any) -> XyloNet:
+    """The Xylo matrices of a graph (``view``: the map view; ``plan``: its simulator plan, sparse form)."""
+    problems: list[Problem] = []
+    pops = list(view.populations)
+    if not pops:
+        problems.append(("graph", "neuron_layers", "no neuron population"))
+    out_pop = pops[-1] if pops else view.output
+    hidden = pops[:-1]
+    offset, slices = 0, []
+    for p in hidden:
+        n = int(np.prod(view.shape[p]))
+        slices.append((p, offset, offset + n))
+        offset += n
+    at = {p: (lo, hi) for p, lo, hi in slices}
+    n_in, n_out = int(np.prod(view.shape[view.input])), int(np.prod(view.shape[out_pop])) if pops else 0
+    w_in, w_rec, w_out = np.zeros((n_in, offset)), np.zeros((offset, offset)), np.zeros((offset, n_out))
+    for c in plan.connections:
+        w = _dense(c)
+        if c.target == out_pop and c.source in at:
+            w_out[at[c.source][0]:at[c.source][1]] += w
+        elif c.target in at and c.source == view.input:
+            w_in[:, at[c.target][0]:at[c.target][1]] += w
+        elif c.target in at and c.source in at:
+            w_rec[at[c.source][0]:at[c.source][1], at[c.target][0]:at[c.target][1]] += w
+        elif c.source == view.input and c.target == out_pop:
+            problems.append((c.name, "input_to_output", "the input feeds the output neurons directly; on Xylo the "
+                                                        "input reaches only hidden neurons (W_in)"))
+        elif c.target == view.output:
+            problems.append((c.name, "readout", "a membrane readout; Xylo's output neurons spike: "
+                                                "train with --readout spike"))
+    theta = np.zeros(offset)
+    bias = np.zeros(offset)
+    for p, lo, hi in slices:
+        theta[lo:hi] = np.broadcast_to(np.asarray(view.nodes[p].v_threshold, dtype=np.float64).ravel(), (hi - lo,))
+        b = plan.target_bias.get(p)
+        if b is not None:
+            bias[lo:hi] = np.broadcast_to(np.asarray(b, dtype=np.float64).ravel(), (hi - lo,))
+    th_out = np.broadcast_to(np.asarray(getattr(view.nodes[out_pop], "v_threshold", 0.0), dtype=np.float64).ravel(),
+                             (n_out,)).copy()
+    b_out = plan.target_bias.get(out_pop)
+    b_out = np.zeros(n_out) if b_out is None else np.broadcast_to(b_out, (n_out,)).copy()
+    return XyloNet(w_in, w_rec, w_out, theta, th_out, bias, b_out, slices, out_pop,
+                   tuple(int(v) for v in view.shape[view.input]), problems)
+
+
+def to_nir(net: XyloNet, dt: float = 1.0) -> nir.NIRGraph:
+    """The graph Rockpool's ``from_nir`` → ``as_graph()`` → Xylo ``mapper`` takes (module docstring)."""
+    def neurons(theta: np.ndarray, bias: np.ndarray) -> nir.CubaLIF:
+        n = theta.size
+        tau_mem, tau_syn = np.full(n, 2.0 ** DASH_MEM * dt), np.full(n, 2.0 ** DASH_SYN * dt)
+        return nir.CubaLIF(tau_mem=tau_mem, tau_syn=tau_syn, r=tau_mem / dt - 1.0, v_leak=bias.copy(),
+                           v_threshold=theta.copy(), w_in=np.ones(n))
+
+    nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type={"input": np.array([net.w_in.shape[0]])})}
+    edges: list[tuple[str, str]] = []
+    for p, lo, hi in net.hidden:
+        nodes[p] = neurons(net.threshold[lo:hi], net.bias[lo:hi])
+        if np.any(net.w_in[:, lo:hi]):
+            nodes[f"w_in_{p}"] = nir.Linear(weight=net.w_in[:, lo:hi].T.copy())
+            edges += [("input", f"w_in_{p}"), (f"w_in_{p}", p)]
+        for q, qlo, qhi in net.hidden:
+            if np.any(net.w_rec[qlo:qhi, lo:hi]):
+                nodes[f"w_{q}_{p}"] = nir.Linear(weight=net.w_rec[qlo:qhi, lo:hi].T.copy())
+                edges += [(q, f"w_{q}_{p}"), (f"w_{q}_{p}", p)]
+    nodes[net.output] = neurons(net.threshold_out, net.bias_out)
+    for q, qlo, qhi in net.hidden:
+        if np.any(net.w_out[qlo:qhi]):
+            nodes[f"w_{q}_out"] = nir.Linear(weight=net.w_out[qlo:qhi].T.copy())
+            edges += [(q, f"w_{q}_out"), (f"w_{q}_out", net.output)]
+    nodes["output"] = nir.Output(output_type={"output": np.array([net.w_out.shape[1]])})
+    edges.append((net.output, "output"))
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+def cycles(net: XyloNet, p_in: float, p_hid: float) -> float:
+    """Clock cycles of one step by Rockpool's cycle model (module docstring); ``p_in``, ``p_hid``: the
+    share of input channels and hidden neurons with at least one event per step."""
+    n_in, n_hid, n_out = net.w_in.shape[0], net.w_rec.shape[0], net.w_out.shape[1]
+    fan_out = float(np.count_nonzero(net.w_rec, axis=1).mean()) if n_hid else 0.0
+    return (n_in * (1 + 3.5 * n_hid * p_in) + n_hid * (3 + 7 * fan_out * p_hid)
+            + n_hid * p_hid * (1 + 8 * n_out) + n_hid * (19 + 3 * p_hid) + 12 * n_out)
