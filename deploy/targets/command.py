@@ -89,8 +89,12 @@ def format_text(r: dict[str, Any]) -> str:
             lines.append(f"  note: {n}")
     else:
         lines.append("  no inputs: per-core load, energy and latency need a data set (--dataset)")
-    if r["unpublished"]:
-        lines.append(f"  stated parameters (not published by the vendor): {', '.join(r['unpublished'])}")
+    prov = r.get("provenance") or {}
+    if prov:
+        lines.append(f"  published: {', '.join(prov['published']) or 'none'}")
+        for key, how in prov["derived"].items():
+            lines.append(f"  derived: {key} = {how}")
+        lines.append(f"  assumed (not published by the vendor): {', '.join(prov['assumed']) or 'none'}")
     return "\n".join(lines)
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import nir
 import numpy as np
+import torch
 
 from . import rules as rules
 from .placement import Placement, _fan_out_axons, place  # noqa: F401
@@ -49,6 +50,25 @@ def target_compatibility(graph: nir.NIRGraph | View, target: Target | str, sim: 
     """
     view = graph if isinstance(graph, View) else graph_view(graph)
     return rules.compatibility(view, load_target(target), _max_membrane(sim))
+
+
+def _cycle_model_latency(t: Target, view: View, placement: Placement, load: Any, x: Any) -> dict[str, Any]:
+    """Step latency from the target's cycle model (Xylo: Rockpool's, :func:`.xylo.cycles`) at the activity the
+    simulation measured: the share of input channels and of hidden neurons with an event per step."""
+    from . import xylo
+    from .core_load import _input_nonzero
+
+    net = xylo.lower(view, view.plan)
+    T = load.timesteps
+    steps, _ = _input_nonzero(torch.as_tensor(x), view.shape[view.input], T)
+    p_in = float(steps.mean())
+    n_hid = max(net.w_rec.shape[0], 1)
+    p_hid = float(load.spikes[0]) / (n_hid * T) if placement.cores else 0.0
+    cycles = xylo.cycles(net, p_in, p_hid)
+    step = cycles / t.get("time", "clock_hz")
+    return {"per_core_step_seconds": [step, 0.0], "missing": [], "step_seconds": step, "inference_seconds": step * T,
+            "busiest_core": 0, "cycles_per_step": cycles, "input_activity": p_in, "hidden_activity": p_hid,
+            "model": f"Rockpool's cycle model ({t.get('time', 'cycle_model')}), phases in sequence"}
 
 
 def _ann(graph: nir.NIRGraph) -> dict[str, Any]:
@@ -106,6 +126,7 @@ def map_graph(graph: nir.NIRGraph, target: Target | str, x: Any = None, sim: Any
                       "cores_used": sum(1 for c in placement.cores if c.label != "unplaced"), "chips": placement.chips,
                       "cores_per_chip": cpc, "cores": [asdict(c) for c in placement.cores]},
         "unpublished": t.unpublished(),
+        "provenance": t.provenance(),
         "sources": {f"{s}.{k}": e.source for s, d in t.entries.items() for k, e in d.items()},
     }
     if not view.simulable:
@@ -120,6 +141,14 @@ def map_graph(graph: nir.NIRGraph, target: Target | str, x: Any = None, sim: Any
         return result
     load = core_load(view, placement, sim, x)
     est = estimate(t, placement, load)
+    if t.get("time", "cycle_model"):
+        est["latency"] = _cycle_model_latency(t, view, placement, load, x)
+    limit = t.get("limits", "max_input_events")
+    if limit is not None and x is not None and float(torch.as_tensor(x).max()) > limit:
+        result["violations"].append(asdict(rules.Violation(view.input, "input_events", (
+            f"up to {float(torch.as_tensor(x).max()):g} input events per step and channel; {t.name} takes at most "
+            f"{limit}: scale the input down"))))
+        result["fits"] = False
     T = load.timesteps
     for k, c in enumerate(result["placement"]["cores"]):
         c["per_step"] = {"synops": load.synops[k] / T, "spikes": load.spikes[k] / T, "messages": load.messages[k] / T,

@@ -114,9 +114,12 @@ def _range_rules(view: Any, target: Target) -> list[Violation]:
                 out.append(Violation(name, "weight_range", f"integer weights span [{lo:.0f}, {hi:.0f}]; {target.name} "
                                      f"holds [{wmin}, {wmax}]: quantize with --bits {bits}"))
             b = np.asarray(getattr(node, "bias", 0.0), dtype=np.float64)
-            if bmax is not None and b.size and float(np.abs(b).max()) * 2 ** shift > bmax:
+            bmin = target.get("precision", "bias_min", -bmax if bmax is not None else None)
+            big = bmax is not None and b.size and float(b.max()) * 2 ** shift > bmax
+            if big or (bmin is not None and b.size and float(b.min()) * 2 ** shift < bmin):
                 fix = ("export with kdsnn export --for speck, whose per-layer factor (Sinabs' discretization) fits "
-                       "weights, bias and threshold together" if target.kind == "layers" else "quantize with fewer bits")
+                       "weights, bias and threshold together" if target.kind == "layers"
+                       else "quantize with fewer bits")
                 out.append(Violation(name, "bias_range", f"integer bias up to {float(np.abs(b).max()):.0f}"
                                      + (f" (× 2^{shift} = {float(np.abs(b).max()) * 2 ** shift:.0f})" if shift else "")
                                      + f" beyond {target.name}'s {bmax}: {fix}"))
@@ -139,14 +142,22 @@ def compatibility(view: Any, target: Target, max_membrane: dict[str, float] | No
     """
     out = [str(v) for v in common_rules(view, target, max_membrane)]
     cond = target.get("neuron", "spike_condition")
+    soft = view.meta.get("reset", "hard") == "soft"
     if cond == ">=" and view.populations:
-        out.append(f"{target.name} fires at v ≥ θ, kdsnn at v > θ: program every threshold as θ + 1 "
-                   "(exact on integer graphs)" if view.integer else
-                   f"{target.name} fires at v ≥ θ, kdsnn at v > θ: spikes differ where v equals θ")
+        if view.integer and not soft:
+            out.append(f"{target.name} fires at v ≥ θ, kdsnn at v > θ: program every threshold as θ + 1 "
+                       "(exact on integer graphs with reset to zero)")
+        else:
+            out.append(f"{target.name} fires at v ≥ θ, kdsnn at v > θ: spikes differ where v equals θ"
+                       + (" (no exact rewrite: a reset by subtraction would subtract θ + 1)" if soft else ""))
     many = target.get("neuron", "max_spikes_per_step")
-    if many and many > 1 and view.populations:
+    if target.get("neuron", "multi_spike") and view.populations:
+        out.append(f"{target.name}'s neurons may emit several spikes per step" + (f" (up to {many})" if many else "")
+                   + ", subtracting θ for each; kdsnn's IF emits one: spikes differ wherever v reaches 2θ")
+    elif many and many > 1 and view.populations:
         out.append(f"{target.name}'s neurons may emit up to {many} spikes per step (reset by subtraction); "
                    "kdsnn's IF emits one: spikes differ wherever v exceeds 2θ")
+    out += _input_and_readout_notes(view, target)
     ai = target.get("neuron", "analog_input")
     if view.meta.get("encoding", "direct") == "direct":
         if ai == "host":
@@ -157,6 +168,30 @@ def compatibility(view: Any, target: Target, max_membrane: dict[str, float] | No
                        "be integer counts within the chip's per-step limit")
     if target.get("neuron", "exact_if") is False and view.populations:
         out.append(f"{target.name} runs IF only approximately: {target.source('neuron', 'exact_if')}")
+    return out
+
+
+def _input_and_readout_notes(view: Any, target: Target) -> list[str]:
+    """Speck-like targets: can the input come from the chip's DVS, can its readout layer report the classes."""
+    out: list[str] = []
+    size, pols, pools = (target.get("limits", k) for k in ("dvs_size", "dvs_polarities", "dvs_pooling"))
+    shape = tuple(view.shape[view.input])
+    if size and pols and len(shape) == 3:
+        c, h, w = shape
+        fits = [p for p in (pools or [1]) if size // p >= max(h, w)]
+        if c <= pols and fits:
+            out.append(f"the {c}×{h}×{w} input can come from {target.name}'s {size}×{size} DVS: {c} polarity "
+                       f"channel(s), sensor pooling {fits[-1]} ({size // fits[-1]}×{size // fits[-1]}) cropped to "
+                       f"{h}×{w} ({target.source('limits', 'dvs_pooling')})")
+        else:
+            why = f"{c} channels (the DVS has {pols} polarities)" if c > pols else f"larger than {size}×{size}"
+            out.append(f"the {c}×{h}×{w} input cannot come from {target.name}'s DVS ({why}): feed external events")
+    classes = target.get("limits", "readout_classes")
+    last = [p for p in view.preds[view.output] if p in view.populations]
+    n_out = sum(int(np.prod(view.shape[p])) for p in last)
+    if classes and last and n_out > classes:
+        out.append(f"{n_out} output neurons: {target.name}'s readout layer reports at most {classes} classes; read the "
+                   "last layer's events on the monitor bus instead")
     return out
 
 

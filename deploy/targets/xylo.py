@@ -8,6 +8,13 @@ into those matrices: the first population(s) fed by the Input get ``W_in``, the 
 the output, every other connection between populations lands in ``W_rec``. A synapse is a nonzero
 weight (a zero weight is not stored: Rockpool's counts).
 
+Integers follow Rockpool's ``global_quantize`` (``transform/quantize_methods.py``): one factor for
+``W_in``, ``W_rec`` and the hidden biases, ``127/max|·|``, another for ``W_out`` and the output
+biases, thresholds scaled with their weights (and everything scaled down again where a threshold
+would pass 2^15 − 1), then rounded (Rockpool scales the output biases by the hidden factor; kdsnn by
+the output one, which is the same on the fixed point). The matrices kdsnn writes are a fixed point of that rule, so
+Rockpool's quantizer keeps them as they are.
+
 Neurons: Xylo's LIF has a synaptic current and a membrane, each decaying by a bit shift (``dash``).
 kdsnn's IF maps to ``dash_mem = 15`` (the longest decay) and ``dash_syn = 1`` (Rockpool's mapper
 needs τ_syn > dt, so the current lingers one halving per step): IF is approximate on Xylo. The NIR
@@ -63,8 +70,33 @@ def _dense(conn: Any) -> np.ndarray:
     return np.asarray(conn.wt.real.toarray(), dtype=np.float64)
 
 
-def lower(view: Any, plan: Any) -> XyloNet:
-    """The Xylo matrices of a graph (``view``: the map view; ``plan``: its simulator plan, sparse form)."""
+def quantize(net: XyloNet) -> XyloNet:
+    """Rockpool's ``global_quantize`` on the matrices (module docstring), in place."""
+    qmax, tmax = 2 ** 7 - 1, 2 ** 15 - 1
+
+    def factor(*arrays: np.ndarray) -> float:
+        peak = max((float(np.abs(a).max()) for a in arrays if a.size), default=0.0)
+        return qmax / peak if peak else 1.0
+
+    s, s_out = factor(net.w_in, net.w_rec, net.bias), factor(net.w_out, net.bias_out)
+    net.w_in, net.w_rec, net.w_out = np.round(net.w_in * s), np.round(net.w_rec * s), np.round(net.w_out * s_out)
+    net.threshold, net.threshold_out = np.round(net.threshold * s), np.round(net.threshold_out * s_out)
+    # Rockpool scales the output bias by the hidden factor; kdsnn scales it with its own weights (the output
+    # neurons' dynamics stay the float ones). The result is a fixed point of Rockpool's rule either way: both
+    # factors are 1 when it runs again on these integers.
+    net.bias, net.bias_out = np.round(net.bias * s), np.round(net.bias_out * s_out)
+    if net.threshold.size and net.threshold.max() > tmax:
+        f = tmax / net.threshold.max()
+        net.threshold, net.w_in, net.w_rec = (np.round(a * f) for a in (net.threshold, net.w_in, net.w_rec))
+    if net.threshold_out.size and net.threshold_out.max() > tmax:
+        f = tmax / net.threshold_out.max()
+        net.threshold_out, net.w_out, net.w_rec = (np.round(a * f) for a in (net.threshold_out, net.w_out, net.w_rec))
+    return net
+
+
+def lower(view: Any, plan: Any, quantized: bool = True) -> XyloNet:
+    """The Xylo matrices of a graph (``view``: the map view; ``plan``: its simulator plan, sparse form), with
+    Rockpool's integers when ``quantized``."""
     problems: list[Problem] = []
     pops = list(view.populations)
     if not pops:
@@ -104,8 +136,9 @@ def lower(view: Any, plan: Any) -> XyloNet:
                              (n_out,)).copy()
     b_out = plan.target_bias.get(out_pop)
     b_out = np.zeros(n_out) if b_out is None else np.broadcast_to(b_out, (n_out,)).copy()
-    return XyloNet(w_in, w_rec, w_out, theta, th_out, bias, b_out, slices, out_pop,
-                   tuple(int(v) for v in view.shape[view.input]), problems)
+    net = XyloNet(w_in, w_rec, w_out, theta, th_out, bias, b_out, slices, out_pop,
+                  tuple(int(v) for v in view.shape[view.input]), problems)
+    return quantize(net) if quantized else net
 
 
 def to_nir(net: XyloNet, dt: float = 1.0) -> nir.NIRGraph:
