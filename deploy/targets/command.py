@@ -66,7 +66,7 @@ def format_text(r: dict[str, Any]) -> str:
     for c in p["cores"]:
         segs = ", ".join(f"{s[0]}[{s[1]}:{s[2]}]" for s in c["segments"])
         mem = (", ".join(f"{k} {v}" for k, v in c["memory"].items()) if c["memory"]
-               else f"{c['memory_bits'] / 8:.0f} B synaptic memory")
+               else f"{c.get('weights', 0)} stored weights")
         load = ""
         if "per_step" in c:
             ps = c["per_step"]

@@ -130,6 +130,13 @@ def export_xylo(graph: nir.NIRGraph, path: str | Path, x: torch.Tensor | None) -
     if net.problems:
         node, _, msg = net.problems[0]
         raise KdsnnError(f"xylo: {node}: {msg}")
+    from .spec import load_target
+
+    t = load_target("xylo")
+    for key in ("input_channels", "hidden_neurons", "output_neurons"):
+        if net.counts[key] > t.get("limits", key):
+            raise KdsnnError(f"xylo: {net.counts[key]} {key.replace('_', ' ')}; Xylo has {t.get('limits', key)} "
+                             f"({t.source('limits', key)}): train a smaller student (kdsnn map --target xylo)")
     written = write_nir104(xylo.to_nir(net), path)
     result: dict[str, Any] = {"out": str(written), "for": "xylo", "nir_version": "1.0.4", "counts": net.counts,
                               "dash_mem": xylo.DASH_MEM, "dash_syn": xylo.DASH_SYN}

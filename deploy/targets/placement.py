@@ -253,7 +253,7 @@ def _place_dense(view: View, target: Target) -> Placement:
                                           f"{target.name} holds {hs}"))
     fo = target.get("limits", "max_fan_out")
     if fo and counts["max_fan_out"] > fo:
-        fan = np.count_nonzero(net.w_rec, axis=1) + np.count_nonzero(net.w_out, axis=1)
+        fan = net.fan_out()
         worst = next(p for p, lo, hi in net.hidden if fan[lo:hi].max() == counts["max_fan_out"])
         violations.append(rules.Violation(worst, "fan_out", f"a hidden neuron reaches {counts['max_fan_out']} neurons "
                                           f"(nonzero weights); a {target.name} hidden neuron reaches at most {fo}: "

@@ -174,7 +174,8 @@ def test_xylo_file_goes_through_rockpools_mapper_with_kdsnns_counts(xylo_student
     g = load_student_graphs(xylo_student, soft_reset_ok=True).int_graph
     view = graph_view(g)
     net = xylo.lower(view, view.plan)
-    assert np.array_equal(w_in, net.w_in) and np.array_equal(w_rec, net.w_rec) and np.array_equal(w_out, net.w_out)
+    assert np.array_equal(w_in, net.w_in.toarray()) and np.array_equal(w_rec, net.w_rec.toarray())
+    assert np.array_equal(w_out, net.w_out.toarray())
     assert spec["threshold"] == net.threshold.tolist() and spec["threshold_out"] == net.threshold_out.tolist()
     # Rockpool's cycle model on the quantized configuration = kdsnn's, at the same activity
     assert rock["cycles"] == pytest.approx(chk["cycles_per_step"], rel=1e-12)
