@@ -20,6 +20,16 @@ import torch
 from kdsnn.errors import KdsnnError
 
 CHECK_SAMPLES = 8
+# ``kdsnn export --for CHIP``: the file a chip vendor's own toolchain reads. Writing it needs the hardware
+# targets (kdsnn.deploy), which install the handler here when the command line is built (set_handoff).
+_HANDOFF: Callable[[argparse.Namespace], int] | None = None
+HANDOFF_CHIPS = ("speck", "xylo", "loihi2")
+
+
+def set_handoff(handler: Callable[[argparse.Namespace], int]) -> None:
+    """Install the writer of ``kdsnn export --for CHIP`` (called by kdsnn.deploy.targets)."""
+    global _HANDOFF
+    _HANDOFF = handler
 
 
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
@@ -37,6 +47,10 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--float", action="store_true", help="export the float graph (BN folded, not quantized)")
     p.add_argument("--out", default=None, help="file to write")
     p.add_argument("--no-check", action="store_true", help="skip checking the written file against PyTorch")
+    p.add_argument("--for", dest="for_chip", default=None, metavar="CHIP",
+                   help=f"write what that chip's own toolchain reads instead of --format ({', '.join(HANDOFF_CHIPS)}): "
+                        "speck: NIR for Sinabs 3.1 (nir 1.0.4, reset by subtraction, Sinabs' integers); xylo: NIR "
+                        "Linear + CubaLIF for Rockpool's Xylo mapper; loihi2: netx (sequential) or NIR for Lava")
 
     p = add("inspect", "summarise a NIR, ONNX or netx file (layers, shapes, parameters, quantization)", _inspect)
     p.add_argument("file", help="the file to describe; its format is recognised by content")
@@ -139,6 +153,12 @@ def _export(a: argparse.Namespace) -> int:
     from .formats import get
 
     _require(a, "checkpoint", "out")
+    if getattr(a, "for_chip", None):
+        if a.for_chip not in HANDOFF_CHIPS:
+            raise KdsnnError(f"unknown --for {a.for_chip!r}; choose one of {', '.join(HANDOFF_CHIPS)}")
+        if _HANDOFF is None:
+            raise KdsnnError("--for needs kdsnn's hardware targets (kdsnn.deploy), which are not installed")
+        return _HANDOFF(a)
     fmt = get(a.format)
     if fmt.integer_only and a.float:
         raise KdsnnError(f"{fmt.name} holds integer networks only; drop --float")

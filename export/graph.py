@@ -48,7 +48,8 @@ def set_meta(graph: nir.NIRGraph, meta: dict[str, Any]) -> None:
 
 
 class _Builder:
-    def __init__(self, input_shape: tuple[int, ...]) -> None:
+    def __init__(self, input_shape: tuple[int, ...], soft_reset_ok: bool = False) -> None:
+        self.soft_reset_ok = soft_reset_ok
         self.nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type={"input": np.array(input_shape)})}
         self.edges: list[tuple[str, str]] = []
         self.shape: dict[str, tuple[int, ...]] = {"input": tuple(input_shape)}
@@ -82,7 +83,7 @@ class _Builder:
         return self.add("conv", node, [src], tuple(node.output_type["output"]))
 
     def neuron(self, sources: list[str], shape: tuple[int, ...], p: IFParams) -> str:
-        if p.reset != "hard":
+        if p.reset != "hard" and not self.soft_reset_ok:
             raise KdsnnError("soft reset (subtract θ) cannot be expressed by NIR's IF (reset to v_reset): "
                              "train with --reset hard to export")
         ones = np.ones(shape)
@@ -130,8 +131,13 @@ def _block(b: _Builder, block: nn.Module, src: str) -> str:
     raise KdsnnError(f"layer {type(block).__name__} cannot be exported to NIR")
 
 
-def student_to_graph(model: SpikingNet, preprocessing: dict | None = None, extra: dict | None = None) -> nir.NIRGraph:
-    """Fold BN and build the float deployable graph of a trained student (eval-mode semantics)."""
+def student_to_graph(model: SpikingNet, preprocessing: dict | None = None, extra: dict | None = None,
+                     soft_reset_ok: bool = False) -> nir.NIRGraph:
+    """Fold BN and build the float deployable graph of a trained student (eval-mode semantics).
+
+    A soft-reset student (``--reset soft``) is refused unless ``soft_reset_ok``: NIR ≥ 1.0.6's IF
+    cannot state it, so only kdsnn's metadata (``reset = "soft"``) carries it, for consumers that
+    write it in a form that can (``kdsnn export --for speck|xylo``: nir 1.0.4 files)."""
     if not isinstance(model, SpikingNet):
         raise KdsnnError("only student SNNs (kdsnn distill checkpoints) can be exported; teachers are ANNs")
     first = model.blocks[0]
@@ -139,7 +145,7 @@ def student_to_graph(model: SpikingNet, preprocessing: dict | None = None, extra
         input_shape = (first.conv.in_channels, *_infer_hw(model))
     else:
         raise KdsnnError("the student must start with a convolution block")
-    b = _Builder(input_shape)
+    b = _Builder(input_shape, soft_reset_ok)
     src = "input"
     resets = set()
     for block in model.blocks:
@@ -152,9 +158,12 @@ def student_to_graph(model: SpikingNet, preprocessing: dict | None = None, extra
     b.edges.append((src, "output"))
     graph = nir.NIRGraph(nodes=b.nodes, edges=b.edges, type_check=False)
     readout = "spike" if isinstance(graph.nodes[src], nir.IF) else "membrane"
-    meta = {"producer": "kdsnn", "dt": 1, "reset": "hard", "v_reset": 0.0, "timesteps": model.timesteps,
-            "encoding": model.encoding, "readout": readout, "preprocessing": preprocessing or {},
-            "integer": False, "input_scale": None, "quantization": {}, **(extra or {})}
+    if len(resets) > 1:
+        raise KdsnnError("the student mixes hard and soft reset; one reset per network can be exported")
+    meta = {"producer": "kdsnn", "dt": 1, "reset": resets.pop() if resets else "hard", "v_reset": 0.0,
+            "timesteps": model.timesteps, "encoding": model.encoding, "readout": readout,
+            "preprocessing": preprocessing or {}, "integer": False, "input_scale": None, "quantization": {},
+            **(extra or {})}
     set_meta(graph, meta)
     return graph
 

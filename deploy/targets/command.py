@@ -67,7 +67,7 @@ def format_text(r: dict[str, Any]) -> str:
     for c in p["cores"]:
         segs = ", ".join(f"{s[0]}[{s[1]}:{s[2]}]" for s in c["segments"])
         mem = (", ".join(f"{k} {v}" for k, v in c["memory"].items()) if c["memory"]
-               else f"{c['memory_bits'] / 8:.0f} B synaptic memory")
+               else f"{c.get('weights', 0)} stored weights")
         load = ""
         if "per_step" in c:
             ps = c["per_step"]
@@ -90,13 +90,22 @@ def format_text(r: dict[str, Any]) -> str:
             lines.append(f"  note: {n}")
     else:
         lines.append("  no inputs: per-core load, energy and latency need a data set (--dataset)")
-    if r["unpublished"]:
-        lines.append(f"  stated parameters (not published by the vendor): {', '.join(r['unpublished'])}")
+    prov = r.get("provenance") or {}
+    if prov:
+        lines.append(f"  published: {', '.join(prov['published']) or 'none'}")
+        for key, how in prov["derived"].items():
+            lines.append(f"  derived: {key} = {how}")
+        lines.append(f"  assumed (not published by the vendor): {', '.join(prov['assumed']) or 'none'}")
     return "\n".join(lines)
 
 
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
+    from kdsnn.export.commands import set_handoff
+
+    from .handoff import export_for
     from .spec import builtin_targets
+
+    set_handoff(export_for)  # `kdsnn export --for CHIP` writes what the chip's toolchain reads
 
     p = add("map", "will it fit a chip: rules, cores, per-core load, energy and latency per target", _map)
     p.add_argument("model", help="a .nir file or a student checkpoint (kdsnn distill)")

@@ -45,7 +45,7 @@ def _per_neuron_spikes(sim: Any, pop: str) -> np.ndarray:
     return s.reshape(s.shape[0] * s.shape[1], -1).numpy()
 
 
-def _input_nonzero(x: torch.Tensor, input_shape: tuple[int, ...], T: int) -> tuple[np.ndarray, np.ndarray]:
+def input_nonzero(x: torch.Tensor, input_shape: tuple[int, ...], T: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-step nonzero mask of the input ``[T·B, n_in]`` (direct encoding repeats the static input)."""
     x = torch.as_tensor(x)
     if x.dim() == len(input_shape) + 1:  # [B, ...]: direct encoding, same input every step
@@ -65,7 +65,7 @@ def core_load(plan: Plan, placement: Any, sim: Any, x: torch.Tensor) -> Load:
     reached: dict[str, np.ndarray] = {}
     host_macs = host_msgs = 0.0
     sent = np.zeros(n_cores)
-    in_steps, _ = _input_nonzero(x, plan.shape[plan.input], T)
+    in_steps, _ = input_nonzero(x, plan.shape[plan.input], T)
     spikes = {p: _per_neuron_spikes(sim, p) for p in plan.view.populations if p in sim.spikes}
     dcount = fan_out_axons(plan, placement)
     for ci, c in enumerate(plan.connections):

@@ -29,12 +29,13 @@ from typing import Any
 
 import nir
 import numpy as np
+import torch
 
 from kdsnn.export.graph_view import GraphView
 
 from ..simulator import Plan
 from . import rules
-from .placement import fan_out_axons, place
+from .placement import Placement, fan_out_axons, place
 from .spec import Target, load_target
 from .view import encode_input, mapping_plan
 
@@ -51,6 +52,25 @@ def target_compatibility(graph: nir.NIRGraph | GraphView, target: Target | str, 
     print it per target.
     """
     return rules.compatibility(GraphView.of(graph), load_target(target), _max_membrane(sim))
+
+
+def _cycle_model_latency(t: Target, plan: Plan, placement: Placement, load: Any, x: Any) -> dict[str, Any]:
+    """Step latency from the target's cycle model (Xylo: Rockpool's, :func:`.xylo.cycles`) at the activity the
+    simulation measured: the share of input channels and of hidden neurons with an event per step."""
+    from . import xylo
+    from .core_load import input_nonzero
+
+    net = xylo.lower(plan.view, plan)
+    T = load.timesteps
+    steps, _ = input_nonzero(torch.as_tensor(x), plan.shape[plan.input], T)
+    p_in = float(steps.mean())
+    n_hid = max(net.w_rec.shape[0], 1)
+    p_hid = float(load.spikes[0]) / (n_hid * T) if placement.cores else 0.0
+    cycles = xylo.cycles(net, p_in, p_hid)
+    step = cycles / t.get("time", "clock_hz")
+    return {"per_core_step_seconds": [step, 0.0], "missing": [], "step_seconds": step, "inference_seconds": step * T,
+            "busiest_core": 0, "cycles_per_step": cycles, "input_activity": p_in, "hidden_activity": p_hid,
+            "model": f"Rockpool's cycle model ({t.get('time', 'cycle_model')}), phases in sequence"}
 
 
 def _ann(graph: nir.NIRGraph) -> dict[str, Any]:
@@ -106,9 +126,11 @@ def map_graph(graph: nir.NIRGraph, target: Target | str, x: Any = None, sim: Any
         "target": t.name, "description": t.description, "kind": t.kind, "origin": t.origin,
         "fits": not violations, "violations": [asdict(v) for v in violations],
         "compatibility": rules.compatibility(view, t, _max_membrane(sim)),
-        "placement": {"algorithm": placement.algorithm, "cores_used": len(placement.cores), "chips": placement.chips,
+        "placement": {"algorithm": placement.algorithm,
+                      "cores_used": sum(1 for c in placement.cores if c.label != "unplaced"), "chips": placement.chips,
                       "cores_per_chip": cpc, "cores": [asdict(c) for c in placement.cores]},
         "unpublished": t.unpublished(),
+        "provenance": t.provenance(),
         "sources": {f"{s}.{k}": e.source for s, d in t.entries.items() for k, e in d.items()},
     }
     if sim is None and x is not None:
@@ -120,6 +142,14 @@ def map_graph(graph: nir.NIRGraph, target: Target | str, x: Any = None, sim: Any
         return result
     load = core_load(plan, placement, sim, x)
     est = estimate(t, placement, load)
+    if t.get("time", "cycle_model"):
+        est["latency"] = _cycle_model_latency(t, plan, placement, load, x)
+    limit = t.get("limits", "max_input_events")
+    if limit is not None and x is not None and float(torch.as_tensor(x).max()) > limit:
+        result["violations"].append(asdict(rules.Violation(view.input, "input_events", (
+            f"up to {float(torch.as_tensor(x).max()):g} input events per step and channel; {t.name} takes at most "
+            f"{limit}: scale the input down"))))
+        result["fits"] = False
     T = load.timesteps
     for k, c in enumerate(result["placement"]["cores"]):
         c["per_step"] = {"synops": load.synops[k] / T, "spikes": load.spikes[k] / T, "messages": load.messages[k] / T,
