@@ -29,6 +29,7 @@ def _load_model(a: argparse.Namespace) -> tuple[Any, Any, str | None]:
 
 def _map(a: argparse.Namespace) -> int:
     from .mapping import map_graph
+    from .placement import place
     from .spec import load_target
     from .view import encode_input, mapping_plan
 
@@ -37,15 +38,15 @@ def _map(a: argparse.Namespace) -> int:
         raise KdsnnError(f"--samples must be at least 1, got {a.samples}")
     graph, float_graph, dataset = _load_model(a)
     plan = mapping_plan(graph)
-    x = sim = None
+    placements = {t.name: place(plan, t) for t in targets}
+    sim = loads = None
     if dataset:
         from kdsnn import data
 
-        from ..simulator import simulate
-
         x = encode_input(plan.view, data.sample_batch(dataset, a.samples, a.data_root)[0])
-        sim = simulate(plan, x, progress=False)
-    results = [map_graph(graph, t, x=x, sim=sim, plan=plan, ann_graph=float_graph) for t in targets]
+        sim, loads = _load_in_batches(plan, x, targets, placements)
+    results = [map_graph(graph, t, sim=sim, plan=plan, ann_graph=float_graph, placement=placements[t.name],
+                         load=loads[t.name] if loads else None) for t in targets]
     if a.json:
         print(json.dumps({"model": a.model, "dataset": dataset, "samples": a.samples if dataset else 0,
                           "targets": results}, default=float))
@@ -55,6 +56,26 @@ def _map(a: argparse.Namespace) -> int:
                   "(pass --dataset for load and energy)")
         print("\n\n".join(format_text(r) for r in results))
     return 0
+
+
+def _load_in_batches(plan: Any, x: Any, targets: list, placements: dict) -> tuple[Any, dict[str, Any]]:
+    """Simulate ``x`` a batch at a time and count every target's per-core load from each batch, so memory
+    does not grow with --samples; returns the simulator's merged counters and each target's combined load."""
+    from ..batched import batch_size, count, is_sequence, merge_counters, take
+    from ..simulator import simulate
+    from .core_load import combine, core_load
+
+    view = plan.view
+    n = count(x, view)
+    size = batch_size(view, int(x.shape[0]) if is_sequence(x, view) else view.require_timesteps())
+    sim, loads = None, {t.name: [] for t in targets}
+    for lo in range(0, n, size):
+        xb = take(x, view, lo, min(n, lo + size))
+        part = simulate(plan, xb, progress=False)
+        for t in targets:
+            loads[t.name].append(core_load(plan, placements[t.name], part, xb))
+        sim = merge_counters(sim, part)
+    return sim, {k: combine(v) for k, v in loads.items()}
 
 
 def format_text(r: dict[str, Any]) -> str:
