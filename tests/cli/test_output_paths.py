@@ -155,11 +155,11 @@ def test_interrupted_report_leaves_nothing(student_int_nir, tmp_path, monkeypatc
 
 
 def test_interrupted_simulate_does_not_offer_resume(student_int_nir, tmp_path, monkeypatch, capsys):
-    from kdsnn.deploy.backends import Reference
+    from kdsnn.deploy.backends import Simulator
 
     def interrupt(*_args, **_kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(Reference, "run", interrupt)
+    monkeypatch.setattr(Simulator, "run", interrupt)
     assert main(["simulate", str(student_int_nir), "--samples", "2", "--save", str(tmp_path / "r.npz")]) == 130
     err = capsys.readouterr().err.strip()
     assert err == "kdsnn: interrupted; no partial output was left behind"

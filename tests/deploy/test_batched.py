@@ -46,7 +46,7 @@ def test_batched_simulation_equals_one_run(graph, digits_batch, monkeypatch):
     view = GraphView(graph)
     whole = simulate(graph, x)
     monkeypatch.setattr(batched, "WORKING_SET", 3 * batched.input_bytes(view, 4))  # batches of 3: 4 runs
-    run = batched.run_batches(BACKENDS["reference"], graph, x, view, 4, keep_all=True, keep_head=5)
+    run = batched.run_batches(BACKENDS["simulator"], graph, x, view, 4, keep_all=True, keep_head=5)
     assert torch.equal(run.logits, whole.logits)
     assert run.counters.to_dict() == whole.to_dict()  # every counter merged, batch 11
     for pop, s in whole.spikes.items():
