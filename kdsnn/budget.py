@@ -19,6 +19,7 @@ from pathlib import Path
 from .errors import KdsnnError
 
 SHARE = 0.5  # of the available memory: the rest is for the process's other data, the OS and neighbours
+GPU_SHARE = 0.9  # of a CUDA device's free memory (nothing else of this process lives there)
 ENV = "KDSNN_MEMORY_LIMIT"
 _UNITS = {"": 1, "K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}
 
@@ -73,27 +74,36 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
 
 
-def limit_bytes() -> tuple[int, str]:
-    """The most one allocation may take, and where that figure comes from (for messages)."""
+def limit_bytes(device: object = None) -> tuple[int, str]:
+    """The most one allocation may take, and where that figure comes from (for messages). ``device``: a
+    CUDA ``torch.device`` whose free memory is the limit (host memory otherwise)."""
     forced = os.environ.get(ENV)
     if forced:
         return parse_size(forced), f"{ENV}={forced}"
+    if getattr(device, "type", None) == "cuda":
+        try:
+            import torch
+
+            free, _ = torch.cuda.mem_get_info(device)
+            return int(free * GPU_SHARE), f"{GPU_SHARE:.0%} of the {human_bytes(free)} free on {device}"
+        except (RuntimeError, AssertionError):  # no usable CUDA after all: fall back to the host's memory
+            pass
     avail = available_bytes()
     return int(avail * SHARE), f"{SHARE:.0%} of the {human_bytes(avail)} this machine has available"
 
 
-def require(nbytes: float, what: str, hint: str = "") -> None:
-    """Refuse in one line when ``nbytes`` (for ``what``, in words) exceeds the budget; ``hint``
-    says what to change ("use fewer --samples")."""
-    limit, why = limit_bytes()
+def require(nbytes: float, what: str, hint: str = "", device: object = None) -> None:
+    """Refuse in one line when ``nbytes`` (for ``what``, in words) exceeds the budget (of ``device``, a CUDA
+    device, or the host's); ``hint`` says what to change ("use fewer --samples")."""
+    limit, why = limit_bytes(device)
     if nbytes > limit:
         raise KdsnnError(f"{what} would need {human_bytes(nbytes)} of memory, more than the {human_bytes(limit)} "
                          f"kdsnn allows itself ({why})" + (f"; {hint}" if hint else ""))
 
 
-def fitting(per_item: float, wanted: int) -> int:
+def fitting(per_item: float, wanted: int, device: object = None) -> int:
     """How many items of ``per_item`` bytes fit the budget at once, at most ``wanted`` (0: not even one)."""
-    limit, _ = limit_bytes()
+    limit, _ = limit_bytes(device)
     if per_item <= 0:
         return wanted
     return int(max(0, min(wanted, limit // per_item)))

@@ -247,11 +247,10 @@ def _build_model(run: _Run) -> None:
     """The model to train, built from the seed (the spec is what its checkpoint records)."""
     run.spec = _model_spec(run.cfg, run.ds)
     student = {k: v for k, v in run.spec.items() if k not in ("arch", "input_shape", "classes")}
-    size = require_fits(run.cfg.arch, run.ds.input_shape, run.ds.classes, run.cfg.batch_size,
-                        run.cfg.timesteps if run.kind == "student" else 1, True, f"training on {run.cfg.dataset}",
-                        **student)
-    per_sample = size.bytes(1, run.cfg.timesteps if run.kind == "student" else 1, False)
-    run.eval_batch = max(1, fitting(per_sample, EVAL_BATCH))
+    steps = run.cfg.timesteps if run.kind == "student" else 1
+    size = require_fits(run.cfg.arch, run.ds.input_shape, run.ds.classes, run.cfg.batch_size, steps, True,
+                        f"training on {run.cfg.dataset}", run.device, **student)
+    run.eval_batch = max(1, fitting(size.bytes(1, steps, False), EVAL_BATCH, run.device))
     torch.manual_seed(run.cfg.seed)
     run.model = build_model(**{k: (tuple(v) if k == "input_shape" else v) for k, v in run.spec.items()}).to(run.device)
     if hasattr(run.model, "set_layout"):

@@ -72,14 +72,15 @@ def measure(arch: str, input_shape: tuple[int, ...], classes: int, **student: An
 
 
 def require_fits(arch: str, input_shape: tuple[int, ...], classes: int, batch: int, steps: int,
-                 training: bool, where: str, **student: Any) -> ModelSize:
+                 training: bool, where: str, device: Any = None, **student: Any) -> ModelSize:
     """Measure ``arch`` and refuse in one line when ``batch`` samples over ``steps`` time steps would not fit
-    (``student``: the student's constructor arguments, as :func:`measure` takes them)."""
+    (on ``device`` when it is a CUDA device; ``student``: the student's constructor arguments, as
+    :func:`measure` takes them)."""
     size = measure(arch, input_shape, classes, **student)
     need = size.bytes(batch, steps, training)
     require(need, f"{where}: {arch} ({size.parameters:,} parameters, {human_bytes(size.activations * FLOAT_BYTES)} "
                   f"of activations per sample and step) at batch {batch} and T = {steps}",
-            "use a smaller input, fewer classes, fewer time steps or a smaller --batch-size")
+            "use a smaller input, fewer classes, fewer time steps or a smaller --batch-size", device)
     return size
 
 
