@@ -40,20 +40,22 @@ def _map(a: argparse.Namespace) -> int:
     plan = mapping_plan(graph)
     placements = {t.name: place(plan, t) for t in targets}
     sim = loads = None
-    if dataset:
-        from kdsnn import data
+    if dataset or a.inputs:
+        from ..graph_inputs import graph_batch
 
-        x = encode_input(plan.view, data.sample_batch(dataset, a.samples, a.data_root)[0])
+        source = argparse.Namespace(inputs=a.inputs, labels=None, spike_rate=None, seed=0, model=a.model,
+                                    dataset=None if a.inputs else dataset, data_root=a.data_root)
+        x = encode_input(plan.view, graph_batch(plan.view, source, a.samples)[0])
         sim, loads = _load_in_batches(plan, x, targets, placements)
     results = [map_graph(graph, t, sim=sim, plan=plan, ann_graph=float_graph, placement=placements[t.name],
                          load=loads[t.name] if loads else None) for t in targets]
     if a.json:
-        print(json.dumps({"model": a.model, "dataset": dataset, "samples": a.samples if dataset else 0,
-                          "targets": results}, default=float))
+        print(json.dumps({"model": a.model, "dataset": None if a.inputs else dataset, "inputs": a.inputs,
+                          "samples": int(sim.batch) if sim is not None else 0, "targets": results}, default=float))
     else:
-        if not dataset:
+        if sim is None:
             print(f"{a.model} does not record its data set: rules and placement only "
-                  "(pass --dataset for load and energy)")
+                  "(pass --dataset or --inputs for load and energy)")
         print("\n\n".join(format_text(r) for r in results))
     return 0
 
@@ -127,4 +129,6 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--dataset", default=None, help="data set of the inputs (default: the one the model records)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--samples", type=int, default=16, help="test inputs simulated for the per-core load")
+    p.add_argument("--inputs", default=None, help="your own inputs instead of the data set's: .npy [N, ...] (analog) "
+                                                  "or [T, N, ...] (spikes), all of them simulated")
     p.add_argument("--bits", type=int, default=8, help="weight bits when MODEL is a checkpoint")
