@@ -32,7 +32,7 @@ def test_bytes_scale_with_batch_and_steps():
     s = ModelSize(parameters=1000, activations=50)
     assert s.bytes(1, 1, False) == (1000 + 50) * FLOAT_BYTES
     assert s.bytes(8, 4, False) - s.bytes(0, 4, False) == 8 * 4 * 50 * FLOAT_BYTES
-    assert s.bytes(2, 3, True) == 1000 * FLOAT_BYTES * 4 + 2 * 3 * 50 * FLOAT_BYTES * 3
+    assert s.bytes(2, 3, True) == 1000 * FLOAT_BYTES * 4 + 2 * 3 * 50 * FLOAT_BYTES * 2
 
 
 def test_too_small_an_input_is_refused_unbuilt():
