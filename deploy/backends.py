@@ -60,6 +60,11 @@ class Backend:
         ok, why = self.supports(view)
         return ok, ("" if ok else f"cannot run this graph: {why}")
 
+    def prepare(self, graph: nir.NIRGraph | GraphView) -> Any:
+        """What :meth:`run` takes as its graph when it runs many batches of one graph: the graph itself, or
+        something built from it once (the reference simulator's plan)."""
+        return graph
+
     def run(self, graph: nir.NIRGraph | GraphView, x: torch.Tensor, progress: bool = False,
             workdir: Path | None = None, timesteps: int | None = None) -> BackendRun:  # pragma: no cover - overridden
         """Run ``graph`` (or the view a caller holds of it) on ``x``; ``timesteps`` for graphs that do not
@@ -121,6 +126,11 @@ class Simulator(Backend):
 
     def supports(self, view: GraphView) -> tuple[bool, str]:
         return simulator_supports(view)
+
+    def prepare(self, graph: nir.NIRGraph) -> Any:
+        from .simulator import Plan
+
+        return Plan(graph)  # its tables are built once and reused by every batch
 
     def run(self, graph, x, progress=False, workdir=None, timesteps=None) -> BackendRun:
         from .simulator import simulate

@@ -32,15 +32,11 @@ from .fold import fold_bn
 
 
 def get_meta(graph: nir.NIRGraph) -> dict[str, Any]:
-    """Our metadata, or ``{}`` for a graph another tool wrote."""
+    """Our metadata (validated: :mod:`kdsnn.export.metadata`), or ``{}`` for a graph another tool wrote."""
+    from .metadata import nir_meta
+
     raw = (graph.metadata or {}).get("kdsnn")
-    if raw is None:
-        return {}
-    if isinstance(raw, bytes):
-        raw = raw.decode()
-    if isinstance(raw, np.ndarray):
-        raw = raw.item().decode() if isinstance(raw.item(), bytes) else str(raw.item())
-    return json.loads(raw)
+    return {} if raw is None else nir_meta(raw)
 
 
 def set_meta(graph: nir.NIRGraph, meta: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ from kdsnn.errors import KdsnnError
 from kdsnn.neuron_models import MODELS, NeuronModel
 
 from .graph import get_meta
+from .graph_checks import check_size, check_values
 from .reading import Reading, resolve
 from .view_cache import cache_of, fingerprint
 
@@ -139,9 +140,11 @@ class GraphView:
         self.in_shape: dict[str, tuple[int, ...]] = {}
         self.shape: dict[str, tuple[int, ...]] = {}
         self._infer_shapes()
+        check_size(self)  # before anything is sized by these shapes
         self.dt = self.reading.dt
         self.reset = self.reading.if_reset
         self.integer = bool(self.meta.get("integer", False))
+        check_values(self)
         self.models: dict[str, NeuronModel] = {n: self._model(n) for n in self.order
                                                if isinstance(self.nodes[n], NEURONS)}
         self.populations: list[str] = list(self.models)

@@ -16,11 +16,17 @@ from ..targets.view import encode_input, mapping_plan
 from . import plots
 
 MAX_SYNAPSES = 2e7  # explicit per-synapse matrices (complex128 + index): about 0.5 GB at this size
+MAP_SAMPLES = 64    # inputs whose simulation gives the per-core load
 
 
 def map_targets(int_graph: nir.NIRGraph, float_graph: nir.NIRGraph, x: torch.Tensor, out_dir: str | Path,
-                targets: list[str] | None = None, samples: int = 64) -> tuple[list[dict[str, Any]], dict[str, Path]]:
-    """Map the integer graph onto every target (simulating the first ``samples`` inputs); one load plot each."""
+                targets: list[str] | None = None, samples: int = MAP_SAMPLES, sim: Any = None
+                ) -> tuple[list[dict[str, Any]], dict[str, Path]]:
+    """Map the integer graph onto every target (simulating the first ``samples`` inputs); one load plot each.
+
+    ``sim``: the reference simulator's run of the first inputs of ``x`` already made (the report's own), used
+    instead of a second simulation where it shows what the chip receives (direct encoding: the same input
+    every step); a Bernoulli-encoded graph is simulated here on input spikes drawn for the chip."""
     chosen = [load_target(t) for t in (targets or builtin_targets())]
     from ..synops import graph_ann_macs
 
@@ -31,9 +37,12 @@ def map_targets(int_graph: nir.NIRGraph, float_graph: nir.NIRGraph, x: torch.Ten
                             f"inside a report (limit {MAX_SYNAPSES:.0e}); run kdsnn map on the exported graph"}
                 for t in chosen], {}
     plan = mapping_plan(int_graph)
-    xs = encode_input(plan.view, x[:samples])
-    from ..simulator import simulate
-    sim = simulate(plan, xs)
+    if sim is not None and plan.view.encoding == "direct":
+        xs = x[:int(sim.batch)]
+    else:
+        xs = encode_input(plan.view, x[:samples])
+        from ..simulator import simulate
+        sim = simulate(plan, xs)
     results, images = [], {}
     for t in chosen:
         r = map_graph(int_graph, t, x=xs, sim=sim, plan=plan, ann_graph=float_graph)

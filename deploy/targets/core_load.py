@@ -130,6 +130,22 @@ def core_load(plan: Plan, placement: Any, sim: Any, x: torch.Tensor) -> Load:
     return load
 
 
+def combine(loads: list[Load]) -> Load:
+    """The load of all inputs from the loads of batches of them: per-inference counts are batch means, so the
+    whole is their mean weighted by batch size (updates are neurons × T in every batch)."""
+    total = sum(ld.samples for ld in loads)
+
+    def mean(get: Any) -> Any:
+        return sum(np.asarray(get(ld), dtype=np.float64) * ld.samples for ld in loads) / total
+
+    first = loads[0]
+    notes = list(dict.fromkeys(n for ld in loads for n in ld.notes))
+    return Load(first.timesteps, total, *(list(mean(lambda ld, k=k: getattr(ld, k))) for k in
+                                          ("synops", "synops_from_input", "spikes")),
+                list(first.updates), list(mean(lambda ld: ld.active_updates)), list(mean(lambda ld: ld.messages)),
+                float(mean(lambda ld: ld.host_macs)), float(mean(lambda ld: ld.host_messages)), notes)
+
+
 # ----------------------------------------------------------------------------- energy and time
 
 def estimate(target: Target, placement: Any, load: Load) -> dict[str, Any]:

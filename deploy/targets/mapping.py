@@ -86,13 +86,16 @@ def _ann(graph: nir.NIRGraph) -> dict[str, Any]:
 
 
 def map_graph(graph: nir.NIRGraph, target: Target | str, x: Any = None, sim: Any = None,
-              plan: Plan | None = None, ann_graph: nir.NIRGraph | None = None) -> dict[str, Any]:
+              plan: Plan | None = None, ann_graph: nir.NIRGraph | None = None, placement: Any = None,
+              load: Any = None) -> dict[str, Any]:
     """Rules, placement, per-core load, energy and latency of ``graph`` on ``target`` (JSON-ready).
 
     ``x``: inputs to simulate (or ``sim``, a finished simulation of ``x`` on this graph);
     without them the answer has rules and placement only. ``plan``: the graph's
     :func:`~kdsnn.deploy.targets.view.mapping_plan`, when the caller has it already. ``ann_graph``
-    (default ``graph``): the graph whose dense MACs price the student as an ANN.
+    (default ``graph``): the graph whose dense MACs price the student as an ANN. ``placement``
+    (``place(plan, target)``) and ``load`` (its per-core load, e.g. combined over batches of inputs)
+    when the caller counted them already; ``sim`` then only gives the membranes reached.
     """
     from .core_load import comparison_sentence, core_load, estimate, human_joules, human_seconds
 
@@ -102,7 +105,7 @@ def map_graph(graph: nir.NIRGraph, target: Target | str, x: Any = None, sim: Any
     violations = rules.common_rules(view, t, _max_membrane(sim))
     if t.kind == "layers":
         violations += rules.layer_rules(view, t)[1]
-    placement = place(plan, t)
+    placement = placement if placement is not None else place(plan, t)
     violations += placement.violations
     dcount = fan_out_axons(plan, placement)
     for ci, c in enumerate(plan.connections):
@@ -133,14 +136,14 @@ def map_graph(graph: nir.NIRGraph, target: Target | str, x: Any = None, sim: Any
         "provenance": t.provenance(),
         "sources": {f"{s}.{k}": e.source for s, d in t.entries.items() for k, e in d.items()},
     }
-    if sim is None and x is not None:
+    if sim is None and load is None and x is not None:
         x = encode_input(view, x)
         from ..simulator import simulate
         sim = simulate(plan, x)
-    if sim is None:
+    if sim is None and load is None:
         result["load"] = None
         return result
-    load = core_load(plan, placement, sim, x)
+    load = load if load is not None else core_load(plan, placement, sim, x)
     est = estimate(t, placement, load)
     if t.get("time", "cycle_model"):
         est["latency"] = _cycle_model_latency(t, plan, placement, load, x)

@@ -63,6 +63,13 @@ KEYS: dict[str, dict[str, str]] = {
              "cycles_per_output_synop": _NUM, "cycles_per_neuron_update": _NUM,
              "cycles_per_output_neuron_update": _NUM, "sequential": _BOOL, "cycle_model": _STR},
 }
+# The least value of integer entries that count or size something (a core of -5 neurons, a 0-bit synapse
+# or 0 cores per chip is a wrong file, not a chip); absent keys may take any integer (weight_min, ...).
+MINIMUM: dict[str, int] = {
+    **{f"limits.{k}": 1 for k, kind in KEYS["limits"].items() if kind == _INT}, "limits.max_padding": 0,
+    "neuron.max_spikes_per_step": 1, "precision.state_bits": 1, "precision.bias_max": 0,
+    "precision.threshold_max": 0, "precision.fixed_point_shift": 0,
+}
 NEURON_MODELS = ("IF", "LIF", "CubaLIF")
 RESETS = ("zero", "subtract")
 ANALOG_INPUT = ("host", "none", "counts")
@@ -218,6 +225,10 @@ def _entry(entry: Any, key: str, kind: str, where: str) -> Entry:
     v = entry["value"]
     if not _check_value(v, kind):
         raise KdsnnError(f"{where}: {key}.value must be a {kind}" + (" ≥ 0" if kind == _NUM else "") + f", got {v!r}")
+    if key in MINIMUM and v < MINIMUM[key]:
+        raise KdsnnError(f"{where}: {key}.value must be at least {MINIMUM[key]}, got {v!r}")
+    if key == "time.clock_hz" and v <= 0:
+        raise KdsnnError(f"{where}: time.clock_hz must be above 0, got {v!r}")
     return Entry(v, src, pub, status, derivation)
 
 

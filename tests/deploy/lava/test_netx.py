@@ -227,7 +227,7 @@ def test_refuses_what_lava_cannot_express(graphs, tmp_path):
     refused(big_bias, r"bias range .* 13-bit")
     fraction = copy.deepcopy(base)
     fraction.nodes["fc1"].weight[0, 0] = 0.5
-    refused(fraction, "weights of 'fc1' holds non-integer values")
+    refused(fraction, "'fc1': weight is not integer although the graph is marked integer")  # the graph view
     pool = copy.deepcopy(base)
     pool.nodes["pool1"].stride = np.array([1, 1])
     refused(pool, "'pool1': only non-overlapping pools")
