@@ -29,7 +29,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     try:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as exc:
-        _remove_empty(created)
+        remove_created_folders(created)
         raise KdsnnError(f"cannot write {target}: {exc.strerror or type(exc).__name__} in {target.parent}; "
                          "choose a folder you can write to") from None
     os.close(fd)
@@ -42,7 +42,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-            _remove_empty(created)
+            remove_created_folders(created)
 
 
 def check_destination(target: Path) -> None:
@@ -62,13 +62,13 @@ def _make_parents(folder: Path) -> list[Path]:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        _remove_empty(missing)
+        remove_created_folders(missing)
         raise KdsnnError(f"cannot create the folder {folder} ({exc.strerror or type(exc).__name__}); "
                          "choose a folder you can write to") from None
     return missing
 
 
-def _remove_empty(created: list[Path]) -> None:
+def remove_created_folders(created: list[Path]) -> None:
     """Remove the folders a failed write created (innermost first), where they are still empty."""
     for p in reversed(created):
         try:
@@ -90,7 +90,7 @@ def staged_folder(target: str | os.PathLike) -> Iterator[Path]:
     try:
         stage = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
     except OSError as exc:
-        _remove_empty(created)
+        remove_created_folders(created)
         raise KdsnnError(f"cannot write {target}: {exc.strerror or type(exc).__name__} in {target.parent}") from None
     os.chmod(stage, 0o777 & ~_umask())  # mkdtemp makes 0700; give the folder the usual permissions
     try:
@@ -105,7 +105,7 @@ def staged_folder(target: str | os.PathLike) -> Iterator[Path]:
             _fsync(target)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-        _remove_empty(created)
+        remove_created_folders(created)
 
 
 def _fsync(path: str | os.PathLike) -> None:

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from .atomic import remove_created_folders
 from .errors import KdsnnError
 
 LOCK_NAME = ".kdsnn.lock"
@@ -42,7 +43,7 @@ def folder_lock(folder: str | os.PathLike, what: str = "run", flag: str = "--out
         ok = True
     finally:
         if not ok:
-            _remove_empty(created)
+            remove_created_folders(created)
     try:
         yield path
         created = []  # the run finished: its folder stays
@@ -52,7 +53,7 @@ def folder_lock(folder: str | os.PathLike, what: str = "run", flag: str = "--out
         except OSError:
             pass
         os.close(fd)  # releases the flock
-        _remove_empty(created)
+        remove_created_folders(created)
 
 
 def _acquire(path: Path, folder: Path, what: str, flag: str) -> int:
@@ -83,10 +84,3 @@ def _acquire(path: Path, folder: Path, what: str, flag: str) -> int:
         os.fsync(fd)
         return fd
 
-
-def _remove_empty(created: list[Path]) -> None:
-    for p in reversed(created):
-        try:
-            p.rmdir()
-        except OSError:
-            break
