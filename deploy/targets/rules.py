@@ -68,7 +68,8 @@ def common_rules(view: GraphView, target: Target, max_membrane: dict[str, float]
                                  f"train with {fix}"))
     if view.encoding == "direct" and target.get("neuron", "analog_input") == "none":
         out.append(Violation(view.input, "analog_input", f"direct-encoded analog input; {target.name} takes only "
-                             "events: train with --encoding bernoulli (or feed events from a sensor)"))
+                             "events: train with --encoding bernoulli, or on an event data set "
+                             "(--dataset nmnist, dvsgesture)"))
     if not view.integer:
         out.append(Violation("graph", "integer", f"float weights and thresholds; {target.name} runs integers: "
                              "quantize first (kdsnn quantize --bits 8, or export the integer graph)"))

@@ -27,7 +27,7 @@ def node_params(node: nir.NIRNode) -> dict[str, np.ndarray]:
 
 def _input_bound(view: GraphView, meta: dict[str, Any]) -> float:
     """Largest |value| the model's (quantized) input can take for data in the source range [0, 1]."""
-    if view.encoding == "bernoulli":
+    if view.spike_input:
         return 1.0
     pre = meta.get("preprocessing") or {}
     mean, std = pre.get("mean"), pre.get("std")
