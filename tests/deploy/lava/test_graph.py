@@ -130,3 +130,40 @@ def test_refusals_name_the_reason(residual):
     with pytest.raises(KdsnnError, match="sequential layers only"):
         from kdsnn.export.netx import export_netx
         export_netx(base, "never-written.net")
+
+
+# --- a convolution runs as Lava's Conv process, and the Loihi 2 mapping stores what that process holds --------
+
+@needs_lava
+def test_convolution_runs_as_lavas_conv_process_and_the_mapping_stores_its_weights(digits_preprocessing, inputs,
+                                                                                     monkeypatch):
+    from kdsnn.deploy.lava import graph as lava_graph
+    from kdsnn.deploy.targets import load_target
+    from kdsnn.deploy.targets.placement import place
+    from kdsnn.deploy.targets.view import mapping_plan
+
+    graph = quantize_graph(student_to_graph(calibrated_student("snn_2conv", readout="spike"), digits_preprocessing))
+    built: dict[str, object] = {}
+    connect = lava_graph._connect
+
+    def recording(conn, out_ports, in_ports, shapes):
+        proc = connect(conn, out_ports, in_ports, shapes)
+        built[conn.target] = proc
+        return proc
+
+    monkeypatch.setattr(lava_graph, "_connect", recording)
+    run = run_lava(graph, inputs, progress=False, route="process-graph")
+    assert_same_run(graph, inputs, run)  # bit-exact with the integer runtime at every population
+    conv = built["if2"]
+    assert type(conv).__name__ == "Conv", built  # conv2 (with the 2×2 sum pool before it) is a Conv, not a Dense
+    w = np.asarray(conv.weight.init)  # the weights it was built with (the runtime has stopped)
+    # Lava's (C_out, W, H, C_in): conv2's 3×3 kernel over the 2×2 pool composed in: 6×6, 64 → 128 channels
+    node = graph.nodes["conv2"]
+    c_out, c_in = np.asarray(node.weight).shape[:2]
+    assert w.shape == (c_out, 6, 6, c_in) == (128, 6, 6, 64)
+    # the Loihi 2 placement stores conv2's kernels once per output channel a core holds; if2 fits on one core,
+    # so its stored weights are exactly the Conv process's weight array
+    placement = place(mapping_plan(graph), load_target("loihi2"))
+    cores = [c for c in placement.cores if any(p == "if2" for p, _, _ in c.segments)]
+    assert len(cores) == 1 and cores[0].weights == w.size == 128 * 6 * 6 * 64
+    assert cores[0].synapses > w.size  # per synapse (what a dense mapping would store) it is far more
