@@ -39,7 +39,7 @@ def _map(a: argparse.Namespace) -> int:
     graph, float_graph, dataset = _load_model(a)
     plan = mapping_plan(graph)
     placements = {t.name: place(plan, t) for t in targets}
-    sim = loads = None
+    sim = loads = x = None
     if dataset or a.inputs:
         from ..graph_inputs import graph_batch
 
@@ -47,7 +47,8 @@ def _map(a: argparse.Namespace) -> int:
                                     dataset=None if a.inputs else dataset, data_root=a.data_root)
         x = encode_input(plan.view, graph_batch(plan.view, source, a.samples)[0])
         sim, loads = _load_in_batches(plan, x, targets, placements)
-    results = [map_graph(graph, t, sim=sim, plan=plan, ann_graph=float_graph, placement=placements[t.name],
+    # x too: Xylo's cycle model and its input-event limit read the inputs themselves
+    results = [map_graph(graph, t, x=x, sim=sim, plan=plan, ann_graph=float_graph, placement=placements[t.name],
                          load=loads[t.name] if loads else None) for t in targets]
     if a.json:
         print(json.dumps({"model": a.model, "dataset": None if a.inputs else dataset, "inputs": a.inputs,
