@@ -43,3 +43,18 @@ def encode(view: GraphView, x: torch.Tensor, timesteps: int | None = None, dtype
     if view.integer and view.input_scale and view.encoding == "direct":
         seq = torch.round(seq / view.input_scale)
     return seq
+
+
+def input_bound(view: GraphView) -> float:
+    """Largest |value| the graph's (quantized) input can take for data in the source range [0, 1]: 1 for spike
+    input; for an integer direct-encoded graph ``round(max |x − mean| / std / input_scale)``; the calibrated
+    input step's ``2^(b−1) − 1`` where the preprocessing is not recorded."""
+    if view.spike_input:
+        return 1.0
+    meta = view.meta
+    pre = meta.get("preprocessing") or {}
+    mean, std = pre.get("mean"), pre.get("std")
+    if mean is not None and std and view.input_scale:
+        top = max(max(abs(0 - m), abs(1 - m)) / s for m, s in zip(mean, std, strict=True))
+        return float(round(top / view.input_scale))
+    return float(2 ** (int(meta.get("bits", 8)) - 1) - 1)  # calibrated input step: |x_int| <= 2^(b-1) - 1

@@ -167,3 +167,33 @@ def test_convolution_runs_as_lavas_conv_process_and_the_mapping_stores_its_weigh
     cores = [c for c in placement.cores if any(p == "if2" for p, _, _ in c.segments)]
     assert len(cores) == 1 and cores[0].weights == w.size == 128 * 6 * 6 * 64
     assert cores[0].synapses > w.size  # per synapse (what a dense mapping would store) it is far more
+
+
+# --- graded-spike input: the first layer on Lava ------------------------------------------------------------
+
+@needs_lava
+@pytest.mark.parametrize("arch, readout", [("snn_2conv", "spike"), ("snn_resnet14", "membrane")])
+def test_graded_input_runs_the_first_layer_on_lava_bit_exact(digits_preprocessing, inputs, arch, readout):
+    width = 1.0 if arch == "snn_2conv" else 0.25
+    graph = quantize_graph(student_to_graph(calibrated_student(arch, readout=readout, width=width),
+                                            digits_preprocessing))
+    run = run_lava(graph, inputs, progress=False, graded_input=True)
+    assert run.route == "process-graph" and run.host_nodes == []  # nothing spiking is computed on the host
+    assert run.lags["if1"] == 1  # the first layer is a Lava population one connection behind the source
+    assert_same_run(graph, inputs, run)  # every population, the first included, bit-exact with the runtime
+    with pytest.raises(KdsnnError, match="graded input runs on the process-graph route"):
+        run_lava(graph, inputs, route="netx", graded_input=True)
+
+
+def test_graded_input_plan(digits_preprocessing):
+    graph = quantize_graph(student_to_graph(calibrated_student("snn_2conv", readout="spike"), digits_preprocessing))
+    plan = lava_graph_plan(graph, graded_input=True)
+    assert plan.host_nodes == ["input"] and plan.host_neuron == "input" and plan.graded_input
+    first = [c for c in plan.connections if c.source == "input"]
+    # digits: pixels k/16 in [0, 1], mean 0, std 1, input step 1/16: integers 0..16, 5 bits, no sign bit
+    assert get_meta(graph)["input_scale"] == pytest.approx(1 / 16)
+    assert [(c.target, c.synapse.kind, c.message_bits) for c in first] == [("if1", "conv", 5)]
+    assert all(c.message_bits == 0 for c in plan.connections if c.source != "input")
+    assert [p.lag for p in plan.neurons] == [1, 2, 3]
+    without = lava_graph_plan(graph)
+    assert without.host_neuron == "if1" and [p.lag for p in without.neurons] == [1, 2]
