@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -57,15 +58,32 @@ def run_graph(view: GraphView, plan: LavaGraphPlan, x: torch.Tensor, progress: b
         if pop.warnings or pop.kind == "CubaLIF":  # a decaying current can outgrow one step's worst case
             cur = sum(synapse_current(c.synapse, torch.as_tensor(activity[c.origin]))
                       for c in plan.connections if c.target == pop.name)
-            if plan.graded_input and float(cur.abs().max()) > STATE_MAX:
-                raise KdsnnError(f"layer {pop.name!r}: graded input drives a synaptic current of "
-                                 f"{float(cur.abs().max()):.0f}, beyond Loihi's 24-bit current (|a| ≤ {STATE_MAX}); "
-                                 "quantize with fewer bits, or run the first layer on the host")
             extremes[pop.name] = membrane_extremes(pop.name, cur, pop.threshold, view.models[pop.name])
+    for c in plan.connections:
+        if c.message_bits:
+            check_graded_sums(c, torch.as_tensor(activity[c.origin]))
     spikes = {name: activity[name] for name in [*([] if plan.graded_input else [plan.host_neuron]), *lags]}
     logits = host_readout(view, plan.readout_nodes, torch.as_tensor(spikes[plan.readout_source]))
     host_nodes = [] if plan.graded_input else [plan.host_neuron]
     return LavaRun(logits, spikes, host_nodes, lags, startup, per_sample, steps, extremes, "process-graph")
+
+
+# the width Lava's bit-accurate connection models declare for what they send (a_out): Conv's PyConvModelFixed 24 bits,
+# Dense's PyDenseModelBitAcc 16 bits (lava/proc/conv/models.py, lava/proc/dense/models.py)
+A_OUT_BITS = {"conv": 24, "dense": 16, "scale": 16}
+
+
+def check_graded_sums(conn: Connection, values: torch.Tensor) -> None:
+    """Refuse a graded connection whose weighted sums (bias apart: Lava adds it in the neuron) leave the width
+    its Lava model declares for them; Lava's Python models do not clip, the chip's message would not hold them."""
+    syn = replace(conn.synapse, bias=np.zeros_like(np.asarray(conn.synapse.bias)))
+    peak = float(synapse_current(syn, values).abs().max())
+    bits = A_OUT_BITS[syn.kind]
+    limit = 2 ** (bits - 1) - 1
+    if peak > limit:
+        raise KdsnnError(f"the graded first connection into {conn.target!r} sums to {peak:.0f} on these inputs, "
+                         f"beyond the {bits}-bit output of Lava's {syn.kind} model (|a| ≤ {limit}); run the first "
+                         "layer on the host (drop graded input) or quantize with fewer bits")
 
 
 def graded_input(view: GraphView, x: torch.Tensor) -> torch.Tensor:

@@ -149,6 +149,12 @@ def compatibility(view: GraphView, target: Target, max_membrane: dict[str, float
         if ai == "host":
             out.append(f"the analog first layer runs on the host, not on {target.name} "
                        "(its MACs are priced as host MACs)")
+        elif ai == "graded":
+            from ..lava.plan import message_bits
+
+            out.append(f"the analog first layer runs on {target.name}, fed the integer input as graded spikes "
+                       f"(num_message_bits = {message_bits(view)}; its synaptic work is priced as SynOps, each nonzero "
+                       "input value as one message from the host)")
         elif ai == "counts":
             out.append(f"{target.name} takes input as event counts per channel and step: the analog input must "
                        "be integer counts within the chip's per-step limit")

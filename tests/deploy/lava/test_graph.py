@@ -197,3 +197,19 @@ def test_graded_input_plan(digits_preprocessing):
     assert [p.lag for p in plan.neurons] == [1, 2, 3]
     without = lava_graph_plan(graph)
     assert without.host_neuron == "if1" and [p.lag for p in without.neurons] == [1, 2]
+
+
+def test_graded_sums_beyond_lavas_declared_width_are_refused():
+    from kdsnn.deploy.lava.graph import check_graded_sums
+    from kdsnn.deploy.lava.plan import Connection
+    from kdsnn.export.netx.plan import Synapse
+
+    # a dense first layer: 4 inputs of weight 127; Lava's Dense model declares a 16-bit a_out (|a| ≤ 32767)
+    dense = Synapse("dense", [], (4,), (1,), np.full((1, 4), 127), np.array([1000]))
+    conn = Connection("input", "if1", dense, "input", message_bits=8)
+    check_graded_sums(conn, torch.full((2, 1, 4), 64.0))  # 4·127·64 = 32512: fits (the bias is the neuron's)
+    with pytest.raises(KdsnnError, match="sums to 32893 .*16-bit output of Lava.s dense model"):
+        check_graded_sums(conn, torch.tensor([[[64.0, 64, 64, 64]], [[64.0, 64, 64, 67]]]))  # 127·259 = 32893
+    # a conv declares 24 bits: 9·127·100 = 114300 fits there
+    conv = Synapse("conv", [], (1, 3, 3), (1, 1, 1), np.full((1, 1, 3, 3), 127), np.zeros(1))
+    check_graded_sums(Connection("input", "if1", conv, "input", message_bits=8), torch.full((1, 1, 1, 3, 3), 100.0))

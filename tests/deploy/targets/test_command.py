@@ -4,6 +4,7 @@ residual student, every target lists each limit as published, derived (with how)
 import json
 
 import numpy as np
+import pytest
 
 from kdsnn.cli import main
 from kdsnn.deploy import batched
@@ -105,3 +106,35 @@ def test_map_of_a_residual_student_lists_how_every_limit_is_known(tmp_path, digi
         assert derived == [f"  derived: {k} = {v}" for k, v in want["derived"].items()]
         assumed = [ln for ln in lines if ln.startswith("  assumed (not published by the vendor): ")]
         assert len(assumed) == 1 and set(assumed[0].split(": ", 1)[1].split(", ")) == want["assumed"]
+
+
+def test_graded_input_prices_the_first_layer_on_loihi2(tmp_path, digits_preprocessing, capsys):
+    graph = quantize_graph(student_to_graph(calibrated_student("snn_2conv", width=0.25), digits_preprocessing,
+                                            extra={"dataset": "digits"}), bits=8)
+    path = str(nir_io.write(graph, tmp_path / "s.nir"))
+    argv = ["map", path, "--target", "loihi2", "--target", "speck", "--samples", "4", "--json"]
+    host = {r["target"]: r for r in _map(argv, capsys)["targets"]}
+    graded = {r["target"]: r for r in _map([*argv, "--graded-input"], capsys)["targets"]}
+    h, g = host["loihi2"], graded["loihi2"]
+    macs = h["load"]["host_macs"]
+    assert macs > 0 and g["load"]["host_macs"] == 0
+    assert g["load"]["host_messages"] == h["load"]["host_messages"]  # one message per nonzero input value, both ways
+    # the first layer's effective MACs become SynOps of the cores holding if1, nothing else changes
+    first = [k for k, c in enumerate(g["placement"]["cores"]) if c["segments"][0][0] == "if1"]
+    syn_h = sum(c["per_step"]["synops"] for c in h["placement"]["cores"]) * 4
+    syn_g = sum(c["per_step"]["synops"] for c in g["placement"]["cores"]) * 4
+    assert syn_g - syn_h == pytest.approx(macs)
+    assert sum(g["placement"]["cores"][k]["per_step"]["synops"] for k in first) * 4 == pytest.approx(macs)
+    # energy: those MACs priced at the chip's SynOp instead of the host's MAC (figures read from the target file)
+    from kdsnn.deploy.targets import load_target
+
+    t = load_target("loihi2")
+    delta = macs * (t.get("energy", "synop_joules") - t.get("energy", "host_mac_joules"))
+    assert g["energy"]["joules"] - h["energy"]["joules"] == pytest.approx(delta, rel=1e-9)
+    assert "host_macs" not in g["energy"]["lines"] or g["energy"]["lines"]["host_macs"]["count"] == 0
+    # digits: integers 0..16 after the input step 1/16, 5 bits; the option says so and is published (Lava's code)
+    assert any("graded spikes (num_message_bits = 5" in n for n in g["compatibility"])
+    assert not any("runs on the host" in n for n in g["compatibility"])
+    assert "neuron.analog_input" in g["provenance"]["published"]
+    # Speck has no host layer to move: unchanged
+    assert graded["speck"]["violations"] == host["speck"]["violations"]
