@@ -122,3 +122,30 @@ def write_nmnist_tree(root: Path, per_class: dict[str, int], classes: int = 3, s
                        zip(rng.integers(0, 4, m), rng.integers(0, 34, m), rng.integers(0, 300_000, m), strict=True)]
                 events = sorted(on + off, key=lambda e: e[3])
                 (folder / f"{i:05d}.bin").write_bytes(nmnist_bytes(events))
+
+
+def write_gesture_tree(root: Path, trials: dict[str, int], classes: int = 3, seed: int = 0) -> None:
+    """A DVS128 Gesture tree (``DvsGesture/`` with the trial lists, AEDAT 3.1 recordings and label files) of
+    learnable gestures: each trial holds one 100 ms gesture of every class k in ``1..classes``, whose ON events
+    fall on sensor rows 40(k−1)..40(k−1)+11 and OFF events on the same columns."""
+    rng = np.random.default_rng(seed)
+    folder = root / "DvsGesture"
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in trials.items():
+        names = [f"user{split[:2]}{i:02d}_natural.aedat" for i in range(n)]
+        (folder / f"trials_to_{split}.txt").write_text("".join(f"{name}\n" for name in names))
+        for name in names:
+            events, labels = [], []
+            for k in range(1, classes + 1):
+                start = 1_000_000 + 200_000 * k
+                labels.append((k, start, start + 100_000))
+                m = 150
+                lo = 40 * (k - 1)
+                for p, (a, b) in ((1, (rng.integers(0, 128, m), rng.integers(lo, lo + 12, m))),
+                                  (0, (rng.integers(lo, lo + 12, m), rng.integers(0, 128, m)))):
+                    events += [(int(x), int(y), p, int(t)) for x, y, t in
+                               zip(a, b, rng.integers(start, start + 100_000, m), strict=True)]
+            events.sort(key=lambda e: e[3])
+            (folder / name).write_bytes(aedat31_file([aedat31_packet(1, 8, polarity_events(events), len(events))]))
+            rows = "".join(f"{c},{s},{e}\n" for c, s, e in labels)
+            (folder / name.replace(".aedat", "_labels.csv")).write_text("class,startTime_usec,endTime_usec\n" + rows)

@@ -89,3 +89,49 @@ def test_an_events_graph_takes_only_event_frames(events_student):
         encode(view, torch.zeros(2, 2, 34, 34))
     with pytest.raises(KdsnnError, match="takes event frames"):
         dep.model(torch.zeros(2, 2, 34, 34))
+
+
+@pytest.fixture(scope="module")
+def gesture_student(tmp_path_factory):
+    """snn_2conv (width 0.125) on DVS128 Gesture recordings pooled to 32×32 (Speck's DVS pooling 4): soft reset,
+    spike readout, as Speck runs it."""
+    from tests.helpers import write_gesture_tree
+
+    root = tmp_path_factory.mktemp("gesture")
+    write_gesture_tree(root / "data", {"train": 8, "test": 2})
+    result = train(TrainConfig(arch="snn_2conv", width=0.125, dataset="dvsgesture:32", data_root=str(root / "data"),
+                               kd="none", epochs=4, timesteps=4, readout="spike", reset="soft", lr=0.1, batch_size=4,
+                               out=str(root / "run"), quiet=True), "student")
+    return {"checkpoint": result["checkpoint"], "accuracy": result["accuracy"], "data": str(root / "data")}
+
+
+def test_gesture_student_goes_to_speck_and_sinabs_runs_it(gesture_student, capsys, tmp_path):
+    import numpy as np
+    import torch
+
+    from kdsnn import data
+    from kdsnn.deploy.targets import speck
+    from kdsnn.export import nir_io
+    from kdsnn.export.graph_view import GraphView
+    from tests.vendor_env import run_probe
+
+    out = tmp_path / "speck.nir"
+    assert main(["export", "--checkpoint", gesture_student["checkpoint"], "--for", "speck", "--out", str(out),
+                 "--data-root", gesture_student["data"], "--json"]) == 0
+    result = _json(capsys)
+    assert result["map"]["fits"], result["map"]["violations"]
+    assert main(["map", str(out), "--target", "speck", "--data-root", gesture_student["data"], "--json"]) == 0
+    mapped = _json(capsys)["targets"][0]
+    assert mapped["fits"] and any("2×32×32 input can come from speck's 128×128 DVS" in n and "sensor pooling 4" in n
+                                  for n in mapped["compatibility"])
+    # Sinabs reads the file and runs the recorded gestures' events: spike for spike what kdsnn's Speck lowering runs
+    events, _ = data.sample_batch("dvsgesture:32", 6, gesture_student["data"], timesteps=4)
+    np.save(tmp_path / "events.npy", events.numpy())
+    sinabs = run_probe("sinabs_probe.py", out, tmp_path / "events.npy", tmp_path / "sinabs.npz")
+    assert sinabs["nir"] == "1.0.4"
+    net = speck.lower(GraphView.of(nir_io.read(out)))
+    theirs = np.load(tmp_path / "sinabs.npz")
+    ours = speck.run(net, events)
+    for i, lay in enumerate(net.layers):
+        assert np.array_equal(ours[lay.population].numpy().reshape(theirs[str(i)].shape), theirs[str(i)])
+    assert float(torch.as_tensor(theirs[str(len(net.layers) - 1)]).sum()) > 0
