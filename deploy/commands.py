@@ -167,7 +167,8 @@ def _verify(a: argparse.Namespace) -> int:
 
     dep = load_student_graphs(a.checkpoint, a.bits, dataset=a.dataset, data_root=a.data_root)
     user = _checkpoint_inputs(a, dep)
-    x = user[0] if user is not None else data.sample_batch(dep.dataset, a.samples, a.data_root)[0]
+    x = user[0] if user is not None else data.sample_batch(dep.dataset, a.samples, a.data_root,
+                                                                   timesteps=dep.timesteps)[0]
     checks = verify(dep, x, progress=not a.json, slow_samples=a.slow_samples)
     failed = [c for c in checks if c.failed]
     fidelity = _target_fidelity(dep.int_graph, targets)

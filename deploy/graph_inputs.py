@@ -53,6 +53,11 @@ def _timesteps(view: GraphView, a: argparse.Namespace) -> int:
     return int(t)
 
 
+def _fit_steps(x: torch.Tensor, view: GraphView, what: str) -> torch.Tensor:
+    """``[T, B, ...]`` with each sample reshaped as :func:`_fit` does."""
+    return _fit(x.reshape(-1, *x.shape[2:]), view, what).reshape(*x.shape[:2], *view.input_shape)
+
+
 def _fit(x: torch.Tensor, view: GraphView, what: str) -> torch.Tensor:
     """``[B, ...]`` reshaped to the graph's Input where only the layout differs (images into a flat Input)."""
     shape = view.input_shape
@@ -90,8 +95,12 @@ def graph_batch(view: GraphView, a: argparse.Namespace, samples: int) -> tuple[t
         if not dataset:
             raise KdsnnError(f"{a.model} does not record its data set (written by another tool?): pass --dataset, "
                              "--inputs FILE.npy or --spike-rate R")
-        x, y = data.sample_batch(dataset, samples, getattr(a, "data_root", None))
-        x, what = _fit(x, view, f"{dataset} images"), f"{len(x)} {dataset} test samples"
+        x, y = data.sample_batch(dataset, samples, getattr(a, "data_root", None),
+                                 timesteps=view.timesteps or getattr(a, "timesteps", None))
+        if data.event_data.is_event_dataset(dataset):  # [T, B, 2, H, W] event frames, binned to the graph's T
+            x, what = _fit_steps(x, view, f"{dataset} event frames"), f"{x.shape[1]} {dataset} test recordings"
+        else:
+            x, what = _fit(x, view, f"{dataset} images"), f"{len(x)} {dataset} test samples"
     if x.dim() == len(view.input_shape) + 1 and not view.timesteps:
         t = _timesteps(view, a)
         _require_inputs(t * x.numel(), f"{len(x)} inputs repeated over {t} steps")

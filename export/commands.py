@@ -126,7 +126,7 @@ def _emit(a: argparse.Namespace, result: dict[str, Any], text: str) -> None:
 # ----------------------------------------------------------------------------- quantize
 
 def _quantize(a: argparse.Namespace) -> int:
-    from kdsnn import data
+    from kdsnn import checkpoint, data
     from kdsnn.trainer import evaluate
 
     from . import nir_io
@@ -138,7 +138,7 @@ def _quantize(a: argparse.Namespace) -> int:
     model, ckpt, _, graph = _graphs(a, integer=not a.float, quantized=True)
     dataset = _dataset(a, ckpt)
     path = nir_io.write(graph, a.out)
-    test = data.load(dataset, "test", a.data_root)
+    test = data.load(dataset, "test", a.data_root, timesteps=checkpoint.data_timesteps(ckpt))
     torch.manual_seed(0)  # bernoulli encoding draws spikes: the same draws for both evaluations
     float_acc = evaluate(model, test, torch.device("cpu"))
     torch.manual_seed(0)
@@ -159,7 +159,7 @@ def _quantize(a: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- export
 
 def _export(a: argparse.Namespace) -> int:
-    from kdsnn import data
+    from kdsnn import checkpoint, data
 
     from .formats import get
 
@@ -183,7 +183,8 @@ def _export(a: argparse.Namespace) -> int:
     if not a.no_check:
         user = _user_inputs(a)
         x = (user[:CHECK_SAMPLES] if user is not None
-             else data.sample_batch(_dataset(a, ckpt), CHECK_SAMPLES, a.data_root)[0])
+             else data.sample_batch(_dataset(a, ckpt), CHECK_SAMPLES, a.data_root,
+                                    timesteps=checkpoint.data_timesteps(ckpt))[0])
         check = check_file(a.format, path, graph, x)
         result["check"] = check
         ok = check["passed"] is not False

@@ -3,7 +3,8 @@
 One definition for every runner (graph runtime, reference simulator, Norse, Lava's host
 layer): ``[B, ...]`` analog input is fed at every step (``direct``) or sampled as Bernoulli
 spikes with p = clamp(x, 0, 1) (``bernoulli``); ``[T, B, ...]`` is taken as it is (the caller's
-own encoding). In integer mode a direct-encoded input is quantized to ``round(x / input_scale)``.
+own encoding; an ``events`` graph takes only that: event-camera frames, one per step). In integer
+mode a direct-encoded input is quantized to ``round(x / input_scale)``.
 """
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ def encode(view: GraphView, x: torch.Tensor, timesteps: int | None = None, dtype
     shape = view.input_shape
     if x.dim() == len(shape) + 1 and tuple(x.shape[1:]) == shape:
         t = int(timesteps or view.require_timesteps())
+        if view.encoding == "events":
+            raise KdsnnError(f"the graph takes event frames [T, B, {', '.join(map(str, shape))}] (events encoding); "
+                             f"got {tuple(x.shape)} without a time axis: bin the events to T frames first")
         x = x.to(dtype)
         if view.encoding == "bernoulli":
             seq = torch.bernoulli(x.clamp(0, 1).unsqueeze(0).expand(t, *x.shape).contiguous(), generator=generator)
@@ -39,3 +43,18 @@ def encode(view: GraphView, x: torch.Tensor, timesteps: int | None = None, dtype
     if view.integer and view.input_scale and view.encoding == "direct":
         seq = torch.round(seq / view.input_scale)
     return seq
+
+
+def input_bound(view: GraphView) -> float:
+    """Largest |value| the graph's (quantized) input can take for data in the source range [0, 1]: 1 for spike
+    input; for an integer direct-encoded graph ``round(max |x − mean| / std / input_scale)``; the calibrated
+    input step's ``2^(b−1) − 1`` where the preprocessing is not recorded."""
+    if view.spike_input:
+        return 1.0
+    meta = view.meta
+    pre = meta.get("preprocessing") or {}
+    mean, std = pre.get("mean"), pre.get("std")
+    if mean is not None and std and view.input_scale:
+        top = max(max(abs(0 - m), abs(1 - m)) / s for m, s in zip(mean, std, strict=True))
+        return float(round(top / view.input_scale))
+    return float(2 ** (int(meta.get("bits", 8)) - 1) - 1)  # calibrated input step: |x_int| <= 2^(b-1) - 1

@@ -28,7 +28,8 @@ SYNAPTIC = (nir.Conv2d, nir.Affine, nir.Linear, nir.Scale)
 POOLS = (nir.SumPool2d, nir.AvgPool2d)
 NEURONS = tuple(MODELS)
 SUPPORTED = (nir.Input, nir.Output, nir.Flatten, *SYNAPTIC, *POOLS, *NEURONS)
-ENCODINGS = ("direct", "bernoulli")
+ENCODINGS = ("direct", "bernoulli", "events")
+SPIKE_ENCODINGS = ("bernoulli", "events")  # the Input receives spikes: sampled here, or event frames given as such
 
 
 def pair(v: Any, what: str = "size", node: str = "?") -> tuple[int, int]:
@@ -161,6 +162,7 @@ class GraphView:
         if self.encoding not in ENCODINGS:
             raise KdsnnError(f"unknown input encoding {self.encoding!r} in the graph's metadata "
                              f"(known: {', '.join(ENCODINGS)})")
+        self.spike_input = self.encoding in SPIKE_ENCODINGS
         self.input_scale: float | None = self.meta.get("input_scale")
         self.output_scale = float(self.meta.get("output_scale", 1.0))
         last = self.preds[self.output]

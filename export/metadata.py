@@ -17,7 +17,7 @@ import numpy as np
 from kdsnn import schema as sc
 from kdsnn.errors import KdsnnError
 
-ENCODINGS = ("direct", "bernoulli")
+ENCODINGS = ("direct", "bernoulli", "events")
 READOUTS = ("spike", "membrane")
 
 NIR_FIELDS = {

@@ -88,8 +88,8 @@ def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True,
     view = GraphView.of(g)
     preds, succs = view.preds, view.succs
     qmax = 2 ** (bits - 1) - 1
-    # Spike input (Bernoulli encoding) is 0/1 already: its step is 1, whatever the data's scale.
-    in_step = (1.0 if meta.get("encoding") == "bernoulli"
+    # Spike input (Bernoulli encoding, event frames) is 0/1 already: its step is 1, whatever the data's scale.
+    in_step = (1.0 if meta.get("encoding") in ("bernoulli", "events")
                else input_step(meta.get("preprocessing", {}), calibration_max, bits))
     sig = _input_scales(g, preds, in_step)
 

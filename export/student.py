@@ -38,6 +38,11 @@ class Deployable:
         return self.ckpt["model_spec"]["arch"]
 
     @property
+    def timesteps(self) -> int:
+        """The student's T (what an event data set is binned to)."""
+        return int(self.model.timesteps)
+
+    @property
     def int_graph(self) -> nir.NIRGraph:
         """The integer graph every backend is compared on (a one-line error if this one is not integer)."""
         from .graph import get_meta
@@ -67,7 +72,8 @@ def load_student_graphs(path: str, bits: int = 8, integer: bool = True, quantize
     try:
         input_step(pre, None, bits)
     except KdsnnError:  # normalization is not a pure scale: calibrate the input step on training data
-        x = calibration if calibration is not None else data.sample_batch(name, 256, data_root, split="train")[0]
+        x = calibration if calibration is not None else data.sample_batch(name, 256, data_root, split="train",
+                                                                             timesteps=model.timesteps)[0]
         cal = float(x.abs().max())
     graph = quantize_graph(float_graph, bits=bits, integer=integer, calibration_max=cal)
     return Deployable(model, ckpt, name, float_graph, graph, bits)

@@ -120,6 +120,13 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     return model.eval(), ckpt
 
 
+def data_timesteps(ckpt: dict[str, Any]) -> int | None:
+    """The T an event data set is binned to for this checkpoint's model: a student's T, or the T its
+    training run binned the events to (a teacher's ``config``)."""
+    t = model_spec(ckpt).get("timesteps") or (ckpt.get("config") or {}).get("timesteps")
+    return int(t) if t else None
+
+
 def checkpoint_dataset(ckpt: dict[str, Any], dataset: str | None, source: str) -> str:
     """The data set to use (the checkpoint's unless given), checked against the model's shapes."""
     from . import data

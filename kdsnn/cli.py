@@ -58,7 +58,8 @@ def _student_opts(p: argparse.ArgumentParser) -> None:
                    help="student channel multiplier (0.25: a quarter of every layer)")
     p.add_argument("--alpha", type=float, default=None, help="distillation weight (method default if omitted)")
     p.add_argument("--temperature", type=float, default=4.0)
-    p.add_argument("--encoding", default="direct", help="direct (analog input every step) or bernoulli")
+    p.add_argument("--encoding", default="direct", help="direct (analog input every step), bernoulli, or events "
+                   "(event data sets: the first layer receives the recorded events; chosen for them)")
     p.add_argument("--readout", default="membrane", help="membrane (mean of last layer) or spike (counts)")
     p.add_argument("--threshold", type=float, default=1.0)
     p.add_argument("--reset", default="hard", help="hard (to 0) or soft (subtract θ)")
@@ -99,7 +100,8 @@ def _evaluate(a: argparse.Namespace) -> int:
     kwargs = checkpoint.constructor_args(spec)
     size = measure(spec["arch"], tuple(spec["input_shape"]), spec["classes"], **kwargs)
     batch = max(1, fitting(size.bytes(1, kwargs.get("timesteps", 1), False), EVAL_BATCH))
-    test = data.load(dataset, "test", a.data_root, noise=a.noise, noise_seed=a.seed)
+    test = data.load(dataset, "test", a.data_root, noise=a.noise, noise_seed=a.seed,
+                     timesteps=checkpoint.data_timesteps(ckpt))
     torch.manual_seed(a.seed)
     acc = evaluate(model.to(device), test, device, batch, desc="evaluate")
     result = {"accuracy": acc, "checkpoint": a.checkpoint, "dataset": dataset, "noise": a.noise or "none",

@@ -1,5 +1,6 @@
 """Data sets: the embedded ``digits`` default, MNIST / CIFAR read from a local root, seeded
-random images of any shape (``fake:CxHxW:K``), and the user's own samples (``.npy``).
+random images of any shape (``fake:CxHxW:K``), event-camera recordings (N-MNIST, DVS128 Gesture:
+``kdsnn/event_data.py``, samples already spikes over T), and the user's own samples (``.npy``).
 
 Nothing is ever downloaded. Every data set yields images in [0, 1]; normalization
 (mean/std) is applied after optional corruption, and is recorded so exporters can state how
@@ -14,15 +15,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from . import corruptions
+from . import corruptions, event_data
 from .budget import require
 from .errors import KdsnnError
 
-DATASETS = ("digits", "mnist", "cifar10", "cifar100", "fake:CxHxW:K")
-DATASETS_HELP = ("digits (embedded), mnist, cifar10, cifar100 (from --data-root), or fake:CxHxW:K: seeded random "
-                 "images of C×H×W (C ≤ 4) in K classes, e.g. fake:3x32x32:10, for shapes whose data is not here")
+DATASETS = ("digits", "mnist", "cifar10", "cifar100", *event_data.EVENT_DATASETS, "fake:CxHxW:K")
+DATASETS_HELP = ("digits (embedded), mnist, cifar10, cifar100, and the event recordings nmnist, dvsgesture, "
+                 "dvsgesture:64, dvsgesture:32 (binned to T frames of 2 polarities; all from --data-root), or "
+                 "fake:CxHxW:K: seeded random images of C×H×W (C ≤ 4) in K classes, e.g. fake:3x32x32:10, for "
+                 "shapes whose data is not here")
 
 
 @dataclass
@@ -69,6 +72,8 @@ def spec(name: str) -> DataSpec:
     """The :class:`DataSpec` of a data set name (one of :data:`DATASETS`)."""
     if name.startswith("fake"):
         return _fake_spec(name)
+    if event_data.is_event_dataset(name):
+        return DataSpec(name, event_data.input_shape(name), event_data.classes(name), (0.0, 0.0), (1.0, 1.0), 1.0)
     if name not in SPECS:
         raise KdsnnError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     return SPECS[name]
@@ -241,14 +246,24 @@ def validation_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-def load(name: str, split: str, root: str | None = None, noise: str | None = None, noise_seed: int = 0) -> Dataset:
+def load(name: str, split: str, root: str | None = None, noise: str | None = None, noise_seed: int = 0,
+         timesteps: int | None = None) -> Dataset:
     """A split of ``name``, normalized, optionally corrupted: ``train``, ``test``, or the training
     split divided into ``fit`` (augmented, for training) and ``val`` (held out, never augmented),
-    for choosing options without looking at the test split."""
+    for choosing options without looking at the test split. Event data sets are binned to
+    ``timesteps`` frames (needed for them) and yield ``[T, 2, H, W]`` spikes (batch them with :func:`loader`)."""
     ds = spec(name)
     if split not in SPLITS:
         raise KdsnnError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     train = split != "test"
+    if event_data.is_event_dataset(name):
+        if noise:
+            raise KdsnnError(f"--noise corrupts images; {name} is event recordings: drop --noise")
+        events = event_data.load(name, "train" if train else "test", root, timesteps)
+        if split in ("fit", "val"):
+            fit, val = validation_indices(len(events))
+            return Subset(events, (fit if split == "fit" else val).tolist())
+        return events
     if name == "digits":
         base = _digits(train)
     elif name.startswith("fake"):
@@ -261,16 +276,31 @@ def load(name: str, split: str, root: str | None = None, noise: str | None = Non
     return Prepared(base, ds, split in ("train", "fit"), corruptions.parse(noise), noise_seed)
 
 
-def sample_batch(name: str, n: int, root: str | None = None, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``n`` examples of a split as one batch (used by export checks and reports)."""
+def sample_batch(name: str, n: int, root: str | None = None, split: str = "test",
+                 timesteps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` examples of a split as one batch (used by export checks and reports): ``[B, ...]``,
+    or ``[T, B, 2, H, W]`` event frames for an event data set (binned to ``timesteps``)."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise KdsnnError(f"need at least 1 input sample of {name}, got {n} (--samples must be >= 1)")
-    data = load(name, split, root)
+    data = load(name, split, root, timesteps=timesteps)
     count = min(n, len(data))
-    require(count * int(np.prod(spec(name).input_shape)) * FLOAT_BYTES, f"{count} samples of {name}",
-            "use fewer samples")
+    require(count * int(np.prod(spec(name).input_shape)) * (timesteps or 1) * FLOAT_BYTES,
+            f"{count} samples of {name}", "use fewer samples")
     items = [data[i] for i in range(count)]
-    return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
+    return torch.stack([x for x, _ in items], dim=1 if is_time_major(data) else 0), torch.tensor([y for _, y in items])
+
+
+def is_time_major(dataset: Dataset) -> bool:
+    """Whether ``dataset``'s samples are ``[T, ...]`` (event data: batches are ``[T, B, ...]``)."""
+    return event_data.is_time_major(dataset)
+
+
+def loader(dataset: Dataset, batch_size: int, **kwargs) -> DataLoader:
+    """A :class:`DataLoader` of ``dataset`` whose batches are what a model takes: ``[B, ...]`` images, or
+    ``[T, B, ...]`` event frames for an event data set."""
+    if is_time_major(dataset):
+        kwargs["collate_fn"] = event_data.collate
+    return DataLoader(dataset, batch_size, **kwargs)
 
 
 def load_inputs(path: str | Path, labels: str | Path | None = None, shape: tuple[int, ...] | None = None,

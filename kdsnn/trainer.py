@@ -147,7 +147,7 @@ def evaluate(model: nn.Module, dataset, device: torch.device, batch_size: int = 
     """Top-1 accuracy of ``model`` on ``dataset`` (``batch_size`` samples at a time: memory does not
     grow with the data set)."""
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    loader = data.loader(dataset, batch_size, shuffle=False)
     correct = total = 0
     for x, y in progress(loader, desc=desc, leave=False, enabled=desc is not None):
         logits = model(x.to(device)).logits
@@ -223,8 +223,16 @@ def _check_options(cfg: TrainConfig, kind: str) -> None:
         raise KdsnnError(f"{cfg.arch} is not a student SNN; students: {', '.join(STUDENTS)}")
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
         raise KdsnnError("--epochs and --batch-size must be >= 1 and --lr > 0")
-    if kind == "student" and cfg.timesteps < 1:
+    if (kind == "student" or data.event_data.is_event_dataset(cfg.dataset)) and cfg.timesteps < 1:
         raise KdsnnError(f"--timesteps must be at least 1, got {cfg.timesteps}")
+    if kind == "student" and data.event_data.is_event_dataset(cfg.dataset):
+        if cfg.encoding == "bernoulli":
+            raise KdsnnError(f"{cfg.dataset} is event recordings, already spikes: drop --encoding bernoulli "
+                             "(the student takes the events as they are, --encoding events)")
+        cfg.encoding = "events"  # the only encoding event frames have: the first layer receives the events
+    elif kind == "student" and cfg.encoding == "events":
+        raise KdsnnError(f"--encoding events needs an event data set (nmnist, dvsgesture); {cfg.dataset} holds "
+                         "images: use --encoding direct or bernoulli")
     run_folder.check(cfg.out, cfg.teacher if kind == "student" else None, cfg.resume, cfg.force)
 
 
@@ -239,8 +247,8 @@ def _set_up(cfg: TrainConfig, kind: str) -> _Run:
 
 def _load_data(run: _Run) -> None:
     cfg = run.cfg
-    run.train_set = data.load(cfg.dataset, "fit" if cfg.validate else "train", cfg.data_root)
-    run.test_set = data.load(cfg.dataset, run.split, cfg.data_root)
+    run.train_set = data.load(cfg.dataset, "fit" if cfg.validate else "train", cfg.data_root, timesteps=cfg.timesteps)
+    run.test_set = data.load(cfg.dataset, run.split, cfg.data_root, timesteps=cfg.timesteps)
 
 
 def _build_model(run: _Run) -> None:
@@ -270,7 +278,7 @@ def _build_teacher_and_loss(run: _Run) -> nn.Module:
         for p in teacher.parameters():
             p.requires_grad_(False)
         run.teacher = teacher
-    example = torch.stack([run.train_set[i][0] for i in range(2)]).to(device)
+    example = next(iter(data.loader(run.train_set, 2)))[0].to(device)
     return build_loss(cfg.kd, run.model, run.teacher, example, cfg.alpha, cfg.temperature)
 
 
@@ -337,9 +345,9 @@ def _epoch_loader(run: _Run, epoch: int) -> DataLoader:
     if ddp.world > 1:
         sampler = DistributedSampler(run.train_set, ddp.world, ddp.rank, shuffle=True, seed=cfg.seed)
         sampler.set_epoch(epoch)
-        return DataLoader(run.train_set, cfg.batch_size, sampler=sampler, num_workers=cfg.workers)
+        return data.loader(run.train_set, cfg.batch_size, sampler=sampler, num_workers=cfg.workers)
     gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-    return DataLoader(run.train_set, cfg.batch_size, shuffle=True, generator=gen, num_workers=cfg.workers)
+    return data.loader(run.train_set, cfg.batch_size, shuffle=True, generator=gen, num_workers=cfg.workers)
 
 
 def _train_epoch(run: _Run, runner: nn.Module, loader: DataLoader, epoch: int) -> tuple[float, int, int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from kdsnn import data
@@ -66,3 +67,85 @@ def error_line(capsys) -> str:
 def snapshot(path: Path) -> tuple[bytes, int]:
     """A file's bytes and modification time: the same before and after means untouched."""
     return path.read_bytes(), path.stat().st_mtime_ns
+
+
+# ----------------------------------------------------------------------------- event recordings, written byte by byte
+
+def nmnist_bytes(events: list[tuple[int, int, int, int]]) -> bytes:
+    """N-MNIST's 5-byte events (x, y, polarity, t µs), as the data set's README lays them out."""
+    out = bytearray()
+    for x, y, p, t in events:
+        out += bytes([x, y, (p << 7) | ((t >> 16) & 0x7F), (t >> 8) & 0xFF, t & 0xFF])
+    return bytes(out)
+
+
+def aedat31_packet(event_type: int, event_size: int, events: bytes, number: int, overflow: int = 0,
+                   capacity: int | None = None) -> bytes:
+    """One AEDAT 3.1 packet: the 28-byte header (libcaer's caer_event_packet_header) and its events."""
+    import struct
+
+    capacity = number if capacity is None else capacity
+    head = struct.pack("<hhiiiiii", event_type, 1, event_size, 4, overflow, capacity, number, number)
+    return head + events + bytes(capacity * event_size - len(events))
+
+
+def polarity_events(events: list[tuple[int, int, int, int]], valid: list[bool] | None = None) -> bytes:
+    """AEDAT 3.1 polarity events (x, y, polarity, t µs): uint32 data (bit 0 valid, bit 1 polarity,
+    bits 2-16 y, bits 17-31 x) and int32 timestamp."""
+    import struct
+
+    valid = valid or [True] * len(events)
+    return b"".join(struct.pack("<Ii", (x << 17) | (y << 2) | (p << 1) | int(v), t)
+                    for (x, y, p, t), v in zip(events, valid, strict=True))
+
+
+def aedat31_file(packets: list[bytes]) -> bytes:
+    """A whole AEDAT 3.1 file: the header DVS128 Gesture's recordings carry, then the packets."""
+    header = (b"#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: DVS128\r\n"
+              b"#Start-Time: 2017-01-01 00:00:00 (TZ+0000)\r\n#!END-HEADER\r\n")
+    return header + b"".join(packets)
+
+
+def write_nmnist_tree(root: Path, per_class: dict[str, int], classes: int = 3, seed: int = 0) -> None:
+    """An N-MNIST tree (``NMNIST/Train|Test/<digit>/NNNNN.bin``) of learnable recordings: digit k's events
+    fall on rows 10k..10k+3 of the 34×34 sensor (ON) and columns 10k..10k+3 (OFF), over 300 ms."""
+    rng = np.random.default_rng(seed)
+    for split, n in per_class.items():
+        for k in range(classes):
+            folder = root / "NMNIST" / split / str(k)
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                m = 60
+                on = [(int(x), 10 * k + int(r), 1, int(t)) for x, r, t in
+                      zip(rng.integers(0, 34, m), rng.integers(0, 4, m), rng.integers(0, 300_000, m), strict=True)]
+                off = [(10 * k + int(c), int(y), 0, int(t)) for c, y, t in
+                       zip(rng.integers(0, 4, m), rng.integers(0, 34, m), rng.integers(0, 300_000, m), strict=True)]
+                events = sorted(on + off, key=lambda e: e[3])
+                (folder / f"{i:05d}.bin").write_bytes(nmnist_bytes(events))
+
+
+def write_gesture_tree(root: Path, trials: dict[str, int], classes: int = 3, seed: int = 0) -> None:
+    """A DVS128 Gesture tree (``DvsGesture/`` with the trial lists, AEDAT 3.1 recordings and label files) of
+    learnable gestures: each trial holds one 100 ms gesture of every class k in ``1..classes``, whose ON events
+    fall on sensor rows 40(k−1)..40(k−1)+11 and OFF events on the same columns."""
+    rng = np.random.default_rng(seed)
+    folder = root / "DvsGesture"
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in trials.items():
+        names = [f"user{split[:2]}{i:02d}_natural.aedat" for i in range(n)]
+        (folder / f"trials_to_{split}.txt").write_text("".join(f"{name}\n" for name in names))
+        for name in names:
+            events, labels = [], []
+            for k in range(1, classes + 1):
+                start = 1_000_000 + 200_000 * k
+                labels.append((k, start, start + 100_000))
+                m = 150
+                lo = 40 * (k - 1)
+                for p, (a, b) in ((1, (rng.integers(0, 128, m), rng.integers(lo, lo + 12, m))),
+                                  (0, (rng.integers(lo, lo + 12, m), rng.integers(0, 128, m)))):
+                    events += [(int(x), int(y), p, int(t)) for x, y, t in
+                               zip(a, b, rng.integers(start, start + 100_000, m), strict=True)]
+            events.sort(key=lambda e: e[3])
+            (folder / name).write_bytes(aedat31_file([aedat31_packet(1, 8, polarity_events(events), len(events))]))
+            rows = "".join(f"{c},{s},{e}\n" for c, s, e in labels)
+            (folder / name.replace(".aedat", "_labels.csv")).write_text("class,startTime_usec,endTime_usec\n" + rows)

@@ -8,8 +8,9 @@ Two routes, one result type (:class:`LavaRun`), bit-exact against ``GraphSNN(gra
   shortcut branches) is built as Lava processes straight from the NIR graph, with relay
   populations aligning branches of different depth.
 
-Both run the analog first layer (and a membrane readout) on the host
-(:mod:`.runtime`); docs/lava.md describes the mapping, timing and refusals.
+Both run the analog first layer (and a membrane readout) on the host (:mod:`.runtime`); with
+``graded_input`` the process-graph route runs the first layer on Lava, fed graded spikes.
+docs/lava.md describes the mapping, timing and refusals.
 """
 from __future__ import annotations
 
@@ -50,14 +51,16 @@ def lava_supports(graph: nir.NIRGraph | GraphView) -> tuple[bool, str]:
 
 
 def run_lava(graph: nir.NIRGraph | GraphView, x: torch.Tensor, netx_path: str | Path | None = None,
-             progress: bool = True, route: str | None = None) -> LavaRun:
+             progress: bool = True, route: str | None = None, graded_input: bool = False) -> LavaRun:
     """Run ``graph`` (integer) on Lava's fixed-point Loihi 2 simulator for the batch ``x``.
 
     ``x`` is ``[B, ...]`` (encoded over T as GraphSNN does) or ``[T, B, ...]``. Sequential graphs
     take the netx route (``netx_path`` names a file :func:`export_netx` wrote for this same
     graph; by default one is written to a temporary folder), all others the process-graph
     route. ``route`` forces ``"netx"`` or ``"process-graph"`` (the latter runs sequential
-    graphs too, which the tests use to hold both routes to the same spikes).
+    graphs too, which the tests use to hold both routes to the same spikes). ``graded_input`` runs the
+    first layer on Lava as well, fed the integer input as graded spikes (Lava's ``num_message_bits``;
+    process-graph route only).
     """
     ok, why = lava_available()
     if not ok:
@@ -66,8 +69,11 @@ def run_lava(graph: nir.NIRGraph | GraphView, x: torch.Tensor, netx_path: str | 
     if route not in (None, "netx", "process-graph"):
         raise KdsnnError(f"unknown Lava route {route!r}; choose 'netx' or 'process-graph'")
     view = lava_view(graph)
+    if graded_input and route == "netx":
+        raise KdsnnError("graded input runs on the process-graph route (kdsnn builds the first connection with "
+                         "num_message_bits); drop route='netx'")
     if route is None:
-        route = lava_route(view)
+        route = "process-graph" if graded_input else lava_route(view)
     if netx_path is not None and route != "netx":
         raise KdsnnError("a netx file can only be run by the netx route; this graph takes the process-graph route "
                          "(netx files hold sequential layers only)")
@@ -79,6 +85,6 @@ def run_lava(graph: nir.NIRGraph | GraphView, x: torch.Tensor, netx_path: str | 
         return run_netx(view, plan, x, netx_path, progress)
     from .graph import run_graph
 
-    gplan: LavaGraphPlan = lava_graph_plan(view)
+    gplan: LavaGraphPlan = lava_graph_plan(view, graded_input)
     check_steps(view, torch.as_tensor(x), gplan.timesteps)
     return run_graph(view, gplan, x, progress)

@@ -8,19 +8,24 @@ the ``C, H, W`` flattening of a map (``transpose([2, 1, 0]).flatten()``, as netx
 ``(2w, weight_exp = −1)`` (:func:`kdsnn.export.loihi.lava_weights`), Conv weights as they are
 (Lava's fixed-point Conv uses them unscaled). Sample ``b``'s step ``t`` leaves the host's
 source at Lava time ``b·T + t + 1`` and population ``P`` emits its spikes for it at
-``b·T + t + 1 + lag(P)``; every sink is re-aligned by its population's lag.
+``b·T + t + 1 + lag(P)``; every sink is re-aligned by its population's lag. With graded input the
+source sends the integer input itself (``encode``: ``round(x / input_scale)``) and the first
+connection takes it with ``num_message_bits`` set; its currents and membranes are checked on the
+actual inputs against Loihi's 24 bits.
 """
 from __future__ import annotations
 
 import contextlib
 import io
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from kdsnn.errors import KdsnnError
+from kdsnn.export.encoding import encode
 from kdsnn.export.graph_view import GraphView
-from kdsnn.export.loihi import BIAS_EXP, DU, V_DECAY, lava_weights
+from kdsnn.export.loihi import BIAS_EXP, DU, STATE_MAX, V_DECAY, lava_weights
 
 from .plan import Connection, LavaGraphPlan
 from .runtime import (
@@ -40,22 +45,60 @@ from .runtime import (
 def run_graph(view: GraphView, plan: LavaGraphPlan, x: torch.Tensor, progress: bool) -> LavaRun:
     """Run ``plan`` (of ``view``) as Lava processes on ``x``; see the module docstring."""
     T = plan.timesteps
-    host = host_first_layer(view, plan.host_nodes, x)
+    host = graded_input(view, x) if plan.graded_input else host_first_layer(view, plan.host_nodes, x)
     batch = host.shape[1]
     raw, startup, per_sample, steps = _simulate(plan, host.numpy(), progress)
-    spikes = {plan.host_neuron: host.numpy()}
+    activity = {plan.host_neuron: host.numpy()}  # what each connection's origin sends (the Input's values too)
     lags = {}
     for pop in plan.neurons:
-        spikes[pop.name] = aligned(raw[pop.name], pop.lag, T, batch, pop.shape)
+        activity[pop.name] = aligned(raw[pop.name], pop.lag, T, batch, pop.shape)
         lags[pop.name] = pop.lag
     extremes = {}
     for pop in plan.neurons:
         if pop.warnings or pop.kind == "CubaLIF":  # a decaying current can outgrow one step's worst case
-            cur = sum(synapse_current(c.synapse, torch.as_tensor(spikes[c.origin]))
+            cur = sum(synapse_current(c.synapse, torch.as_tensor(activity[c.origin]))
                       for c in plan.connections if c.target == pop.name)
             extremes[pop.name] = membrane_extremes(pop.name, cur, pop.threshold, view.models[pop.name])
+    for c in plan.connections:
+        if c.message_bits:
+            check_graded_sums(c, torch.as_tensor(activity[c.origin]))
+    spikes = {name: activity[name] for name in [*([] if plan.graded_input else [plan.host_neuron]), *lags]}
     logits = host_readout(view, plan.readout_nodes, torch.as_tensor(spikes[plan.readout_source]))
-    return LavaRun(logits, spikes, [plan.host_neuron], lags, startup, per_sample, steps, extremes, "process-graph")
+    host_nodes = [] if plan.graded_input else [plan.host_neuron]
+    return LavaRun(logits, spikes, host_nodes, lags, startup, per_sample, steps, extremes, "process-graph")
+
+
+# the width Lava's bit-accurate connection models declare for what they send (a_out): Conv's PyConvModelFixed 24 bits,
+# Dense's PyDenseModelBitAcc 16 bits (lava/proc/conv/models.py, lava/proc/dense/models.py)
+A_OUT_BITS = {"conv": 24, "dense": 16, "scale": 16}
+
+
+def check_graded_sums(conn: Connection, values: torch.Tensor) -> None:
+    """Refuse a graded connection whose weighted sums (bias apart: Lava adds it in the neuron) leave the width
+    its Lava model declares for them; Lava's Python models do not clip, the chip's message would not hold them."""
+    syn = replace(conn.synapse, bias=np.zeros_like(np.asarray(conn.synapse.bias)))
+    peak = float(synapse_current(syn, values).abs().max())
+    bits = A_OUT_BITS[syn.kind]
+    limit = 2 ** (bits - 1) - 1
+    if peak > limit:
+        raise KdsnnError(f"the graded first connection into {conn.target!r} sums to {peak:.0f} on these inputs, "
+                         f"beyond the {bits}-bit output of Lava's {syn.kind} model (|a| ≤ {limit}); run the first "
+                         "layer on the host (drop graded input) or quantize with fewer bits")
+
+
+def graded_input(view: GraphView, x: torch.Tensor) -> torch.Tensor:
+    """The integer input ``[T, B, ...]`` the host sends as graded spikes (what the first synapse reads), refused
+    beyond the 24 bits Loihi's state holds."""
+    seq = encode(view, x)
+    if seq.shape[1] == 0:
+        raise KdsnnError("empty batch: give at least one input")
+    if not torch.equal(seq, torch.round(seq)):
+        raise KdsnnError("graded spikes carry integers: the input is not integer (quantize the graph in integer "
+                         "mode, which rounds a direct-encoded input to its input step)")
+    if float(seq.abs().max()) > STATE_MAX:
+        raise KdsnnError(f"an input value of {float(seq.abs().max()):.0f} exceeds a graded spike's 24-bit payload "
+                         f"(|x| ≤ {STATE_MAX}); quantize with fewer bits")
+    return seq
 
 
 def _lava_bias(bias: np.ndarray) -> np.ndarray:
@@ -80,17 +123,19 @@ def _connect(conn: Connection, out_ports: dict, in_ports: dict, shapes: dict):
     src_shape = shapes[conn.source]
     if syn.kind == "conv":
         w = np.ascontiguousarray(syn.weight[:, :, ::-1, ::-1].transpose(0, 3, 2, 1)).astype(np.int32)
-        proc = Conv(weight=w, input_shape=lava_shape(src_shape), padding=syn.padding[::-1], stride=syn.stride[::-1])
+        proc = Conv(weight=w, input_shape=lava_shape(src_shape), padding=syn.padding[::-1], stride=syn.stride[::-1],
+                    num_message_bits=conn.message_bits)
         src.connect(proc.s_in)
         out = proc.a_out
     elif syn.kind == "dense":
         w, exp = lava_weights(syn.weight)
-        proc = Dense(weights=w.astype(np.int32), weight_exp=exp, num_weight_bits=8)
+        proc = Dense(weights=w.astype(np.int32), weight_exp=exp, num_weight_bits=8, num_message_bits=conn.message_bits)
         (src.transpose([2, 1, 0]).flatten() if len(src_shape) == 3 else src).connect(proc.s_in)
         out = proc.a_out
     else:
         w, exp = lava_weights(_lava_bias(np.asarray(syn.weight)).ravel())
-        proc = Sparse(weights=diags(w.astype(np.int32), dtype=np.int32).tocsr(), weight_exp=exp, num_weight_bits=8)
+        proc = Sparse(weights=diags(w.astype(np.int32), dtype=np.int32).tocsr(), weight_exp=exp, num_weight_bits=8,
+                      num_message_bits=conn.message_bits)
         (src.flatten() if len(src_shape) == 3 else src).connect(proc.s_in)
         out = proc.a_out.reshape(lava_shape(shapes[conn.target])) if len(src_shape) == 3 else proc.a_out
     if tuple(out.shape) != tuple(in_ports[conn.target].shape):

@@ -28,6 +28,13 @@ nothing). A connection from ``S`` into ``P`` reads relay number ``lag(P) − lag
 ``S``'s relay chain (``S`` itself for 0); one chain per source is shared by all who need it.
 Each population is reset every T steps at phase ``1 + lag`` (``LIFReset``), when the first
 step of each sample reaches it, as the netx route does.
+
+**Graded input** (``graded_input=True``): the first layer runs on Lava too. The host only sends
+the integer input (``round(x / input_scale)``, what the graph's first synapse reads) as graded
+spikes, whose payload the first connection multiplies by its weights (Lava's ``num_message_bits``
+on ``Dense``/``Conv``; lava-dl's netx has the same option for its input layer,
+``input_message_bits``); the Input then plays the host population's part (lag 0). Spike input
+(Bernoulli, event frames) goes in as binary spikes (``num_message_bits = 0``).
 """
 from __future__ import annotations
 
@@ -37,6 +44,7 @@ import nir
 import numpy as np
 
 from kdsnn.errors import KdsnnError
+from kdsnn.export.encoding import input_bound
 from kdsnn.export.graph_view import SYNAPTIC, GraphView
 from kdsnn.export.loihi import DU, V_DECAY, VTH_MAX
 from kdsnn.export.netx.plan import (
@@ -60,6 +68,7 @@ class Connection:
     target: str
     synapse: Synapse
     origin: str  # the population whose spikes it carries (source is origin or one of its relays)
+    message_bits: int = 0  # Lava's num_message_bits: 0 for binary spikes, > 0 for graded input
 
 
 @dataclass
@@ -89,6 +98,7 @@ class LavaGraphPlan:
     readout_nodes: list[str]  # between the last population and the Output (membrane readout), or []
     readout_source: str  # the population the readout (or spike count) reads
     timesteps: int
+    graded_input: bool = False  # the first layer runs on Lava (host_neuron is then the Input)
 
     @property
     def neurons(self) -> list[Population]:
@@ -98,6 +108,18 @@ class LavaGraphPlan:
     @property
     def max_lag(self) -> int:
         return max(p.lag for p in self.populations)
+
+
+def message_bits(view: GraphView) -> int:
+    """Bits of a graded spike carrying the graph's integer input: its magnitude bound
+    (:func:`~kdsnn.export.encoding.input_bound`) plus a sign bit where the input can be negative
+    (normalization with a mean above 0); 0 for spike input (binary spikes)."""
+    if view.spike_input:
+        return 0
+    bound = int(input_bound(view))
+    pre = view.meta.get("preprocessing") or {}
+    signed = any(float(m) > 0 for m in pre.get("mean") or [0.0]) or not view.input_scale
+    return max(1, bound.bit_length()) + int(signed)
 
 
 def relay_name(source: str, k: int) -> str:
@@ -160,8 +182,9 @@ def _readout_only(view: GraphView, name: str) -> bool:
     return not view.models[name].spiking and view.succs[name] == [view.output]
 
 
-def lava_graph_plan(graph: nir.NIRGraph | GraphView) -> LavaGraphPlan:
-    """Check that ``graph`` can run as a Lava process graph and plan its populations, connections and lags."""
+def lava_graph_plan(graph: nir.NIRGraph | GraphView, graded_input: bool = False) -> LavaGraphPlan:
+    """Check that ``graph`` can run as a Lava process graph and plan its populations, connections and lags
+    (``graded_input``: the first layer on Lava too, fed the integer input as graded spikes)."""
     view = lava_view(graph)
     for name, model in view.models.items():  # a float leaky graph: say so before the generic integer refusal
         if model.kind != "IF" and not view.integer and model.spiking:
@@ -180,7 +203,9 @@ def lava_graph_plan(graph: nir.NIRGraph | GraphView) -> LavaGraphPlan:
     lava_neuron(view, host)
     host_nodes = [view.input] + inputs[host][0][1] + [host]
     readout_source, readout_nodes = _readout(view)
-    if readout_source == host:
+    if graded_input:
+        host, host_nodes = view.input, [view.input]  # the Input's values leave the host as graded spikes
+    elif readout_source == host:
         raise KdsnnError("the graph has fewer than two spiking populations: the first runs on the host, "
                          "so nothing would be left for Lava")
     lag = {host: 0}
@@ -191,7 +216,7 @@ def lava_graph_plan(graph: nir.NIRGraph | GraphView) -> LavaGraphPlan:
             continue
         synapses = []
         for src, nodes in inputs[pop]:
-            if src == view.input:
+            if src == view.input and not graded_input:
                 raise KdsnnError(f"{type(view.nodes[pop]).__name__} node {pop!r} takes the analog input and spikes; "
                                  "only the host's first layer may read the Input")
             syn = compose(view, nodes, view.shape[src])
@@ -201,7 +226,10 @@ def lava_graph_plan(graph: nir.NIRGraph | GraphView) -> LavaGraphPlan:
             synapses.append(syn)
             wiring.append((src, pop, syn))
         theta, du, dv = lava_neuron(view, pop)
-        warnings = check_population(pop, synapses, theta, T)
+        graded = graded_input and not view.spike_input and any(src == view.input for src, _ in inputs[pop])
+        # a graded input's current is not bounded by the binary-spike worst case: run_graph checks the actual one
+        warnings = (check_population(pop, synapses, theta, T) if not graded else
+                    [f"{pop} takes graded input: its currents and membranes are checked on the actual inputs"])
         bias = sum(np.asarray(bias_map(s), dtype=np.int64) for s in synapses)
         if du != DU and np.any(bias != 0):
             raise KdsnnError(f"CubaLIF node {pop!r}: its synapses' bias enters the decaying current, but Lava adds "
@@ -210,9 +238,14 @@ def lava_graph_plan(graph: nir.NIRGraph | GraphView) -> LavaGraphPlan:
         populations.append(Population(pop, view.shape[pop], theta, np.broadcast_to(bias, view.shape[pop]).copy(),
                                       lag[pop], warnings=warnings, du=du, dv=dv, kind=view.models[pop].kind))
     relays, connections = _align(view, wiring, lag)
+    if graded_input:
+        for c in connections:
+            if c.source == view.input:
+                c.message_bits = message_bits(view)
     order = {p: i for i, p in enumerate(view.order)}
     populations = sorted(populations + relays, key=lambda p: (p.lag, order.get(p.relay_of or p.name, 0)))
-    return LavaGraphPlan(host_nodes, host, populations, connections, readout_nodes, readout_source, T)
+    return LavaGraphPlan(host_nodes, host, populations, connections, readout_nodes, readout_source, T,
+                         graded_input)
 
 
 def _align(view: GraphView, wiring: list[tuple[str, str, Synapse]],

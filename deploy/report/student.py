@@ -44,12 +44,13 @@ def _test_inputs(dep: Deployable, data_root: str | None, limit: int | None,
     """The inputs and labels the report measures: the user's, or the data set's test split (first ``limit``)."""
     if inputs is not None:
         return inputs[0][:limit], inputs[1][:limit]
-    test = data.load(dep.dataset, "test", data_root)
+    test = data.load(dep.dataset, "test", data_root, timesteps=dep.timesteps)
     n = len(test) if limit is None else min(limit, len(test))
-    require(n * int(np.prod(data.spec(dep.dataset).input_shape)) * 4, f"{n} test inputs of {dep.dataset}",
+    steps = dep.timesteps if data.is_time_major(test) else 1
+    require(n * steps * int(np.prod(data.spec(dep.dataset).input_shape)) * 4, f"{n} test inputs of {dep.dataset}",
             "use --limit")
     xs, ys = zip(*(test[i] for i in range(n)), strict=True)
-    return torch.stack(xs), torch.tensor(ys)
+    return torch.stack(xs, dim=1 if data.is_time_major(test) else 0), torch.tensor(ys)
 
 
 def _student_logits(dep: Deployable, x: torch.Tensor) -> torch.Tensor:

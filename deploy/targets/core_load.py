@@ -55,8 +55,10 @@ def input_nonzero(x: torch.Tensor, input_shape: tuple[int, ...], T: int) -> tupl
     return mask, mask
 
 
-def core_load(plan: Plan, placement: Any, sim: Any, x: torch.Tensor) -> Load:
-    """Count each core's work from simulation ``sim`` of inputs ``x`` (see module docstring)."""
+def core_load(plan: Plan, placement: Any, sim: Any, x: torch.Tensor, graded: bool = False) -> Load:
+    """Count each core's work from simulation ``sim`` of inputs ``x`` (see module docstring). ``graded``: the
+    analog first layer runs on the chip, fed graded spikes (its effective MACs become SynOps of the cores
+    that hold it, each nonzero input value one message), instead of on the host."""
     T, B = int(sim.timesteps), int(sim.batch)
     n_cores = len(placement.cores)
     notes: list[str] = []
@@ -87,7 +89,7 @@ def core_load(plan: Plan, placement: Any, sim: Any, x: torch.Tensor) -> Load:
                 got = got * (total / got.sum()) if got.sum() else got
                 notes.append(f"{c.name}: input work spread over neurons in proportion to their input fan-in "
                              "(the input events were not recorded)")
-            if stats is not None and stats.analog:
+            if stats is not None and stats.analog and not graded:
                 host_macs += got.sum()
                 host_msgs += float(per_src @ dcount[ci])
             else:

@@ -37,9 +37,9 @@ def _require(meta: dict[str, Any], chip: str, reset: str | None, events: bool, s
                "xylo": "Xylo's neurons reset by subtraction (Rockpool's Xylo overview)"}.get(chip, "")
         raise KdsnnError(f"{chip}: the student resets {'to zero' if reset == 'soft' else 'by subtraction'}, "
                          f"but {why}: train it with {want}")
-    if events and meta.get("encoding", "direct") != "bernoulli":
+    if events and meta.get("encoding", "direct") not in ("bernoulli", "events"):
         raise KdsnnError(f"{chip}: the student takes analog input (direct encoding); {chip} takes only events: "
-                         "train it with --encoding bernoulli (or on an event data set)")
+                         "train it with --encoding bernoulli, or on an event data set (--dataset nmnist, dvsgesture)")
     if spikes and meta.get("readout") != "spike":
         raise KdsnnError(f"{chip}: the student reads its output as a membrane; {chip}'s layers always spike: "
                          "train it with --readout spike")
@@ -189,7 +189,8 @@ def export_for(a: Any) -> int:
     chip = a.for_chip
     dep = load_student_graphs(a.checkpoint, a.bits, integer=chip != "speck", quantized=chip != "speck",
                               dataset=a.dataset, data_root=a.data_root, soft_reset_ok=chip in ("speck", "xylo"))
-    x = None if a.no_check else data.sample_batch(dep.dataset, CHECK_SAMPLES, a.data_root)[0]
+    x = None if a.no_check else data.sample_batch(dep.dataset, CHECK_SAMPLES, a.data_root,
+                                                           timesteps=dep.timesteps)[0]
     write = {"speck": export_speck, "xylo": export_xylo, "loihi2": export_loihi2}[chip]
     result = write(dep.graph, a.out, x)
     mapped = dep.graph if chip != "speck" else speck_graph(dep.graph, speck.lower(_view(dep.graph)))

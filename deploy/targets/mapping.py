@@ -143,7 +143,8 @@ def map_graph(graph: nir.NIRGraph, target: Target | str, x: Any = None, sim: Any
     if sim is None and load is None:
         result["load"] = None
         return result
-    load = load if load is not None else core_load(plan, placement, sim, x)
+    load = load if load is not None else core_load(plan, placement, sim, x,
+                                                    graded=t.get("neuron", "analog_input") == "graded")
     est = estimate(t, placement, load)
     if t.get("time", "cycle_model"):
         est["latency"] = _cycle_model_latency(t, plan, placement, load, x)

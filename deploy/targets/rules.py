@@ -68,7 +68,8 @@ def common_rules(view: GraphView, target: Target, max_membrane: dict[str, float]
                                  f"train with {fix}"))
     if view.encoding == "direct" and target.get("neuron", "analog_input") == "none":
         out.append(Violation(view.input, "analog_input", f"direct-encoded analog input; {target.name} takes only "
-                             "events: train with --encoding bernoulli (or feed events from a sensor)"))
+                             "events: train with --encoding bernoulli, or on an event data set "
+                             "(--dataset nmnist, dvsgesture)"))
     if not view.integer:
         out.append(Violation("graph", "integer", f"float weights and thresholds; {target.name} runs integers: "
                              "quantize first (kdsnn quantize --bits 8, or export the integer graph)"))
@@ -148,6 +149,12 @@ def compatibility(view: GraphView, target: Target, max_membrane: dict[str, float
         if ai == "host":
             out.append(f"the analog first layer runs on the host, not on {target.name} "
                        "(its MACs are priced as host MACs)")
+        elif ai == "graded":
+            from ..lava.plan import message_bits
+
+            out.append(f"the analog first layer runs on {target.name}, fed the integer input as graded spikes "
+                       f"(num_message_bits = {message_bits(view)}; its synaptic work is priced as SynOps, each nonzero "
+                       "input value as one message from the host)")
         elif ai == "counts":
             out.append(f"{target.name} takes input as event counts per channel and step: the analog input must "
                        "be integer counts within the chip's per-step limit")

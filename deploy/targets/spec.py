@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,10 @@ MINIMUM: dict[str, int] = {
 }
 NEURON_MODELS = ("IF", "LIF", "CubaLIF")
 RESETS = ("zero", "subtract")
-ANALOG_INPUT = ("host", "none", "counts")
+ANALOG_INPUT = ("host", "none", "counts", "graded")
+GRADED_SOURCE = ("kdsnn map --graded-input: the first connection takes the integer input as graded spikes "
+                 "(Lava's Dense/Conv num_message_bits > 0: 'graded spikes', lava/proc/dense/process.py; lava-dl "
+                 "netx's input_message_bits); kdsnn's Lava process-graph route runs it bit-exact")
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,15 @@ class Target:
 def builtin_targets() -> list[str]:
     """Names of the targets shipped with kdsnn."""
     return builtin_names("targets")
+
+
+def with_graded_input(target: Target) -> Target:
+    """``target`` with its analog first layer on the chip, fed graded spikes, where it would run on the host
+    (``neuron.analog_input = "host"``); other targets unchanged."""
+    if target.get("neuron", "analog_input") != "host":
+        return target
+    neuron = {**target.entries.get("neuron", {}), "analog_input": Entry("graded", GRADED_SOURCE)}
+    return replace(target, entries={**target.entries, "neuron": neuron})
 
 
 def load_target(spec: str | Path | Target) -> Target:

@@ -215,7 +215,7 @@ def _unrolled(view: GraphView, timesteps: int) -> onnx.GraphProto:
     e = _Emitter(view, b)
     b.used.add("input")
     in_shape = list(view.input_shape)
-    spike_input = view.encoding == "bernoulli"
+    spike_input = view.spike_input
     x = e.quantized_input("input")
     static: dict[str, str] | None = None if spike_input else {}
     v: dict[str, str | None] = {k: None for k in state_names(view)}

@@ -6,13 +6,12 @@ export bounds each of them from the weights (``Σ|W|·max|input| + |b|`` per lay
 """
 from __future__ import annotations
 
-from typing import Any
-
 import nir
 import numpy as np
 
 from kdsnn.errors import KdsnnError
 
+from ..encoding import input_bound
 from ..graph_view import GraphView, pair
 
 EXACT_FLOAT32 = 2 ** 24  # float32 holds every integer of magnitude <= 2^24
@@ -25,21 +24,8 @@ def node_params(node: nir.NIRNode) -> dict[str, np.ndarray]:
     return {k: np.asarray(getattr(node, k), dtype=np.float64) for k in names}
 
 
-def _input_bound(view: GraphView, meta: dict[str, Any]) -> float:
-    """Largest |value| the model's (quantized) input can take for data in the source range [0, 1]."""
-    if view.encoding == "bernoulli":
-        return 1.0
-    pre = meta.get("preprocessing") or {}
-    mean, std = pre.get("mean"), pre.get("std")
-    if mean is not None and std and view.input_scale:
-        top = max(max(abs(0 - m), abs(1 - m)) / s for m, s in zip(mean, std, strict=True))
-        return float(np.round(top / view.input_scale))
-    return float(2 ** (int(meta.get("bits", 8)) - 1) - 1)  # calibrated input step: |x_int| <= 2^(b-1) - 1
-
-
 def check_integer_range(view: GraphView, timesteps: int) -> None:
     """Refuse an integer graph whose values float32 cannot hold exactly (see :mod:`kdsnn.export.onnx.writer`)."""
-    meta = view.meta
     t = timesteps
     bound: dict[str, float] = {}
     for name in view.order:
@@ -55,7 +41,7 @@ def check_integer_range(view: GraphView, timesteps: int) -> None:
             raise KdsnnError(f"NIR node {name!r}: AvgPool2d makes an integer graph non-integer; "
                              "fold it into the next layer (kdsnn's exporter writes SumPool2d)")
         if isinstance(node, nir.Input):
-            bound[name] = _input_bound(view, meta)
+            bound[name] = input_bound(view)
             continue
         x = sum(bound[p] for p in view.preds[name])
         p = node_params(node)

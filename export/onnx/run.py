@@ -84,8 +84,9 @@ def run_steps(model: OnnxModel | str | Path, x: np.ndarray | torch.Tensor,
     a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
     t_total = int(m.info["timesteps"])
     per_step = a.ndim == len(m.inputs["input"]) + 1  # [T', B, ...]: a stream of any length T'
-    if not per_step and m.info["encoding"] == "bernoulli":
-        raise KdsnnError("a bernoulli-encoded model takes input spikes [T, B, ...]; sample them before running")
+    if not per_step and m.info["encoding"] in ("bernoulli", "events"):
+        raise KdsnnError(f"a {m.info['encoding']}-encoded model takes input spikes [T, B, ...]; "
+                         "sample or bin them before running")
     seq = [a[t] for t in range(a.shape[0])] if per_step else [a] * t_total
     xs = [m.array(s) for s in seq]
     cur = dict(states) if states is not None else initial_states(m, xs[0].shape[0])

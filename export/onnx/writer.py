@@ -3,7 +3,7 @@
 Two forms:
 
 - ``unrolled``: the whole network over T steps in one model. Input ``input``: ``[B, C, H, W]``
-  (direct encoding: the analog input, fed at every step) or ``[T, B, C, H, W]`` (``bernoulli``
+  (direct encoding: the analog input, fed at every step) or ``[T, B, C, H, W]`` (``bernoulli`` or ``events``
   encoding: the caller's input spikes; sampling stays outside the model). Output ``logits``:
   exactly what :class:`~kdsnn.export.runtime.GraphSNN` computes (spike counts for a spike
   readout, the mean over T for a membrane readout, times ``output_scale`` in integer mode).

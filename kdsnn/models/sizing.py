@@ -63,7 +63,8 @@ def measure(arch: str, input_shape: tuple[int, ...], classes: int, **student: An
     handles = [m.register_forward_hook(hook) for m in leaves]
     try:
         with torch.no_grad():
-            model(torch.empty((1, *shape), device="meta"))
+            steps = (1,) if kwargs.get("encoding") == "events" else ()  # event frames come as [T, B, ...]
+            model(torch.empty((*steps, 1, *shape), device="meta"))
     except (RuntimeError, ValueError, IndexError) as exc:  # e.g. "Output size is too small" on a 1×1 image
         raise KdsnnError(f"{arch} cannot take {'×'.join(map(str, shape))} inputs ({_first_line(exc)}); "
                          "use a larger input or another architecture") from None

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import KdsnnError
 from ..neurons import IFNeuron, IFParams
 from .output import ModelOutput
 from .pointwise import PointwiseConv2d
@@ -141,7 +142,7 @@ class Readout(nn.Module):
         return self.neuron(current).sum(0)
 
 
-ENCODINGS = ("direct", "bernoulli")
+ENCODINGS = ("direct", "bernoulli", "events")
 READOUTS = ("membrane", "spike")
 
 
@@ -165,6 +166,9 @@ class SpikingNet(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         t = self.timesteps
+        if self.encoding == "events":
+            raise KdsnnError(f"this student takes event frames [T, B, C, H, W]; got a {list(x.shape)} batch without a "
+                             "time axis (read the data with its event data set, binned to T frames)")
         if self.encoding == "bernoulli":
             return torch.bernoulli(x.clamp(0, 1).unsqueeze(0).expand(t, *x.shape))
         return x.unsqueeze(0).expand(t, *x.shape)

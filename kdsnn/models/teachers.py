@@ -80,6 +80,13 @@ class PyramidBlock(nn.Module):
         return out + short
 
 
+def frame_rate(x: torch.Tensor) -> torch.Tensor:
+    """An ANN's view of event frames ``[T, B, C, H, W]``: the mean over T (each pixel's event rate per
+    step), so a teacher trained on event data and the student it teaches see the same recording;
+    images ``[B, C, H, W]`` pass unchanged."""
+    return x.mean(0) if x.dim() == 5 else x
+
+
 class StagedNet(nn.Module):
     """stem → stages (taps at each stage end, pre-ReLU) → [final BN] → ReLU → pool → fc."""
 
@@ -93,7 +100,7 @@ class StagedNet(nn.Module):
         self.relu_between = post_relu_between_blocks
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
-        h = self.stem(x)
+        h = self.stem(frame_rate(x))
         features = {}
         for i, stage in enumerate(self.stages, start=1):
             for j, block in enumerate(stage):
@@ -166,7 +173,7 @@ class MnistCNN(nn.Module):
         self.fc2 = nn.Linear(256, classes)
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
-        s1 = self.conv2(F.relu(self.conv1(x)))
+        s1 = self.conv2(F.relu(self.conv1(frame_rate(x))))
         s2 = self.conv3(F.avg_pool2d(F.relu(s1), 2))
         h = F.avg_pool2d(F.relu(s2), 2)
         logits = self.fc2(F.dropout(F.relu(self.fc1(h.flatten(1))), 0.2, self.training))

@@ -39,7 +39,7 @@ def meta(student_int_nir) -> dict:
     ("[1, 2]", "is list, not a table of fields"),
     ({"timesteps": "four"}, "field 'timesteps' must be an integer ≥ 1, got 'four'"),
     ({"timesteps": -3}, "field 'timesteps' must be an integer ≥ 1, got -3"),
-    ({"encoding": 7}, "field 'encoding' must be one of 'direct', 'bernoulli', got 7"),
+    ({"encoding": 7}, "field 'encoding' must be one of 'direct', 'bernoulli', 'events', got 7"),
     ({"quantization": {"conv1": {"weight_scale": "big"}}}, "quantization of 'conv1': field 'weight_scale'"),
 ])
 @pytest.mark.parametrize("command", [["inspect"], ["simulate", "--samples", "2"]])

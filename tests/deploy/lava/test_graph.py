@@ -130,3 +130,86 @@ def test_refusals_name_the_reason(residual):
     with pytest.raises(KdsnnError, match="sequential layers only"):
         from kdsnn.export.netx import export_netx
         export_netx(base, "never-written.net")
+
+
+# --- a convolution runs as Lava's Conv process, and the Loihi 2 mapping stores what that process holds --------
+
+@needs_lava
+def test_convolution_runs_as_lavas_conv_process_and_the_mapping_stores_its_weights(digits_preprocessing, inputs,
+                                                                                     monkeypatch):
+    from kdsnn.deploy.lava import graph as lava_graph
+    from kdsnn.deploy.targets import load_target
+    from kdsnn.deploy.targets.placement import place
+    from kdsnn.deploy.targets.view import mapping_plan
+
+    graph = quantize_graph(student_to_graph(calibrated_student("snn_2conv", readout="spike"), digits_preprocessing))
+    built: dict[str, object] = {}
+    connect = lava_graph._connect
+
+    def recording(conn, out_ports, in_ports, shapes):
+        proc = connect(conn, out_ports, in_ports, shapes)
+        built[conn.target] = proc
+        return proc
+
+    monkeypatch.setattr(lava_graph, "_connect", recording)
+    run = run_lava(graph, inputs, progress=False, route="process-graph")
+    assert_same_run(graph, inputs, run)  # bit-exact with the integer runtime at every population
+    conv = built["if2"]
+    assert type(conv).__name__ == "Conv", built  # conv2 (with the 2×2 sum pool before it) is a Conv, not a Dense
+    w = np.asarray(conv.weight.init)  # the weights it was built with (the runtime has stopped)
+    # Lava's (C_out, W, H, C_in): conv2's 3×3 kernel over the 2×2 pool composed in: 6×6, 64 → 128 channels
+    node = graph.nodes["conv2"]
+    c_out, c_in = np.asarray(node.weight).shape[:2]
+    assert w.shape == (c_out, 6, 6, c_in) == (128, 6, 6, 64)
+    # the Loihi 2 placement stores conv2's kernels once per output channel a core holds; if2 fits on one core,
+    # so its stored weights are exactly the Conv process's weight array
+    placement = place(mapping_plan(graph), load_target("loihi2"))
+    cores = [c for c in placement.cores if any(p == "if2" for p, _, _ in c.segments)]
+    assert len(cores) == 1 and cores[0].weights == w.size == 128 * 6 * 6 * 64
+    assert cores[0].synapses > w.size  # per synapse (what a dense mapping would store) it is far more
+
+
+# --- graded-spike input: the first layer on Lava ------------------------------------------------------------
+
+@needs_lava
+@pytest.mark.parametrize("arch, readout", [("snn_2conv", "spike"), ("snn_resnet14", "membrane")])
+def test_graded_input_runs_the_first_layer_on_lava_bit_exact(digits_preprocessing, inputs, arch, readout):
+    width = 1.0 if arch == "snn_2conv" else 0.25
+    graph = quantize_graph(student_to_graph(calibrated_student(arch, readout=readout, width=width),
+                                            digits_preprocessing))
+    run = run_lava(graph, inputs, progress=False, graded_input=True)
+    assert run.route == "process-graph" and run.host_nodes == []  # nothing spiking is computed on the host
+    assert run.lags["if1"] == 1  # the first layer is a Lava population one connection behind the source
+    assert_same_run(graph, inputs, run)  # every population, the first included, bit-exact with the runtime
+    with pytest.raises(KdsnnError, match="graded input runs on the process-graph route"):
+        run_lava(graph, inputs, route="netx", graded_input=True)
+
+
+def test_graded_input_plan(digits_preprocessing):
+    graph = quantize_graph(student_to_graph(calibrated_student("snn_2conv", readout="spike"), digits_preprocessing))
+    plan = lava_graph_plan(graph, graded_input=True)
+    assert plan.host_nodes == ["input"] and plan.host_neuron == "input" and plan.graded_input
+    first = [c for c in plan.connections if c.source == "input"]
+    # digits: pixels k/16 in [0, 1], mean 0, std 1, input step 1/16: integers 0..16, 5 bits, no sign bit
+    assert get_meta(graph)["input_scale"] == pytest.approx(1 / 16)
+    assert [(c.target, c.synapse.kind, c.message_bits) for c in first] == [("if1", "conv", 5)]
+    assert all(c.message_bits == 0 for c in plan.connections if c.source != "input")
+    assert [p.lag for p in plan.neurons] == [1, 2, 3]
+    without = lava_graph_plan(graph)
+    assert without.host_neuron == "if1" and [p.lag for p in without.neurons] == [1, 2]
+
+
+def test_graded_sums_beyond_lavas_declared_width_are_refused():
+    from kdsnn.deploy.lava.graph import check_graded_sums
+    from kdsnn.deploy.lava.plan import Connection
+    from kdsnn.export.netx.plan import Synapse
+
+    # a dense first layer: 4 inputs of weight 127; Lava's Dense model declares a 16-bit a_out (|a| ≤ 32767)
+    dense = Synapse("dense", [], (4,), (1,), np.full((1, 4), 127), np.array([1000]))
+    conn = Connection("input", "if1", dense, "input", message_bits=8)
+    check_graded_sums(conn, torch.full((2, 1, 4), 64.0))  # 4·127·64 = 32512: fits (the bias is the neuron's)
+    with pytest.raises(KdsnnError, match="sums to 32893 .*16-bit output of Lava.s dense model"):
+        check_graded_sums(conn, torch.tensor([[[64.0, 64, 64, 64]], [[64.0, 64, 64, 67]]]))  # 127·259 = 32893
+    # a conv declares 24 bits: 9·127·100 = 114300 fits there
+    conv = Synapse("conv", [], (1, 3, 3), (1, 1, 1), np.full((1, 1, 3, 3), 127), np.zeros(1))
+    check_graded_sums(Connection("input", "if1", conv, "input", message_bits=8), torch.full((1, 1, 1, 3, 3), 100.0))

@@ -1,8 +1,10 @@
-"""``kdsnn map`` in batches: the per-core load, energy and latency of N inputs counted a batch at a time
-equal those counted on all N at once (core_load.combine weighs each batch's means by its size)."""
+"""``kdsnn map``: in batches, the per-core load, energy and latency of N inputs counted a batch at a time
+equal those counted on all N at once (core_load.combine weighs each batch's means by its size); on a
+residual student, every target lists each limit as published, derived (with how) or assumed, as its file says."""
 import json
 
 import numpy as np
+import pytest
 
 from kdsnn.cli import main
 from kdsnn.deploy import batched
@@ -44,3 +46,95 @@ def test_map_in_batches_equals_one_batch(tmp_path, digits_preprocessing, capsys,
     monkeypatch.setattr(batched, "WORKING_SET", 1)  # one input per batch: ten batches
     _close(_map(argv, capsys), whole)
     assert whole["targets"][0]["load"]["samples"] == 10
+
+
+def _statuses(target: str) -> dict[str, dict]:
+    """Each entry of a built-in target file by how it is known, read from the TOML itself: ``status``, or the
+    older ``published = false`` (assumed); ``published`` when neither is given."""
+    import tomllib
+    from importlib import resources
+
+    raw = tomllib.loads((resources.files("kdsnn.deploy") / "targets" / f"{target}.toml").read_text())
+    out: dict[str, dict] = {"published": set(), "derived": {}, "assumed": set()}
+    for section in ("neuron", "precision", "limits", "energy", "time"):
+        for key, entry in raw.get(section, {}).items():
+            status = entry.get("status", "published" if entry.get("published", True) else "assumed")
+            if status == "derived":
+                out["derived"][f"{section}.{key}"] = entry["derivation"]
+            else:
+                out[status].add(f"{section}.{key}")
+    return out
+
+
+def test_map_of_a_residual_student_lists_how_every_limit_is_known(tmp_path, digits_preprocessing, capsys):
+    graph = quantize_graph(student_to_graph(calibrated_student("snn_resnet14", width=0.25), digits_preprocessing,
+                                            extra={"dataset": "digits"}), bits=8)
+    path = str(nir_io.write(graph, tmp_path / "r14.nir"))
+    targets = ["--target", "loihi2", "--target", "speck", "--target", "xylo"]
+    # with inputs, so Xylo's cycle model and input-event rule read them (map once failed there with a traceback)
+    result = _map(["map", path, *targets, "--samples", "2", "--json"], capsys)
+    by_target = {r["target"]: r for r in result["targets"]}
+    assert set(by_target) == {"loihi2", "speck", "xylo"} and result["samples"] == 2
+    for name, r in by_target.items():
+        want = _statuses(name)
+        prov = r["provenance"]
+        assert set(prov["published"]) == want["published"], name
+        assert set(prov["assumed"]) == want["assumed"], name
+        assert prov["derived"] == want["derived"], name
+        assert r["latency"] is not None
+    # the derived Loihi 2 limits say how they were derived; Xylo's latency comes from Rockpool's cycle model
+    assert "limits.neurons_per_core" in by_target["loihi2"]["provenance"]["derived"]
+    assert "limits.synapses_per_core" in by_target["loihi2"]["provenance"]["derived"]
+    assert "limits.fan_in_axons_per_core" in by_target["loihi2"]["provenance"]["assumed"]
+    assert by_target["xylo"]["latency"]["model"].startswith("Rockpool's cycle model")
+    # the residual sums are what Speck cannot run, each named
+    speck_rules = {(v["node"], v["rule"]) for v in by_target["speck"]["violations"]}
+    sums = [n for n, node in graph.nodes.items() if type(node).__name__ == "IF"
+            and len([s for s, d in graph.edges if d == n]) > 1]
+    assert sums and all(any(node == s for node, _ in speck_rules) for s in sums)
+    # the text lists the same per target: one "published:" line, a "derived:" line per derived limit, one "assumed"
+    assert main(["map", path, *targets, "--samples", "2"]) == 0
+    text = capsys.readouterr().out
+    blocks = text.split("\n\n")
+    assert [b.split(":")[0] for b in blocks] == ["loihi2", "speck", "xylo"]
+    for block, name in zip(blocks, ("loihi2", "speck", "xylo"), strict=True):
+        want = _statuses(name)
+        lines = block.splitlines()
+        published = [ln for ln in lines if ln.startswith("  published: ")]
+        assert len(published) == 1 and set(published[0][13:].split(", ")) == want["published"]
+        derived = [ln for ln in lines if ln.startswith("  derived: ")]
+        assert derived == [f"  derived: {k} = {v}" for k, v in want["derived"].items()]
+        assumed = [ln for ln in lines if ln.startswith("  assumed (not published by the vendor): ")]
+        assert len(assumed) == 1 and set(assumed[0].split(": ", 1)[1].split(", ")) == want["assumed"]
+
+
+def test_graded_input_prices_the_first_layer_on_loihi2(tmp_path, digits_preprocessing, capsys):
+    graph = quantize_graph(student_to_graph(calibrated_student("snn_2conv", width=0.25), digits_preprocessing,
+                                            extra={"dataset": "digits"}), bits=8)
+    path = str(nir_io.write(graph, tmp_path / "s.nir"))
+    argv = ["map", path, "--target", "loihi2", "--target", "speck", "--samples", "4", "--json"]
+    host = {r["target"]: r for r in _map(argv, capsys)["targets"]}
+    graded = {r["target"]: r for r in _map([*argv, "--graded-input"], capsys)["targets"]}
+    h, g = host["loihi2"], graded["loihi2"]
+    macs = h["load"]["host_macs"]
+    assert macs > 0 and g["load"]["host_macs"] == 0
+    assert g["load"]["host_messages"] == h["load"]["host_messages"]  # one message per nonzero input value, both ways
+    # the first layer's effective MACs become SynOps of the cores holding if1, nothing else changes
+    first = [k for k, c in enumerate(g["placement"]["cores"]) if c["segments"][0][0] == "if1"]
+    syn_h = sum(c["per_step"]["synops"] for c in h["placement"]["cores"]) * 4
+    syn_g = sum(c["per_step"]["synops"] for c in g["placement"]["cores"]) * 4
+    assert syn_g - syn_h == pytest.approx(macs)
+    assert sum(g["placement"]["cores"][k]["per_step"]["synops"] for k in first) * 4 == pytest.approx(macs)
+    # energy: those MACs priced at the chip's SynOp instead of the host's MAC (figures read from the target file)
+    from kdsnn.deploy.targets import load_target
+
+    t = load_target("loihi2")
+    delta = macs * (t.get("energy", "synop_joules") - t.get("energy", "host_mac_joules"))
+    assert g["energy"]["joules"] - h["energy"]["joules"] == pytest.approx(delta, rel=1e-9)
+    assert "host_macs" not in g["energy"]["lines"] or g["energy"]["lines"]["host_macs"]["count"] == 0
+    # digits: integers 0..16 after the input step 1/16, 5 bits; the option says so and is published (Lava's code)
+    assert any("graded spikes (num_message_bits = 5" in n for n in g["compatibility"])
+    assert not any("runs on the host" in n for n in g["compatibility"])
+    assert "neuron.analog_input" in g["provenance"]["published"]
+    # Speck has no host layer to move: unchanged
+    assert graded["speck"]["violations"] == host["speck"]["violations"]
