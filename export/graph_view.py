@@ -21,7 +21,9 @@ from kdsnn.neuron_models import MODELS, NeuronModel
 
 from .graph import get_meta
 from .graph_checks import check_size, check_values
+from .nested import flatten
 from .reading import Reading, resolve
+from .recurrence import recurrent_edges
 from .view_cache import cache_of, fingerprint
 
 SYNAPTIC = (nir.Conv2d, nir.Affine, nir.Linear, nir.Scale)
@@ -77,6 +79,7 @@ class SourcePath:
 
     source: str
     nodes: tuple[str, ...]
+    delayed: bool = False  # its first edge closes a cycle: it carries ``source``'s output of the previous step
 
 
 class GraphView:
@@ -111,7 +114,9 @@ class GraphView:
 
     def __init__(self, graph: nir.NIRGraph, timesteps: int | None = None, purpose: str = "") -> None:
         """``purpose`` ends the refusal of an unsupported node (e.g. "cannot be exported to ONNX");
-        by default it says the node "is not supported"."""
+        by default it says the node "is not supported". A graph with subgraph nodes is read flattened
+        (:mod:`~kdsnn.export.nested`): ``graph`` is then the flat graph."""
+        graph = flatten(graph)
         self.graph = graph
         self._paths: dict[str, tuple[SourcePath, ...]] = {}
         self.nodes: dict[str, nir.NIRNode] = dict(graph.nodes)
@@ -127,13 +132,16 @@ class GraphView:
                 raise KdsnnError(f"NIR graph has an edge {s} → {d} to a node that does not exist")
             self.preds[d].append(s)
             self.succs[s].append(d)
-        self.order: list[str] = self._topological()
-        inputs = [n for n in self.order if isinstance(self.nodes[n], nir.Input)]
-        outputs = [n for n in self.order if isinstance(self.nodes[n], nir.Output)]
+        inputs = [n for n, node in self.nodes.items() if isinstance(node, nir.Input)]
+        outputs = [n for n, node in self.nodes.items() if isinstance(node, nir.Output)]
         if len(inputs) != 1 or len(outputs) != 1:
             raise KdsnnError(f"NIR graph must have exactly one Input and one Output node "
                              f"(has {len(inputs)} and {len(outputs)})")
         self.input, self.output = inputs[0], outputs[0]
+        # edges out of a population that close a cycle carry its previous step's output (export/recurrence.py)
+        self.recurrent: frozenset[tuple[str, str]] = recurrent_edges(
+            self.nodes, self.input, self.succs, lambda n: isinstance(self.nodes[n], NEURONS))
+        self.order: list[str] = self._topological()
         self.reading: Reading = resolve(graph, self.meta)
         self.notes: list[str] = list(self.reading.notes)
         self.input_shape: tuple[int, ...] = self._input_shape()
@@ -172,10 +180,12 @@ class GraphView:
 
     # ------------------------------------------------------------------ structure
     def _topological(self) -> list[str]:
+        """The nodes in an order where every node follows what feeds it within a step (recurrent edges aside)."""
         order: list[str] = []
         state: dict[str, int] = {}  # 1 visiting, 2 done
+        same_step = {n: [p for p in ps if (p, n) not in self.recurrent] for n, ps in self.preds.items()}
         for root in self.nodes:
-            stack = [(root, iter(self.preds[root]))]
+            stack = [(root, iter(same_step[root]))]
             if state.get(root) == 2:
                 continue
             state[root] = 1
@@ -186,13 +196,16 @@ class GraphView:
                     stack.pop()
                     state[n] = 2
                     order.append(n)
-                elif state.get(p) == 1:
-                    raise KdsnnError(f"NIR graph has a cycle through node {p!r}; "
-                                     "only feed-forward graphs are supported")
+                elif state.get(p) == 1:  # recurrent_edges cut every cycle; kept as a guard
+                    raise KdsnnError(f"NIR graph has a cycle through node {p!r} that no population breaks")
                 elif state.get(p) is None:
                     state[p] = 1
-                    stack.append((p, iter(self.preds[p])))
+                    stack.append((p, iter(same_step[p])))
         return order
+
+    def is_recurrent(self, source: str, target: str) -> bool:
+        """Whether the edge ``source`` → ``target`` carries ``source``'s output of the previous step."""
+        return (source, target) in self.recurrent
 
     def is_population(self, name: str) -> bool:
         """Whether ``name`` is a population (a neuron node) or the Input: where a walk back from a synapse stops."""
@@ -206,9 +219,9 @@ class GraphView:
         found: list[SourcePath] = []
         for p in self.preds[name]:
             if self.is_population(p):
-                found.append(SourcePath(p, ()))
+                found.append(SourcePath(p, (), (p, name) in self.recurrent))
             else:
-                found += [SourcePath(t.source, t.nodes + (p,)) for t in self.paths_into(p)]
+                found += [SourcePath(t.source, t.nodes + (p,), t.delayed) for t in self.paths_into(p)]
         self._paths[name] = tuple(found)
         return found
 
@@ -230,21 +243,32 @@ class GraphView:
 
     # ------------------------------------------------------------------ shapes
     def _infer_shapes(self) -> None:
+        """Every node's shape, in order; a node fed only by recurrent edges (a feedback synapse) waits for the
+        pass after its source's shape is known."""
+        left = list(self.order)
+        while left:
+            waiting = []
+            for name in left:
+                node = self.nodes[name]
+                if isinstance(node, nir.Input):
+                    self.in_shape[name] = self.shape[name] = self.input_shape
+                    continue
+                if not self.preds[name]:
+                    raise KdsnnError(f"NIR node {name!r} has no incoming edge")
+                known = [p for p in self.preds[name] if p in self.shape]
+                if not known:
+                    waiting.append(name)
+                    continue
+                shape = self.shape[known[0]]
+                self.in_shape[name] = shape
+                self.shape[name] = _node_shape(name, node, shape)
+            if len(waiting) == len(left):
+                raise KdsnnError(f"NIR node {waiting[0]!r} is reached from no Input")
+            left = waiting
         for name in self.order:
-            node = self.nodes[name]
-            if isinstance(node, nir.Input):
-                self.in_shape[name] = self.shape[name] = self.input_shape
-                continue
-            if not self.preds[name]:
-                raise KdsnnError(f"NIR node {name!r} has no incoming edge")
             ins = {self.shape[p] for p in self.preds[name]}
-            if len(ins) != 1:
-                sizes = {int(np.prod(s)) for s in ins}
-                if len(sizes) != 1:
-                    raise KdsnnError(f"NIR node {name!r} sums inputs of different shapes {sorted(ins)}")
-            shape = self.shape[self.preds[name][0]]
-            self.in_shape[name] = shape
-            self.shape[name] = _node_shape(name, node, shape)
+            if len(ins) > 1 and len({int(np.prod(s)) for s in ins}) != 1:
+                raise KdsnnError(f"NIR node {name!r} sums inputs of different shapes {sorted(ins)}")
 
     def _input_shape(self) -> tuple[int, ...]:
         """The Input's type, without a leading batch axis of 1 where its consumers declare the rest

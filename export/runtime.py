@@ -66,6 +66,8 @@ class GraphSNN(nn.Module):
     def run(self, x: torch.Tensor) -> GraphRun:
         """Simulate all steps, keeping every node's output sequence."""
         seq = self.prepare_input(x)
+        if self.view.recurrent:
+            return self._run_stepwise(seq)
         t = seq.shape[0]
         v = self.view
         outs: dict[str, torch.Tensor] = {}
@@ -82,6 +84,43 @@ class GraphSNN(nn.Module):
                 outs[name] = v.models[name].run(inp)[0]
             else:
                 outs[name] = self._apply(name, v.nodes[name], inp, t)
+        out_seq = outs[v.output]
+        return GraphRun(v.logits(out_seq), outs, out_seq)
+
+    def _run_stepwise(self, seq: torch.Tensor) -> GraphRun:
+        """A recurrent graph, one step at a time: a recurrent edge reads its source's output of the step
+        before (zero at the first step; export/recurrence.py states the convention)."""
+        v = self.view
+        t, b = seq.shape[0], seq.shape[1]
+        prev: dict[str, torch.Tensor] = {}
+        state: dict[str, object] = {}
+        steps: dict[str, list[torch.Tensor]] = {n: [] for n in v.order}
+        for k in range(t):
+            now: dict[str, torch.Tensor] = {}
+            for name in v.order:
+                if name == v.input:
+                    now[name] = seq[k]
+                    steps[name].append(now[name])
+                    continue
+                inp = None
+                for s in v.preds[name]:
+                    if v.is_recurrent(s, name):
+                        y = prev.get(s)
+                        y = y if y is not None else torch.zeros((b, *v.shape[s]), dtype=self.dtype)
+                    else:
+                        y = now[s]
+                    inp = y if inp is None else inp + y
+                if name in v.models:
+                    inp = inp.reshape(b, *v.shape[name])
+                    model = v.models[name]
+                    if name not in state:
+                        state[name] = model.initial_state(inp)
+                    now[name], state[name] = model.step(inp, state[name])
+                else:
+                    now[name] = self._apply(name, v.nodes[name], inp[None], 1)[0]
+                steps[name].append(now[name])
+            prev = now
+        outs = {n: torch.stack(s) for n, s in steps.items()}
         out_seq = outs[v.output]
         return GraphRun(v.logits(out_seq), outs, out_seq)
 

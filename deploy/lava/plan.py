@@ -28,6 +28,14 @@ nothing). A connection from ``S`` into ``P`` reads relay number ``lag(P) − lag
 ``S``'s relay chain (``S`` itself for 0); one chain per source is shared by all who need it.
 Each population is reset every T steps at phase ``1 + lag`` (``LIFReset``), when the first
 step of each sample reaches it, as the netx route does.
+
+**Recurrence.** A recurrent edge (export/recurrence.py) carries its source's spikes of the step
+before, which is what a Lava connection does by itself: a population's output wired back into its
+own input port arrives at the next step. A recurrent connection from ``S`` into ``P`` reads relay
+``lag(P) − lag(S)`` of ``S`` (``S`` itself for 0), so it must not go back to a population of smaller
+lag (that would need a negative delay: refused). The lags count the same-step connections only.
+Lava's connections hold no reset, so a spike of a sample's last step would reach the next sample's
+first: a recurrent graph runs one sample per Lava runtime (:mod:`.graph`).
 """
 from __future__ import annotations
 
@@ -89,6 +97,7 @@ class LavaGraphPlan:
     readout_nodes: list[str]  # between the last population and the Output (membrane readout), or []
     readout_source: str  # the population the readout (or spike count) reads
     timesteps: int
+    recurrent: bool = False  # a connection carries the previous step: one sample per Lava runtime
 
     @property
     def neurons(self) -> list[Population]:
@@ -112,7 +121,8 @@ def _trace(view: GraphView, start: str) -> tuple[str, list[str]]:
 
 
 def _inputs(view: GraphView, pop: str) -> list[tuple[str, list[str]]]:
-    """Each synapse feeding population ``pop``: (source population or Input, composed nodes)."""
+    """Each synapse feeding population ``pop``: (source population or Input, composed nodes; the first node's
+    edge from the source is recurrent where :meth:`GraphView.is_recurrent` says so)."""
     found = []
     for p in view.preds[pop]:
         if not isinstance(view.nodes[p], SYNAPTIC):
@@ -139,6 +149,9 @@ def lava_neuron(view: GraphView, name: str) -> tuple[int, int, int]:
     if not model.integer:
         raise KdsnnError(f"{kind} node {name!r} has float dynamics; Lava runs Loihi's fixed point (integer=True, "
                          "12-bit decays)")
+    if model.reset == "soft":
+        raise KdsnnError(f"{kind} node {name!r} resets by subtracting θ (the file's nir < 1.0.6 rule); Lava's LIF "
+                         "resets to 0 (give --legacy-reset zero if its writer meant that)")
     if np.any(model.v_reset != 0):
         raise KdsnnError(f"{kind} node {name!r} resets to {float(model.v_reset.flat[0]):g}; Lava's LIF resets to 0")
     th = integer(model.threshold, f"{kind} node {name!r} threshold")
@@ -174,6 +187,9 @@ def lava_graph_plan(graph: nir.NIRGraph | GraphView) -> LavaGraphPlan:
         raise KdsnnError(f"{len(hosts)} populations take the analog input ({', '.join(hosts) or 'none'}); Lava's "
                          "route runs exactly one first layer on the host")
     host = hosts[0]
+    if any(view.is_recurrent(src, nodes[0]) for src, nodes in inputs[host]):
+        raise KdsnnError(f"the first population {host!r} feeds itself back; Lava's route runs the first layer on "
+                         "the host, without recurrence (put a feed-forward layer before the recurrent one)")
     if len(inputs[host]) != 1:
         raise KdsnnError(f"the first population {host!r} sums {len(inputs[host])} inputs; the host runs one "
                          "synapse from the Input")
@@ -185,7 +201,7 @@ def lava_graph_plan(graph: nir.NIRGraph | GraphView) -> LavaGraphPlan:
                          "so nothing would be left for Lava")
     lag = {host: 0}
     populations: list[Population] = []
-    wiring: list[tuple[str, str, Synapse]] = []  # (origin, target, synapse)
+    wiring: list[tuple[str, str, Synapse, bool]] = []  # (origin, target, synapse, recurrent)
     for pop in pops:
         if pop == host:
             continue
@@ -199,28 +215,44 @@ def lava_graph_plan(graph: nir.NIRGraph | GraphView) -> LavaGraphPlan:
                 raise KdsnnError(f"{nodes[-1]!r} produces {syn.out_shape} but {type(view.nodes[pop]).__name__} "
                                  f"{pop!r} has shape {view.shape[pop]}")
             synapses.append(syn)
-            wiring.append((src, pop, syn))
+            wiring.append((src, pop, syn, view.is_recurrent(src, nodes[0])))
         theta, du, dv = lava_neuron(view, pop)
         warnings = check_population(pop, synapses, theta, T)
         bias = sum(np.asarray(bias_map(s), dtype=np.int64) for s in synapses)
         if du != DU and np.any(bias != 0):
             raise KdsnnError(f"CubaLIF node {pop!r}: its synapses' bias enters the decaying current, but Lava adds "
                              "bias to the voltage; exact only without bias (or with dt/τ_syn = 1)")
-        lag[pop] = max(lag[src] + 1 for src, _ in inputs[pop])
+        lag[pop] = max((lag[src] + 1 for src, nodes in inputs[pop] if not view.is_recurrent(src, nodes[0])),
+                       default=None)
+        if lag[pop] is None:
+            raise KdsnnError(f"{type(view.nodes[pop]).__name__} node {pop!r} is fed only by recurrent connections; "
+                             "Lava's route needs a same-step input to time it")
         populations.append(Population(pop, view.shape[pop], theta, np.broadcast_to(bias, view.shape[pop]).copy(),
                                       lag[pop], warnings=warnings, du=du, dv=dv, kind=view.models[pop].kind))
     relays, connections = _align(view, wiring, lag)
     order = {p: i for i, p in enumerate(view.order)}
     populations = sorted(populations + relays, key=lambda p: (p.lag, order.get(p.relay_of or p.name, 0)))
-    return LavaGraphPlan(host_nodes, host, populations, connections, readout_nodes, readout_source, T)
+    return LavaGraphPlan(host_nodes, host, populations, connections, readout_nodes, readout_source, T,
+                         recurrent=any(w[3] for w in wiring))
 
 
-def _align(view: GraphView, wiring: list[tuple[str, str, Synapse]],
+def _relays(lag: dict[str, int], src: str, dst: str, recurrent: bool) -> int:
+    """How many relays ``src``'s spikes pass before the connection into ``dst``: a same-step connection arrives
+    at ``dst``'s step, a recurrent one at its next step."""
+    k = lag[dst] - lag[src] - (0 if recurrent else 1)
+    if k < 0:
+        raise KdsnnError(f"the recurrent connection {src!r} → {dst!r} goes back {-k} step(s) of Lava's pipeline "
+                         "(every connection delivers one step later); Lava's route runs feedback into the same "
+                         "population or a later one only")
+    return k
+
+
+def _align(view: GraphView, wiring: list[tuple[str, str, Synapse, bool]],
            lag: dict[str, int]) -> tuple[list[Population], list[Connection]]:
     """Relay chains for sources that feed a population later than one hop, and every connection's source."""
     depth: dict[str, int] = {}
-    for src, dst, _ in wiring:
-        depth[src] = max(depth.get(src, 0), lag[dst] - lag[src] - 1)
+    for src, dst, _, rec in wiring:
+        depth[src] = max(depth.get(src, 0), _relays(lag, src, dst, rec))
     relays, connections = [], []
     for src, d in depth.items():
         shape = view.shape[src]
@@ -230,8 +262,8 @@ def _align(view: GraphView, wiring: list[tuple[str, str, Synapse]],
             relays.append(Population(relay_name(src, k), shape, 0, np.zeros(shape, dtype=np.int64), lag[src] + k,
                                      relay_of=src))
             connections.append(Connection(prev, relay_name(src, k), identity, src))
-    for src, dst, syn in wiring:
-        k = lag[dst] - lag[src] - 1
+    for src, dst, syn, rec in wiring:
+        k = _relays(lag, src, dst, rec)
         connections.append(Connection(src if k == 0 else relay_name(src, k), dst, syn, src))
     return relays, connections
 

@@ -119,7 +119,7 @@ def check_graph(view: GraphView) -> int:
     if not view.integer:
         raise KdsnnError("netx export needs an integer graph: quantize it first (quantize_graph(graph, integer=True), "
                          "or `kdsnn quantize`)")
-    if view.reset != "hard" and any(isinstance(view.nodes[n], nir.IF) for n in view.models):  # IF's rule only
+    if view.reset != "hard" and any(isinstance(view.nodes[n], (nir.IF, nir.LIF, nir.CubaLIF)) for n in view.models):
         raise KdsnnError(f"reset mode {view.reset!r} cannot be expressed by Lava's CUBA neuron (reset to 0); "
                          "train with --reset hard")
     if not view.timesteps:
@@ -263,6 +263,9 @@ def check_population(name: str, synapses: list[Synapse], threshold: int, timeste
 
 def _chain(view: GraphView) -> list[str]:
     """The graph as one sequential chain Input → … → Output, or a KdsnnError naming the node."""
+    for src, dst in sorted(view.recurrent):
+        raise KdsnnError(f"the edge {src!r} → {dst!r} feeds back (a recurrent graph); netx files hold sequential "
+                         "layers only (Lava runs it by the process-graph route)")
     for name, node in view.nodes.items():  # most telling problem first: shortcuts, sums, branches
         if isinstance(node, nir.Scale):
             raise KdsnnError(f"node {name!r} is a residual shortcut (Scale): {_RESIDUAL}")

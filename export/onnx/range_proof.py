@@ -57,7 +57,7 @@ def check_integer_range(view: GraphView, timesteps: int) -> None:
         if isinstance(node, nir.Input):
             bound[name] = _input_bound(view, meta)
             continue
-        x = sum(bound[p] for p in view.preds[name])
+        x = sum(_bound_of(view, bound, p, name) for p in view.preds[name])
         p = node_params(node)
         if isinstance(node, nir.Conv2d):
             w = np.abs(p["weight"]).reshape(p["weight"].shape[0], -1).sum(1)
@@ -83,6 +83,17 @@ def check_integer_range(view: GraphView, timesteps: int) -> None:
             b = x
         _limit(name, "value", b)
         bound[name] = b
+
+
+def _bound_of(view: GraphView, bound: dict[str, float], source: str, name: str) -> float:
+    """The bound of what ``source`` sends ``name``: a recurrent edge out of a spiking population sends spikes."""
+    if source in bound:
+        return bound[source]
+    model = view.models.get(source)
+    if model is None or not model.spiking:  # a recurrent edge leaves a population; only a readout does not spike
+        raise KdsnnError(f"NIR node {source!r} feeds {name!r} back without spiking; ONNX's integer range proof "
+                         "covers spiking feedback only")
+    return 1.0
 
 
 def _limit(name: str, what: str, value: float) -> None:
