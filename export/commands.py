@@ -58,9 +58,10 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("inspect", "summarise a NIR, ONNX or netx file (layers, shapes, parameters, quantization)", _inspect)
     p.add_argument("file", help="the file to describe; its format is recognised by content")
     p.add_argument("--dt", type=float, default=None, help="NIR: the time step its neurons are meant with")
-    p.add_argument("--legacy-if-reset", default=None, choices=("zero", "subtract"),
-                   help="NIR written by nir < 1.0.6: the IF reset its writer meant "
-                        "(default: subtract, that version's spec)")
+    p.add_argument("--legacy-reset", "--legacy-if-reset", dest="legacy_if_reset", default=None,
+                   choices=("zero", "subtract"),
+                   help="NIR written by nir < 1.0.6: the IF, LIF and CubaLIF reset its writer meant "
+                        "(default: subtract, that version's spec; --legacy-if-reset is the earlier name)")
     p.add_argument("--timesteps", type=positive_int, default=None, help="NIR: the T it would run with")
 
 

@@ -184,8 +184,10 @@ def _reading_lines(view: GraphView, timesteps: int | None) -> list[str]:
     """How the file is read: nir version, dt, IF reset rule (with reasons), readout, T, notes."""
     r = view.reading
     lines = [f"written by nir {r.nir_version or '?'}; dt = {view.dt:g} ({r.dt_why})"]
-    if any(m.kind == "IF" for m in view.models.values()):
-        lines.append(f"IF reset: {'to v_reset' if view.reset == 'hard' else 'subtract θ'} ({r.reset_why})")
+    kinds = [k for k in ("IF", "LIF", "CubaLIF") if any(m.kind == k for m in view.models.values())]
+    if kinds:
+        lines.append(f"{', '.join(kinds)} reset: {'to v_reset' if view.reset == 'hard' else 'subtract θ'} "
+                     f"({r.reset_why})")
     lines.append(f"readout: {view.readout_text()}")
     if timesteps:
         lines.append(f"T = {timesteps} (given)")

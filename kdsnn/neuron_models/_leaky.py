@@ -128,7 +128,24 @@ def onnx_euler(ops: OnnxOps, v: str | None, x: str) -> str:
     return step if v is None else ops.op("Add", [v, step], ".h")
 
 
-def onnx_fire(ops: OnnxOps, h: str) -> tuple[str, str]:
-    """Spikes ``h > θ`` and the membrane reset to ``v_reset``, as ONNX operators."""
+def onnx_fire(ops: OnnxOps, reset: str, h: str) -> tuple[str, str]:
+    """Spikes ``h > θ`` and the membrane reset to ``v_reset`` (or θ subtracted: ``reset`` "soft"), as ONNX
+    operators, in :func:`fire_reset`'s order."""
     fired = ops.op("Greater", [h, ops.param("v_threshold")], ".fired")
-    return ops.as_float(fired, ".spikes"), ops.op("Where", [fired, ops.param("v_reset"), h], ".v")
+    spikes = ops.as_float(fired, ".spikes")
+    if reset == "soft":
+        return spikes, ops.op("Sub", [h, ops.op("Mul", [ops.param("v_threshold"), spikes], ".θs")], ".v")
+    return spikes, ops.op("Where", [fired, ops.param("v_reset"), h], ".v")
+
+
+def check_reset(reset: str) -> None:
+    """A one-line refusal of an unknown reset rule."""
+    if reset not in ("hard", "soft"):
+        raise KdsnnError(f"unknown reset {reset!r}; choose 'hard' (to v_reset) or 'soft' (subtract θ)")
+
+
+def reset_text(reset: str, v_reset: np.ndarray) -> str:
+    """The reset rule for summaries."""
+    from ._params import value_range
+
+    return "reset by subtracting θ" if reset == "soft" else f"reset to {value_range(v_reset)}"
