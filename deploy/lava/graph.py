@@ -40,7 +40,7 @@ from .runtime import (
 def run_graph(view: GraphView, plan: LavaGraphPlan, x: torch.Tensor, progress: bool) -> LavaRun:
     """Run ``plan`` (of ``view``) as Lava processes on ``x``; see the module docstring."""
     T = plan.timesteps
-    host = host_first_layer(view, plan.host_nodes, x)
+    host = host_first_layer(view, plan.host_nodes, x, plan.host_feedback)
     batch = host.shape[1]
     # a recurrent connection would carry a sample's last spikes into the next sample: one runtime per sample
     parts = [host.numpy()[:, b:b + 1] for b in range(batch)] if plan.recurrent else [host.numpy()]

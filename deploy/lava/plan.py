@@ -29,13 +29,15 @@ nothing). A connection from ``S`` into ``P`` reads relay number ``lag(P) − lag
 Each population is reset every T steps at phase ``1 + lag`` (``LIFReset``), when the first
 step of each sample reaches it, as the netx route does.
 
-**Recurrence.** A recurrent edge (export/recurrence.py) carries its source's spikes of the step
-before, which is what a Lava connection does by itself: a population's output wired back into its
-own input port arrives at the next step. A recurrent connection from ``S`` into ``P`` reads relay
-``lag(P) − lag(S)`` of ``S`` (``S`` itself for 0), so it must not go back to a population of smaller
-lag (that would need a negative delay: refused). The lags count the same-step connections only.
-Lava's connections hold no reset, so a spike of a sample's last step would reach the next sample's
-first: a recurrent graph runs one sample per Lava runtime (:mod:`.graph`).
+**Recurrence.** The first population's feedback into itself runs on the host with it (its synapses
+included in the host's part of the graph). A recurrent edge (export/recurrence.py) carries its
+source's spikes of the step before, which is what a Lava connection does by itself: a population's
+output wired back into its own input port arrives at the next step. A recurrent connection from
+``S`` into ``P`` reads relay ``lag(P) − lag(S)`` of ``S`` (``S`` itself for 0), so it must not go
+back to a population of smaller lag (that would need a negative delay: refused). The lags count the
+same-step connections only. Lava's connections hold no reset, so a spike of a sample's last step
+would reach the next sample's first: a recurrent graph runs one sample per Lava runtime
+(:mod:`.graph`).
 """
 from __future__ import annotations
 
@@ -98,6 +100,7 @@ class LavaGraphPlan:
     readout_source: str  # the population the readout (or spike count) reads
     timesteps: int
     recurrent: bool = False  # a connection carries the previous step: one sample per Lava runtime
+    host_feedback: list[list[str]] = field(default_factory=list)  # the host population's own feedback paths
 
     @property
     def neurons(self) -> list[Population]:
@@ -187,9 +190,11 @@ def lava_graph_plan(graph: nir.NIRGraph | GraphView) -> LavaGraphPlan:
         raise KdsnnError(f"{len(hosts)} populations take the analog input ({', '.join(hosts) or 'none'}); Lava's "
                          "route runs exactly one first layer on the host")
     host = hosts[0]
-    if any(view.is_recurrent(src, nodes[0]) for src, nodes in inputs[host]):
-        raise KdsnnError(f"the first population {host!r} feeds itself back; Lava's route runs the first layer on "
-                         "the host, without recurrence (put a feed-forward layer before the recurrent one)")
+    feedback = [nodes for src, nodes in inputs[host] if view.is_recurrent(src, nodes[0])]
+    if any(src != host for src, nodes in inputs[host] if view.is_recurrent(src, nodes[0])):
+        raise KdsnnError(f"a later population feeds back into the first population {host!r}, which runs on the "
+                         "host; Lava's route takes feedback of the first population into itself only")
+    inputs[host] = [(src, nodes) for src, nodes in inputs[host] if not view.is_recurrent(src, nodes[0])]
     if len(inputs[host]) != 1:
         raise KdsnnError(f"the first population {host!r} sums {len(inputs[host])} inputs; the host runs one "
                          "synapse from the Input")
@@ -233,7 +238,7 @@ def lava_graph_plan(graph: nir.NIRGraph | GraphView) -> LavaGraphPlan:
     order = {p: i for i, p in enumerate(view.order)}
     populations = sorted(populations + relays, key=lambda p: (p.lag, order.get(p.relay_of or p.name, 0)))
     return LavaGraphPlan(host_nodes, host, populations, connections, readout_nodes, readout_source, T,
-                         recurrent=any(w[3] for w in wiring))
+                         recurrent=any(w[3] for w in wiring), host_feedback=feedback)
 
 
 def _relays(lag: dict[str, int], src: str, dst: str, recurrent: bool) -> int:

@@ -47,6 +47,18 @@ def euler(tau: np.ndarray, r: np.ndarray, dt: float, what: str = "τ") -> tuple[
     return a, g
 
 
+SNAP = 1e-9  # a decay or gain within this of a 12-bit fraction (or of 1) is that value written in floating point
+
+
+def snap_fixed(a: np.ndarray, gain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An integer model's leak snapped to the nearest ``k/4096`` and its gain to 1 where a file states them up to
+    floating-point rounding (``dt/τ`` with ``τ = 4096·dt/k`` is rarely ``k/4096`` to the last bit); ``k/4096`` is
+    exact in binary, so the fixed-point step then runs on exact integers."""
+    k = np.round(a * LOIHI_DECAY)
+    a = np.where(np.abs(a * LOIHI_DECAY - k) <= SNAP * LOIHI_DECAY, k / LOIHI_DECAY, a)
+    return a, np.where(np.abs(gain - 1.0) <= SNAP, 1.0, gain)
+
+
 def loihi_decay(a: np.ndarray, offset: int = 0, what: str = "decay") -> int | None:
     """The 12-bit Loihi decay constant ``d`` with ``(d + offset)/4096 = a`` (one value), or None."""
     if a.size != 1 and not (a == a.flat[0]).all():

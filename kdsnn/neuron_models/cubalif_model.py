@@ -61,6 +61,8 @@ class CubaLIFModel:
         L.check_reset(self.reset)
         a_s, g_s = L.euler(self.tau_syn, self.w_in, self.dt, "τ_syn")
         a_m, g_m = L.euler(self.tau_mem, self.r, self.dt, "τ_mem")
+        if self.integer:
+            (a_s, g_s), (a_m, g_m) = L.snap_fixed(a_s, g_s), L.snap_fixed(a_m, g_m)
         for k, v in (("syn_leak", a_s), ("syn_gain", g_s), ("leak", a_m), ("gain", g_m)):
             object.__setattr__(self, k, v)
         if self.integer:

@@ -57,6 +57,8 @@ class LIFModel:
     def __post_init__(self) -> None:
         L.check_reset(self.reset)
         a, g = L.euler(self.tau, self.r, self.dt)
+        if self.integer:
+            a, g = L.snap_fixed(a, g)
         object.__setattr__(self, "leak", a)
         object.__setattr__(self, "gain", g)
         if self.integer:
