@@ -75,3 +75,39 @@ def test_rsynaptic_reads_per_spec(name: str, tmp_path, capsys) -> None:
     # and it is not what snnTorch ran (its delayed reset zeroes the whole membrane of the step after a spike)
     assert not np.array_equal(saved["1.lif"], arrays["spikes_1.lif"])
     assert "delayed" in meta["ran"]
+
+
+def _cubalif_layer(node: nir.CubaLIF, cur: np.ndarray, dt: float, soft: bool) -> np.ndarray:
+    """NIR's Euler CubaLIF over ``cur`` [T, B, n] in float64 numpy; reset to v_reset, or θ subtracted."""
+    a_s, a_m = dt / np.asarray(node.tau_syn), dt / np.asarray(node.tau_mem)
+    w_in, r, th = np.asarray(node.w_in), np.asarray(node.r), np.asarray(node.v_threshold)
+    i = v = np.zeros(cur.shape[1:])
+    out = []
+    for t in range(cur.shape[0]):
+        i = i + a_s * (w_in * cur[t] - i)
+        h = v + a_m * (np.asarray(node.v_leak) - v + r * i)
+        s = (h > th).astype(float)
+        v = h - th * s if soft else np.where(s > 0, 0.0, h)
+        out.append(s)
+    return np.array(out)
+
+
+def test_rockpool_recurrent_file_reads_per_spec(tmp_path, capsys) -> None:
+    """Rockpool 3.1 writes LIFTorch(has_rec=True) without its recurrent weights (nir.py l. 252-270), under nir
+    1.0.4: kdsnn reads the file as it stands (subtract reset by the version rule, no feedback), and says so."""
+    arrays, meta = _fixture("rockpool_lif_rec")
+    np.save(tmp_path / "x.npy", arrays["input"])
+    rc = main(["simulate", str(PEERS / "rockpool_lif_rec.nir"), "--dt", "1e-3", "--inputs", str(tmp_path / "x.npy"),
+               "--save", str(tmp_path / "run.npz"), "--json"])
+    assert rc == 0, capsys.readouterr().err
+    saved = np.load(tmp_path / "run.npz")
+    g = nir_io.read(PEERS / "rockpool_lif_rec.nir")
+    assert not any(isinstance(n, (nir.Linear, nir.Affine)) and np.asarray(n.weight).shape == (32, 32)
+                   for n in g.nodes.values())  # the recurrent weights are not in the file
+    x = arrays["input"].astype(np.float64)
+    s1 = _cubalif_layer(g.nodes["1_LIFTorch"], x @ np.asarray(g.nodes["0_LinearTorch"].weight, float).T, 1e-3, True)
+    s2 = _cubalif_layer(g.nodes["3_LIFTorch"], s1 @ np.asarray(g.nodes["2_LinearTorch"].weight, float).T, 1e-3, True)
+    np.testing.assert_array_equal(saved["1_LIFTorch"], s1)
+    np.testing.assert_array_equal(saved["3_LIFTorch"], s2)
+    assert s1.any() and not np.array_equal(saved["1_LIFTorch"], arrays["spikes_1_LIFTorch"])
+    assert "drops w_rec" in meta["kdsnn_must"]
