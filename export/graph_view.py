@@ -26,7 +26,7 @@ from .reading import Reading, resolve
 from .recurrence import recurrent_edges
 from .view_cache import cache_of, fingerprint
 
-SYNAPTIC = (nir.Conv2d, nir.Affine, nir.Linear, nir.Scale)
+SYNAPTIC = (nir.Conv2d, nir.Conv1d, nir.Affine, nir.Linear, nir.Scale)
 POOLS = (nir.SumPool2d, nir.AvgPool2d)
 NEURONS = tuple(MODELS)
 SUPPORTED = (nir.Input, nir.Output, nir.Flatten, *SYNAPTIC, *POOLS, *NEURONS)
@@ -59,6 +59,16 @@ def conv_pads(node: nir.Conv2d, name: str = "?") -> tuple[int, int, int, int]:
         raise KdsnnError(f"NIR node {name!r}: unknown padding {node.padding!r} (use 'same', 'valid' or integers)")
     p = pair(node.padding, "padding", name)
     return (p[0], p[1], p[0], p[1])
+
+
+def conv1d_as_2d(node: nir.Conv1d) -> nir.Conv2d:
+    """A Conv1d over ``[C, L]`` as the Conv2d with a 1×K kernel over ``[C, 1, L]``: the same synapses, numbered
+    the same in C order (what the simulator's explicit matrices and the SynOps count read)."""
+    w = np.asarray(node.weight, dtype=np.float64)
+    pad = node.padding if isinstance(node.padding, str) else (0, int(np.atleast_1d(node.padding)[0]))
+    return nir.Conv2d(input_shape=None, weight=w[:, :, None, :], stride=(1, int(np.atleast_1d(node.stride)[0])),
+                      padding=pad, dilation=(1, int(np.atleast_1d(node.dilation)[0])), groups=int(node.groups),
+                      bias=np.asarray(node.bias, dtype=np.float64))
 
 
 def window_out(size: tuple[int, int], k: tuple[int, int], s: tuple[int, int], pads: tuple[int, int, int, int],
@@ -342,6 +352,17 @@ def _node_shape(name: str, node: nir.NIRNode, shape: tuple[int, ...]) -> tuple[i
         if b.size not in (1, w.shape[0]):
             raise KdsnnError(f"NIR node {name!r}: bias has {b.size} values, expected {w.shape[0]}")
         return (int(w.shape[0]), *hw)
+    if isinstance(node, nir.Conv1d):
+        w = np.asarray(node.weight)
+        if w.ndim != 3 or len(shape) != 2:
+            raise KdsnnError(f"NIR node {name!r}: Conv1d needs a 3-D weight and a [C, L] input, "
+                             f"got weight {w.shape} and input {shape}")
+        if node.input_shape is not None and np.asarray(node.input_shape).size == 1 \
+                and int(np.asarray(node.input_shape).ravel()[0]) != shape[1]:
+            raise KdsnnError(f"NIR node {name!r}: Conv1d declares input length {int(np.asarray(node.input_shape))} "
+                             f"but receives {shape[1]}")
+        out = _node_shape(name, conv1d_as_2d(node), (shape[0], 1, shape[1]))
+        return (out[0], out[2])
     if isinstance(node, (nir.Affine, nir.Linear)):
         w = np.asarray(node.weight)
         n_in = int(np.prod(shape))

@@ -97,8 +97,8 @@ def _shape(s: Any) -> str:
 
 
 def _count(node: nir.NIRNode) -> int:
-    keys = {nir.Conv2d: ("weight", "bias"), nir.Affine: ("weight", "bias"), nir.Linear: ("weight",),
-            nir.Scale: ("scale",)}.get(type(node), ())
+    keys = {nir.Conv2d: ("weight", "bias"), nir.Conv1d: ("weight", "bias"), nir.Affine: ("weight", "bias"),
+            nir.Linear: ("weight",), nir.Scale: ("scale",)}.get(type(node), ())
     return int(sum(np.asarray(getattr(node, k)).size for k in keys))
 
 

@@ -19,7 +19,7 @@ from torch import nn
 from kdsnn.models.output import ModelOutput
 
 from .encoding import encode
-from .graph_view import POOLS, GraphView, conv_pads, pair
+from .graph_view import POOLS, GraphView, conv1d_as_2d, conv_pads, pair
 
 
 class GraphRun(NamedTuple):
@@ -50,7 +50,7 @@ class GraphSNN(nn.Module):
 
     def _tensors(self, node: nir.NIRNode) -> dict[str, torch.Tensor]:
         d = self.dtype
-        if isinstance(node, (nir.Conv2d, nir.Affine)):
+        if isinstance(node, (nir.Conv2d, nir.Conv1d, nir.Affine)):
             return {"weight": _tensor(node.weight, d), "bias": _tensor(node.bias, d).reshape(-1)}
         if isinstance(node, nir.Linear):
             return {"weight": _tensor(node.weight, d)}
@@ -136,6 +136,11 @@ class GraphSNN(nn.Module):
                 top = left = 0
             y = F.conv2d(flat, p["weight"], p["bias"], pair(node.stride), (top, left), pair(node.dilation),
                          int(node.groups))
+        elif isinstance(node, nir.Conv1d):  # as its 1×K Conv2d over [C, 1, L]: one definition of the geometry
+            c2 = conv1d_as_2d(node)
+            _, left, _, right = conv_pads(c2, name)
+            y = F.conv2d(F.pad(flat[:, :, None, :], (left, right, 0, 0)), p["weight"][:, :, None, :], p["bias"],
+                         pair(c2.stride), 0, pair(c2.dilation), int(node.groups))[:, :, 0, :]
         elif isinstance(node, (nir.Affine, nir.Linear)):
             last_axis = flat.dim() > 1 and flat.shape[-1] == p["weight"].shape[1]
             y = F.linear(flat if last_axis else flat.flatten(1), p["weight"], p.get("bias"))

@@ -90,9 +90,9 @@ class Plan:
             b = (in_bias + 0.0 if isinstance(node, nir.Flatten)
                  else linear_matrix(node, self.view.in_shape[name]) @ in_bias)
         own = None
-        if isinstance(node, nir.Conv2d):
-            c, h, w = self.shape[name]
-            own = np.repeat(np.broadcast_to(np.asarray(node.bias, dtype=np.float64).ravel(), (c,)), h * w)
+        if isinstance(node, (nir.Conv2d, nir.Conv1d)):
+            c, rest = self.shape[name][0], int(np.prod(self.shape[name][1:]))
+            own = np.repeat(np.broadcast_to(np.asarray(node.bias, dtype=np.float64).ravel(), (c,)), rest)
         elif isinstance(node, nir.Affine):
             own = np.broadcast_to(np.asarray(node.bias, dtype=np.float64).ravel(), self.shape[name]).copy()
         if own is not None:
@@ -134,6 +134,8 @@ class Plan:
         """The path as pool? → synaptic op? (Flatten anywhere), or None when it has another form."""
         view = self.view
         core = [q for q in t.nodes if not isinstance(view.nodes[q], nir.Flatten)]
+        if any(isinstance(view.nodes[q], nir.Conv1d) for q in core):
+            return None  # kept as an explicit matrix (sparse.linear_matrix)
         pool = core[0] if core and isinstance(view.nodes[core[0]], POOLS) else None
         rest = core[1:] if pool else core
         if len(rest) > 1 or (rest and not isinstance(view.nodes[rest[0]], SYNAPTIC)):

@@ -40,7 +40,8 @@ from ..graph_view import POOLS, SYNAPTIC, GraphView, pair
 from ..loihi import BIAS_MAX, BIAS_MIN, STATE_MAX, VTH_MAX, WEIGHT_MAX, weight_fits
 
 RESET_OFFSET = 1  # netx gives layer j the reset phase RESET_OFFSET + j (Lava time starts at 1)
-_SYNAPSES = tuple(t for t in SYNAPTIC if t is not nir.Scale)  # a netx layer's synapse (Scale: residual only)
+_SYNAPSES = tuple(t for t in SYNAPTIC if t not in (nir.Scale, nir.Conv1d))  # a netx layer's synapse (Scale: residual
+# only; Conv1d: netx has no 1-D convolution)
 _RESIDUAL = ("netx files hold sequential layers only, so residual students (ResNet/WRN) cannot be exported to netx; "
              "use NIR or ONNX (run_lava runs them as a Lava process graph)")
 

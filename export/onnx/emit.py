@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from kdsnn.errors import KdsnnError
 
-from ..graph_view import POOLS, GraphView, conv_pads, pair
+from ..graph_view import POOLS, GraphView, conv1d_as_2d, conv_pads, pair
 from .range_proof import check_integer_range, node_params
 
 FORMS = ("unrolled", "step")
@@ -111,7 +111,7 @@ class _Emitter:
             for key, a in items:
                 if matmul and key == "weight":  # MatMul takes Wᵀ
                     key, a = "weight_t", a.T
-                if isinstance(node, (nir.Affine, nir.Conv2d)) and key == "bias":
+                if isinstance(node, (nir.Affine, nir.Conv2d, nir.Conv1d)) and key == "bias":
                     a = a.reshape(-1)
                 w[key] = self.b.const(f"{name}.{key}", a)
             if isinstance(node, nir.SumPool2d):
@@ -125,6 +125,12 @@ class _Emitter:
 
     def synaptic(self, name: str, x: str, t: int) -> str:
         node, p, b, hint = self.view.nodes[name], self.params(name), self.b, f"{name}@t{t}"
+        if isinstance(node, nir.Conv1d):  # the geometry of its 1×K Conv2d, as a 1-D ONNX Conv
+            c2 = conv1d_as_2d(node)
+            _, left, _, right = conv_pads(c2, name)
+            return b.op("Conv", [x, p["weight"], p["bias"]], hint, kernel_shape=[int(np.asarray(node.weight).shape[2])],
+                        strides=[pair(c2.stride)[1]], pads=[left, right], dilations=[pair(c2.dilation)[1]],
+                        group=int(node.groups))
         if isinstance(node, nir.Conv2d):
             k = tuple(np.asarray(node.weight).shape[2:])
             d = pair(node.dilation, "dilation", name)

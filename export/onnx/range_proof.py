@@ -20,8 +20,9 @@ EXACT_FLOAT32 = 2 ** 24  # float32 holds every integer of magnitude <= 2^24
 
 def node_params(node: nir.NIRNode) -> dict[str, np.ndarray]:
     """The numeric parameters of a node that an integer graph must hold as integers."""
-    names = {nir.Conv2d: ("weight", "bias"), nir.Affine: ("weight", "bias"), nir.Linear: ("weight",),
-             nir.Scale: ("scale",), nir.IF: ("r", "v_threshold", "v_reset")}.get(type(node), ())
+    names = {nir.Conv2d: ("weight", "bias"), nir.Conv1d: ("weight", "bias"), nir.Affine: ("weight", "bias"),
+             nir.Linear: ("weight",), nir.Scale: ("scale",),
+             nir.IF: ("r", "v_threshold", "v_reset")}.get(type(node), ())
     return {k: np.asarray(getattr(node, k), dtype=np.float64) for k in names}
 
 
@@ -59,7 +60,7 @@ def check_integer_range(view: GraphView, timesteps: int) -> None:
             continue
         x = sum(_bound_of(view, bound, p, name) for p in view.preds[name])
         p = node_params(node)
-        if isinstance(node, nir.Conv2d):
+        if isinstance(node, (nir.Conv2d, nir.Conv1d)):
             w = np.abs(p["weight"]).reshape(p["weight"].shape[0], -1).sum(1)
             b = float((w * x + np.abs(p["bias"]).reshape(-1)).max())
         elif isinstance(node, nir.Affine):

@@ -42,6 +42,7 @@ EXACT: dict[str, dict] = {
     # recurrent (issue 15): the edge 1.lif → 1.w_rec carries the previous step, as snnTorch's V(s[t-1])
     "snntorch_rleaky_all": {"dt": 1e-4},
     "snntorch_rleaky_one": {"dt": 1e-4},
+    "sj_conv1d_if": {},  # Conv1d (issue 15)
 }
 # fixture → (options, words the one-line refusal must contain)
 REFUSE: dict[str, tuple[dict, str]] = {
