@@ -146,6 +146,8 @@ def lava_neuron(view: GraphView, name: str) -> tuple[int, int, int]:
     if isinstance(node, nir.IF) or model is None:
         return if_threshold(view, name), DU, V_DECAY
     kind = model.kind
+    if kind not in ("LIF", "CubaLIF") and model.spiking:
+        raise KdsnnError(f"{kind} node {name!r}: Lava's route runs IF, LIF and CubaLIF populations")
     if kind not in ("LIF", "CubaLIF"):
         raise KdsnnError(f"{kind} node {name!r} does not spike; Lava runs spiking populations (an LI or Integrator "
                          "runs on the host only as the readout feeding the Output)")
