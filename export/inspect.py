@@ -188,6 +188,9 @@ def _reading_lines(view: GraphView, timesteps: int | None) -> list[str]:
     if kinds:
         lines.append(f"{', '.join(kinds)} reset: {'to v_reset' if view.reset == 'hard' else 'subtract θ'} "
                      f"({r.reset_why})")
+    if view.recurrent:
+        lines.append("recurrent: " + ", ".join(f"{s} → {d}" for s, d in sorted(view.recurrent))
+                     + " (carries the previous step's output)")
     lines.append(f"readout: {view.readout_text()}")
     if timesteps:
         lines.append(f"T = {timesteps} (given)")

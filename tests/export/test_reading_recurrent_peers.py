@@ -111,3 +111,8 @@ def test_rockpool_recurrent_file_reads_per_spec(tmp_path, capsys) -> None:
     np.testing.assert_array_equal(saved["3_LIFTorch"], s2)
     assert s1.any() and not np.array_equal(saved["1_LIFTorch"], arrays["spikes_1_LIFTorch"])
     assert "drops w_rec" in meta["kdsnn_must"]
+
+
+def test_inspect_names_the_recurrent_edge(capsys) -> None:
+    assert main(["inspect", str(PEERS / "snntorch_rleaky_one.nir"), "--dt", "1e-4"]) == 0
+    assert "recurrent: 1.lif → 1.w_rec (carries the previous step's output)" in capsys.readouterr().out
