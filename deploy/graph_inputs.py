@@ -1,5 +1,5 @@
 """What the graph commands (simulate, verify FILE.nir, report FILE.nir) share: how a NIR file is
-read (``--dt``, ``--legacy-if-reset``), which inputs it is fed (a data set, ``--inputs FILE.npy``
+read (``--dt``, ``--legacy-reset``), which inputs it is fed (a data set, ``--inputs FILE.npy``
 with ``--labels``, or Bernoulli spikes ``--spike-rate R``), and ``simulate --save``.
 
 Inputs reach every backend as the graph's Input receives them. Images feed a flat Input when
@@ -23,9 +23,11 @@ from kdsnn.export.graph_view import GraphView
 def add_reading_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dt", type=float, default=None,
                    help="time step the file's neurons are meant with (default: the file's metadata, else 1)")
-    p.add_argument("--legacy-if-reset", default=None, choices=("zero", "subtract"),
-                   help="IF reset of a file written by nir < 1.0.6 (default: subtract, that version's spec); "
-                        "'zero' for writers that meant reset to zero (Norse 1.1, zero-reset Sinabs)")
+    p.add_argument("--legacy-reset", "--legacy-if-reset", dest="legacy_if_reset", default=None,
+                   choices=("zero", "subtract"),
+                   help="IF, LIF and CubaLIF reset of a file written by nir < 1.0.6 (default: subtract, that "
+                        "version's spec); 'zero' for writers that meant reset to zero (Norse 1.1, zero-reset Sinabs); "
+                        "--legacy-if-reset is the earlier name")
 
 
 def add_input_options(p: argparse.ArgumentParser) -> None:

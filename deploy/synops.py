@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdsnn.errors import KdsnnError
-from kdsnn.export.graph_view import POOLS, GraphView, conv_pads, pair
+from kdsnn.export.graph_view import POOLS, GraphView, conv1d_as_2d, conv_pads, pair
 from kdsnn.export.runtime import GraphRun
 
 
@@ -92,6 +92,9 @@ def pool_back(fan: torch.Tensor, in_shape: tuple[int, ...], kernel, stride, padd
 
 
 def _layer_fanout_graph(node: nir.NIRNode, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> torch.Tensor:
+    if isinstance(node, nir.Conv1d):  # its 1×K Conv2d over [C, 1, L]
+        fan = _layer_fanout_graph(conv1d_as_2d(node), (in_shape[0], 1, in_shape[1]), (out_shape[0], 1, out_shape[1]))
+        return fan[:, 0, :]
     if isinstance(node, nir.Conv2d):
         w = np.asarray(node.weight)
         k, s, d = (w.shape[2], w.shape[3]), pair(node.stride), pair(node.dilation)
@@ -222,9 +225,9 @@ def graph_ann_macs(graph: nir.NIRGraph | GraphView) -> int:
     view = GraphView.of(graph)
     total = 0
     for name, node in view.nodes.items():
-        if isinstance(node, nir.Conv2d):
+        if isinstance(node, (nir.Conv2d, nir.Conv1d)):
             w = np.asarray(node.weight)
-            total += view.size(name) * w.shape[1] * w.shape[2] * w.shape[3]
+            total += view.size(name) * int(np.prod(w.shape[1:]))
         elif isinstance(node, (nir.Affine, nir.Linear)):
             total += int(np.asarray(node.weight).size)
     return total

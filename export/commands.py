@@ -35,8 +35,13 @@ def set_handoff(handler: Callable[[argparse.Namespace], int]) -> None:
 
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     """Add the export sub-commands to the ``kdsnn`` parser (see kdsnn/cli.py)."""
-    p = add("quantize", "fold BN, quantize a student to k bits and write its NIR graph", _quantize)
+    p = add("quantize", "fold BN, quantize a student (or quantize a NIR file: IF, LIF, CubaLIF, LI, recurrent) to k "
+                        "bits and write its NIR graph", _quantize)
+    p.add_argument("graph", nargs="?", default=None,
+                   help="a float NIR file to quantize instead of --checkpoint (integer, Loihi's 12-bit decays); "
+                        "--inputs then calibrates the input step and measures float-vs-integer agreement")
     _source(p)
+    _reading(p)
     p.add_argument("--float", action="store_true",
                    help="store the quantized values as floats on the k-bit grid (fake quantization) "
                         "instead of integers")
@@ -57,10 +62,16 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
 
     p = add("inspect", "summarise a NIR, ONNX or netx file (layers, shapes, parameters, quantization)", _inspect)
     p.add_argument("file", help="the file to describe; its format is recognised by content")
+    _reading(p)
+
+
+def _reading(p: argparse.ArgumentParser) -> None:
+    """How a NIR file is read: dt, the legacy reset rule, T."""
     p.add_argument("--dt", type=float, default=None, help="NIR: the time step its neurons are meant with")
-    p.add_argument("--legacy-if-reset", default=None, choices=("zero", "subtract"),
-                   help="NIR written by nir < 1.0.6: the IF reset its writer meant "
-                        "(default: subtract, that version's spec)")
+    p.add_argument("--legacy-reset", "--legacy-if-reset", dest="legacy_if_reset", default=None,
+                   choices=("zero", "subtract"),
+                   help="NIR written by nir < 1.0.6: the IF, LIF and CubaLIF reset its writer meant "
+                        "(default: subtract, that version's spec; --legacy-if-reset is the earlier name)")
     p.add_argument("--timesteps", type=positive_int, default=None, help="NIR: the T it would run with")
 
 
@@ -133,6 +144,11 @@ def _quantize(a: argparse.Namespace) -> int:
     from .quantize import range_problems
     from .runtime import GraphSNN
 
+    if getattr(a, "graph", None):
+        from .quantize_file import quantize_file
+
+        _emit(a, *quantize_file(a))
+        return 0
     _require(a, "checkpoint", "out")
     _check_out(a)
     model, ckpt, _, graph = _graphs(a, integer=not a.float, quantized=True)

@@ -21,10 +21,12 @@ from kdsnn.neuron_models import MODELS, NeuronModel
 
 from .graph import get_meta
 from .graph_checks import check_size, check_values
+from .nested import flatten
 from .reading import Reading, resolve
+from .recurrence import recurrent_edges
 from .view_cache import cache_of, fingerprint
 
-SYNAPTIC = (nir.Conv2d, nir.Affine, nir.Linear, nir.Scale)
+SYNAPTIC = (nir.Conv2d, nir.Conv1d, nir.Affine, nir.Linear, nir.Scale)
 POOLS = (nir.SumPool2d, nir.AvgPool2d)
 NEURONS = tuple(MODELS)
 SUPPORTED = (nir.Input, nir.Output, nir.Flatten, *SYNAPTIC, *POOLS, *NEURONS)
@@ -60,6 +62,16 @@ def conv_pads(node: nir.Conv2d, name: str = "?") -> tuple[int, int, int, int]:
     return (p[0], p[1], p[0], p[1])
 
 
+def conv1d_as_2d(node: nir.Conv1d) -> nir.Conv2d:
+    """A Conv1d over ``[C, L]`` as the Conv2d with a 1×K kernel over ``[C, 1, L]``: the same synapses, numbered
+    the same in C order (what the simulator's explicit matrices and the SynOps count read)."""
+    w = np.asarray(node.weight, dtype=np.float64)
+    pad = node.padding if isinstance(node.padding, str) else (0, int(np.atleast_1d(node.padding)[0]))
+    return nir.Conv2d(input_shape=None, weight=w[:, :, None, :], stride=(1, int(np.atleast_1d(node.stride)[0])),
+                      padding=pad, dilation=(1, int(np.atleast_1d(node.dilation)[0])), groups=int(node.groups),
+                      bias=np.asarray(node.bias, dtype=np.float64))
+
+
 def window_out(size: tuple[int, int], k: tuple[int, int], s: tuple[int, int], pads: tuple[int, int, int, int],
                d: tuple[int, int] = (1, 1)) -> tuple[int, int]:
     """Output size of a convolution or pooling window over ``size`` (pads: top, left, bottom, right)."""
@@ -78,6 +90,7 @@ class SourcePath:
 
     source: str
     nodes: tuple[str, ...]
+    delayed: bool = False  # its first edge closes a cycle: it carries ``source``'s output of the previous step
 
 
 class GraphView:
@@ -112,7 +125,9 @@ class GraphView:
 
     def __init__(self, graph: nir.NIRGraph, timesteps: int | None = None, purpose: str = "") -> None:
         """``purpose`` ends the refusal of an unsupported node (e.g. "cannot be exported to ONNX");
-        by default it says the node "is not supported"."""
+        by default it says the node "is not supported". A graph with subgraph nodes is read flattened
+        (:mod:`~kdsnn.export.nested`): ``graph`` is then the flat graph."""
+        graph = flatten(graph)
         self.graph = graph
         self._paths: dict[str, tuple[SourcePath, ...]] = {}
         self.nodes: dict[str, nir.NIRNode] = dict(graph.nodes)
@@ -128,13 +143,16 @@ class GraphView:
                 raise KdsnnError(f"NIR graph has an edge {s} → {d} to a node that does not exist")
             self.preds[d].append(s)
             self.succs[s].append(d)
-        self.order: list[str] = self._topological()
-        inputs = [n for n in self.order if isinstance(self.nodes[n], nir.Input)]
-        outputs = [n for n in self.order if isinstance(self.nodes[n], nir.Output)]
+        inputs = [n for n, node in self.nodes.items() if isinstance(node, nir.Input)]
+        outputs = [n for n, node in self.nodes.items() if isinstance(node, nir.Output)]
         if len(inputs) != 1 or len(outputs) != 1:
             raise KdsnnError(f"NIR graph must have exactly one Input and one Output node "
                              f"(has {len(inputs)} and {len(outputs)})")
         self.input, self.output = inputs[0], outputs[0]
+        # edges out of a population that close a cycle carry its previous step's output (export/recurrence.py)
+        self.recurrent: frozenset[tuple[str, str]] = recurrent_edges(
+            self.nodes, self.input, self.succs, lambda n: isinstance(self.nodes[n], NEURONS))
+        self.order: list[str] = self._topological()
         self.reading: Reading = resolve(graph, self.meta)
         self.notes: list[str] = list(self.reading.notes)
         self.input_shape: tuple[int, ...] = self._input_shape()
@@ -174,10 +192,12 @@ class GraphView:
 
     # ------------------------------------------------------------------ structure
     def _topological(self) -> list[str]:
+        """The nodes in an order where every node follows what feeds it within a step (recurrent edges aside)."""
         order: list[str] = []
         state: dict[str, int] = {}  # 1 visiting, 2 done
+        same_step = {n: [p for p in ps if (p, n) not in self.recurrent] for n, ps in self.preds.items()}
         for root in self.nodes:
-            stack = [(root, iter(self.preds[root]))]
+            stack = [(root, iter(same_step[root]))]
             if state.get(root) == 2:
                 continue
             state[root] = 1
@@ -188,13 +208,16 @@ class GraphView:
                     stack.pop()
                     state[n] = 2
                     order.append(n)
-                elif state.get(p) == 1:
-                    raise KdsnnError(f"NIR graph has a cycle through node {p!r}; "
-                                     "only feed-forward graphs are supported")
+                elif state.get(p) == 1:  # recurrent_edges cut every cycle; kept as a guard
+                    raise KdsnnError(f"NIR graph has a cycle through node {p!r} that no population breaks")
                 elif state.get(p) is None:
                     state[p] = 1
-                    stack.append((p, iter(self.preds[p])))
+                    stack.append((p, iter(same_step[p])))
         return order
+
+    def is_recurrent(self, source: str, target: str) -> bool:
+        """Whether the edge ``source`` → ``target`` carries ``source``'s output of the previous step."""
+        return (source, target) in self.recurrent
 
     def is_population(self, name: str) -> bool:
         """Whether ``name`` is a population (a neuron node) or the Input: where a walk back from a synapse stops."""
@@ -208,9 +231,9 @@ class GraphView:
         found: list[SourcePath] = []
         for p in self.preds[name]:
             if self.is_population(p):
-                found.append(SourcePath(p, ()))
+                found.append(SourcePath(p, (), (p, name) in self.recurrent))
             else:
-                found += [SourcePath(t.source, t.nodes + (p,)) for t in self.paths_into(p)]
+                found += [SourcePath(t.source, t.nodes + (p,), t.delayed) for t in self.paths_into(p)]
         self._paths[name] = tuple(found)
         return found
 
@@ -232,21 +255,32 @@ class GraphView:
 
     # ------------------------------------------------------------------ shapes
     def _infer_shapes(self) -> None:
+        """Every node's shape, in order; a node fed only by recurrent edges (a feedback synapse) waits for the
+        pass after its source's shape is known."""
+        left = list(self.order)
+        while left:
+            waiting = []
+            for name in left:
+                node = self.nodes[name]
+                if isinstance(node, nir.Input):
+                    self.in_shape[name] = self.shape[name] = self.input_shape
+                    continue
+                if not self.preds[name]:
+                    raise KdsnnError(f"NIR node {name!r} has no incoming edge")
+                known = [p for p in self.preds[name] if p in self.shape]
+                if not known:
+                    waiting.append(name)
+                    continue
+                shape = self.shape[known[0]]
+                self.in_shape[name] = shape
+                self.shape[name] = _node_shape(name, node, shape)
+            if len(waiting) == len(left):
+                raise KdsnnError(f"NIR node {waiting[0]!r} is reached from no Input")
+            left = waiting
         for name in self.order:
-            node = self.nodes[name]
-            if isinstance(node, nir.Input):
-                self.in_shape[name] = self.shape[name] = self.input_shape
-                continue
-            if not self.preds[name]:
-                raise KdsnnError(f"NIR node {name!r} has no incoming edge")
             ins = {self.shape[p] for p in self.preds[name]}
-            if len(ins) != 1:
-                sizes = {int(np.prod(s)) for s in ins}
-                if len(sizes) != 1:
-                    raise KdsnnError(f"NIR node {name!r} sums inputs of different shapes {sorted(ins)}")
-            shape = self.shape[self.preds[name][0]]
-            self.in_shape[name] = shape
-            self.shape[name] = _node_shape(name, node, shape)
+            if len(ins) > 1 and len({int(np.prod(s)) for s in ins}) != 1:
+                raise KdsnnError(f"NIR node {name!r} sums inputs of different shapes {sorted(ins)}")
 
     def _input_shape(self) -> tuple[int, ...]:
         """The Input's type, without a leading batch axis of 1 where its consumers declare the rest
@@ -320,6 +354,17 @@ def _node_shape(name: str, node: nir.NIRNode, shape: tuple[int, ...]) -> tuple[i
         if b.size not in (1, w.shape[0]):
             raise KdsnnError(f"NIR node {name!r}: bias has {b.size} values, expected {w.shape[0]}")
         return (int(w.shape[0]), *hw)
+    if isinstance(node, nir.Conv1d):
+        w = np.asarray(node.weight)
+        if w.ndim != 3 or len(shape) != 2:
+            raise KdsnnError(f"NIR node {name!r}: Conv1d needs a 3-D weight and a [C, L] input, "
+                             f"got weight {w.shape} and input {shape}")
+        if node.input_shape is not None and np.asarray(node.input_shape).size == 1 \
+                and int(np.asarray(node.input_shape).ravel()[0]) != shape[1]:
+            raise KdsnnError(f"NIR node {name!r}: Conv1d declares input length {int(np.asarray(node.input_shape))} "
+                             f"but receives {shape[1]}")
+        out = _node_shape(name, conv1d_as_2d(node), (shape[0], 1, shape[1]))
+        return (out[0], out[2])
     if isinstance(node, (nir.Affine, nir.Linear)):
         w = np.asarray(node.weight)
         n_in = int(np.prod(shape))

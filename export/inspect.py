@@ -97,8 +97,8 @@ def _shape(s: Any) -> str:
 
 
 def _count(node: nir.NIRNode) -> int:
-    keys = {nir.Conv2d: ("weight", "bias"), nir.Affine: ("weight", "bias"), nir.Linear: ("weight",),
-            nir.Scale: ("scale",)}.get(type(node), ())
+    keys = {nir.Conv2d: ("weight", "bias"), nir.Conv1d: ("weight", "bias"), nir.Affine: ("weight", "bias"),
+            nir.Linear: ("weight",), nir.Scale: ("scale",)}.get(type(node), ())
     return int(sum(np.asarray(getattr(node, k)).size for k in keys))
 
 
@@ -184,8 +184,13 @@ def _reading_lines(view: GraphView, timesteps: int | None) -> list[str]:
     """How the file is read: nir version, dt, IF reset rule (with reasons), readout, T, notes."""
     r = view.reading
     lines = [f"written by nir {r.nir_version or '?'}; dt = {view.dt:g} ({r.dt_why})"]
-    if any(m.kind == "IF" for m in view.models.values()):
-        lines.append(f"IF reset: {'to v_reset' if view.reset == 'hard' else 'subtract θ'} ({r.reset_why})")
+    kinds = [k for k in ("IF", "LIF", "CubaLIF") if any(m.kind == k for m in view.models.values())]
+    if kinds:
+        lines.append(f"{', '.join(kinds)} reset: {'to v_reset' if view.reset == 'hard' else 'subtract θ'} "
+                     f"({r.reset_why})")
+    if view.recurrent:
+        lines.append("recurrent: " + ", ".join(f"{s} → {d}" for s, d in sorted(view.recurrent))
+                     + " (carries the previous step's output)")
     lines.append(f"readout: {view.readout_text()}")
     if timesteps:
         lines.append(f"T = {timesteps} (given)")

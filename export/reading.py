@@ -1,12 +1,14 @@
 """How a NIR file is read: the facts a file's writer decides, recorded once, resolved once.
 
-What a NIR graph means is not all in its nodes. ``IF`` resets by subtraction in files written
-by nir < 1.0.6 and to ``v_reset`` since (nir 1.0.8's reader silently fills ``v_reset = 0`` into
-old IF nodes, so only the file's ``version`` can tell); leaky neurons need ``dt``, which most
-writers leave out. :func:`record` stores, in ``graph.metadata["kdsnn_read"]`` (JSON), the nir
-version that wrote the file and the reader's options (``--dt``, ``--legacy-if-reset``);
-:func:`resolve` turns that and kdsnn's own metadata into the dt and IF reset rule every
-consumer uses (through :class:`~kdsnn.export.graph_view.GraphView`), each with its reason.
+What a NIR graph means is not all in its nodes. ``IF``, ``LIF`` and ``CubaLIF`` reset by
+subtraction in files written by nir < 1.0.6 and to ``v_reset`` since (their docstrings changed
+together, NIR commit 6189cac; nir 1.0.8's reader silently fills ``v_reset = 0`` into old IF nodes,
+so only the file's ``version`` can tell); leaky neurons need ``dt``, which most writers leave out.
+:func:`record` stores, in ``graph.metadata["kdsnn_read"]`` (JSON), the nir version that wrote the
+file and the reader's options (``--dt``, ``--legacy-reset``, earlier ``--legacy-if-reset``);
+:func:`resolve` turns that and kdsnn's own metadata into the dt and the reset rule of every
+resetting neuron (IF, LIF, CubaLIF) every consumer uses (through
+:class:`~kdsnn.export.graph_view.GraphView`), each with its reason.
 The record is written back with the graph, holding the resolved rule and dt, so a foreign
 graph exported again by kdsnn keeps its meaning.
 """
@@ -23,7 +25,8 @@ from kdsnn.errors import KdsnnError
 
 KEY = "kdsnn_read"
 LEGACY_RESETS = {"zero": "hard", "subtract": "soft"}
-IF_SUBTRACT_BEFORE = (1, 0, 6)  # nir < 1.0.6: IF resets by subtraction (nir 1.0.4's IF docstring)
+IF_SUBTRACT_BEFORE = (1, 0, 6)  # nir < 1.0.6: IF, LIF, CubaLIF reset by subtraction (nir 1.0.4's docstrings)
+RESETTING = (nir.IF, nir.LIF, nir.CubaLIF)  # the neuron types whose reset rule the version decides
 
 
 def version_tuple(v: str | None) -> tuple[int, ...] | None:
@@ -58,7 +61,7 @@ def record(graph: nir.NIRGraph, file_version: str | None, dt: float | None = Non
     """Store how ``graph`` was read: the writer's nir version (the original writer's, for a file
     kdsnn wrote from a foreign graph), ``--dt`` and ``--legacy-if-reset`` (None: not given)."""
     if legacy_if_reset is not None and legacy_if_reset not in LEGACY_RESETS:
-        raise KdsnnError(f"--legacy-if-reset must be one of {', '.join(LEGACY_RESETS)}, got {legacy_if_reset!r}")
+        raise KdsnnError(f"--legacy-reset must be one of {', '.join(LEGACY_RESETS)}, got {legacy_if_reset!r}")
     if dt is not None and not (np.isfinite(dt) and dt > 0):
         raise KdsnnError(f"--dt must be a positive number, got {dt}")
     rec = get_record(graph)
@@ -75,7 +78,8 @@ def record(graph: nir.NIRGraph, file_version: str | None, dt: float | None = Non
 
 @dataclass(frozen=True)
 class Reading:
-    """The resolved reading: ``dt`` and the IF reset rule ("hard"/"soft"), with their reasons."""
+    """The resolved reading: ``dt`` and the reset rule ("hard"/"soft") of IF, LIF and CubaLIF, with their reasons
+    (``if_reset`` keeps its earlier name: it is every resetting neuron's rule)."""
 
     dt: float = 1.0
     dt_why: str = "default (no dt recorded)"
@@ -107,28 +111,28 @@ def resolve(graph: nir.NIRGraph, meta: dict[str, Any]) -> Reading:
     version = rec.get("nir_version")
     vt = version_tuple(version)
     legacy = vt is not None and vt < IF_SUBTRACT_BEFORE
-    has_if = any(isinstance(n, nir.IF) for n in graph.nodes.values())
+    has_if = any(isinstance(n, RESETTING) for n in graph.nodes.values())
     override = rec.get("legacy_if_reset")
     if override is not None and legacy:
         rule = LEGACY_RESETS[override]
-        why = (f"--legacy-if-reset {override} (the file was written by nir {version}, whose IF "
-               f"{'would reset by subtraction' if rule == 'hard' else 'resets by subtraction'})")
+        why = (f"--legacy-reset {override} (the file was written by nir {version}, whose IF, LIF and CubaLIF "
+               f"{'would reset by subtraction' if rule == 'hard' else 'reset by subtraction'})")
     elif "if_reset" in rec:
         rule, why = rec["if_reset"], f"recorded when kdsnn re-exported it: {rec.get('if_reset_why', '')}".rstrip(": ")
     elif "reset" in meta:
         rule, why = str(meta["reset"]), "the file's kdsnn metadata"
     elif legacy:
         rule = "soft"
-        why = (f"the file was written by nir {version}: before nir 1.0.6, IF resets by subtracting θ "
-               "(if its writer meant reset to zero, as Norse 1.1 and zero-reset Sinabs networks did, "
-               "give --legacy-if-reset zero)")
+        why = (f"the file was written by nir {version}: before nir 1.0.6, IF, LIF and CubaLIF reset by subtracting "
+               "θ (if its writer meant reset to zero, as Norse 1.1 and zero-reset Sinabs networks did, "
+               "give --legacy-reset zero)")
     else:
         rule = "hard"
-        why = (f"the file was written by nir {version}: IF resets to v_reset (nir ≥ 1.0.6)" if version
-               else "IF resets to v_reset (nir ≥ 1.0.6)")
+        why = (f"the file was written by nir {version}: IF, LIF and CubaLIF reset to v_reset (nir ≥ 1.0.6)" if version
+               else "IF, LIF and CubaLIF reset to v_reset (nir ≥ 1.0.6)")
     if override is not None and not legacy and has_if:
-        notes.append(f"--legacy-if-reset {override} ignored: the file was written by nir {version or '≥ 1.0.6'}, "
-                     "whose IF states its reset (v_reset)")
+        notes.append(f"--legacy-reset {override} ignored: the file was written by nir {version or '≥ 1.0.6'}, "
+                     "whose neurons state their reset (v_reset)")
     if rule not in ("hard", "soft"):
         raise KdsnnError(f"unknown IF reset {rule!r} in the file's metadata (known: hard, soft)")
     return Reading(dt, dt_why, rule, why, version, tuple(notes))

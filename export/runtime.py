@@ -19,7 +19,7 @@ from torch import nn
 from kdsnn.models.output import ModelOutput
 
 from .encoding import encode
-from .graph_view import POOLS, GraphView, conv_pads, pair
+from .graph_view import POOLS, GraphView, conv1d_as_2d, conv_pads, pair
 
 
 class GraphRun(NamedTuple):
@@ -50,7 +50,7 @@ class GraphSNN(nn.Module):
 
     def _tensors(self, node: nir.NIRNode) -> dict[str, torch.Tensor]:
         d = self.dtype
-        if isinstance(node, (nir.Conv2d, nir.Affine)):
+        if isinstance(node, (nir.Conv2d, nir.Conv1d, nir.Affine)):
             return {"weight": _tensor(node.weight, d), "bias": _tensor(node.bias, d).reshape(-1)}
         if isinstance(node, nir.Linear):
             return {"weight": _tensor(node.weight, d)}
@@ -66,6 +66,8 @@ class GraphSNN(nn.Module):
     def run(self, x: torch.Tensor) -> GraphRun:
         """Simulate all steps, keeping every node's output sequence."""
         seq = self.prepare_input(x)
+        if self.view.recurrent:
+            return self._run_stepwise(seq)
         t = seq.shape[0]
         v = self.view
         outs: dict[str, torch.Tensor] = {}
@@ -85,6 +87,43 @@ class GraphSNN(nn.Module):
         out_seq = outs[v.output]
         return GraphRun(v.logits(out_seq), outs, out_seq)
 
+    def _run_stepwise(self, seq: torch.Tensor) -> GraphRun:
+        """A recurrent graph, one step at a time: a recurrent edge reads its source's output of the step
+        before (zero at the first step; export/recurrence.py states the convention)."""
+        v = self.view
+        t, b = seq.shape[0], seq.shape[1]
+        prev: dict[str, torch.Tensor] = {}
+        state: dict[str, object] = {}
+        steps: dict[str, list[torch.Tensor]] = {n: [] for n in v.order}
+        for k in range(t):
+            now: dict[str, torch.Tensor] = {}
+            for name in v.order:
+                if name == v.input:
+                    now[name] = seq[k]
+                    steps[name].append(now[name])
+                    continue
+                inp = None
+                for s in v.preds[name]:
+                    if v.is_recurrent(s, name):
+                        y = prev.get(s)
+                        y = y if y is not None else torch.zeros((b, *v.shape[s]), dtype=self.dtype)
+                    else:
+                        y = now[s]
+                    inp = y if inp is None else inp + y
+                if name in v.models:
+                    inp = inp.reshape(b, *v.shape[name])
+                    model = v.models[name]
+                    if name not in state:
+                        state[name] = model.initial_state(inp)
+                    now[name], state[name] = model.step(inp, state[name])
+                else:
+                    now[name] = self._apply(name, v.nodes[name], inp[None], 1)[0]
+                steps[name].append(now[name])
+            prev = now
+        outs = {n: torch.stack(s) for n, s in steps.items()}
+        out_seq = outs[v.output]
+        return GraphRun(v.logits(out_seq), outs, out_seq)
+
     def _apply(self, name: str, node: nir.NIRNode, x: torch.Tensor, t: int) -> torch.Tensor:
         p = self._params[name]
         if isinstance(node, nir.Output):
@@ -97,6 +136,11 @@ class GraphSNN(nn.Module):
                 top = left = 0
             y = F.conv2d(flat, p["weight"], p["bias"], pair(node.stride), (top, left), pair(node.dilation),
                          int(node.groups))
+        elif isinstance(node, nir.Conv1d):  # as its 1×K Conv2d over [C, 1, L]: one definition of the geometry
+            c2 = conv1d_as_2d(node)
+            _, left, _, right = conv_pads(c2, name)
+            y = F.conv2d(F.pad(flat[:, :, None, :], (left, right, 0, 0)), p["weight"][:, :, None, :], p["bias"],
+                         pair(c2.stride), 0, pair(c2.dilation), int(node.groups))[:, :, 0, :]
         elif isinstance(node, (nir.Affine, nir.Linear)):
             last_axis = flat.dim() > 1 and flat.shape[-1] == p["weight"].shape[1]
             y = F.linear(flat if last_axis else flat.flatten(1), p["weight"], p.get("bias"))

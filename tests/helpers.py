@@ -149,3 +149,29 @@ def write_gesture_tree(root: Path, trials: dict[str, int], classes: int = 3, see
             (folder / name).write_bytes(aedat31_file([aedat31_packet(1, 8, polarity_events(events), len(events))]))
             rows = "".join(f"{c},{s},{e}\n" for c, s, e in labels)
             (folder / name.replace(".aedat", "_labels.csv")).write_text("class,startTime_usec,endTime_usec\n" + rows)
+
+
+def recurrent_if_graph(seed: int = 1, timesteps: int = 6):
+    """An integer three-layer IF graph whose middle population feeds itself back through an all-to-all synapse
+    (``if2`` → ``rec`` → ``if2``): input 6 → 8 → 8 (recurrent) → 4, direct encoding, input step 1."""
+    import nir
+    import numpy as np
+
+    from kdsnn.export.graph import set_meta
+
+    rng = np.random.default_rng(seed)
+
+    def affine(o: int, i: int, scale: float) -> nir.Affine:
+        return nir.Affine(weight=np.round(rng.normal(0, scale, (o, i))), bias=np.round(rng.normal(0, 1, o)))
+
+    def if_(n: int, theta: float) -> nir.IF:
+        return nir.IF(r=np.ones(n), v_threshold=np.full(n, theta), v_reset=np.zeros(n))
+
+    nodes = {"input": nir.Input(np.array([6])), "fc1": affine(8, 6, 3), "if1": if_(8, 4.0), "fc2": affine(8, 8, 3),
+             "if2": if_(8, 5.0), "rec": nir.Linear(np.round(rng.normal(0, 3, (8, 8)))), "fc3": affine(4, 8, 3),
+             "if3": if_(4, 4.0), "output": nir.Output(np.array([4]))}
+    edges = [("input", "fc1"), ("fc1", "if1"), ("if1", "fc2"), ("fc2", "if2"), ("if2", "rec"), ("rec", "if2"),
+             ("if2", "fc3"), ("fc3", "if3"), ("if3", "output")]
+    g = nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+    set_meta(g, {"integer": True, "timesteps": timesteps, "encoding": "direct", "input_scale": 1.0})
+    return g

@@ -45,14 +45,24 @@ from .runtime import (
 def run_graph(view: GraphView, plan: LavaGraphPlan, x: torch.Tensor, progress: bool) -> LavaRun:
     """Run ``plan`` (of ``view``) as Lava processes on ``x``; see the module docstring."""
     T = plan.timesteps
-    host = graded_input(view, x) if plan.graded_input else host_first_layer(view, plan.host_nodes, x)
+    host = (graded_input(view, x) if plan.graded_input
+            else host_first_layer(view, plan.host_nodes, x, plan.host_feedback))
     batch = host.shape[1]
-    raw, startup, per_sample, steps = _simulate(plan, host.numpy(), progress)
+    # a recurrent connection would carry a sample's last spikes into the next sample: one runtime per sample
+    parts = [host.numpy()[:, b:b + 1] for b in range(batch)] if plan.recurrent else [host.numpy()]
     activity = {plan.host_neuron: host.numpy()}  # what each connection's origin sends (the Input's values too)
-    lags = {}
+    lags = {pop.name: pop.lag for pop in plan.neurons}
+    got: dict[str, list[np.ndarray]] = {pop.name: [] for pop in plan.neurons}
+    startup = run_s = 0.0
+    steps = 0
+    for part in parts:
+        raw, up, per_sample, n = _simulate(plan, part, progress and len(parts) == 1)
+        startup, run_s, steps = startup + up, run_s + per_sample * part.shape[1], steps + n
+        for pop in plan.neurons:
+            got[pop.name].append(aligned(raw[pop.name], pop.lag, T, part.shape[1], pop.shape))
     for pop in plan.neurons:
-        activity[pop.name] = aligned(raw[pop.name], pop.lag, T, batch, pop.shape)
-        lags[pop.name] = pop.lag
+        activity[pop.name] = np.concatenate(got[pop.name], axis=1)
+    per_sample = run_s / batch
     extremes = {}
     for pop in plan.neurons:
         if pop.warnings or pop.kind == "CubaLIF":  # a decaying current can outgrow one step's worst case

@@ -35,6 +35,16 @@ spikes, whose payload the first connection multiplies by its weights (Lava's ``n
 on ``Dense``/``Conv``; lava-dl's netx has the same option for its input layer,
 ``input_message_bits``); the Input then plays the host population's part (lag 0). Spike input
 (Bernoulli, event frames) goes in as binary spikes (``num_message_bits = 0``).
+
+**Recurrence.** The first population's feedback into itself runs on the host with it (its synapses
+included in the host's part of the graph). A recurrent edge (export/recurrence.py) carries its
+source's spikes of the step before, which is what a Lava connection does by itself: a population's
+output wired back into its own input port arrives at the next step. A recurrent connection from
+``S`` into ``P`` reads relay ``lag(P) − lag(S)`` of ``S`` (``S`` itself for 0), so it must not go
+back to a population of smaller lag (that would need a negative delay: refused). The lags count the
+same-step connections only. Lava's connections hold no reset, so a spike of a sample's last step
+would reach the next sample's first: a recurrent graph runs one sample per Lava runtime
+(:mod:`.graph`).
 """
 from __future__ import annotations
 
@@ -99,6 +109,8 @@ class LavaGraphPlan:
     readout_source: str  # the population the readout (or spike count) reads
     timesteps: int
     graded_input: bool = False  # the first layer runs on Lava (host_neuron is then the Input)
+    recurrent: bool = False  # a connection carries the previous step: one sample per Lava runtime
+    host_feedback: list[list[str]] = field(default_factory=list)  # the host population's own feedback paths
 
     @property
     def neurons(self) -> list[Population]:
@@ -134,7 +146,8 @@ def _trace(view: GraphView, start: str) -> tuple[str, list[str]]:
 
 
 def _inputs(view: GraphView, pop: str) -> list[tuple[str, list[str]]]:
-    """Each synapse feeding population ``pop``: (source population or Input, composed nodes)."""
+    """Each synapse feeding population ``pop``: (source population or Input, composed nodes; the first node's
+    edge from the source is recurrent where :meth:`GraphView.is_recurrent` says so)."""
     found = []
     for p in view.preds[pop]:
         if not isinstance(view.nodes[p], SYNAPTIC):
@@ -155,12 +168,17 @@ def lava_neuron(view: GraphView, name: str) -> tuple[int, int, int]:
     if isinstance(node, nir.IF) or model is None:
         return if_threshold(view, name), DU, V_DECAY
     kind = model.kind
+    if kind not in ("LIF", "CubaLIF") and model.spiking:
+        raise KdsnnError(f"{kind} node {name!r}: Lava's route runs IF, LIF and CubaLIF populations")
     if kind not in ("LIF", "CubaLIF"):
         raise KdsnnError(f"{kind} node {name!r} does not spike; Lava runs spiking populations (an LI or Integrator "
                          "runs on the host only as the readout feeding the Output)")
     if not model.integer:
         raise KdsnnError(f"{kind} node {name!r} has float dynamics; Lava runs Loihi's fixed point (integer=True, "
                          "12-bit decays)")
+    if model.reset == "soft":
+        raise KdsnnError(f"{kind} node {name!r} resets by subtracting θ (the file's nir < 1.0.6 rule); Lava's LIF "
+                         "resets to 0 (give --legacy-reset zero if its writer meant that)")
     if np.any(model.v_reset != 0):
         raise KdsnnError(f"{kind} node {name!r} resets to {float(model.v_reset.flat[0]):g}; Lava's LIF resets to 0")
     th = integer(model.threshold, f"{kind} node {name!r} threshold")
@@ -197,12 +215,20 @@ def lava_graph_plan(graph: nir.NIRGraph | GraphView, graded_input: bool = False)
         raise KdsnnError(f"{len(hosts)} populations take the analog input ({', '.join(hosts) or 'none'}); Lava's "
                          "route runs exactly one first layer on the host")
     host = hosts[0]
+    feedback = [nodes for src, nodes in inputs[host] if view.is_recurrent(src, nodes[0])]
+    if any(src != host for src, nodes in inputs[host] if view.is_recurrent(src, nodes[0])):
+        raise KdsnnError(f"a later population feeds back into the first population {host!r}, which runs on the "
+                         "host; Lava's route takes feedback of the first population into itself only")
+    inputs[host] = [(src, nodes) for src, nodes in inputs[host] if not view.is_recurrent(src, nodes[0])]
     if len(inputs[host]) != 1:
         raise KdsnnError(f"the first population {host!r} sums {len(inputs[host])} inputs; the host runs one "
                          "synapse from the Input")
     lava_neuron(view, host)
     host_nodes = [view.input] + inputs[host][0][1] + [host]
     readout_source, readout_nodes = _readout(view)
+    if graded_input and feedback:
+        raise KdsnnError(f"graded input runs the first population {host!r} on Lava, but it feeds back into itself, "
+                         "which Lava's route runs on the host only; run without graded input")
     if graded_input:
         host, host_nodes = view.input, [view.input]  # the Input's values leave the host as graded spikes
     elif readout_source == host:
@@ -210,7 +236,7 @@ def lava_graph_plan(graph: nir.NIRGraph | GraphView, graded_input: bool = False)
                          "so nothing would be left for Lava")
     lag = {host: 0}
     populations: list[Population] = []
-    wiring: list[tuple[str, str, Synapse]] = []  # (origin, target, synapse)
+    wiring: list[tuple[str, str, Synapse, bool]] = []  # (origin, target, synapse, recurrent)
     for pop in pops:
         if pop == host:
             continue
@@ -224,7 +250,7 @@ def lava_graph_plan(graph: nir.NIRGraph | GraphView, graded_input: bool = False)
                 raise KdsnnError(f"{nodes[-1]!r} produces {syn.out_shape} but {type(view.nodes[pop]).__name__} "
                                  f"{pop!r} has shape {view.shape[pop]}")
             synapses.append(syn)
-            wiring.append((src, pop, syn))
+            wiring.append((src, pop, syn, view.is_recurrent(src, nodes[0])))
         theta, du, dv = lava_neuron(view, pop)
         graded = graded_input and not view.spike_input and any(src == view.input for src, _ in inputs[pop])
         # a graded input's current is not bounded by the binary-spike worst case: run_graph checks the actual one
@@ -234,7 +260,11 @@ def lava_graph_plan(graph: nir.NIRGraph | GraphView, graded_input: bool = False)
         if du != DU and np.any(bias != 0):
             raise KdsnnError(f"CubaLIF node {pop!r}: its synapses' bias enters the decaying current, but Lava adds "
                              "bias to the voltage; exact only without bias (or with dt/τ_syn = 1)")
-        lag[pop] = max(lag[src] + 1 for src, _ in inputs[pop])
+        lag[pop] = max((lag[src] + 1 for src, nodes in inputs[pop] if not view.is_recurrent(src, nodes[0])),
+                       default=None)
+        if lag[pop] is None:
+            raise KdsnnError(f"{type(view.nodes[pop]).__name__} node {pop!r} is fed only by recurrent connections; "
+                             "Lava's route needs a same-step input to time it")
         populations.append(Population(pop, view.shape[pop], theta, np.broadcast_to(bias, view.shape[pop]).copy(),
                                       lag[pop], warnings=warnings, du=du, dv=dv, kind=view.models[pop].kind))
     relays, connections = _align(view, wiring, lag)
@@ -245,15 +275,26 @@ def lava_graph_plan(graph: nir.NIRGraph | GraphView, graded_input: bool = False)
     order = {p: i for i, p in enumerate(view.order)}
     populations = sorted(populations + relays, key=lambda p: (p.lag, order.get(p.relay_of or p.name, 0)))
     return LavaGraphPlan(host_nodes, host, populations, connections, readout_nodes, readout_source, T,
-                         graded_input)
+                         graded_input, recurrent=any(w[3] for w in wiring), host_feedback=feedback)
 
 
-def _align(view: GraphView, wiring: list[tuple[str, str, Synapse]],
+def _relays(lag: dict[str, int], src: str, dst: str, recurrent: bool) -> int:
+    """How many relays ``src``'s spikes pass before the connection into ``dst``: a same-step connection arrives
+    at ``dst``'s step, a recurrent one at its next step."""
+    k = lag[dst] - lag[src] - (0 if recurrent else 1)
+    if k < 0:
+        raise KdsnnError(f"the recurrent connection {src!r} → {dst!r} goes back {-k} step(s) of Lava's pipeline "
+                         "(every connection delivers one step later); Lava's route runs feedback into the same "
+                         "population or a later one only")
+    return k
+
+
+def _align(view: GraphView, wiring: list[tuple[str, str, Synapse, bool]],
            lag: dict[str, int]) -> tuple[list[Population], list[Connection]]:
     """Relay chains for sources that feed a population later than one hop, and every connection's source."""
     depth: dict[str, int] = {}
-    for src, dst, _ in wiring:
-        depth[src] = max(depth.get(src, 0), lag[dst] - lag[src] - 1)
+    for src, dst, _, rec in wiring:
+        depth[src] = max(depth.get(src, 0), _relays(lag, src, dst, rec))
     relays, connections = [], []
     for src, d in depth.items():
         shape = view.shape[src]
@@ -263,8 +304,8 @@ def _align(view: GraphView, wiring: list[tuple[str, str, Synapse]],
             relays.append(Population(relay_name(src, k), shape, 0, np.zeros(shape, dtype=np.int64), lag[src] + k,
                                      relay_of=src))
             connections.append(Connection(prev, relay_name(src, k), identity, src))
-    for src, dst, syn in wiring:
-        k = lag[dst] - lag[src] - 1
+    for src, dst, syn, rec in wiring:
+        k = _relays(lag, src, dst, rec)
         connections.append(Connection(src if k == 0 else relay_name(src, k), dst, syn, src))
     return relays, connections
 

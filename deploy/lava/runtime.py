@@ -127,8 +127,10 @@ def check_steps(view: GraphView, x: torch.Tensor, timesteps: int) -> None:
         raise KdsnnError(f"input has {x.shape[0]} time steps but the graph was exported for T={timesteps}")
 
 
-def _subgraph(view: GraphView, names: list[str], input_shape: tuple[int, ...] | None, meta: dict) -> nir.NIRGraph:
-    """The chain ``names`` (optionally behind a new Input of ``input_shape``) ending in a new Output."""
+def _subgraph(view: GraphView, names: list[str], input_shape: tuple[int, ...] | None, meta: dict,
+              loops: list[list[str]] | None = None) -> nir.NIRGraph:
+    """The chain ``names`` (optionally behind a new Input of ``input_shape``) ending in a new Output; each of
+    ``loops`` (nodes from the last population of the chain back into it) closes a cycle on that population."""
     nodes = {n: view.nodes[n] for n in names}
     chain = list(names)
     if input_shape is not None:
@@ -136,14 +138,21 @@ def _subgraph(view: GraphView, names: list[str], input_shape: tuple[int, ...] | 
         chain = ["lava_input"] + chain
     nodes["lava_output"] = nir.Output(output_type={"output": np.array(view.shape[names[-1]])})
     chain.append("lava_output")
-    sub = nir.NIRGraph(nodes=nodes, edges=list(zip(chain[:-1], chain[1:], strict=True)), type_check=False)
+    edges = list(zip(chain[:-1], chain[1:], strict=True))
+    for loop in loops or []:
+        ring = [names[-1], *loop, names[-1]]
+        nodes.update({n: view.nodes[n] for n in loop})
+        edges += list(zip(ring[:-1], ring[1:], strict=True))
+    sub = nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
     set_meta(sub, meta)
     return sub
 
 
-def host_first_layer(view: GraphView, host_nodes: list[str], x: torch.Tensor) -> torch.Tensor:
-    """The analog first layer's spikes ``[T, B, ...]``, computed by GraphSNN on that part of the graph."""
-    sub = _subgraph(view, host_nodes, None, view.meta)
+def host_first_layer(view: GraphView, host_nodes: list[str], x: torch.Tensor,
+                     feedback: list[list[str]] | None = None) -> torch.Tensor:
+    """The analog first layer's spikes ``[T, B, ...]``, computed by GraphSNN on that part of the graph (with the
+    first population's own ``feedback`` paths)."""
+    sub = _subgraph(view, host_nodes, None, view.meta, feedback)
     out = GraphSNN(sub).run(x).outputs[host_nodes[-1]]
     if out.shape[1] == 0:
         raise KdsnnError("empty batch: give at least one input")

@@ -136,17 +136,21 @@ def _run_chunk(plan: Plan, tables: dict, seq: np.ndarray, analog: bool, integer:
     for name, conns in incoming.items():
         if all(mode[c.name] == SPIKES for c in conns) and exact(plan.target_bias[name], conns):
             mode.update((c.name, EXACT) for c in conns)
+    fed_back = {c.source for c in plan.connections if c.name in plan.delayed}
     for step in range(t):
         x = seq[step]
         state: dict[str, np.ndarray] = {plan.input: x}
         events[plan.input] = _events(x)
+        # a recurrent connection delivers its source's spikes of the step before (none at the first step)
+        before = {n: (events[n][0].copy(), events[n][1].copy(), events[n][2]) for n in fed_back}
         for name in plan.populations:
             size = plan.target_bias[name].size
             cur = np.empty((b, size))
             cur[:] = plan.target_bias[name]
             recv = np.zeros((b, size), dtype=np.bool_)
             for c in incoming[name]:
-                n_ev = deliver(*events[c.source], mode[c.name], *tables[c.name], cur, recv, acc, accv, mark, touched)
+                ev = before[c.source] if c.name in plan.delayed else events[c.source]
+                n_ev = deliver(*ev, mode[c.name], *tables[c.name], cur, recv, acc, accv, mark, touched)
                 st = layers[c.name]
                 if mode[c.name] == ANALOG:
                     st.macs_effective += n_ev

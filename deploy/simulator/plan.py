@@ -57,6 +57,7 @@ class Plan:
         self.connections: list[Connection] = []
         self.target_bias: dict[str, np.ndarray] = {}
         self.passthrough: list[str] = []  # populations feeding the Output directly
+        self.delayed: set[str] = set()  # connections on a recurrent edge: they deliver the previous step's spikes
         self.populations: list[str] = []  # IF nodes and the Output, in update order
         self.cache: dict = {}  # what a simulation path derives from the plan and keeps for the next batch
         bias: dict[str, np.ndarray | None] = {}
@@ -74,9 +75,10 @@ class Plan:
                 bar.update(1)
             else:
                 bias[name] = self._bias(name, view.nodes[name], in_bias)
-        # the integer fast path's tables (None: not exact); its compiled update is the IF step only
+        # the integer fast path's tables (None: not exact); its compiled update is the IF step only, and it
+        # delivers every connection within the step (recurrent graphs take the general path)
         self.fast: FastNet | None = FastNet.build(self) if all(isinstance(m, IFModel) for m in view.models.values()) \
-            else None
+            and not self.delayed else None
         bar.update(1)
         bar.close()
 
@@ -88,9 +90,9 @@ class Plan:
             b = (in_bias + 0.0 if isinstance(node, nir.Flatten)
                  else linear_matrix(node, self.view.in_shape[name]) @ in_bias)
         own = None
-        if isinstance(node, nir.Conv2d):
-            c, h, w = self.shape[name]
-            own = np.repeat(np.broadcast_to(np.asarray(node.bias, dtype=np.float64).ravel(), (c,)), h * w)
+        if isinstance(node, (nir.Conv2d, nir.Conv1d)):
+            c, rest = self.shape[name][0], int(np.prod(self.shape[name][1:]))
+            own = np.repeat(np.broadcast_to(np.asarray(node.bias, dtype=np.float64).ravel(), (c,)), rest)
         elif isinstance(node, nir.Affine):
             own = np.broadcast_to(np.asarray(node.bias, dtype=np.float64).ravel(), self.shape[name]).copy()
         if own is not None:
@@ -101,16 +103,18 @@ class Plan:
     def _target(self, name: str, incoming: list[SourcePath], in_bias: np.ndarray | None) -> None:
         view = self.view
         n = view.size(name)
-        groups: dict[tuple[str, str], list[SourcePath]] = {}
+        groups: dict[tuple[str, str, bool], list[SourcePath]] = {}
         for t in incoming:
             if not t.nodes and name == view.output:
                 self.passthrough.append(t.source)
                 continue
             syn = [q for q in t.nodes if isinstance(view.nodes[q], SYNAPTIC)]
             key = "+".join(syn) if syn else (t.nodes[-1] if t.nodes else f"{t.source}->{name}")
-            groups.setdefault((t.source, key), []).append(t)
-        for (src, key), ts in groups.items():
+            groups.setdefault((t.source, key, t.delayed), []).append(t)
+        for (src, key, delayed), ts in groups.items():
             cname = key if all(c.name != key for c in self.connections) else f"{key}@{name}"
+            if delayed:
+                self.delayed.add(cname)
             conn = self._kernel(cname, ts[0], name) if len(ts) == 1 and not self.sparse else None
             self.connections.append(conn if conn is not None else self._sparse(cname, src, ts, name))
         self.target_bias[name] = np.zeros(n) if in_bias is None else np.asarray(in_bias, dtype=np.float64)
@@ -130,6 +134,8 @@ class Plan:
         """The path as pool? → synaptic op? (Flatten anywhere), or None when it has another form."""
         view = self.view
         core = [q for q in t.nodes if not isinstance(view.nodes[q], nir.Flatten)]
+        if any(isinstance(view.nodes[q], nir.Conv1d) for q in core):
+            return None  # kept as an explicit matrix (sparse.linear_matrix)
         pool = core[0] if core and isinstance(view.nodes[core[0]], POOLS) else None
         rest = core[1:] if pool else core
         if len(rest) > 1 or (rest and not isinstance(view.nodes[rest[0]], SYNAPTIC)):

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from kdsnn.errors import KdsnnError
-from kdsnn.export.graph_view import POOLS, conv_pads, pair
+from kdsnn.export.graph_view import POOLS, conv1d_as_2d, conv_pads, pair
 
 from .tables import Tables, channels_last
 
@@ -90,6 +90,8 @@ def linear_matrix(node: nir.NIRNode, in_shape: tuple[int, ...]) -> sp.csc_matrix
     n_in = int(np.prod(in_shape))
     if isinstance(node, nir.Conv2d):
         return conv_matrix(node, in_shape)[0]  # type: ignore[arg-type]
+    if isinstance(node, nir.Conv1d):  # its 1×K Conv2d over [C, 1, L]: the same C-order numbering
+        return conv_matrix(conv1d_as_2d(node), (in_shape[0], 1, in_shape[1]))[0]  # type: ignore[arg-type]
     if isinstance(node, POOLS):
         return pool_matrix(node, in_shape)[0]  # type: ignore[arg-type]
     if isinstance(node, (nir.Affine, nir.Linear)):

@@ -193,7 +193,10 @@ def discretize(layer: Layer) -> Layer:
 def lower(view: Any, discretized: bool = True) -> SpeckNet:
     """The Speck layers of a graph (``view``: :class:`kdsnn.export.graph_view.GraphView` or the map view),
     with Sinabs' integers when ``discretized``, and every part that cannot be lowered."""
-    problems: list[Problem] = []
+    problems: list[Problem] = [
+        (src, "recurrence", f"feeds back to {dst!r} (a recurrent edge); Speck's DYNAP-CNN layers form an acyclic "
+                            "graph (Sinabs' dynapcnn backend refuses cycles): train a feed-forward network")
+        for src, dst in sorted(getattr(view, "recurrent", ()))]
     layers = [lay for lay in (_layer(view, p, problems) for p in view.populations) if lay is not None]
     by_pop = {lay.population: lay for lay in layers}
     for lay in layers:

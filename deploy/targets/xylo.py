@@ -133,7 +133,11 @@ def lower(view: Any, plan: Any, quantized: bool = True) -> XyloNet:
     n_in, n_out = int(np.prod(view.shape[view.input])), int(np.prod(view.shape[out_pop])) if pops else 0
     blocks: dict[str, list[tuple[sp.csr_matrix, int, int]]] = {"in": [], "rec": [], "out": []}
     for c in plan.connections:
-        if c.target == out_pop and c.source in at:
+        if c.source == out_pop and c.source != view.input:
+            problems.append((c.name, "recurrent_output", f"the output neurons {out_pop!r} feed back to {c.target!r}; "
+                                                         "Xylo's output neurons cannot be recurrent (Rockpool's "
+                                                         "xylo_mapper: output_neurons_cannot_be_recurrent)"))
+        elif c.target == out_pop and c.source in at:
             blocks["out"].append((_weights(c), at[c.source][0], 0))
         elif c.target in at and c.source == view.input:
             blocks["in"].append((_weights(c), 0, at[c.target][0]))

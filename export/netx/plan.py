@@ -40,7 +40,8 @@ from ..graph_view import POOLS, SYNAPTIC, GraphView, pair
 from ..loihi import BIAS_MAX, BIAS_MIN, STATE_MAX, VTH_MAX, WEIGHT_MAX, weight_fits
 
 RESET_OFFSET = 1  # netx gives layer j the reset phase RESET_OFFSET + j (Lava time starts at 1)
-_SYNAPSES = tuple(t for t in SYNAPTIC if t is not nir.Scale)  # a netx layer's synapse (Scale: residual only)
+_SYNAPSES = tuple(t for t in SYNAPTIC if t not in (nir.Scale, nir.Conv1d))  # a netx layer's synapse (Scale: residual
+# only; Conv1d: netx has no 1-D convolution)
 _RESIDUAL = ("netx files hold sequential layers only, so residual students (ResNet/WRN) cannot be exported to netx; "
              "use NIR or ONNX (run_lava runs them as a Lava process graph)")
 
@@ -119,7 +120,7 @@ def check_graph(view: GraphView) -> int:
     if not view.integer:
         raise KdsnnError("netx export needs an integer graph: quantize it first (quantize_graph(graph, integer=True), "
                          "or `kdsnn quantize`)")
-    if view.reset != "hard" and any(isinstance(view.nodes[n], nir.IF) for n in view.models):  # IF's rule only
+    if view.reset != "hard" and any(isinstance(view.nodes[n], (nir.IF, nir.LIF, nir.CubaLIF)) for n in view.models):
         raise KdsnnError(f"reset mode {view.reset!r} cannot be expressed by Lava's CUBA neuron (reset to 0); "
                          "train with --reset hard")
     if not view.timesteps:
@@ -263,6 +264,9 @@ def check_population(name: str, synapses: list[Synapse], threshold: int, timeste
 
 def _chain(view: GraphView) -> list[str]:
     """The graph as one sequential chain Input → … → Output, or a KdsnnError naming the node."""
+    for src, dst in sorted(view.recurrent):
+        raise KdsnnError(f"the edge {src!r} → {dst!r} feeds back (a recurrent graph); netx files hold sequential "
+                         "layers only (Lava runs it by the process-graph route)")
     for name, node in view.nodes.items():  # most telling problem first: shortcuts, sums, branches
         if isinstance(node, nir.Scale):
             raise KdsnnError(f"node {name!r} is a residual shortcut (Scale): {_RESIDUAL}")

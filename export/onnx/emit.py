@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from kdsnn.errors import KdsnnError
 
-from ..graph_view import POOLS, GraphView, conv_pads, pair
+from ..graph_view import POOLS, GraphView, conv1d_as_2d, conv_pads, pair
 from .range_proof import check_integer_range, node_params
 
 FORMS = ("unrolled", "step")
@@ -54,10 +54,18 @@ def _state_key(name: str, var: str) -> str:
     return name if var == "v" else f"{name}:{var}"
 
 
+def fed_back(view: GraphView) -> list[str]:
+    """The populations whose output a recurrent edge carries to the next step, in graph order."""
+    sources = {s for s, _ in view.recurrent}
+    return [n for n in view.order if n in sources]
+
+
 def state_names(view: GraphView) -> dict[str, str]:
     """Each state of the step form (population membranes ``v_<node>``, and a model's other state variables
-    ``<var>_<node>``, e.g. CubaLIF currents ``i_<node>``), keyed as the emitter keys them (``node``, ``node:i``)."""
-    return {_state_key(n, var): f"{var}_{n}" for n in view.populations for var in view.models[n].state_vars}
+    ``<var>_<node>``, e.g. CubaLIF currents ``i_<node>``; the previous step's output ``out_<node>`` of a
+    population a recurrent edge leaves), keyed as the emitter keys them (``node``, ``node:i``, ``node:out``)."""
+    names = {_state_key(n, var): f"{var}_{n}" for n in view.populations for var in view.models[n].state_vars}
+    return names | {_state_key(n, "out"): f"out_{n}" for n in fed_back(view)}
 
 
 class _Builder:
@@ -103,7 +111,7 @@ class _Emitter:
             for key, a in items:
                 if matmul and key == "weight":  # MatMul takes Wᵀ
                     key, a = "weight_t", a.T
-                if isinstance(node, (nir.Affine, nir.Conv2d)) and key == "bias":
+                if isinstance(node, (nir.Affine, nir.Conv2d, nir.Conv1d)) and key == "bias":
                     a = a.reshape(-1)
                 w[key] = self.b.const(f"{name}.{key}", a)
             if isinstance(node, nir.SumPool2d):
@@ -117,6 +125,12 @@ class _Emitter:
 
     def synaptic(self, name: str, x: str, t: int) -> str:
         node, p, b, hint = self.view.nodes[name], self.params(name), self.b, f"{name}@t{t}"
+        if isinstance(node, nir.Conv1d):  # the geometry of its 1×K Conv2d, as a 1-D ONNX Conv
+            c2 = conv1d_as_2d(node)
+            _, left, _, right = conv_pads(c2, name)
+            return b.op("Conv", [x, p["weight"], p["bias"]], hint, kernel_shape=[int(np.asarray(node.weight).shape[2])],
+                        strides=[pair(c2.stride)[1]], pads=[left, right], dilations=[pair(c2.dilation)[1]],
+                        group=int(node.groups))
         if isinstance(node, nir.Conv2d):
             k = tuple(np.asarray(node.weight).shape[2:])
             d = pair(node.dilation, "dilation", name)
@@ -165,9 +179,10 @@ class _Emitter:
                 vals[name] = static[name]
                 continue
             srcs = view.preds[name]
-            inp = vals[srcs[0]]
-            for s in srcs[1:]:
-                inp = self.b.op("Add", [inp, vals[s]], f"{name}@t{t}.sum")
+            ins = [self._previous(s, x, v, t) if view.is_recurrent(s, name) else vals[s] for s in srcs]
+            inp = ins[0]
+            for other in ins[1:]:
+                inp = self.b.op("Add", [inp, other], f"{name}@t{t}.sum")
             if isinstance(node, nir.Output):
                 vals[name] = inp
             elif name in view.models:
@@ -177,7 +192,21 @@ class _Emitter:
                 vals[name] = self.synaptic(name, inp, t)
                 if static is not None and all(s in static or s == view.input for s in srcs):
                     static[name] = vals[name]
+        for n in fed_back(view):
+            new_v[_state_key(n, "out")] = vals[n]
         return vals[view.output], new_v
+
+    def _previous(self, source: str, x: str, v: dict[str, str | None], t: int) -> str:
+        """``source``'s output of the step before (a recurrent edge): a state, zeros at the first step."""
+        held = v.get(_state_key(source, "out"))
+        if held is not None:
+            return held
+        b = self.b
+        batch = b.op("Shape", [x], f"{source}@t{t}.batch", start=0, end=1)
+        dims = b.op("Concat", [batch, b.const(f"{source}.dims", list(self.view.shape[source]), np.int64)],
+                    f"{source}@t{t}.shape", axis=0)
+        return b.op("ConstantOfShape", [dims], f"{source}@t{t}.rest",
+                    value=numpy_helper.from_array(np.zeros(1, dtype=np.float32)))
 
     def quantized_input(self, x: str) -> str:
         """``round(x / input_scale)`` in float64, as GraphSNN does, back to float32 (direct integer mode)."""

@@ -19,8 +19,9 @@ EXACT_FLOAT32 = 2 ** 24  # float32 holds every integer of magnitude <= 2^24
 
 def node_params(node: nir.NIRNode) -> dict[str, np.ndarray]:
     """The numeric parameters of a node that an integer graph must hold as integers."""
-    names = {nir.Conv2d: ("weight", "bias"), nir.Affine: ("weight", "bias"), nir.Linear: ("weight",),
-             nir.Scale: ("scale",), nir.IF: ("r", "v_threshold", "v_reset")}.get(type(node), ())
+    names = {nir.Conv2d: ("weight", "bias"), nir.Conv1d: ("weight", "bias"), nir.Affine: ("weight", "bias"),
+             nir.Linear: ("weight",), nir.Scale: ("scale",),
+             nir.IF: ("r", "v_threshold", "v_reset")}.get(type(node), ())
     return {k: np.asarray(getattr(node, k), dtype=np.float64) for k in names}
 
 
@@ -43,9 +44,9 @@ def check_integer_range(view: GraphView, timesteps: int) -> None:
         if isinstance(node, nir.Input):
             bound[name] = input_bound(view)
             continue
-        x = sum(bound[p] for p in view.preds[name])
+        x = sum(_bound_of(view, bound, p, name) for p in view.preds[name])
         p = node_params(node)
-        if isinstance(node, nir.Conv2d):
+        if isinstance(node, (nir.Conv2d, nir.Conv1d)):
             w = np.abs(p["weight"]).reshape(p["weight"].shape[0], -1).sum(1)
             b = float((w * x + np.abs(p["bias"]).reshape(-1)).max())
         elif isinstance(node, nir.Affine):
@@ -69,6 +70,17 @@ def check_integer_range(view: GraphView, timesteps: int) -> None:
             b = x
         _limit(name, "value", b)
         bound[name] = b
+
+
+def _bound_of(view: GraphView, bound: dict[str, float], source: str, name: str) -> float:
+    """The bound of what ``source`` sends ``name``: a recurrent edge out of a spiking population sends spikes."""
+    if source in bound:
+        return bound[source]
+    model = view.models.get(source)
+    if model is None or not model.spiking:  # a recurrent edge leaves a population; only a readout does not spike
+        raise KdsnnError(f"NIR node {source!r} feeds {name!r} back without spiking; ONNX's integer range proof "
+                         "covers spiking feedback only")
+    return 1.0
 
 
 def _limit(name: str, what: str, value: float) -> None:

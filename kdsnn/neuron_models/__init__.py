@@ -16,16 +16,19 @@ import nir
 
 from ._leaky import LOIHI_DECAY, loihi_decay
 from ._params import value_range
+from .cubali_model import CubaLIModel
 from .cubalif_model import CubaLIFModel
 from .if_model import IFModel
 from .integrator_model import IntegratorModel
 from .li_model import LIModel
 from .lif_model import LIFModel
 from .protocol import NeuronModel, OnnxOps
+from .threshold_model import ThresholdModel
 
 MODELS: dict[type, Callable[..., NeuronModel]] = {nir.IF: IFModel.from_nir, nir.LIF: LIFModel.from_nir,
                                                   nir.CubaLIF: CubaLIFModel.from_nir, nir.LI: LIModel.from_nir,
-                                                  nir.I: IntegratorModel.from_nir}
+                                                  nir.I: IntegratorModel.from_nir, nir.CubaLI: CubaLIModel.from_nir,
+                                                  nir.Threshold: ThresholdModel.from_nir}
 
-__all__ = ["LOIHI_DECAY", "MODELS", "CubaLIFModel", "IFModel", "IntegratorModel", "LIFModel", "LIModel", "NeuronModel",
-           "OnnxOps", "loihi_decay", "value_range"]
+__all__ = ["LOIHI_DECAY", "MODELS", "CubaLIFModel", "CubaLIModel", "IFModel", "IntegratorModel", "LIFModel", "LIModel",
+           "NeuronModel", "OnnxOps", "ThresholdModel", "loihi_decay", "value_range"]

@@ -47,6 +47,18 @@ def euler(tau: np.ndarray, r: np.ndarray, dt: float, what: str = "τ") -> tuple[
     return a, g
 
 
+SNAP = 1e-9  # a decay or gain within this of a 12-bit fraction (or of 1) is that value written in floating point
+
+
+def snap_fixed(a: np.ndarray, gain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An integer model's leak snapped to the nearest ``k/4096`` and its gain to 1 where a file states them up to
+    floating-point rounding (``dt/τ`` with ``τ = 4096·dt/k`` is rarely ``k/4096`` to the last bit); ``k/4096`` is
+    exact in binary, so the fixed-point step then runs on exact integers."""
+    k = np.round(a * LOIHI_DECAY)
+    a = np.where(np.abs(a * LOIHI_DECAY - k) <= SNAP * LOIHI_DECAY, k / LOIHI_DECAY, a)
+    return a, np.where(np.abs(gain - 1.0) <= SNAP, 1.0, gain)
+
+
 def loihi_decay(a: np.ndarray, offset: int = 0, what: str = "decay") -> int | None:
     """The 12-bit Loihi decay constant ``d`` with ``(d + offset)/4096 = a`` (one value), or None."""
     if a.size != 1 and not (a == a.flat[0]).all():
@@ -128,7 +140,24 @@ def onnx_euler(ops: OnnxOps, v: str | None, x: str) -> str:
     return step if v is None else ops.op("Add", [v, step], ".h")
 
 
-def onnx_fire(ops: OnnxOps, h: str) -> tuple[str, str]:
-    """Spikes ``h > θ`` and the membrane reset to ``v_reset``, as ONNX operators."""
+def onnx_fire(ops: OnnxOps, reset: str, h: str) -> tuple[str, str]:
+    """Spikes ``h > θ`` and the membrane reset to ``v_reset`` (or θ subtracted: ``reset`` "soft"), as ONNX
+    operators, in :func:`fire_reset`'s order."""
     fired = ops.op("Greater", [h, ops.param("v_threshold")], ".fired")
-    return ops.as_float(fired, ".spikes"), ops.op("Where", [fired, ops.param("v_reset"), h], ".v")
+    spikes = ops.as_float(fired, ".spikes")
+    if reset == "soft":
+        return spikes, ops.op("Sub", [h, ops.op("Mul", [ops.param("v_threshold"), spikes], ".θs")], ".v")
+    return spikes, ops.op("Where", [fired, ops.param("v_reset"), h], ".v")
+
+
+def check_reset(reset: str) -> None:
+    """A one-line refusal of an unknown reset rule."""
+    if reset not in ("hard", "soft"):
+        raise KdsnnError(f"unknown reset {reset!r}; choose 'hard' (to v_reset) or 'soft' (subtract θ)")
+
+
+def reset_text(reset: str, v_reset: np.ndarray) -> str:
+    """The reset rule for summaries."""
+    from ._params import value_range
+
+    return "reset by subtracting θ" if reset == "soft" else f"reset to {value_range(v_reset)}"

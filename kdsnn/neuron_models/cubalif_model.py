@@ -8,6 +8,7 @@ Per neuron, ``a_s = dt/τ_syn`` and ``a_m = dt/τ_mem`` (0 where τ = ∞)::
     I[t] = I[t-1] + a_s·(w_in·x[t] − I[t-1])
     h[t] = v[t-1] + a_m·(v_leak − v[t-1] + r·I[t])
     s[t] = 1  iff  h[t] > θ;   v[t] = v_reset where s[t] = 1, else h[t]
+    (reset "soft", the rule of files written by nir < 1.0.6: v[t] = h[t] − θ·s[t]; the current is kept)
     I[0] = v[0] = 0
 
 (Norse's ``i += x`` jump is this step with ``w_in = τ_syn/dt``.) Integer semantics (Loihi's
@@ -49,16 +50,19 @@ class CubaLIFModel:
     w_in: np.ndarray
     dt: float = 1.0
     integer: bool = False
+    reset: str = "hard"  # "hard": to v_reset (nir ≥ 1.0.6); "soft": subtract θ (the rule of files before nir 1.0.6)
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     kind = "CubaLIF"
     spiking = True
     state_vars = ("v", "i")  # membrane, synaptic current
-    reset = "hard"
 
     def __post_init__(self) -> None:
+        L.check_reset(self.reset)
         a_s, g_s = L.euler(self.tau_syn, self.w_in, self.dt, "τ_syn")
         a_m, g_m = L.euler(self.tau_mem, self.r, self.dt, "τ_mem")
+        if self.integer:
+            (a_s, g_s), (a_m, g_m) = L.snap_fixed(a_s, g_s), L.snap_fixed(a_m, g_m)
         for k, v in (("syn_leak", a_s), ("syn_gain", g_s), ("leak", a_m), ("gain", g_m)):
             object.__setattr__(self, k, v)
         if self.integer:
@@ -71,7 +75,7 @@ class CubaLIFModel:
         return cls(tau_syn=vector(node.tau_syn, np.inf), tau_mem=vector(node.tau_mem, np.inf),
                    r=vector(node.r, 1.0), v_leak=vector(node.v_leak, 0.0),
                    threshold=vector(node.v_threshold, 1.0), v_reset=vector(getattr(node, "v_reset", None), 0.0),
-                   w_in=vector(getattr(node, "w_in", None), 1.0), dt=float(dt), integer=integer)
+                   w_in=vector(getattr(node, "w_in", None), 1.0), dt=float(dt), integer=integer, reset=reset)
 
     def integer_problem(self) -> str | None:
         if L.loihi_decay(self.syn_leak, offset=1) is None:
@@ -92,7 +96,7 @@ class CubaLIFModel:
     def summary(self) -> str:
         return (f"τ_syn {_r(self.tau_syn)}, τ_mem {_r(self.tau_mem)}, w_in {_r(self.w_in)}, r {_r(self.r)}, "
                 f"dt/τ_syn {_r(self.syn_leak)}, dt/τ_mem {_r(self.leak)}, θ {_r(self.threshold)}, "
-                f"reset to {_r(self.v_reset)}")
+                + L.reset_text(self.reset, self.v_reset))
 
     def initial_state(self, like: Any) -> tuple[Any, Any]:
         return L.zeros(like), L.zeros(like)
@@ -116,7 +120,7 @@ class CubaLIFModel:
     def step(self, x: Any, state: tuple[Any, Any]) -> tuple[Any, tuple[Any, Any]]:
         """One step: (spikes, (current, membrane))."""
         i, h = self.charge(x, state)
-        s, v = L.fire_reset(h, param(self, self.threshold, h, "th"), param(self, self.v_reset, h, "vr"), "hard")
+        s, v = L.fire_reset(h, param(self, self.threshold, h, "th"), param(self, self.v_reset, h, "vr"), self.reset)
         return s, (i, v)
 
     def run(self, x_seq: Any) -> tuple[Any, Any]:
@@ -139,5 +143,5 @@ class CubaLIFModel:
         d = wx if i0 is None else ops.op("Sub", [wx, i0], ".di")
         di = ops.op("Mul", [ops.param("syn_leak"), d], ".adi")
         i = di if i0 is None else ops.op("Add", [i0, di], ".i")
-        spikes, v = L.onnx_fire(ops, L.onnx_euler(ops, state["v"], i))
+        spikes, v = L.onnx_fire(ops, self.reset, L.onnx_euler(ops, state["v"], i))
         return spikes, {"v": v, "i": i}

@@ -42,6 +42,8 @@ class LIModel:
 
     def __post_init__(self) -> None:
         a, g = L.euler(self.tau, self.r, self.dt)
+        if self.integer:
+            a, g = L.snap_fixed(a, g)
         object.__setattr__(self, "leak", a)
         object.__setattr__(self, "gain", g)
         if self.integer and self.integer_problem():

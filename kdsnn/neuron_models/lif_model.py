@@ -6,7 +6,8 @@ Per neuron, ``a = dt/τ`` (0 where ``τ = ∞``: no leak)::
 
     h[t] = v[t-1] + a·(v_leak − v[t-1] + r·x[t])
     s[t] = 1  iff  h[t] > θ                          (strict, as NIR)
-    v[t] = v_reset  where s[t] = 1,  else h[t]
+    v[t] = v_reset  where s[t] = 1,  else h[t]      (reset "hard", nir ≥ 1.0.6)
+    v[t] = h[t] − θ·s[t]                            (reset "soft": files written by nir < 1.0.6)
     v[0] = 0
 
 Float semantics: the arithmetic above in the array's dtype. Integer semantics (Loihi's
@@ -46,15 +47,18 @@ class LIFModel:
     v_reset: np.ndarray
     dt: float = 1.0
     integer: bool = False
+    reset: str = "hard"  # "hard": to v_reset (nir ≥ 1.0.6); "soft": subtract θ (the rule of files before nir 1.0.6)
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     kind = "LIF"
     spiking = True
     state_vars = ("v",)
-    reset = "hard"
 
     def __post_init__(self) -> None:
+        L.check_reset(self.reset)
         a, g = L.euler(self.tau, self.r, self.dt)
+        if self.integer:
+            a, g = L.snap_fixed(a, g)
         object.__setattr__(self, "leak", a)
         object.__setattr__(self, "gain", g)
         if self.integer:
@@ -64,10 +68,11 @@ class LIFModel:
 
     @classmethod
     def from_nir(cls, node: nir.LIF, dt: float = 1.0, reset: str = "hard", integer: bool = False) -> LIFModel:
-        """The model of a ``nir.LIF`` node (``reset`` is IF's legacy rule; LIF always resets to v_reset)."""
+        """The model of a ``nir.LIF`` node; ``reset`` is the file's rule (export/reading.py: "soft" for files written
+        by nir < 1.0.6, whose LIF docstring subtracted θ)."""
         return cls(tau=vector(node.tau, np.inf), r=vector(node.r, 1.0), v_leak=vector(node.v_leak, 0.0),
                    threshold=vector(node.v_threshold, 1.0), v_reset=vector(getattr(node, "v_reset", None), 0.0),
-                   dt=float(dt), integer=integer)
+                   dt=float(dt), integer=integer, reset=reset)
 
     def integer_problem(self) -> str | None:
         """Why Loihi's fixed point cannot state this population (None if it can)."""
@@ -86,7 +91,7 @@ class LIFModel:
 
     def summary(self) -> str:
         return (f"τ {_r(self.tau)}, r {_r(self.r)}, dt/τ {_r(self.leak)}, r·dt/τ {_r(self.gain)}, "
-                f"θ {_r(self.threshold)}, reset to {_r(self.v_reset)}")
+                f"θ {_r(self.threshold)}, " + L.reset_text(self.reset, self.v_reset))
 
     def initial_state(self, like: Any) -> Any:
         return L.zeros(like)
@@ -104,7 +109,7 @@ class LIFModel:
     def step(self, x: Any, v: Any) -> tuple[Any, Any]:
         """One step: (spikes, new membrane)."""
         h = self.charge(x, v)
-        return L.fire_reset(h, param(self, self.threshold, h, "th"), param(self, self.v_reset, h, "vr"), "hard")
+        return L.fire_reset(h, param(self, self.threshold, h, "th"), param(self, self.v_reset, h, "vr"), self.reset)
 
     def run(self, x_seq: Any) -> tuple[Any, Any]:
         """All steps of ``x_seq`` ``[T, ...]``: (spikes, membranes after each step)."""
@@ -121,5 +126,5 @@ class LIFModel:
                 ("v_reset", self.v_reset)]
 
     def onnx_step(self, ops: OnnxOps, x: str, state: dict[str, str | None]) -> tuple[str, dict[str, str]]:
-        spikes, v = L.onnx_fire(ops, L.onnx_euler(ops, state["v"], x))
+        spikes, v = L.onnx_fire(ops, self.reset, L.onnx_euler(ops, state["v"], x))
         return spikes, {"v": v}

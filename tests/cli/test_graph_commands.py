@@ -26,7 +26,7 @@ def test_inspect_shows_the_reading(capsys) -> None:
     assert "IF reset: to v_reset (the file was written by nir 1.0.8" in out
     rc, out, _ = _cli(capsys, "inspect", PEERS / "sinabs_mlp_iaf_zero.nir", "--legacy-if-reset", "zero",
                       "--timesteps", 4)
-    assert "IF reset: to v_reset (--legacy-if-reset zero" in out and "T = 4 (given)" in out
+    assert "IF reset: to v_reset (--legacy-reset zero" in out and "T = 4 (given)" in out
     assert "simulator  yes" in out
     rc, out, _ = _cli(capsys, "inspect", PEERS / "sinabs_mlp_iaf_subtract.nir")
     assert "IF reset: subtract θ (the file was written by nir 1.0.4" in out

@@ -20,7 +20,9 @@ NODES = {nir.IF: nir.IF(r=np.ones(N), v_threshold=np.ones(N), v_reset=np.zeros(N
          nir.CubaLIF: nir.CubaLIF(tau_syn=np.full(N, 2.0), tau_mem=F, r=np.ones(N), v_leak=np.zeros(N),
                                   v_threshold=np.ones(N), v_reset=np.zeros(N), w_in=np.ones(N)),
          nir.LI: nir.LI(tau=F, r=np.ones(N), v_leak=np.zeros(N)),
-         nir.I: nir.I(r=np.ones(N))}
+         nir.I: nir.I(r=np.ones(N)),
+         nir.CubaLI: nir.CubaLI(tau_syn=np.full(N, 2.0), tau_mem=F, r=np.ones(N), v_leak=np.zeros(N), w_in=np.ones(N)),
+         nir.Threshold: nir.Threshold(threshold=np.ones(N))}
 
 
 def _graph(node: nir.NIRNode) -> nir.NIRGraph:
@@ -45,7 +47,8 @@ def test_every_model_answers_the_whole_protocol(nir_type) -> None:
 def test_decays_by_hand() -> None:
     """dt = 1: LIF τ = 4 decays v by dt/τ = 0.25; CubaLIF decays I by 1/2 and v by 1/4; IF and I decay nothing."""
     rates = {t.__name__: [a.tolist() for a in MODELS[t](NODES[t]).decay_rates()] for t in MODELS}
-    assert rates == {"IF": [], "LIF": [[0.25] * N], "CubaLIF": [[0.5] * N, [0.25] * N], "LI": [[0.25] * N], "I": []}
+    assert rates == {"IF": [], "LIF": [[0.25] * N], "CubaLIF": [[0.5] * N, [0.25] * N], "LI": [[0.25] * N], "I": [],
+                     "CubaLI": [[0.5] * N, [0.25] * N], "Threshold": []}
 
 
 def test_a_model_without_onnx_operators_is_refused_by_supports() -> None:

@@ -353,10 +353,10 @@ def test_bad_input_and_unsupported_nodes_raise(batch4):
         simulate(li, torch.ones(1, 1, 2))
     # a node type no backend runs
     odd = _graph({"input": nir.Input(input_type={"input": np.array([2])}),
-                  "thr": nir.Threshold(threshold=np.ones(2)),
+                  "thr": nir.Delay(delay=np.ones(2)),
                   "output": nir.Output(output_type={"output": np.array([2])})},
                  [("input", "thr"), ("thr", "output")])
-    with pytest.raises(KdsnnError, match="'thr' of type Threshold is not supported"):
+    with pytest.raises(KdsnnError, match="'thr' of type Delay is not supported"):
         simulate(odd, torch.ones(1, 1, 2))
     bad = _conv_graph()
     bad.nodes["conv"].weight = np.ones((2, 3, 3, 3))  # expects 3 input channels, gets 1

@@ -139,10 +139,10 @@ def test_foreign_graph_hand_computed(tmp_path):
 def test_unsupported_and_out_of_range_graphs_are_refused(tmp_path):
     lif = nir.NIRGraph(nodes={"in": nir.Input(input_type={"input": np.array([2])}),
                               "syn": nir.Affine(weight=np.eye(2), bias=np.zeros(2)),
-                              "leaky": nir.Threshold(threshold=np.ones(2)),
+                              "leaky": nir.Delay(delay=np.ones(2)),
                               "out": nir.Output(output_type={"output": np.array([2])})},
                        edges=[("in", "syn"), ("syn", "leaky"), ("leaky", "out")])
-    with pytest.raises(KdsnnError, match="'leaky' of type Threshold cannot be exported to ONNX"):
+    with pytest.raises(KdsnnError, match="'leaky' of type Delay cannot be exported to ONNX"):
         export_onnx(lif, tmp_path / "l.onnx")
     assert not (tmp_path / "l.onnx").exists()
     with pytest.raises(KdsnnError, match="unknown ONNX form"):
