@@ -20,6 +20,7 @@ from kdsnn.errors import KdsnnError
 from kdsnn.export.graph_view import GraphView
 from kdsnn.export.runtime import GraphSNN
 from kdsnn.export.student import Deployable
+from kdsnn.progress import stage
 
 from .backends import BACKENDS, BASELINE
 from .compare import first_mismatch
@@ -117,9 +118,10 @@ def verify_graph(graph: nir.NIRGraph, x: torch.Tensor, workdir: str | Path | Non
         raise KdsnnError(f"--slow-samples must be at least 1, got {slow_samples}")
     view = GraphView.of(graph)
     order = list(view.populations)
-    reference = BACKENDS[BASELINE].run(view, x)
     seq = torch.as_tensor(x).dim() == len(view.input_shape) + 2  # [T, B, ...]: the batch is axis 1
     batch = int(x.shape[1] if seq else len(x))
+    stage(f"verify: the reference ({ref_name}) on {batch:,} samples", enabled=progress)
+    reference = BACKENDS[BASELINE].run(view, x)
     checks: list[Check] = []
     with tempfile.TemporaryDirectory(prefix="kdsnn-verify-") as tmp:
         out = Path(workdir or tmp)
@@ -136,6 +138,7 @@ def verify_graph(graph: nir.NIRGraph, x: torch.Tensor, workdir: str | Path | Non
                 checks.append(Check(backend.label, ref_name, "not expressible", why))
                 continue
             n = min(batch, slow_samples) if backend.slow and slow_samples else batch
+            stage(f"verify: {backend.title} on {n:,} samples", enabled=progress)
             run = backend.run(view, x[:, :n] if seq else x[:n], progress=progress, workdir=out)
             ref_spikes = {k: v[:, :n] for k, v in reference.spikes.items()}
             if run.spikes is None:
