@@ -88,7 +88,9 @@ def summary_html(r: dict[str, Any]) -> str:
             cls = "bad" if problem else "good"
             items.append(f'<li class="{cls}">{e(head)}' + (f"<br><small>first problem: {e(problem)}</small>"
                                                           if problem else "") + "</li>")
-        parts.append(f"<p><b>Hardware targets</b>: {e(s.closing or '')}</p><ul>" + "".join(items) + "</ul>")
+        m = r.get("map_samples")
+        on = f" ({_samples(m)}, as kdsnn map)" if m else ""
+        parts.append(f"<p><b>Hardware targets{on}</b>: {e(s.closing or '')}</p><ul>" + "".join(items) + "</ul>")
     parts.append("</section>")
     return "\n".join(parts)
 
