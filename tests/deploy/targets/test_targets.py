@@ -275,6 +275,12 @@ def test_xylo_rules_name_the_node():
     # 20 > 16, 1001 > 1000, 9 > 8
     assert {("input", "input_channels"), ("if1", "hidden_neurons"), ("if2", "output_neurons")} <= got
     assert not any(rule == "reset" for _, rule in got)  # soft reset is Xylo's
+    two = _graph((16,), [("fc1", nir.Affine(weight=np.ones((600, 16)), bias=np.zeros(600))), ("if1", _if(600)),
+                         ("fc2", nir.Affine(weight=np.ones((600, 600)), bias=np.zeros(600))), ("if2", _if(600)),
+                         ("fc3", nir.Affine(weight=np.ones((8, 600)), bias=np.zeros(8))), ("if3", _if(8))],
+                 meta={**INT_META, "reset": "soft"})
+    # 600 + 600 = 1,200 hidden neurons > 1,000: a total over two layers is the graph's, not if1's
+    assert ("graph", "hidden_neurons") in _rules(two, "xylo")
     single = _graph((4,), [("fc1", nir.Affine(weight=np.ones((2, 4)), bias=np.zeros(2))), ("if1", _if(2))],
                     meta={**INT_META, "reset": "soft"})
     assert ("graph", "neuron_layers") in _rules(single, "xylo")  # one neuron layer < 2
