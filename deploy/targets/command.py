@@ -75,6 +75,8 @@ def verdict(r: dict[str, Any]) -> tuple[str, str | None]:
     unit = "layer" if r["kind"] == "layers" else "core"
     placed = f"{p['cores_used']:,} {unit}{'s' if p['cores_used'] != 1 else ''} on {p['chips']:,} " \
              f"chip{'s' if p['chips'] != 1 else ''}"
+    unplaced = sum(1 for c in p["cores"] if c["label"] == "unplaced")
+    placed += f" ({unplaced} population{'s' if unplaced != 1 else ''} unplaced)" if unplaced else ""
     head = f"{r['target']}: {'fits' if r['fits'] else 'does NOT fit'}: {placed}"
     if r.get("load"):
         lat = r["latency"].get("inference_seconds")
