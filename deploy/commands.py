@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from kdsnn.arg_types import positive_int
 from kdsnn.errors import KdsnnError
+from kdsnn.human import plain
 
 
 def _simulate(a: argparse.Namespace) -> int:
@@ -148,7 +149,7 @@ def _verify_graph(a: argparse.Namespace, targets: list) -> int:
         print(json.dumps({"agree": not failed, "inputs": source, "notes": view.notes, "checks": as_json(checks),
                           "comparison": comparison_rule(view.integer), "targets": fidelity}))
     else:
-        print(f"{a.model} on {source}; dt {view.dt:g} ({view.reading.dt_why}); IF reset: {view.reset}")
+        print(f"{a.model} on {source}; dt {plain(view.dt)} ({view.reading.dt_why}); IF reset: {view.reset}")
         print(f"comparison: {comparison_rule(view.integer)}")
         for note in view.notes:
             print(f"note: {note}")
@@ -267,7 +268,7 @@ def check_netx_file(path, graph, x, ref_logits) -> dict:
     diff = float((torch.as_tensor(got, dtype=torch.float64) - ref_logits[:2].double()).abs().max())
     return {"passed": diff == 0, "max_abs_diff": diff,
             "summary": f"Lava (Loihi 2 fixed-point simulation) vs PyTorch graph on {len(x)} test inputs: "
-                       + ("identical logits" if diff == 0 else f"max |Δlogit| {diff:.3g}: FAILED")}
+                       + ("identical logits" if diff == 0 else f"max |Δlogit| {plain(diff, 3)}: FAILED")}
 
 
 def backend_lines(view) -> list[str]:

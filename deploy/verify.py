@@ -20,6 +20,7 @@ from kdsnn.errors import KdsnnError
 from kdsnn.export.graph_view import GraphView
 from kdsnn.export.runtime import GraphSNN
 from kdsnn.export.student import Deployable
+from kdsnn.human import plain
 from kdsnn.progress import stage
 
 from .backends import BACKENDS, BASELINE
@@ -32,8 +33,8 @@ def comparison_rule(integer: bool) -> str:
     """How verify compares, in words (printed with its table)."""
     if integer:
         return "integer graph: spikes and integer readouts must be identical"
-    return (f"float graph: spikes must be identical, float readouts agree within {FLOAT_ATOL:g} × max(1, |logits|) "
-            "(backends sum in different orders)")
+    return (f"float graph: spikes must be identical, float readouts agree within {plain(FLOAT_ATOL)} × "
+            "max(1, |logits|) (backends sum in different orders)")
 
 
 @dataclass
@@ -76,8 +77,8 @@ def _logit_check(backend: str, against: str, got, ref: torch.Tensor, exact: bool
     diff = float(np.abs(got_a - ref_a).max()) if got_a.size else 0.0
     tol = 0.0 if exact else FLOAT_ATOL * max(1.0, float(np.abs(ref_a).max(initial=0.0)))
     ok = diff <= tol
-    detail = "identical logits" if diff == 0 else f"max |Δ logits| = {diff:.3g}" + (
-        "" if exact else f" ({'within' if ok else 'beyond'} the float tolerance {tol:.3g})")
+    detail = "identical logits" if diff == 0 else f"max |Δ logits| = {plain(diff, 3)}" + (
+        "" if exact else f" ({'within' if ok else 'beyond'} the float tolerance {plain(tol, 3)})")
     return Check(backend, against, "agree" if ok else "DIFFER", detail)
 
 

@@ -55,11 +55,14 @@ def count(value: float | None) -> str:
     return _significant(value, 3)
 
 
-def plain(value: float) -> str:
-    """A value as written, in positional notation (``0.0001``, not ``1e-04``): for parameters such as dt."""
+def plain(value: float, digits: int | None = None) -> str:
+    """A value in positional notation (``0.0001``, not ``1e-04``): parameters such as dt and tolerances;
+    ``digits``: that many significant figures (``plain(3.21e-7, 3) == "0.000000321"``)."""
     import numpy as np
 
-    return np.format_float_positional(float(value), trim="-")
+    if digits is None:
+        return np.format_float_positional(float(value), trim="-")
+    return np.format_float_positional(float(value), precision=digits, unique=False, fractional=False, trim="-")
 
 
 def percent(fraction: float | None, decimals: int = 2) -> str:
