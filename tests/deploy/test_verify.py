@@ -3,7 +3,7 @@ import nir
 import numpy as np
 import torch
 
-from kdsnn.deploy.verify import FLOAT_ATOL, _logit_check, comparison_rule, verify_graph
+from kdsnn.deploy.verify import _logit_check, comparison_rule, verify_graph
 
 
 def test_float_readouts_agree_within_the_stated_tolerance():
