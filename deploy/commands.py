@@ -7,10 +7,12 @@ from collections.abc import Callable
 
 from kdsnn.arg_types import positive_int
 from kdsnn.errors import KdsnnError
+from kdsnn.human import plain
 
 
 def _simulate(a: argparse.Namespace) -> int:
     from kdsnn.export.graph_view import GraphView
+    from kdsnn.human import count
 
     from .backends import get
     from .batched import is_sequence, run_batches
@@ -59,12 +61,12 @@ def _simulate(a: argparse.Namespace) -> int:
     for note in view.notes:
         print(f"  note: {note}")
     for name, st in summary["layers"].items():
-        print(f"  {name:10s} firing rate {st['firing_rate'] * 100:6.2f} %   spikes {st['spikes']}")
+        print(f"  {name:10s} firing rate {st['firing_rate'] * 100:6.2f} %   spikes {st['spikes']:,}")
     if "per_inference" in summary:
         p = summary["per_inference"]
-        print(f"  per inference: {p['synops']:.0f} SynOps, {p['macs_effective']:.0f} effective first-layer MACs "
-              f"({p['macs_dense']:.0f} dense), {p['neuron_updates']:.0f} neuron updates, "
-              f"{p['overflow']:.0f} 24-bit overflows")
+        print(f"  per inference ({run.samples:,} samples): {count(p['synops'])} SynOps, {count(p['macs_effective'])} "
+              f"effective first-layer MACs ({count(p['macs_dense'])} dense), {count(p['neuron_updates'])} neuron "
+              f"updates, {count(p['overflow'])} 24-bit overflows")
     return 0
 
 
@@ -110,11 +112,25 @@ def _checkpoint_inputs(a: argparse.Namespace, dep, need_labels: bool = False):
 
 
 def _graph_or_checkpoint(a: argparse.Namespace) -> bool:
-    """Whether the command runs on a NIR file (True) or a checkpoint (False); one-line error if neither or both."""
+    """Whether the command runs on a NIR file (True) or a checkpoint (False); one-line error if neither or both.
+
+    MODEL may be either: a file that is not ``.nir`` is taken as a checkpoint (``a.checkpoint``), as ``kdsnn map``
+    takes it."""
     if (a.model is None) == (a.checkpoint is None):
-        raise KdsnnError(f"give a NIR file (kdsnn {a.command} FILE.nir) or --checkpoint CKPT, "
+        raise KdsnnError(f"give a NIR file or a student checkpoint (kdsnn {a.command} MODEL), "
                          + ("not both" if a.model else "one of them"))
+    if a.model is not None and not str(a.model).lower().endswith(".nir"):
+        from pathlib import Path
+
+        if Path(a.model).is_file() and not _is_hdf5(a.model):
+            a.checkpoint, a.model = a.model, None
     return a.model is not None
+
+
+def _is_hdf5(path: str) -> bool:
+    """A NIR file (HDF5) whatever its name: its first bytes are HDF5's signature."""
+    with open(path, "rb") as f:
+        return f.read(8) == b"\x89HDF\r\n\x1a\n"
 
 
 def _verify_graph(a: argparse.Namespace, targets: list) -> int:
@@ -133,7 +149,7 @@ def _verify_graph(a: argparse.Namespace, targets: list) -> int:
         print(json.dumps({"agree": not failed, "inputs": source, "notes": view.notes, "checks": as_json(checks),
                           "comparison": comparison_rule(view.integer), "targets": fidelity}))
     else:
-        print(f"{a.model} on {source}; dt {view.dt:g} ({view.reading.dt_why}); IF reset: {view.reset}")
+        print(f"{a.model} on {source}; dt {plain(view.dt)} ({view.reading.dt_why}); IF reset: {view.reset}")
         print(f"comparison: {comparison_rule(view.integer)}")
         for note in view.notes:
             print(f"note: {note}")
@@ -155,9 +171,7 @@ def _verify(a: argparse.Namespace) -> int:
     from .targets.spec import builtin_targets, load_target
 
     graph_file = _graph_or_checkpoint(a)
-    # a wrong name fails before the work; a NIR file is compared with the targets asked for, a checkpoint's
-    # integer graph with every built-in one by default
-    targets = [load_target(t) for t in (a.target or ([] if graph_file else builtin_targets()))]
+    targets = [load_target(t) for t in (a.target or builtin_targets())]  # a wrong name fails before the work
     if graph_file:
         return _verify_graph(a, targets)
 
@@ -206,12 +220,9 @@ def _report(a: argparse.Namespace) -> int:
 
         graph = read_graph(a)
         view = GraphView.of(graph)
-        x, y, source = graph_batch(view, a, a.limit or 256)
+        x, y, source = graph_batch(view, a, a.samples or 256)
         rep = build_graph_report(graph, a.model, a.out, x, y, source, a.slow_samples, a.profile or None)
-        if a.json:
-            print(json.dumps({"report": f"{a.out}/report.html", "accuracy": rep["accuracy"]}, default=float))
-        else:
-            print(f"report written to {a.out}/report.html (and report.json, *.png)")
+        _report_done(a, rep)
         return 0
 
     from kdsnn.export.student import load_student_graphs
@@ -220,13 +231,21 @@ def _report(a: argparse.Namespace) -> int:
 
     dep = load_student_graphs(a.checkpoint, a.bits, dataset=a.dataset, data_root=a.data_root)
     profiles = a.profile or None
-    rep = build_report(dep, a.out, a.data_root, a.limit, a.slow_samples, profiles,
-                       inputs=_checkpoint_inputs(a, dep, need_labels=True))
+    rep = build_report(dep, a.out, a.data_root, a.samples, a.slow_samples, profiles,
+                       inputs=_checkpoint_inputs(a, dep, need_labels=True), targets=a.target)
+    _report_done(a, rep)
+    return 0
+
+
+def _report_done(a: argparse.Namespace, rep: dict) -> None:
+    """The report's last words: one JSON line, or the summary the page opens with."""
+    from .report.summary import summary_text
+
     if a.json:
         print(json.dumps({"report": f"{a.out}/report.html", "accuracy": rep["accuracy"]}, default=float))
     else:
+        print(summary_text(rep))
         print(f"report written to {a.out}/report.html (and report.json, *.png)")
-    return 0
 
 
 def _demo(a: argparse.Namespace) -> int:
@@ -250,7 +269,7 @@ def check_netx_file(path, graph, x, ref_logits) -> dict:
     diff = float((torch.as_tensor(got, dtype=torch.float64) - ref_logits[:2].double()).abs().max())
     return {"passed": diff == 0, "max_abs_diff": diff,
             "summary": f"Lava (Loihi 2 fixed-point simulation) vs PyTorch graph on {len(x)} test inputs: "
-                       + ("identical logits" if diff == 0 else f"max |Δlogit| {diff:.3g}: FAILED")}
+                       + ("identical logits" if diff == 0 else f"max |Δlogit| {plain(diff, 3)}: FAILED")}
 
 
 def backend_lines(view) -> list[str]:
@@ -265,6 +284,22 @@ def backend_lines(view) -> list[str]:
             why = "runs every node" + ("" if usable else f" (not usable here: {missing.split(';')[0]})")
         lines.append(f"  {b.name:10s} {'yes' if ok else 'no '}  {why}")
     return lines
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    """MODEL as a positional argument, a .nir file or a student checkpoint, as in ``kdsnn map`` (``--checkpoint``
+    stays as the earlier spelling)."""
+    p.add_argument("model", nargs="?", default=None,
+                   help="a .nir file (ours or another tool's) or a student checkpoint (kdsnn distill)")
+    p.add_argument("--checkpoint", default=None, help="a student checkpoint (the same as giving it as MODEL)")
+
+
+def _target_arg(p: argparse.ArgumentParser, what: str) -> None:
+    from .targets.spec import builtin_targets
+
+    p.add_argument("--target", action="append", default=None,
+                   help=f"hardware target: {', '.join(builtin_targets())} or a TOML/JSON target file; repeatable "
+                        f"(default: every built-in target): {what}")
 
 
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
@@ -295,36 +330,36 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("verify",
             "run a NIR file, or a student exported from its checkpoint, on every backend and check they agree",
             _verify)
-    p.add_argument("model", nargs="?", default=None, help="a .nir file (ours or another tool's); or give --checkpoint")
-    p.add_argument("--checkpoint", default=None)
+    _model_args(p)
     p.add_argument("--timesteps", type=positive_int, default=None, help="T, for NIR files that do not record it")
     add_reading_options(p)
     add_input_options(p)
-    p.add_argument("--bits", type=int, default=8)
-    p.add_argument("--samples", type=int, default=8, help="test inputs every backend is compared on")
+    p.add_argument("--bits", type=int, default=8, help="weight bits when MODEL is a checkpoint")
+    p.add_argument("--samples", type=positive_int, default=8, help="test inputs every backend is compared on")
     p.add_argument("--slow-samples", "--lava-samples", type=int, default=None,
                    help=f"compare the slow backends ({names_text(slow_only=True)}) on only the first N of them "
                         "(default: all)")
-    p.add_argument("--target", action="append", default=None,
-                   help="hardware target (built-in name or file; repeatable; default for --checkpoint: all "
-                        "built-ins): say whether it runs the checked graph as it is")
-    p.add_argument("--dataset", default=None)
-    p.add_argument("--data-root", default=None)
+    _target_arg(p, "say whether it runs the checked graph as it is")
+    p.add_argument("--dataset", default=None, help="data set of the inputs (default: the one the model records)")
+    p.add_argument("--data-root", default=None, help="folder in torchvision's layout (mnist/cifar)")
 
     p = add("report", "accuracy per backend, firing, SynOps and energy as HTML/JSON/PNG", _report)
-    p.add_argument("model", nargs="?", default=None, help="a .nir file (ours or another tool's); or give --checkpoint")
-    p.add_argument("--checkpoint", default=None)
+    _model_args(p)
     p.add_argument("--timesteps", type=positive_int, default=None, help="T, for NIR files that do not record it")
     add_reading_options(p)
     add_input_options(p)
     p.add_argument("--out", required=True, help="folder of report.html, report.json and the PNGs")
     p.add_argument("--force", action="store_true", help="replace an earlier report in --out")
-    p.add_argument("--bits", type=int, default=8)
-    p.add_argument("--dataset", default=None)
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--limit", type=positive_int, default=None, help="use only the first N test samples")
+    p.add_argument("--bits", type=int, default=8, help="weight bits when MODEL is a checkpoint")
+    p.add_argument("--dataset", default=None, help="data set of the inputs (default: the one the model records)")
+    p.add_argument("--data-root", default=None, help="folder in torchvision's layout (mnist/cifar)")
+    p.add_argument("--samples", type=positive_int, default=None,
+                   help="use only the first N test samples (default: the whole test split of a checkpoint's data "
+                        "set; 256 inputs for a NIR file)")
+    p.add_argument("--limit", dest="samples", type=positive_int, help=argparse.SUPPRESS)  # its earlier name
     p.add_argument("--slow-samples", "--lava-samples", type=int, default=32,
                    help=f"test samples run on the slow backends ({names_text(slow_only=True)})")
+    _target_arg(p, "map the integer graph onto it (a checkpoint's report; the same answer as kdsnn map)")
     p.add_argument("--profile", action="append", default=None,
                    help="energy profile: a built-in name or a TOML/JSON file (repeatable; default: all built-ins)")
 

@@ -18,6 +18,7 @@ from kdsnn.export.student import load_student_graphs
 from kdsnn.trainer import TrainConfig, train
 
 from .report import build_report
+from .report.summary import summary_text
 from .verify import format_table, verify
 
 
@@ -52,17 +53,12 @@ def run_demo(out: str = "runs/demo", teacher_epochs: int = 15, student_epochs: i
 
     _stage(f"4/6 verify: every backend on {verify_samples} test inputs against the integer PyTorch model")
     x, _ = data.sample_batch(dep.dataset, verify_samples)
-    checks = verify(dep, x, workdir=root / "verify")
+    checks = verify(dep, x, workdir=root / "verify", progress=True)
     print(format_table(checks))
 
     _stage("5/6 report: accuracy on every backend, firing, SynOps, energy")
     report = build_report(dep, root / "report", lava_samples=32)
-    for name, acc in report["accuracy"].items():
-        if "accuracy" in acc:
-            print(f"  {name:32s} {acc['accuracy'] * 100:6.2f} %  ({acc['samples']} samples)")
-    per = report["per_inference"]
-    print(f"  per inference: {per['synops']:.0f} SynOps, {per['macs_effective']:.0f} first-layer MACs, "
-          f"{per['neuron_updates']:.0f} neuron updates")
+    print(summary_text(report))
 
     failed = [c for c in checks if c.failed]
     _stage("6/6 done" + (" — BACKENDS DISAGREE" if failed else ""))

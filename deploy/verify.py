@@ -20,6 +20,8 @@ from kdsnn.errors import KdsnnError
 from kdsnn.export.graph_view import GraphView
 from kdsnn.export.runtime import GraphSNN
 from kdsnn.export.student import Deployable
+from kdsnn.human import plain
+from kdsnn.progress import stage
 
 from .backends import BACKENDS, BASELINE
 from .compare import first_mismatch
@@ -31,8 +33,8 @@ def comparison_rule(integer: bool) -> str:
     """How verify compares, in words (printed with its table)."""
     if integer:
         return "integer graph: spikes and integer readouts must be identical"
-    return (f"float graph: spikes must be identical, float readouts agree within {FLOAT_ATOL:g} × max(1, |logits|) "
-            "(backends sum in different orders)")
+    return (f"float graph: spikes must be identical, float readouts agree within {plain(FLOAT_ATOL)} × "
+            "max(1, |logits|) (backends sum in different orders)")
 
 
 @dataclass
@@ -75,8 +77,8 @@ def _logit_check(backend: str, against: str, got, ref: torch.Tensor, exact: bool
     diff = float(np.abs(got_a - ref_a).max()) if got_a.size else 0.0
     tol = 0.0 if exact else FLOAT_ATOL * max(1.0, float(np.abs(ref_a).max(initial=0.0)))
     ok = diff <= tol
-    detail = "identical logits" if diff == 0 else f"max |Δ logits| = {diff:.3g}" + (
-        "" if exact else f" ({'within' if ok else 'beyond'} the float tolerance {tol:.3g})")
+    detail = "identical logits" if diff == 0 else f"max |Δ logits| = {plain(diff, 3)}" + (
+        "" if exact else f" ({'within' if ok else 'beyond'} the float tolerance {plain(tol, 3)})")
     return Check(backend, against, "agree" if ok else "DIFFER", detail)
 
 
@@ -117,9 +119,10 @@ def verify_graph(graph: nir.NIRGraph, x: torch.Tensor, workdir: str | Path | Non
         raise KdsnnError(f"--slow-samples must be at least 1, got {slow_samples}")
     view = GraphView.of(graph)
     order = list(view.populations)
-    reference = BACKENDS[BASELINE].run(view, x)
     seq = torch.as_tensor(x).dim() == len(view.input_shape) + 2  # [T, B, ...]: the batch is axis 1
     batch = int(x.shape[1] if seq else len(x))
+    stage(f"verify: the reference ({ref_name}) on {batch:,} samples", enabled=progress)
+    reference = BACKENDS[BASELINE].run(view, x)
     checks: list[Check] = []
     with tempfile.TemporaryDirectory(prefix="kdsnn-verify-") as tmp:
         out = Path(workdir or tmp)
@@ -136,6 +139,7 @@ def verify_graph(graph: nir.NIRGraph, x: torch.Tensor, workdir: str | Path | Non
                 checks.append(Check(backend.label, ref_name, "not expressible", why))
                 continue
             n = min(batch, slow_samples) if backend.slow and slow_samples else batch
+            stage(f"verify: {backend.title} on {n:,} samples", enabled=progress)
             run = backend.run(view, x[:, :n] if seq else x[:n], progress=progress, workdir=out)
             ref_spikes = {k: v[:, :n] for k, v in reference.spikes.items()}
             if run.spikes is None:

@@ -164,8 +164,8 @@ def _quantize(a: argparse.Namespace) -> int:
               "float_accuracy": float_acc, "quantized_accuracy": quant_acc, "range_problems": problems}
     mode = "fake-quantized float" if a.float else "integer"
     text = (f"wrote {path} ({a.bits}-bit {mode})\n"
-            f"{dataset} test accuracy: float {float_acc:.4f}, quantized {quant_acc:.4f} "
-            f"({quant_acc - float_acc:+.4f})\n"
+            f"{dataset} test accuracy: float {float_acc * 100:.2f} %, quantized {quant_acc * 100:.2f} % "
+            f"({(quant_acc - float_acc) * 100:+.2f} points)\n"
             + ("range problems:\n  " + "\n  ".join(problems) if problems
                else "ranges: every weight, bias and threshold fits Loihi's"))
     _emit(a, result, text)

@@ -17,6 +17,33 @@ RESUME = {"train-teacher": "the same command with --resume continues from the la
           "demo": "running the demo again continues its training from the last checkpoints"}
 
 
+EXAMPLES = {
+    "train-teacher": ["kdsnn train-teacher --arch mnist_cnn --epochs 15",
+                      "kdsnn train-teacher --dataset cifar10 --data-root ~/data --arch resnet18 --out runs/t-cifar"],
+    "distill": ["kdsnn distill --teacher runs/teacher-mnist_cnn-digits/checkpoint.pt --kd response",
+                "kdsnn distill --arch snn_resnet14 --kd none --dataset fake:3x32x32:10 --epochs 1",
+                "kdsnn distill --teacher T.pt --timesteps 2 --reset soft --resume"],
+    "evaluate": ["kdsnn evaluate runs/demo/student/checkpoint.pt",
+                 "kdsnn evaluate runs/demo/student/checkpoint.pt --noise gaussian:0.2"],
+    "quantize": ["kdsnn quantize --checkpoint runs/demo/student/checkpoint.pt --out student_int8.nir",
+                 "kdsnn quantize --checkpoint CKPT --bits 4 --float --out student_fq4.nir"],
+    "export": ["kdsnn export --checkpoint runs/demo/student/checkpoint.pt --format onnx --out student.onnx",
+               "kdsnn export --checkpoint CKPT --for speck --out student_speck.nir"],
+    "inspect": ["kdsnn inspect student_int8.nir", "kdsnn inspect other_tool.nir --dt 0.0001"],
+    "simulate": ["kdsnn simulate student_int8.nir", "kdsnn simulate student_int8.nir --backend lava --samples 8",
+                 "kdsnn simulate net.nir --spike-rate 0.1 --timesteps 20 --save run.npz"],
+    "doctor": ["kdsnn doctor", "kdsnn doctor --json"],
+    "verify": ["kdsnn verify runs/demo/student/checkpoint.pt", "kdsnn verify student_int8.nir --samples 32",
+               "kdsnn verify other_tool.nir --spike-rate 0.2 --timesteps 10"],
+    "report": ["kdsnn report runs/demo/student/checkpoint.pt --out runs/report",
+               "kdsnn report student_int8.nir --out runs/report-nir --samples 200",
+               "kdsnn report CKPT --out runs/r --target loihi2 --profile loihi --slow-samples 8"],
+    "map": ["kdsnn map runs/demo/student/checkpoint.pt", "kdsnn map student_int8.nir --target loihi2 --cores",
+            "kdsnn map CKPT --target my_chip.toml --samples 256 --json"],
+    "demo": ["kdsnn demo", "kdsnn demo --out runs/demo2 --student-epochs 30"],
+}
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (exit status 2) like every other error."""
 
@@ -24,17 +51,56 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"kdsnn: error: {message} (see `{self.prog} --help`)\n")
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help line ends with its default (where it has one and does not say it already);
+    the examples below keep their lines."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.help == argparse.SUPPRESS:
+            return text
+        shown = action.default not in (None, False, argparse.SUPPRESS) and not isinstance(action.default, bool)
+        if shown and action.option_strings and "default" not in text:
+            text = f"{text} (default: %(default)s)" if text else "default: %(default)s"
+        return text
+
+
+COMMON_HELP = {"--data-root": "folder in torchvision's layout (mnist/cifar)",
+               "--bits": "weight bits of the integer deployment", "--momentum": "SGD momentum",
+               "--weight-decay": "L2 weight decay", "--seed": "random seed", "--epochs": "training epochs",
+               "--batch-size": "samples per training batch", "--lr": "learning rate (SGD, cosine schedule)",
+               "--timesteps": "time steps T of the student", "--temperature": "distillation temperature",
+               "--detach-reset": "no gradient through the reset", "--checkpoint": "a checkpoint (kdsnn distill)",
+               "--dataset": "data set of the inputs (default: the one the model records)"}
+
+
+def _fill_help(p: argparse.ArgumentParser) -> None:
+    """Give every option without a help text the common one, so that each line shows its default."""
+    for action in p._actions:
+        if action.help is None and action.option_strings:
+            action.help = COMMON_HELP.get(action.option_strings[0], "")
+
+
+def _version() -> str:
+    import importlib.metadata as md
+
+    try:
+        return f"kdsnn {md.version('kdsnn')}"
+    except md.PackageNotFoundError:  # pragma: no cover - run from a source tree without installing
+        return "kdsnn (not installed)"
+
+
 def _common_train(p: argparse.ArgumentParser) -> None:
     from .data import DATASETS_HELP
 
     p.add_argument("--dataset", default="digits", help=DATASETS_HELP)
     p.add_argument("--data-root", default=None, help="folder in torchvision's layout (mnist/cifar)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=10, help="training epochs")
+    p.add_argument("--batch-size", type=int, default=64, help="samples per training batch")
+    p.add_argument("--lr", type=float, default=0.05, help="learning rate (SGD, cosine schedule)")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    p.add_argument("--weight-decay", type=float, default=0.0005, help="L2 weight decay")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
     p.add_argument("--out", default=None, help="run folder (checkpoint.pt, metrics.jsonl)")
@@ -53,7 +119,7 @@ def _student_opts(p: argparse.ArgumentParser) -> None:
     from .distill import DEFAULT_METHOD, methods_help
 
     p.add_argument("--kd", default=DEFAULT_METHOD, help=methods_help())
-    p.add_argument("--timesteps", type=positive_int, default=4)
+    p.add_argument("--timesteps", type=positive_int, default=4, help="time steps T of the student")
     p.add_argument("--width", type=float, default=1.0,
                    help="student channel multiplier (0.25: a quarter of every layer)")
     p.add_argument("--alpha", type=float, default=None, help="distillation weight (method default if omitted)")
@@ -79,8 +145,8 @@ def _train_handler(kind: str) -> Handler:
         result = train(TrainConfig(**opts), kind)
         if result.get("rank", 0) != 0:
             return 0  # under torchrun only rank 0 reports
-        _print_result(a, result, f"{kind} {result['arch']}: {result['split']} accuracy {result['accuracy']:.4f}  "
-                                 f"checkpoint {result['checkpoint']}")
+        _print_result(a, result, f"{kind} {result['arch']}: {result['split']} accuracy "
+                                 f"{result['accuracy'] * 100:.2f} %  checkpoint {result['checkpoint']}")
         return 0
     return run
 
@@ -93,6 +159,7 @@ def _evaluate(a: argparse.Namespace) -> int:
     from .models.sizing import measure
     from .trainer import EVAL_BATCH, evaluate, resolve_device
 
+    a.checkpoint = _one_model(a)
     device = resolve_device(a.device)
     model, ckpt = checkpoint.load_model(a.checkpoint, device)  # refuses a model one sample of which cannot fit
     dataset = checkpoint.checkpoint_dataset(ckpt, a.dataset, a.checkpoint)
@@ -106,8 +173,17 @@ def _evaluate(a: argparse.Namespace) -> int:
     acc = evaluate(model.to(device), test, device, batch, desc="evaluate")
     result = {"accuracy": acc, "checkpoint": a.checkpoint, "dataset": dataset, "noise": a.noise or "none",
               "arch": spec["arch"]}
-    _print_result(a, result, f"{spec['arch']} on {dataset} (noise {result['noise']}): accuracy {acc:.4f}")
+    _print_result(a, result, f"{spec['arch']} on {dataset} (noise {result['noise']}): accuracy {acc * 100:.2f} % "
+                             f"({len(test):,} test samples)")
     return 0
+
+
+def _one_model(a: argparse.Namespace) -> str:
+    """The checkpoint given as MODEL or (its earlier spelling) --checkpoint; one-line error if neither or both."""
+    if (a.model is None) == (a.checkpoint is None):
+        raise KdsnnError(f"give a checkpoint (kdsnn {a.command} CHECKPOINT), "
+                         + ("not both MODEL and --checkpoint" if a.model else "as MODEL"))
+    return a.model or a.checkpoint
 
 
 def _print_result(a: argparse.Namespace, result: dict[str, Any], text: str) -> None:
@@ -115,39 +191,51 @@ def _print_result(a: argparse.Namespace, result: dict[str, Any], text: str) -> N
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    parser = Parser(prog="kdsnn", description="ANN-to-SNN distillation and neuromorphic deployment")
+    parser = Parser(prog="kdsnn", description="ANN-to-SNN distillation and neuromorphic deployment",
+                    formatter_class=HelpFormatter,
+                    epilog="examples:\n  kdsnn demo\n  kdsnn map runs/demo/student/checkpoint.pt\n"
+                           "  kdsnn report runs/demo/student/checkpoint.pt --out runs/report")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
     subs: dict[str, argparse.ArgumentParser] = {}
 
     def add(name: str, help_: str, handler: Handler) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_)
+        examples = "".join(f"\n  {e}" for e in EXAMPLES.get(name, []))
+        p = sub.add_parser(name, help=help_, description=help_, formatter_class=HelpFormatter,
+                           epilog=f"examples:{examples}" if examples else None)
         p.add_argument("--config", default=None, help="TOML file of options (flags override it)")
         p.add_argument("--json", action="store_true", help="print one machine-readable result line")
         p.set_defaults(handler=handler)
         subs[name] = p
         return p
 
+    from .models.students import STUDENTS
+    from .models.teachers import TEACHERS
+
     p = add("train-teacher", "train a teacher ANN", _train_handler("teacher"))
-    p.add_argument("--arch", default="mnist_cnn")
+    p.add_argument("--arch", default="mnist_cnn", help=f"teacher architecture: {', '.join(TEACHERS)}")
     _common_train(p)
 
     p = add("distill", "train a student SNN from a teacher by knowledge distillation", _train_handler("student"))
-    p.add_argument("--arch", default="snn_2conv")
+    p.add_argument("--arch", default="snn_2conv", help=f"student architecture: {', '.join(STUDENTS)}")
     _common_train(p)
     _student_opts(p)
 
     p = add("evaluate", "test accuracy of a checkpoint, optionally under corruption", _evaluate)
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("model", nargs="?", default=None, metavar="CHECKPOINT", help="a checkpoint (teacher or student)")
+    p.add_argument("--checkpoint", default=None, help="the same as giving CHECKPOINT (its earlier spelling)")
     p.add_argument("--dataset", default=None,
                    help="defaults to the checkpoint's data set (or any --dataset of train-teacher)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--noise", default=None,
                    help="gaussian:SIGMA, background, noise:FRACTION, rotation, rotation_background")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--seed", type=int, default=0, help="seed of the corruption's noise")
 
     from . import commands  # the export/deploy commands live beside their packages
     commands.register(add)
+    for sp in subs.values():
+        _fill_help(sp)
     return parser, subs
 
 

@@ -387,7 +387,8 @@ def _save_epoch(run: _Run, epoch: int, record: dict[str, Any], acc: float) -> No
         "config": asdict(cfg),
     })
     if not cfg.quiet:
-        tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}  loss {record['train_loss']:.4f}  {run.split} accuracy {acc:.4f}")
+        tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}  loss {record['train_loss']:.4f}  "
+                   f"{run.split} accuracy {acc * 100:.2f} %")
 
 
 def _finish(run: _Run, result: dict[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from kdsnn.export.netx.plan import Synapse
 from kdsnn.export.runtime import GraphSNN
 from kdsnn.neuron_models import IFModel
 from kdsnn.progress import progress as progress_bar
+from kdsnn.progress import stage
 
 
 @dataclass
@@ -260,6 +261,7 @@ def stream(process, batch: int, timesteps: int, flush: int, read: Callable[[], T
 
     patch_lava_conv()
     t0 = time.perf_counter()
+    stage("Lava: compiling the process graph and starting the runtime", enabled=progress)
     process.create_runtime(run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
     failed = False
     try:
@@ -268,12 +270,15 @@ def stream(process, batch: int, timesteps: int, flush: int, read: Callable[[], T
         for _ in progress_bar(range(batch), desc="Lava", unit="sample", enabled=progress, leave=False):
             process.run(condition=RunSteps(num_steps=timesteps))
         if flush:
+            stage(f"Lava: {batch:,} samples run; flushing the pipeline ({flush} steps)", enabled=progress)
             process.run(condition=RunSteps(num_steps=flush))
         per_sample = (time.perf_counter() - t0) / batch
+        stage("Lava: reading the recorded spikes", enabled=progress)
         records = read()
     except RuntimeError as exc:
         failed = True
         raise KdsnnError(f"the Lava simulation failed: {actor_error(process.runtime) or exc}") from None
     finally:
+        stage("Lava: shutting the runtime down", enabled=progress)
         shutdown(process, failed)
     return records, startup, per_sample

@@ -19,6 +19,7 @@ from typing import Any
 import nir
 import torch
 
+from kdsnn import human
 from kdsnn.atomic import staged_folder, write_text
 from kdsnn.export.graph_view import GraphView
 from kdsnn.export.runtime import GraphSNN
@@ -28,7 +29,8 @@ from ..batched import Combined, batch_size, count, is_sequence, run_batches, tak
 from ..energy import builtin_profiles, energy_report, load_profile
 from ..synops import count_graph, graph_ann_macs, leaky_counts
 from . import plots
-from .html import accuracy_rows, energy_rows, img, sources_html, table
+from .html import ACCURACY_HEAD, STYLE, accuracy_rows, energy_rows, figure, sources_html, table
+from .summary import summary_html
 
 
 def _rows(graph: nir.NIRGraph, view: GraphView, x: torch.Tensor, y: torch.Tensor | None, steps: int,
@@ -117,10 +119,12 @@ def build_graph_report(graph: nir.NIRGraph, name: str, out_dir: str | Path, x: t
     anns = {"the graph as an ANN": graph_ann_macs(graph)}
     energies = [energy_report(per, anns, p) for p in chosen]
     with staged_folder(out_dir) as out:
-        images = {"firing_rates": plots.firing_rates(rates, out / "firing_rates.png"),
-                  "energy": plots.energy(energies, out / "energy.png")}
+        n = count(x, view)
+        images = {"firing_rates": plots.firing_rates(rates, out / "firing_rates.png", n, t),
+                  "energy": plots.energy(energies, out / "energy.png", n)}
         report = {
-            "model": str(name), "inputs": source, "timesteps": t, "dt": view.dt, "dt_from": view.reading.dt_why,
+            "model": str(name), "inputs": source, "samples": n, "timesteps": t, "dt": view.dt,
+            "dt_from": view.reading.dt_why,
             "if_reset": view.reset, "if_reset_why": view.reading.reset_why, "notes": view.notes,
             "readout": view.readout_text(),
             "neurons": {n: f"{m.kind}: {m.summary()}" for n, m in view.models.items()},
@@ -138,26 +142,28 @@ def build_graph_report(graph: nir.NIRGraph, name: str, out_dir: str | Path, x: t
 
 
 def _html(r: dict[str, Any], images: dict[str, Path]) -> str:
-    acc_rows = accuracy_rows(r)
-    e_rows = energy_rows(r)
-    sources = sources_html(r)
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in r["notes"]) or "<li>none</li>"
+    e = html.escape
+    n = r["samples"]
+    notes = "".join(f"<li>{e(x)}</li>" for x in r["notes"]) or "<li>none</li>"
     neurons = [[k, v] for k, v in r["neurons"].items()]
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>kdsnn report: {html.escape(r['model'])}</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}\
-table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}img{{max-width:100%;margin:0.5em 0}}</style></head><body>
-<h1>kdsnn report: {html.escape(r['model'])}</h1>
-<p>{html.escape(r['inputs'])}; T = {r['timesteps']}; dt = {r['dt']:g} ({html.escape(r['dt_from'])});
-IF reset: {html.escape(r['if_reset'])} ({html.escape(r['if_reset_why'])}); readout: {html.escape(r['readout'])}.</p>
+    ops = [[k.replace("_", " "), v] for k, v in r["per_inference"].items()]
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>kdsnn report: {e(r['model'])}</title>
+<style>{STYLE}</style></head><body>
+<h1>kdsnn report: {e(r['model'])}</h1>
+{summary_html(r)}
+<p>{e(r['inputs'])}; T = {r['timesteps']}; dt = {human.plain(r['dt'])} ({e(r['dt_from'])});
+IF reset: {e(r['if_reset'])} ({e(r['if_reset_why'])}); readout: {e(r['readout'])}.</p>
 <h2>Reading notes</h2><ul>{notes}</ul>
 <h2>Neurons</h2>{table(neurons, ['node', 'model'])}
-<h2>Accuracy on every backend</h2>{table(acc_rows, ['backend', 'accuracy', 'samples', 'note'])}
-<h2>Operations per inference</h2><p>counted by the {html.escape(r['counted_by'])}</p>
-{table([[k, v] for k, v in r['per_inference'].items()], ['counter', 'per inference'])}
-<p>{html.escape(r['definitions'])}</p>
-<h2>Firing</h2>{img(images['firing_rates'])}
-<h2>Energy per inference</h2>{table(e_rows, ['profile', 'network', 'joules', 'breakdown'])}{img(images['energy'])}
-<h3>Sources of the constants</h3><ul>{sources}</ul>
+<h2>Accuracy on every backend</h2>{table(accuracy_rows(r), ACCURACY_HEAD)}
+<h2>Operations per inference (mean over {n:,} samples)</h2><p>counted by the {e(r['counted_by'])}</p>
+{table(ops, ['counter', 'per inference'])}
+<p>{e(r['definitions'])}</p>
+<h2>Firing ({n:,} samples)</h2>
+{figure(images['firing_rates'], f"Firing rate per spiking layer over {n:,} samples × {r['timesteps']} steps.")}
+<h2>Energy per inference (mean over {n:,} samples)</h2>
+{table(energy_rows(r), ['profile', 'network', 'energy', 'breakdown'])}
+{figure(images['energy'], f"Energy per inference by hardware profile, mean over {n:,} samples.")}
+<h3>Sources of the constants</h3><ul>{sources_html(r)}</ul>
 </body></html>
 """

@@ -18,6 +18,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from kdsnn import human
+
 from ..simulator import Plan
 from .placement import fan_out_axons, structure
 from .spec import Target
@@ -214,26 +216,16 @@ def estimate(target: Target, placement: Any, load: Load) -> dict[str, Any]:
 
 def human_joules(j: float | None) -> str:
     """Joules in the unit a person reads: pJ, nJ, µJ, mJ or J (three significant figures)."""
-    if j is None:
-        return "not available"
-    for unit, scale in (("J", 1.0), ("mJ", 1e-3), ("µJ", 1e-6), ("nJ", 1e-9)):
-        if abs(j) >= scale:
-            return f"{j / scale:.3g} {unit}"
-    return f"{j / 1e-12:.3g} pJ"
+    return human.joules(j)
 
 
 def human_seconds(s: float | None) -> str:
-    if s is None:
-        return "not available"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if abs(s) >= scale:
-            return f"{s / scale:.3g} {unit}"
-    return f"{s / 1e-9:.3g} ns"
+    return human.seconds(s)
 
 
 def ratio_text(r: float) -> str:
     """2.0, 25, 130: one decimal below 10, none above."""
-    return f"{r:.1f}" if r < 10 else f"{r:.0f}"
+    return human.ratio(r)
 
 
 def comparison_sentence(snn_j: float | None, ann_j: float, where: str, ann_where: str) -> str:

@@ -39,6 +39,8 @@ from .placement import Placement, fan_out_axons, place
 from .spec import Target, load_target
 from .view import encode_input, mapping_plan
 
+MAP_SAMPLES = 64  # inputs simulated for the per-core load, by `kdsnn map` and by the report alike
+
 
 def _max_membrane(sim: Any) -> dict[str, float] | None:
     return None if sim is None else {p: float(st.max_abs_membrane) for p, st in sim.neurons.items()}
@@ -172,3 +174,47 @@ def map_graph(graph: nir.NIRGraph, target: Target | str, x: Any = None, sim: Any
                   "inference_latency": human_seconds(est["latency"].get("inference_seconds"))},
     })
     return result
+
+
+def map_onto(graph: nir.NIRGraph, targets: list[Target], x: Any = None, ann_graph: nir.NIRGraph | None = None,
+             plan: Plan | None = None) -> tuple[list[dict[str, Any]], int]:
+    """Every target's :func:`map_graph` answer on the inputs ``x`` (or rules and placement only, without them),
+    and the number of inputs simulated.
+
+    The one road from a graph and its inputs to the targets' answers: ``kdsnn map`` and the report's targets
+    section both take it, so the same inputs give the same cores, energy and latency. ``x`` is encoded as the
+    chip receives it and simulated a batch at a time; each target's per-core load is counted from every batch
+    and combined, so memory does not grow with the number of inputs."""
+    plan = plan or mapping_plan(graph)
+    placements = {t.name: place(plan, t) for t in targets}
+    sim = loads = None
+    if x is not None:
+        x = encode_input(plan.view, x)
+        sim, loads = _load_in_batches(plan, x, targets, placements)
+    results = [map_graph(graph, t, x=x, sim=sim, plan=plan, ann_graph=ann_graph, placement=placements[t.name],
+                         load=loads[t.name] if loads else None) for t in targets]
+    return results, int(sim.batch) if sim is not None else 0
+
+
+def _load_in_batches(plan: Plan, x: Any, targets: list[Target], placements: dict[str, Placement]
+                     ) -> tuple[Any, dict[str, Any]]:
+    """Simulate ``x`` a batch at a time and count every target's per-core load from each batch; returns the
+    simulator's merged counters and each target's combined load."""
+    from kdsnn.progress import progress
+
+    from ..batched import batch_size, count, is_sequence, merge_counters, take
+    from ..simulator import simulate
+    from .core_load import combine, core_load
+
+    view = plan.view
+    n = count(x, view)
+    size = batch_size(view, int(x.shape[0]) if is_sequence(x, view) else view.require_timesteps())
+    sim, loads = None, {t.name: [] for t in targets}
+    for lo in progress(range(0, n, size), desc=f"per-core load of {n} inputs", leave=False):
+        xb = take(x, view, lo, min(n, lo + size))
+        part = simulate(plan, xb, progress=False)
+        for t in targets:
+            loads[t.name].append(core_load(plan, placements[t.name], part, xb,
+                                           graded=t.get("neuron", "analog_input") == "graded"))
+        sim = merge_counters(sim, part)
+    return sim, {k: combine(v) for k, v in loads.items()}

@@ -269,12 +269,14 @@ def dense_rules(view: GraphView, target: Target, hidden: list[str], output: list
                              f"{target.name} has {lim('limits', 'input_channels')} input channels: reduce the input"))
     n_hid = sum(int(np.prod(view.shape[p])) for p in hidden)
     if lim("limits", "hidden_neurons") and n_hid > lim("limits", "hidden_neurons"):
-        sizes = ", ".join(f"{p} {int(np.prod(view.shape[p]))}" for p in hidden)
-        out.append(Violation(hidden[0] if hidden else "graph", "hidden_neurons", f"{n_hid} hidden neurons ({sizes}); "
-                             f"{target.name} has {lim('limits', 'hidden_neurons')}: reduce the width"))
+        sizes = ", ".join(f"{p} {int(np.prod(view.shape[p])):,}" for p in hidden)
+        # a total over several populations belongs to the graph, not to the first of them
+        out.append(Violation(hidden[0] if len(hidden) == 1 else "graph", "hidden_neurons",
+                             f"{n_hid:,} hidden neurons ({sizes}); {target.name} has "
+                             f"{lim('limits', 'hidden_neurons'):,}: reduce the width"))
     n_out = sum(int(np.prod(view.shape[p])) for p in output)
     if lim("limits", "output_neurons") and n_out > lim("limits", "output_neurons"):
-        out.append(Violation(output[0] if output else "graph", "output_neurons", f"{n_out} output neurons; "
+        out.append(Violation(output[0] if len(output) == 1 else "graph", "output_neurons", f"{n_out:,} output neurons; "
                              f"{target.name} has {lim('limits', 'output_neurons')}: fewer classes"))
     need = lim("limits", "min_neuron_layers")
     if need and len(hidden) + len(output) < need:

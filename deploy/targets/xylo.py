@@ -133,7 +133,7 @@ def lower(view: Any, plan: Any, quantized: bool = True) -> XyloNet:
     n_in, n_out = int(np.prod(view.shape[view.input])), int(np.prod(view.shape[out_pop])) if pops else 0
     blocks: dict[str, list[tuple[sp.csr_matrix, int, int]]] = {"in": [], "rec": [], "out": []}
     for c in plan.connections:
-        if c.source == out_pop and c.source != view.input:
+        if c.source == out_pop and c.source != view.input and c.target != view.output:  # not the readout
             problems.append((c.name, "recurrent_output", f"the output neurons {out_pop!r} feed back to {c.target!r}; "
                                                          "Xylo's output neurons cannot be recurrent (Rockpool's "
                                                          "xylo_mapper: output_neurons_cannot_be_recurrent)"))

@@ -6,6 +6,7 @@ from html.parser import HTMLParser
 import nir
 import numpy as np
 import pytest
+import torch
 
 from kdsnn.cli import main
 from kdsnn.trainer import TrainConfig, train
@@ -162,9 +163,15 @@ def test_verify_and_report_a_checkpoint_on_your_own_inputs(trained, tmp_path, ca
                  str(tmp_path / "y.npy"), "--lava-samples", "2", "--out", str(out), "--json"]) == 0
     acc = json.loads((out / "report.json").read_text())["accuracy"]
     # the quantized accuracy worked out independently: the integer graph run on the same five samples
-    graph = load_student_graphs(trained["student"]).int_graph
-    want = float((GraphSNN(graph).run(x).logits.argmax(1) == y).double().mean())
-    assert acc["quantized 8-bit (PyTorch)"] == {"accuracy": want, "samples": 5}
+    dep = load_student_graphs(trained["student"])
+    integer = GraphSNN(dep.int_graph).run(x).logits.argmax(1)
+    want = float((integer == y).double().mean())
+    # the integer graph and the reference simulator predict alike (every backend agrees on integer graphs)
+    assert acc["quantized 8-bit (PyTorch)"] == {"accuracy": want, "samples": 5, "agreement": 1.0}
+    # the float student's agreement: its own predictions against the integer graph's, on the same five
+    with torch.no_grad():
+        floats = dep.model(x).logits.argmax(1)
+    assert acc["float (PyTorch student)"]["agreement"] == float((floats == integer).double().mean())
     assert acc["Lava (Loihi 2 sim)"]["samples"] == 2
     capsys.readouterr()
     assert main(["report", "--checkpoint", trained["student"], "--inputs", str(tmp_path / "x.npy"),

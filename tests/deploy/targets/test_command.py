@@ -14,8 +14,8 @@ from kdsnn.export.quantize import quantize_graph
 from tests.helpers import calibrated_student
 
 
-def _map(argv, capsys) -> dict:
-    assert main(argv) == 0
+def _map(argv, capsys, status: int = 0) -> dict:
+    assert main(argv) == status
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
@@ -41,10 +41,10 @@ def test_map_in_batches_equals_one_batch(tmp_path, digits_preprocessing, capsys,
     inputs = tmp_path / "x.npy"
     np.save(inputs, np.random.default_rng(0).normal(0, 1, (10, 1, 8, 8)).astype(np.float32))
     argv = ["map", str(path), "--inputs", str(inputs), "--target", "loihi2", "--target", "speck", "--json"]
-    whole = _map(argv, capsys)
+    whole = _map(argv, capsys, status=1)  # speck does not fit: exit status 1
     assert whole["samples"] == 10 and whole["inputs"] == str(inputs)
     monkeypatch.setattr(batched, "WORKING_SET", 1)  # one input per batch: ten batches
-    _close(_map(argv, capsys), whole)
+    _close(_map(argv, capsys, status=1), whole)
     assert whole["targets"][0]["load"]["samples"] == 10
 
 
@@ -72,9 +72,11 @@ def test_map_of_a_residual_student_lists_how_every_limit_is_known(tmp_path, digi
     path = str(nir_io.write(graph, tmp_path / "r14.nir"))
     targets = ["--target", "loihi2", "--target", "speck", "--target", "xylo"]
     # with inputs, so Xylo's cycle model and input-event rule read them (map once failed there with a traceback)
-    result = _map(["map", path, *targets, "--samples", "2", "--json"], capsys)
+    result = _map(["map", path, *targets, "--samples", "2", "--json"], capsys, status=1)  # speck: analog input
     by_target = {r["target"]: r for r in result["targets"]}
     assert set(by_target) == {"loihi2", "speck", "xylo"} and result["samples"] == 2
+    # a feed-forward graph's readout into the Output is not recurrence (it was once flagged as such for Xylo)
+    assert not [v for v in by_target["xylo"]["violations"] if v["rule"] == "recurrent_output"]
     for name, r in by_target.items():
         want = _statuses(name)
         prov = r["provenance"]
@@ -93,9 +95,9 @@ def test_map_of_a_residual_student_lists_how_every_limit_is_known(tmp_path, digi
             and len([s for s, d in graph.edges if d == n]) > 1]
     assert sums and all(any(node == s for node, _ in speck_rules) for s in sums)
     # the text lists the same per target: one "published:" line, a "derived:" line per derived limit, one "assumed"
-    assert main(["map", path, *targets, "--samples", "2"]) == 0
+    assert main(["map", path, *targets, "--samples", "2"]) == 1  # speck and xylo do not fit
     text = capsys.readouterr().out
-    blocks = text.split("\n\n")
+    blocks = text.split("\n\n")[1:4]  # the verdict lines first, then one block of details per target
     assert [b.split(":")[0] for b in blocks] == ["loihi2", "speck", "xylo"]
     for block, name in zip(blocks, ("loihi2", "speck", "xylo"), strict=True):
         want = _statuses(name)
@@ -113,8 +115,8 @@ def test_graded_input_prices_the_first_layer_on_loihi2(tmp_path, digits_preproce
                                             extra={"dataset": "digits"}), bits=8)
     path = str(nir_io.write(graph, tmp_path / "s.nir"))
     argv = ["map", path, "--target", "loihi2", "--target", "speck", "--samples", "4", "--json"]
-    host = {r["target"]: r for r in _map(argv, capsys)["targets"]}
-    graded = {r["target"]: r for r in _map([*argv, "--graded-input"], capsys)["targets"]}
+    host = {r["target"]: r for r in _map(argv, capsys, status=1)["targets"]}  # speck takes no analog input
+    graded = {r["target"]: r for r in _map([*argv, "--graded-input"], capsys, status=1)["targets"]}
     h, g = host["loihi2"], graded["loihi2"]
     macs = h["load"]["host_macs"]
     assert macs > 0 and g["load"]["host_macs"] == 0
@@ -138,3 +140,47 @@ def test_graded_input_prices_the_first_layer_on_loihi2(tmp_path, digits_preproce
     assert "neuron.analog_input" in g["provenance"]["published"]
     # Speck has no host layer to move: unchanged
     assert graded["speck"]["violations"] == host["speck"]["violations"]
+
+
+def _student_nir(tmp_path, digits_preprocessing):
+    graph = quantize_graph(student_to_graph(calibrated_student("snn_2conv", width=0.25), digits_preprocessing,
+                                            extra={"dataset": "digits"}), bits=8)
+    path = nir_io.write(graph, tmp_path / "s.nir")
+    inputs = tmp_path / "x.npy"
+    np.save(inputs, np.random.default_rng(0).normal(0, 1, (6, 1, 8, 8)).astype(np.float32))
+    return str(path), str(inputs)
+
+
+def test_map_exit_status_says_whether_every_target_fits(tmp_path, digits_preprocessing, capsys):
+    """0: every target asked for fits; 1: one does not (the small student fits Loihi 2; Speck takes no analog
+    input); 2: bad input. The terminal answer: verdicts first, each problem once, a closing line."""
+    model, inputs = _student_nir(tmp_path, digits_preprocessing)
+    assert main(["map", model, "--inputs", inputs, "--target", "loihi2"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("loihi2: fits: ") and "(6 samples)" in out.splitlines()[0]
+    assert out.strip().splitlines()[-1] == "loihi2 fits"
+
+    assert main(["map", model, "--inputs", inputs, "--target", "loihi2", "--target", "speck"]) == 1
+    out = capsys.readouterr().out
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("loihi2: fits") and lines[1].startswith("speck: does NOT fit")
+    assert lines[2].startswith("    first problem: input: direct-encoded analog input")
+    assert lines[-1] == "1 of 2 targets fit (loihi2); speck does not"
+    details = out[out.index("\n\nspeck: "):]
+    for v in _map(["map", model, "--inputs", inputs, "--target", "speck", "--json"], capsys, status=1)["targets"][0][
+            "violations"]:
+        assert details.count(v["message"]) == 1, v["message"]  # once, not again as a compatibility note
+    assert "chip 0: " not in out and "(per-core detail: --cores)" in out
+
+    assert main(["map", model, "--inputs", inputs, "--target", "loihi2", "--cores"]) == 0
+    assert "core 0 chip 0: " in capsys.readouterr().out
+
+    assert main(["map", model, "--inputs", inputs, "--target", "nosuchchip"]) == 2
+
+
+def test_map_json_states_the_sample_count_and_the_overall_verdict(tmp_path, digits_preprocessing, capsys):
+    model, inputs = _student_nir(tmp_path, digits_preprocessing)
+    res = _map(["map", model, "--inputs", inputs, "--json"], capsys, status=1)
+    assert [t["target"] for t in res["targets"]] == ["loihi2", "speck", "xylo"]  # every built-in by default
+    assert res["samples"] == 6 and res["fits"] is False
+    assert all(t["load"]["samples"] == 6 for t in res["targets"])

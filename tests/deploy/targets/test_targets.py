@@ -275,6 +275,12 @@ def test_xylo_rules_name_the_node():
     # 20 > 16, 1001 > 1000, 9 > 8
     assert {("input", "input_channels"), ("if1", "hidden_neurons"), ("if2", "output_neurons")} <= got
     assert not any(rule == "reset" for _, rule in got)  # soft reset is Xylo's
+    two = _graph((16,), [("fc1", nir.Affine(weight=np.ones((600, 16)), bias=np.zeros(600))), ("if1", _if(600)),
+                         ("fc2", nir.Affine(weight=np.ones((600, 600)), bias=np.zeros(600))), ("if2", _if(600)),
+                         ("fc3", nir.Affine(weight=np.ones((8, 600)), bias=np.zeros(8))), ("if3", _if(8))],
+                 meta={**INT_META, "reset": "soft"})
+    # 600 + 600 = 1,200 hidden neurons > 1,000: a total over two layers is the graph's, not if1's
+    assert ("graph", "hidden_neurons") in _rules(two, "xylo")
     single = _graph((4,), [("fc1", nir.Affine(weight=np.ones((2, 4)), bias=np.zeros(2))), ("if1", _if(2))],
                     meta={**INT_META, "reset": "soft"})
     assert ("graph", "neuron_layers") in _rules(single, "xylo")  # one neuron layer < 2
@@ -393,11 +399,13 @@ def test_map_command_on_a_nir_file(tmp_path, capsys):
     from kdsnn.export import nir_io
 
     path = nir_io.write(_dense_net(), tmp_path / "net.nir")
-    assert main(["map", str(path), "--target", "loihi2", "--target", "xylo", "--json"]) == 0
+    status = main(["map", str(path), "--target", "loihi2", "--target", "xylo", "--json"])
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [t["target"] for t in out["targets"]] == ["loihi2", "xylo"]
     assert out["targets"][0]["fits"] and out["targets"][0]["placement"]["cores_used"] == 2  # 10 and 3 neurons ≤ 8192
-    assert main(["map", str(path), "--target", "speck"]) == 0
+    assert status == (0 if out["fits"] else 1) and out["fits"] == all(t["fits"] for t in out["targets"])
+    assert main(["map", str(path), "--target", "loihi2"]) == 0  # every target asked for fits
+    assert main(["map", str(path), "--target", "speck"]) in (0, 1)
     assert "speck: " in capsys.readouterr().out
     assert main(["map", str(path), "--target", "nosuchchip"]) == 2
     err = capsys.readouterr().err.strip()
@@ -448,14 +456,26 @@ def test_small_spiking_student_fits_speck_with_its_memory_by_hand():
     assert r["load"]["notes"] == [] and r["load"]["synops"] == pytest.approx(sim.per_sample()["synops"])
 
 
-def test_report_skips_mapping_networks_too_large_for_it(tmp_path, monkeypatch):
+def test_report_section_is_kdsnn_map_on_the_same_inputs(tmp_path, capsys):
+    """The report's targets section and ``kdsnn map`` are one computation (issue 17): on the same inputs they give
+    the same cores, energy, latency and broken rules, and the report maps whatever map maps (no limit of its own)."""
     from kdsnn.deploy.report import targets as target_report
+    from kdsnn.export import nir_io
 
-    monkeypatch.setattr(target_report, "MAX_SYNAPSES", 10)  # the dense net has 6·10 + 10·3 = 90 synapses
     g = _dense_net()
-    results, images = target_report.map_targets(g, g, torch.zeros(2, 1, 6), tmp_path, ["loihi2"])
-    assert images == {} and "90 synapses" in results[0]["skipped"]
-    assert "loihi2: not mapped" in target_report.targets_html(results, images)
+    x = (torch.rand(3, 5, 6) < 0.5).float()  # [T, B, 6] spikes
+    results, _ = target_report.map_targets(g, g, x, tmp_path, ["loihi2", "xylo"])
+    path = nir_io.write(g, tmp_path / "net.nir")
+    np.save(tmp_path / "x.npy", x.numpy())
+    status = main(["map", str(path), "--inputs", str(tmp_path / "x.npy"), "--target", "loihi2", "--target", "xylo",
+                   "--json"])
+    mapped = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert status == (0 if mapped["fits"] else 1) and mapped["samples"] == 5
+    for r, m in zip(results, mapped["targets"], strict=True):
+        assert r["load"]["samples"] == m["load"]["samples"] == 5
+        assert r["placement"]["cores_used"] == m["placement"]["cores_used"]
+        assert r["energy"]["joules"] == m["energy"]["joules"] and r["latency"] == m["latency"]
+        assert r["violations"] == m["violations"]
 
 
 # ----------------------------------------------------------------------------- Loihi 2: shared conv weights
