@@ -13,3 +13,20 @@ def timed(fn: Callable[[], object], repeats: int) -> float:
         fn()
         best.append(time.perf_counter() - t0)
     return min(best)
+
+
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int,
+                cpu: dict[str, float] | None = None) -> dict[str, float]:
+    """Best of ``repeats`` wall-clock runs of each function, taken in turn (side by side: load hits all alike).
+
+    ``cpu``, if given, receives each function's best CPU time of the process (all its threads): on a
+    loaded machine waiting for a core adds wall time but no CPU time, so CPU times compare more steadily."""
+    best = {k: float("inf") for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            best[k] = min(best[k], time.perf_counter() - t0)
+            if cpu is not None:
+                cpu[k] = min(cpu.get(k, float("inf")), time.process_time() - c0)
+    return best

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 
 from .kernels import (
+    P_CONN_HI,
+    P_CONN_LO,
     P_OFF,
     P_SIZE,
     R_SYNOPS,
@@ -38,6 +40,7 @@ if TYPE_CHECKING:  # the plan builds a FastNet; this module only reads it
     from .plan import Plan
 
 INT_DTYPES = ((np.int32, 2.0 ** 31 - 1), (np.int64, 2.0 ** 52))  # state dtypes, and the |value| each holds exactly
+WINDOW_BYTES = 64 * 2 ** 20  # per worker: the events of the steps a population runs in a row (see FastNet.window)
 
 
 def _uniform(model, n: int) -> bool:
@@ -51,16 +54,18 @@ def _uniform(model, n: int) -> bool:
 def _concat(tables: list[Tables], offsets: list[int], grains: list[int]) -> tuple[np.ndarray, ...]:
     """All connections' tables as records with global indices (connection ``i`` targets ``offsets[i]``).
 
-    Returns ``(rows, runs, weight)``, laid out so that a spike reads few cache lines, none of
+    Returns ``(rows, runs, weight, shape)``, laid out so that a spike reads few cache lines, none of
     them through another: ``rows[i] = (first target, first receive block, weight index, length
     and blocks of the pattern's first run, its other runs' range in runs, SynOps)`` per source
     row (a target's blocks are numbered from its offset; the first run starts at the first
     target), so a one-run row (a dense layer's) needs nothing else; ``runs[r] = (target offset
-    from the row's first, weight index, length, block offset, blocks, 0, 0, 0)``; ``weight`` integers.
+    from the row's first, weight index, length, block offset, blocks, 0, 0, 0)``; ``weight`` integers;
+    ``shape[i]``: equal for two rows of one connection iff they reach the same targets (the same first
+    target and run geometry; only their weights differ), so their events can be added together.
     """
     run_off = np.cumsum([0] + [t.run_k.size for t in tables])
     w_off = np.cumsum([0] + [t.weight.size for t in tables])
-    rows, runs = [], []
+    rows, runs, shape = [], [], []
     for t, o, g, ro, wo in zip(tables, offsets, grains, run_off[:-1], w_off[:-1], strict=True):
         lo, hi = t.rptr[:-1][t.pattern], t.rptr[1:][t.pattern]  # per row: its pattern's runs
         has = hi > lo
@@ -70,12 +75,28 @@ def _concat(tables: list[Tables], offsets: list[int], grains: list[int]) -> tupl
                               t.fan[t.pattern]], axis=1))
         runs.append(np.stack([t.run_at, t.run_k + wo, t.run_len, t.run_at // g, t.run_len // g] + [0 * t.run_k] * 3,
                              axis=1))
+        shape.append(_target_shapes(t))
 
     def cat(parts: list[np.ndarray]) -> np.ndarray:
         return np.concatenate([np.zeros((0, 8), np.int64)] + parts).astype(np.int64)
 
     weight = np.concatenate([np.zeros(0, np.int8)] + [t.weight for t in tables])  # integers, narrowest common type
-    return cat(rows), cat(runs), weight
+    shape = np.concatenate([np.zeros(0, np.int64)] + shape)
+    return cat(rows), cat(runs), weight, shape
+
+
+def _target_shapes(t: Tables) -> np.ndarray:
+    """Per source row: an id of the targets it reaches (first target and its pattern's run starts and
+    lengths), equal for two rows iff they reach the same targets: in a convolution from a channels-last
+    map, the input channels at one position (consecutive sources) share it."""
+    ids: dict[tuple[bytes, bytes], int] = {}
+    per_pattern = np.empty(t.rptr.size - 1, np.int64)
+    for p in range(per_pattern.size):
+        lo, hi = t.rptr[p], t.rptr[p + 1]
+        per_pattern[p] = ids.setdefault((t.run_at[lo:hi].tobytes(), t.run_len[lo:hi].tobytes()), len(ids))
+    if not t.pattern.size:
+        return np.zeros(0, np.int64)
+    return np.unique(t.first.astype(np.int64) * max(len(ids), 1) + per_pattern[t.pattern], return_inverse=True)[1]
 
 
 def _first_runs(t: Tables, first: np.ndarray, has: np.ndarray, grain: int) -> list[np.ndarray]:
@@ -106,6 +127,8 @@ class FastNet:
     """
 
     names: list[str]
+    output: str
+    passthrough: list[str]           # populations whose spikes the Output adds (see Plan)
     pos: dict[str, np.ndarray]       # per population: internal position of each original index
     pops: np.ndarray
     conns: np.ndarray
@@ -187,9 +210,21 @@ class FastNet:
         gather = np.array([offs[names.index(p)] + pos[p] for p in plan.passthrough], dtype=np.int64)
         gather = gather.reshape(len(plan.passthrough), plan.target_bias[plan.output].size)
         v_hi[out] = len(plan.passthrough)  # the Output adds each passthrough spike (0 or 1) to its current
-        return FastNet(list(names), pos, np.array(pops, dtype=np.int64).reshape(-1, 8),
+        return FastNet(list(names), plan.output, list(plan.passthrough), pos,
+                       np.array(pops, dtype=np.int64).reshape(-1, 8),
                        np.array(conns, dtype=np.int64).reshape(-1, 3), conn_names, n, tables, bias, th, vr, gather,
                        cur_bound, v_lo, v_hi, in_reach)
+
+    def window(self, timesteps: int, n_in: int) -> int:
+        """Steps each population runs before the next one starts (:func:`_run_fast`): all ``timesteps`` when
+        every population is fed only by earlier ones and the Input (and the events of that many steps fit
+        in :data:`WINDOW_BYTES`), else 1 (step by step: a recurrent graph)."""
+        feeds_back = any(int(c[0]) >= q and int(c[0]) != len(self.names)
+                         for q, row in enumerate(self.pops) for c in self.conns[row[P_CONN_LO]:row[P_CONN_HI]])
+        out = self.names.index(self.output)
+        if feeds_back or any(self.names.index(p) > out for p in self.passthrough):
+            return 1
+        return int(min(timesteps, max(1, WINDOW_BYTES // (8 * (self.n + n_in)))))
 
     def reach(self, input_max: float = 1.0) -> np.ndarray:
         """Per population: a bound on one step's current when inputs are at most ``input_max`` in
@@ -216,15 +251,16 @@ class FastNet:
         integer type that holds them.
         """
         if dtype not in self._cache:
-            rows, runs, weight = self.tables
-            largest = max(self.n, weight.size, runs.shape[0], int(rows[:, R_SYNOPS].max(initial=0)))
+            rows, runs, weight, shape = self.tables
+            largest = max(self.n, weight.size, runs.shape[0], int(rows[:, R_SYNOPS].max(initial=0)), rows.shape[0])
             index = np.int32 if largest < 2 ** 31 else np.int64
             lim = np.array([V_MIN, V_MAX, np.iinfo(dtype).min, np.iinfo(dtype).max], dtype=dtype)
             self._cache[dtype] = (rows.astype(index), runs.astype(index), weight.astype(_narrowest(weight, dtype)),
-                                  self.bias.astype(dtype), self.th.astype(dtype), self.vr.astype(dtype), lim)
-        rows, runs, weight, bias, th, vr, lim = self._cache[dtype]
+                                  shape.astype(index), self.bias.astype(dtype), self.th.astype(dtype),
+                                  self.vr.astype(dtype), lim)
+        rows, runs, weight, shape, bias, th, vr, lim = self._cache[dtype]
         bounds = np.stack([self.v_lo, self.v_hi, self.reach(input_max)], axis=1).astype(np.int64)
-        return self.pops, self.conns, rows, runs, weight, bias, th, vr, lim, bounds, self.gather
+        return self.pops, self.conns, rows, runs, weight, shape, bias, th, vr, lim, bounds, self.gather
 
 
 def _integer(t: Tables) -> Tables:
@@ -263,14 +299,15 @@ def simulate_fast(plan: Plan, net: FastNet, dtype: type, inp: FastInput, state: 
     b, t = inp.flags.shape[0], inp.timesteps
     spk = np.zeros((b, t, net.n), dtype=np.uint8)
     args = net.arrays(dtype, inp.input_max)
+    window = net.window(t, inp.flags.shape[2])
 
     def job(rows: tuple[int, int]) -> tuple[int, np.ndarray, np.ndarray]:
         r0, r1 = rows
         stats = np.zeros((len(net.names), 5), dtype=np.int64)
         stats[:, S_HMAX], stats[:, S_HMIN] = np.iinfo(np.int64).min, np.iinfo(np.int64).max
         synops = np.zeros(len(net.conn_names), dtype=np.int64)
-        _run_fast(inp.flags[r0:r1], inp.values[r0:r1], inp.analog, *args, spk[r0:r1], state.out_seq[:, r0:r1], stats,
-                  synops)
+        _run_fast(inp.flags[r0:r1], inp.values[r0:r1], inp.analog, *args, window, spk[r0:r1], state.out_seq[:, r0:r1],
+                  stats, synops)
         return r1 - r0, stats, synops
 
     for lo in range(0, b, state.chunk):
