@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from . import augment as augmentation
 from . import corruptions
 from .errors import KdsnnError
 
@@ -83,38 +84,29 @@ def _fake_spec(name: str) -> DataSpec:
 
 
 class Prepared(Dataset):
-    """Wraps a [0,1]-image data set: (augment if training) → (corrupt) → normalize."""
+    """Wraps a [0,1]-image data set: (augment, training splits only) → (corrupt) → normalize."""
 
     def __init__(self, base: Dataset, ds: DataSpec, train: bool, noise: tuple[str, float] | None = None,
-                 noise_seed: int = 0) -> None:
+                 noise_seed: int = 0, augment: str | None = None) -> None:
         self.base, self.ds, self.train, self.noise = base, ds, train, noise
         self.mean = torch.tensor(ds.mean).view(-1, 1, 1)
         self.std = torch.tensor(ds.std).view(-1, 1, 1)
         self.noise_seed = noise_seed
-        self.augment = train and ds.name in ("digits", "cifar10", "cifar100")  # not mnist, nor noise images
+        # the transform (kdsnn/augment.py) is built for training splits only: test and val images stay as they are
+        flippable = ds.name not in ("digits", "mnist")
+        self.augment = augmentation.build(augment, ds.input_shape[1:], flippable) if train else None
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
 
     def __getitem__(self, i: int):
         x, y = self.base[i]
-        if self.augment:
-            x = _shift_augment(x, pad=4 if self.ds.name.startswith("cifar") else 1,
-                               flip=self.ds.name.startswith("cifar"))
+        if self.augment is not None:
+            x = self.augment(x)
         if self.noise is not None:
             g = torch.Generator().manual_seed(self.noise_seed * 1_000_003 + i)
             x = corruptions.apply(x.unsqueeze(0), *self.noise, generator=g)[0]
         return (x - self.mean) / self.std, int(y)
-
-
-def _shift_augment(x: torch.Tensor, pad: int, flip: bool) -> torch.Tensor:
-    """Random crop with zero padding ``pad`` (CIFAR: 4, the usual recipe; digits: 1 pixel of
-    shift) and, for CIFAR, a horizontal flip. Digits are never flipped (a flipped 2 is no 2)."""
-    h, w = x.shape[-2:]
-    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    i, j = torch.randint(0, 2 * pad + 1, (2,)).tolist()
-    x = padded[:, i:i + h, j:j + w]
-    return x.flip(-1) if flip and torch.rand(()) < 0.5 else x
 
 
 @functools.lru_cache(maxsize=1)
@@ -237,10 +229,12 @@ def validation_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-def load(name: str, split: str, root: str | None = None, noise: str | None = None, noise_seed: int = 0) -> Dataset:
+def load(name: str, split: str, root: str | None = None, noise: str | None = None, noise_seed: int = 0,
+         augment: str | None = None) -> Dataset:
     """A split of ``name``, normalized, optionally corrupted: ``train``, ``test``, or the training
-    split divided into ``fit`` (augmented, for training) and ``val`` (held out, never augmented),
-    for choosing options without looking at the test split."""
+    split divided into ``fit`` (for training) and ``val`` (held out), for choosing options without
+    looking at the test split. ``augment`` (kdsnn/augment.py syntax) applies to ``train`` and
+    ``fit`` only; ``test`` and ``val`` are never augmented."""
     ds = spec(name)
     if split not in SPLITS:
         raise KdsnnError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
@@ -254,7 +248,7 @@ def load(name: str, split: str, root: str | None = None, noise: str | None = Non
     if split in ("fit", "val"):
         fit, val = validation_indices(len(base))  # type: ignore[arg-type]
         base = Subset(base, (fit if split == "fit" else val).tolist())
-    return Prepared(base, ds, split in ("train", "fit"), corruptions.parse(noise), noise_seed)
+    return Prepared(base, ds, split in ("train", "fit"), corruptions.parse(noise), noise_seed, augment)
 
 
 def sample_batch(name: str, n: int, root: str | None = None, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
