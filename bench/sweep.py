@@ -71,6 +71,17 @@ def run_one(run: dict[str, Any], common: dict[str, Any], runs: Path, data_root: 
             "recipe": result.get("recipe"), "seconds": round(seconds, 1), "note": run.get("note", "")}
 
 
+def table(runs: list[dict[str, Any]], finished: dict[str, dict[str, Any]]) -> str:
+    """Markdown: each finished run of the plan with its note, final and best-epoch accuracy and time."""
+    rows = ["| run | what | accuracy (last epoch) | best epoch | minutes |", "|---|---|---|---|---|"]
+    for run in runs:
+        r = finished.get(run["name"])
+        if r is not None:
+            rows.append(f"| {r['name']} | {r['note']} | {r['accuracy'] * 100:.2f} % ({r['split']}) "
+                        f"| {r['best'] * 100:.2f} % | {r['seconds'] / 60:.0f} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("plan", help="sweep plan (TOML): [common] and [[run]] tables")
@@ -78,10 +89,14 @@ def main() -> None:
     ap.add_argument("--results", required=True, help="JSON-lines file the finished runs are appended to")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--only", nargs="*", default=None, help="run only these names")
+    ap.add_argument("--table", action="store_true", help="print the plan's finished runs as a markdown table, run none")
     a = ap.parse_args()
     plan = tomllib.loads(Path(a.plan).read_text())
     common, runs = plan.get("common", {}), plan.get("run", [])
     results, folder = Path(a.results), Path(a.runs)
+    if a.table:
+        print(table(runs, done(results)))
+        return
     results.parent.mkdir(parents=True, exist_ok=True)
     for run in runs:
         if a.only is not None and run["name"] not in a.only:

@@ -302,10 +302,13 @@ def _resume(run: _Run) -> None:
         if state["model_spec"] != run.spec or state.get("kind") != run.kind or state.get("epochs") != cfg.epochs:
             raise KdsnnError(f"--resume: {ckpt_path} belongs to a different run (arch, shapes, kind or epochs differ); "
                              "use another --out or drop --resume")
-        recipes.check_resumable(state.get("config", {}), cfg, ckpt_path)
+        finished = state["epoch"] >= cfg.epochs  # nothing left to train: its optimizer state is not needed
+        if not finished:
+            recipes.check_resumable(state.get("config", {}), cfg, ckpt_path)
         run.step_module.load_state_dict(state["train_state"])
-        run.optimizer.load_state_dict(state["optimizer"])
-        run.scheduler.load_state_dict(state["scheduler"])
+        if not finished:
+            run.optimizer.load_state_dict(state["optimizer"])
+            run.scheduler.load_state_dict(state["scheduler"])
         run.start_epoch = state["epoch"]
     elif ckpt_path.exists() and not cfg.resume and run.ddp.main:
         print(f"note: overwriting {ckpt_path} (use --resume to continue it)")

@@ -86,7 +86,12 @@ def test_resume_refuses_other_training_options(tmp_path, capsys):
     assert main([*common, "--resume", "--lr", "0.5"]) == 2
     assert "was trained with lr = 0.05, this run asks for 0.5" in _error_line(capsys)
     assert main([*common, "--resume"]) == 0
-    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 2
+    done = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert done["epoch"] == 2
+    # a finished run has nothing left to continue: resuming it (as `kdsnn demo` does) keeps it as it is
+    assert main([*common, "--resume", "--lr", "0.5"]) == 0
+    again = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert again["epoch"] == 2 and all(torch.equal(again["model"][k], v) for k, v in done["model"].items())
 
 
 @pytest.mark.parametrize("recipe, message", [
