@@ -138,7 +138,6 @@ def _fake(ds: DataSpec, train: bool) -> Dataset:
 
 def _torchvision(name: str, root: str | None, train: bool) -> Dataset:
     import torchvision
-    from torchvision.transforms import ToTensor
 
     if not root:
         raise KdsnnError(f"dataset {name} needs --data-root DIR holding {EXPECTED_FILES[name]} (nothing is downloaded)")
@@ -148,11 +147,28 @@ def _torchvision(name: str, root: str | None, train: bool) -> Dataset:
            "cifar100": torchvision.datasets.CIFAR100}[name]
     _check_files(name, cls, Path(root))
     try:
-        return cls(root, train=train, download=False, transform=ToTensor())
+        images = cls(root, train=train, download=False)
     except Exception as exc:  # torchvision raises ValueError, AssertionError, RuntimeError, pickle errors on bad files
         raise KdsnnError(f"{name} under {root} is unreadable, corrupt or truncated ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0][:100] if str(exc) else 'no detail'}); "
                          f"replace its files ({EXPECTED_FILES[name]}) with the originals") from None
+    return ImageBytes(images.data, images.targets)
+
+
+class ImageBytes(Dataset):
+    """Images kept as the bytes torchvision read (``[N, H, W]`` or ``[N, H, W, C]``), each returned as
+    a ``[C, H, W]`` float tensor in [0, 1] (what ``ToTensor`` gives, without a PIL image per sample)."""
+
+    def __init__(self, images, targets) -> None:
+        x = torch.as_tensor(images)
+        self.images = (x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)).contiguous()
+        self.targets = torch.as_tensor(targets, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.images[i].float().div(255), int(self.targets[i])
 
 
 MNIST_IDX = {  # file → (magic number, shape after the count)

@@ -92,3 +92,17 @@ def test_bad_noise_specs(spec, msg):
 def test_unknown_dataset():
     with pytest.raises(KdsnnError, match="unknown dataset"):
         data.load("imagenet", "train")
+
+
+def test_image_bytes_match_to_tensor_for_colour_images():
+    """CIFAR keeps [N, H, W, C] numpy bytes: each image comes back as ToTensor gives it."""
+    import numpy as np
+    from PIL import Image
+    from torchvision.transforms import ToTensor
+
+    rgb = np.random.default_rng(0).integers(0, 256, (3, 5, 4, 3), dtype=np.uint8)
+    images = data.ImageBytes(rgb, [2, 0, 1])
+    assert len(images) == 3
+    for i in range(3):
+        x, y = images[i]
+        assert x.shape == (3, 5, 4) and torch.equal(x, ToTensor()(Image.fromarray(rgb[i]))) and y == [2, 0, 1][i]
