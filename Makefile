@@ -5,7 +5,7 @@ STAMP := .venv/.kdsnn-installed
 
 .PHONY: demo test venv bench clean
 
-$(STAMP): pyproject.toml scripts/setup_env.sh scripts/patch_lava.py
+$(STAMP): pyproject.toml scripts/setup_env.sh scripts/setup_vendors.sh scripts/patch_lava.py
 	bash scripts/setup_env.sh
 	touch $(STAMP)
 
@@ -24,4 +24,4 @@ bench: $(STAMP)
 	$(PY) bench/simulator.py --write docs/benchmarks.md
 
 clean:
-	rm -rf .venv runs build *.egg-info
+	rm -rf .venv .venv-vendors runs build *.egg-info

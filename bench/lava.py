@@ -46,7 +46,7 @@ def synthetic_graph(arch: str, shape: tuple[int, int, int] = (3, 32, 32), width:
 def lava_seconds_per_sample(graph: nir.NIRGraph, x: torch.Tensor, check: bool = True) -> dict:
     """Run ``graph`` on Lava for the batch ``x``: seconds per sample (flush included), start-up,
     route, and (with ``check``) whether every IF layer's spikes and the logits equal GraphSNN's."""
-    from kdsnn.deploy.lava.backend import run_lava
+    from kdsnn.deploy.lava import run_lava
     from kdsnn.export.runtime import GraphSNN
 
     t0 = time.perf_counter()

@@ -70,7 +70,7 @@ class DenseStepper:
     """Every layer on every step, all neurons and synapses, in torch (float32)."""
 
     def __init__(self, graph: nir.NIRGraph) -> None:
-        self.view = GraphView(graph)
+        self.view = GraphView.of(graph)
         self.g, self.order, self.preds = graph, self.view.order, self.view.preds
         self.t = {n: {k: torch.as_tensor(np.asarray(getattr(v, k), dtype=np.float32))
                       for k in ("weight", "bias") if hasattr(v, k)}
@@ -168,7 +168,7 @@ def main() -> None:
 
 def _lava():
     try:
-        from kdsnn.deploy.lava.backend import lava_available, run_lava
+        from kdsnn.deploy.lava import lava_available, run_lava
     except Exception as exc:  # not written yet, or its imports fail
         print(f"note: Lava skipped (kdsnn.deploy.lava.backend.run_lava does not import: {type(exc).__name__}: {exc})")
         return None

@@ -5,7 +5,8 @@ A backend says whether it is usable on this machine (:meth:`Backend.available`),
 can represent a graph exactly (:meth:`Backend.supports`, naming the node and the reason), and
 runs a graph on inputs, returning logits, the spikes of every population it computes
 (``[T, B, ...]``, or None when it only returns logits) and, for the reference simulator, its
-counters. Adding a backend is one class and one line in :data:`BACKENDS`.
+counters. Adding a backend is one class and one line in :data:`BACKENDS`; commands, their help
+texts and the neuron conformance test read the names from there.
 """
 from __future__ import annotations
 
@@ -36,11 +37,14 @@ class Backend:
     """Base: always available, supports every graph the view accepts, compares spikes."""
 
     name = ""
+    aliases: tuple[str, ...] = ()  # earlier names ``--backend`` still accepts
     label = ""          # as verify lists it
     title = ""          # as doctor lists it
-    slow = False        # report runs it on --lava-samples inputs only
+    slow = False        # verify and report run it on the first --slow-samples inputs only
     in_report = True    # report shows its accuracy
     chunk: int | None = 256  # report feeds it this many inputs at a time (None: it batches itself)
+    float_dtype = "float32"  # the precision it computes float graphs in (integer graphs are exact in any)
+    sequences = True    # it returns the output sequence and spikes (simulate --save needs them)
 
     def available(self) -> tuple[bool, str]:
         return True, ""
@@ -56,10 +60,15 @@ class Backend:
         ok, why = self.supports(view)
         return ok, ("" if ok else f"cannot run this graph: {why}")
 
-    def run(self, graph: nir.NIRGraph, x: torch.Tensor, progress: bool = False, workdir: Path | None = None,
-            timesteps: int | None = None) -> BackendRun:  # pragma: no cover - every backend overrides it
-        """Run ``graph`` on ``x``; ``timesteps`` for graphs that do not record T (backends that need
-        it recorded refuse in :meth:`supports`)."""
+    def prepare(self, graph: nir.NIRGraph | GraphView) -> Any:
+        """What :meth:`run` takes as its graph when it runs many batches of one graph: the graph itself, or
+        something built from it once (the reference simulator's plan)."""
+        return graph
+
+    def run(self, graph: nir.NIRGraph | GraphView, x: torch.Tensor, progress: bool = False,
+            workdir: Path | None = None, timesteps: int | None = None) -> BackendRun:  # pragma: no cover - overridden
+        """Run ``graph`` (or the view a caller holds of it) on ``x``; ``timesteps`` for graphs that do not
+        record T (backends that need it recorded refuse in :meth:`supports`)."""
         raise NotImplementedError
 
     def report_label(self, bits: int) -> str:
@@ -103,18 +112,25 @@ class NirFile(Backend):
         from kdsnn.export import nir_io
 
         with tempfile.TemporaryDirectory(prefix="kdsnn-nir-") as tmp:
-            path = nir_io.write(graph, Path(workdir or tmp) / "student.nir")
+            path = nir_io.write(GraphView.of(graph).graph, Path(workdir or tmp) / "student.nir")
             return PyTorchGraph().run(nir_io.read(path), x, timesteps=timesteps)
 
 
-class Reference(Backend):
+class Simulator(Backend):
     """The event-driven reference simulator, with SynOps and neuron counters."""
 
-    name, label, title = "reference", "reference simulator", "reference simulator"
+    name, label, title = "simulator", "reference simulator", "reference simulator"
+    aliases = ("reference",)
     chunk = None  # simulate() splits the batch itself and its counters cover all of it
+    float_dtype = "float64"
 
     def supports(self, view: GraphView) -> tuple[bool, str]:
         return simulator_supports(view)
+
+    def prepare(self, graph: nir.NIRGraph) -> Any:
+        from .simulator import Plan
+
+        return Plan(graph)  # its tables are built once and reused by every batch
 
     def run(self, graph, x, progress=False, workdir=None, timesteps=None) -> BackendRun:
         from .simulator import simulate
@@ -139,6 +155,7 @@ def simulator_supports(view: GraphView) -> tuple[bool, str]:
 
 class _Onnx(Backend):
     form = "unrolled"
+    sequences = False  # logits only
 
     def supports(self, view: GraphView) -> tuple[bool, str]:
         from kdsnn.export.onnx.emit import onnx_supports
@@ -157,23 +174,24 @@ class _Onnx(Backend):
 
         from kdsnn.export.onnx import export_onnx, run_onnx
 
-        view = GraphView(graph)
-        if (self.form == "unrolled" and view.encoding == "direct"
-                and torch.as_tensor(x).dim() == len(view.input_shape) + 2):
+        view = GraphView.of(graph)
+        sequence = torch.as_tensor(x).dim() == len(view.input_shape) + 2  # [T, B, ...]
+        if self.form == "unrolled" and view.encoding == "direct" and sequence:
             # a [T, B, ...] sequence (e.g. spikes, or a foreign graph's input over T): unroll with one input per step
-            from kdsnn.export.graph import get_meta, set_meta
+            from kdsnn.export.graph import set_meta
 
-            graph = nir.NIRGraph(nodes=dict(graph.nodes), edges=list(graph.edges), metadata=dict(graph.metadata or {}),
-                                 type_check=False)
-            set_meta(graph, {**get_meta(graph), "encoding": "bernoulli", "timesteps": int(torch.as_tensor(x).shape[0])})
+            g = view.graph
+            g = nir.NIRGraph(nodes=dict(g.nodes), edges=list(g.edges), metadata=dict(g.metadata or {}),
+                             type_check=False)
+            set_meta(g, {**view.meta, "encoding": "bernoulli", "timesteps": int(torch.as_tensor(x).shape[0])})
+            view = GraphView.of(g)
+        feed = x
+        if view.encoding == "bernoulli" and not sequence:
+            from kdsnn.export.runtime import GraphSNN
+            feed = GraphSNN(view).prepare_input(x).float()  # spikes are sampled outside the model
         with tempfile.TemporaryDirectory(prefix="kdsnn-onnx-") as tmp:
             stem = "student" if self.form == "unrolled" else "student_step"
-            path = export_onnx(graph, Path(workdir or tmp) / f"{stem}.onnx", self.form)
-            feed = x
-            view = GraphView(graph)
-            if view.encoding == "bernoulli" and torch.as_tensor(x).dim() == len(view.input_shape) + 1:
-                from kdsnn.export.runtime import GraphSNN
-                feed = GraphSNN(view).prepare_input(x).float()  # spikes are sampled outside the model
+            path = export_onnx(view, Path(workdir or tmp) / f"{stem}.onnx", self.form)
             return BackendRun(run_onnx(path, feed))
 
     def detail(self) -> str:
@@ -198,20 +216,20 @@ class Lava(Backend):
     slow, chunk = True, None  # one Lava runtime streams all its samples
 
     def available(self) -> tuple[bool, str]:
-        from .lava.backend import lava_available
+        from .lava import lava_available
 
         ok, why = lava_available()
         return ok, ("" if ok else f"{why}; run scripts/setup_env.sh (installs Lava and applies its Python 3.11 fix)")
 
     def supports(self, view: GraphView) -> tuple[bool, str]:
-        from .lava.backend import lava_supports
+        from .lava import lava_supports
 
         if not view.integer and all(m.kind == "IF" for m in view.models.values()):
             return False, "Lava runs integer graphs: quantize first (`kdsnn quantize` or `kdsnn export --format nir`)"
         return lava_supports(view.graph)  # a float leaky graph: the planner names the node
 
     def run(self, graph, x, progress=False, workdir=None, timesteps=None) -> BackendRun:
-        from .lava.backend import lava_route, run_lava
+        from .lava import lava_route, run_lava
 
         path = None
         if workdir is not None and lava_route(graph) == "netx":
@@ -260,18 +278,25 @@ class Norse(Backend):
         return f"norse {md.version('norse')}"
 
 
-BACKENDS: dict[str, Backend] = {b.name: b for b in (PyTorchGraph(), NirFile(), Reference(), Onnx(), OnnxStep(),
+BACKENDS: dict[str, Backend] = {b.name: b for b in (PyTorchGraph(), NirFile(), Simulator(), Onnx(), OnnxStep(),
                                                      Lava(), Norse())}
-REFERENCE = "pytorch"  # every other backend is compared with this one
+BASELINE = "pytorch"  # the graph runtime: verify compares every other backend with it
 
 
 def get(name: str) -> Backend:
-    """Backend ``name``, or a one-line error listing the known ones."""
+    """Backend ``name`` (or one of its earlier names), or a one-line error listing the known ones."""
     from kdsnn.errors import KdsnnError
 
-    if name not in BACKENDS:
-        raise KdsnnError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    return BACKENDS[name]
+    for backend in BACKENDS.values():
+        if name == backend.name or name in backend.aliases:
+            return backend
+    raise KdsnnError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def names_text(slow_only: bool = False) -> str:
+    """The backends' names for help texts (earlier names in brackets); ``slow_only``: those --slow-samples limits."""
+    return ", ".join(b.name + (f" (or {', '.join(b.aliases)})" if b.aliases else "")
+                     for b in BACKENDS.values() if b.slow or not slow_only)
 
 
 def population_spikes(run: BackendRun) -> dict[str, np.ndarray]:

@@ -1,8 +1,9 @@
 """Built-in data files and the user's own: energy profiles and hardware targets are read alike.
 
-A name picks a file shipped in ``kdsnn/deploy/<folder>/NAME.toml``; a path (or anything ending
-in ``.toml``/``.json``) reads the user's file. Every problem is a one-line :class:`KdsnnError`
-naming the file.
+A name picks a file shipped in ``deploy/<folder>/NAME.toml`` (package ``kdsnn.deploy``); a path
+(or anything ending in ``.toml``/``.json``) reads the user's file. Every problem is a one-line :class:`KdsnnError`
+naming the file. A user's file is read only up to :data:`MAX_BYTES` (a target or profile is a page
+of figures; anything far larger is a wrong file) and may not nest deeper than a parser can follow.
 """
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from typing import Any, TypeVar
 from kdsnn.errors import KdsnnError
 
 T = TypeVar("T")
+MAX_BYTES = 1 << 20
 
 
 def builtin_names(folder: str) -> list[str]:
-    """Names of the ``.toml`` files shipped in ``kdsnn/deploy/<folder>``."""
+    """Names of the ``.toml`` files shipped in ``deploy/<folder>``."""
     root = resources.files("kdsnn.deploy") / folder
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
 
@@ -33,6 +35,9 @@ def load_data_file(spec: str | Path, folder: str, what: str, parse: Callable[[di
     if path.suffix.lower() in (".toml", ".json") or "/" in text or path.is_file():
         if not path.is_file():
             raise KdsnnError(f"{what} file {path} does not exist")
+        if path.stat().st_size > MAX_BYTES:
+            raise KdsnnError(f"{what} file {path} is {path.stat().st_size:,} bytes, more than a {what} file holds "
+                             f"(at most {MAX_BYTES:,}); is it the right file?")
         try:
             raw = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
@@ -52,6 +57,8 @@ def _decode(raw: str, suffix: str, where: str, what: str) -> dict[str, Any]:
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         kind = "JSON" if suffix == ".json" else "TOML"
         raise KdsnnError(f"{what} file {where} is not valid {kind}: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise KdsnnError(f"{what} file {where} nests arrays or tables too deeply to be a {what} file") from None
     if not isinstance(data, dict):
         raise KdsnnError(f"{what} file {where} must be a table/object at the top level")
     return data

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from kdsnn import data
+from kdsnn.distill import DEMO_METHOD
 from kdsnn.export import nir_io
 from kdsnn.export.netx import export_netx
 from kdsnn.export.onnx import export_onnx
@@ -24,7 +25,7 @@ def _stage(msg: str) -> None:
     print(f"\n== {msg}", flush=True)
 
 
-def run_demo(out: str = "runs/demo", teacher_epochs: int = 15, student_epochs: int = 15, kd: str = "feature",
+def run_demo(out: str = "runs/demo", teacher_epochs: int = 15, student_epochs: int = 15, kd: str = DEMO_METHOD,
              verify_samples: int = 8) -> int:
     t0 = time.time()
     root = Path(out)

@@ -39,7 +39,6 @@ from kdsnn.errors import KdsnnError
 from .data_files import builtin_names, load_data_file
 
 OPS = ("synop", "mac", "neuron_update", "neuron_update_active", "neuron_update_inactive", "decay")
-STAT_KEYS = ("synops", "macs_effective", "neuron_updates")
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,7 @@ def graph_batch(view: GraphView, a: argparse.Namespace, samples: int) -> tuple[t
         if samples < 1:
             raise KdsnnError(f"need at least 1 input sample, got {samples} (--samples must be >= 1)")
         t = _timesteps(view, a)
+        _require_inputs(t * samples * int(np.prod(view.input_shape)), f"{samples} spike inputs over {t} steps")
         gen = torch.Generator().manual_seed(int(a.seed))
         x = torch.bernoulli(torch.full((t, samples, *view.input_shape), float(a.spike_rate)), generator=gen)
         return x, None, f"{samples} Bernoulli spike inputs at rate {a.spike_rate:g} (seed {a.seed})"
@@ -93,8 +94,16 @@ def graph_batch(view: GraphView, a: argparse.Namespace, samples: int) -> tuple[t
         x, what = _fit(x, view, f"{dataset} images"), f"{len(x)} {dataset} test samples"
     if x.dim() == len(view.input_shape) + 1 and not view.timesteps:
         t = _timesteps(view, a)
+        _require_inputs(t * x.numel(), f"{len(x)} inputs repeated over {t} steps")
         x = x.unsqueeze(0).expand(t, *x.shape).contiguous()
     return x, y, what
+
+
+def _require_inputs(values: int, what: str) -> None:
+    """The budget for an input array of ``values`` float32 values (before it is made)."""
+    from kdsnn.budget import require
+
+    require(4 * values, what, "use fewer --samples or time steps")
 
 
 def _user_inputs(view: GraphView, a: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor | None, str]:
@@ -104,6 +113,8 @@ def _user_inputs(view: GraphView, a: argparse.Namespace) -> tuple[torch.Tensor, 
     x, _ = data.load_inputs(a.inputs)
     shape = view.input_shape
     if x.dim() == len(shape) + 2 and x.shape[0] > 0 and int(np.prod(x.shape[2:])) == int(np.prod(shape)):
+        if x.shape[1] == 0:
+            raise KdsnnError(f"--inputs {a.inputs} holds no samples (shape {list(x.shape)}: [T, N, ...] with N = 0)")
         x = x.reshape(x.shape[0], x.shape[1], *shape)  # [T, N, ...]: a sequence (e.g. spikes)
         t = getattr(a, "timesteps", None)
         if t and t != x.shape[0]:
@@ -117,9 +128,9 @@ def _user_inputs(view: GraphView, a: argparse.Namespace) -> tuple[torch.Tensor, 
 
 def _labels(path: str, n: int, classes: int) -> torch.Tensor:
     """Labels of ``n`` inputs from ``path``: one integer class index below ``classes`` each."""
-    from kdsnn.data import _read_npy
+    from kdsnn.data import read_npy
 
-    lab = _read_npy(path, "--labels")
+    lab = read_npy(path, "--labels")
     if lab.ndim != 1 or len(lab) != n:
         raise KdsnnError(f"--labels {path} has shape {list(lab.shape)}; it must hold one label per input: [{n}]")
     if lab.dtype.kind == "f" and not (np.isfinite(lab).all() and (lab == np.round(lab)).all()):
@@ -135,6 +146,30 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor | None) -> float | None:
     if y is None:
         return None
     return float((torch.as_tensor(logits).argmax(1) == y).double().mean())
+
+
+def check_save(a: argparse.Namespace, backend, view: GraphView | None = None, x: torch.Tensor | None = None,
+               steps: int | None = None) -> None:
+    """``simulate --save``: before reading the graph, the path (a new .npz, none of the inputs, writable; an
+    existing file only with --force) and the backend (it must return sequences); once the inputs are known,
+    the memory of keeping every input's spikes and Output sequence until they are written."""
+    from kdsnn.budget import require
+    from kdsnn.outputs import check_file
+
+    if view is None:
+        if Path(a.save).suffix != ".npz":
+            raise KdsnnError(f"--save {a.save}: give a file name ending in .npz")
+        if not backend.sequences:
+            raise KdsnnError(f"--save needs the output sequence and spikes, which backend {a.backend} does not "
+                             "return (use --backend pytorch or simulator)")
+        check_file(a.save, "--save", {"the model": a.model, "--inputs": a.inputs, "--labels": a.labels,
+                                      "--config": a.config}, a.force)
+        return
+    from .batched import count
+
+    values = sum(view.size(p) for p, m in view.models.items() if m.spiking) + view.size(view.output)
+    require(2 * 8 * values * int(steps or 1) * count(x, view), f"keeping the spikes and outputs of {count(x, view)} "
+            "inputs for --save", "use fewer --samples, or drop --save")
 
 
 def save_run(path: str | Path, output: torch.Tensor | np.ndarray, spikes: dict[str, np.ndarray]) -> Path:

@@ -40,7 +40,7 @@ def norse_available() -> tuple[bool, str]:
 
 def norse_supports(graph: nir.NIRGraph | GraphView) -> tuple[bool, str]:
     """Whether Norse's reader runs ``graph`` as kdsnn reads it, naming the first node it cannot and why."""
-    view = graph if isinstance(graph, GraphView) else GraphView(graph)
+    view = GraphView.of(graph)
     for name, node in view.nodes.items():
         if isinstance(node, nir.Scale):
             return False, f"Norse's NIR reader has no mapping for Scale nodes ({name!r}: identity shortcut)"
@@ -86,7 +86,7 @@ def step_per_sample(module: torch.nn.Module, seq: torch.Tensor, record: list[str
     return torch.stack(outs, 1), {n: torch.stack(v, 1) for n, v in nodes.items()}
 
 
-def run_norse(graph: nir.NIRGraph, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def run_norse(graph: nir.NIRGraph | GraphView, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Logits and per-IF-node spikes ``[T, B, ...]`` of ``graph`` run by Norse on ``x``."""
     ok, why = norse_available()
     if not ok:
@@ -99,9 +99,7 @@ def run_norse(graph: nir.NIRGraph, x: torch.Tensor) -> tuple[torch.Tensor, dict[
     snn = GraphSNN(graph)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        module = norse.from_nir(graph, dt=snn.view.dt)
+        module = norse.from_nir(snn.view.graph, dt=snn.view.dt)
     if_nodes = [n for n in snn.view.populations if snn.view.models[n].spiking]
     out_seq, spikes = step_per_sample(module, snn.prepare_input(x).float(), if_nodes)
-    out_seq = out_seq.double()
-    logits = (out_seq.sum(0) if snn.spiking_output else out_seq.mean(0)) * snn.output_scale
-    return logits, {n: v.double() for n, v in spikes.items()}
+    return snn.view.logits(out_seq.double()), {n: v.double() for n, v in spikes.items()}

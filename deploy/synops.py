@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdsnn.errors import KdsnnError
-from kdsnn.export.graph_view import POOLS, SYNAPTIC, GraphView, conv_pads, pair
+from kdsnn.export.graph_view import POOLS, GraphView, conv_pads, pair
 from kdsnn.export.runtime import GraphRun
 
 
@@ -110,35 +110,28 @@ class FanOut:
     fanout: torch.Tensor
 
 
-def graph_fanouts(graph: nir.NIRGraph) -> dict[str, FanOut]:
-    """Per synaptic node: its source population (Input or IF) and the composed fan-out map.
+def graph_fanouts(graph: nir.NIRGraph | GraphView) -> dict[str, FanOut]:
+    """Per synaptic node: its source population (Input or neuron) and the composed fan-out map.
 
     Supports chains population → (pool | flatten)* → synaptic node, which is what kdsnn and
     the common SNN exporters write.
     """
-    view = GraphView(graph)
-    shapes, preds = view.shape, view.preds
+    view = GraphView.of(graph)
+    shapes = view.shape
     result: dict[str, FanOut] = {}
-    for name, node in graph.nodes.items():
-        if not isinstance(node, SYNAPTIC):
-            continue
-        if len(preds[name]) != 1:
-            raise KdsnnError(f"synaptic node {name!r} has {len(preds[name])} inputs; "
-                             "the PyTorch-side counter needs one")
-        src = preds[name][0]
-        fan = _layer_fanout_graph(node, shapes[src], shapes[name])
-        while src != view.input and src not in view.models:
-            snode = graph.nodes[src]
-            if len(preds[src]) != 1 or not isinstance(snode, (*POOLS, nir.Flatten)):
-                raise KdsnnError(f"node {src!r} ({type(snode).__name__}) between a population and {name!r}: the "
+    for name in view.synaptic:
+        path = view.source_of(name, "the PyTorch-side counter needs one input per synaptic node")
+        fan = _layer_fanout_graph(view.nodes[name], view.in_shape[name], shapes[name])
+        for between in reversed(path.nodes):
+            node = view.nodes[between]
+            if not isinstance(node, (*POOLS, nir.Flatten)):
+                raise KdsnnError(f"node {between!r} ({type(node).__name__}) between a population and {name!r}: the "
                                  "PyTorch-side counter supports only pooling and flatten there")
-            prev = preds[src][0]
-            if isinstance(snode, nir.Flatten):
-                fan = fan.reshape(shapes[prev])
+            if isinstance(node, nir.Flatten):
+                fan = fan.reshape(view.in_shape[between])
             else:
-                fan = pool_back(fan, shapes[prev], snode.kernel_size, snode.stride, snode.padding)
-            src = prev
-        result[name] = FanOut(src, fan)
+                fan = pool_back(fan, view.in_shape[between], node.kernel_size, node.stride, node.padding)
+        result[name] = FanOut(path.source, fan)
     return result
 
 
@@ -148,7 +141,7 @@ def _is_binary(x: torch.Tensor) -> bool:
     return bool(((x == 0) | (x == 1)).all())
 
 
-def count_graph(graph: nir.NIRGraph, spikes: Mapping[str, torch.Tensor], inputs: torch.Tensor,
+def count_graph(graph: nir.NIRGraph | GraphView, spikes: Mapping[str, torch.Tensor], inputs: torch.Tensor,
                 analog: bool | None = None) -> SynopsCount:
     """Count SynOps/MACs of a graph from spike maps ``{IF node: [T, B, ...]}`` and the input ``[T, B, ...]``.
 
@@ -159,8 +152,9 @@ def count_graph(graph: nir.NIRGraph, spikes: Mapping[str, torch.Tensor], inputs:
                          f"got shape {tuple(inputs.shape)}")
     is_analog = (not _is_binary(inputs)) if analog is None else analog
     out = SynopsCount(batch=int(inputs.shape[1]))
-    for name, fo in graph_fanouts(graph).items():
-        if isinstance(graph.nodes[fo.source], nir.Input):
+    view = GraphView.of(graph)
+    for name, fo in graph_fanouts(view).items():
+        if fo.source == view.input:
             src = inputs.to(torch.float64)
             if is_analog:
                 nz = (src != 0).to(torch.float64)
@@ -178,13 +172,13 @@ def count_graph(graph: nir.NIRGraph, spikes: Mapping[str, torch.Tensor], inputs:
     return out
 
 
-def count_run(graph: nir.NIRGraph, run: GraphRun, analog: bool | None = None) -> SynopsCount:
+def count_run(graph: nir.NIRGraph | GraphView, run: GraphRun, analog: bool | None = None) -> SynopsCount:
     """Count SynOps/MACs from a :class:`GraphSNN` run (its per-node outputs) of ``graph``."""
-    view = GraphView(graph)
+    view = GraphView.of(graph)
     if view.input not in run.outputs:
         raise KdsnnError("the run does not belong to this graph (no output for its Input node)")
     spikes = {n: o for n, o in run.outputs.items() if n in view.models}
-    return count_graph(graph, spikes, run.outputs[view.input], analog)
+    return count_graph(view, spikes, run.outputs[view.input], analog)
 
 
 # ----------------------------------------------------------------------------- dense MACs
@@ -219,42 +213,33 @@ def ann_macs(model: nn.Module, x: torch.Tensor) -> int:
     return int(total[0])
 
 
-def graph_ann_macs(graph: nir.NIRGraph) -> int:
+def graph_ann_macs(graph: nir.NIRGraph | GraphView) -> int:
     """Dense MACs of the graph's Conv2d/Affine/Linear layers run once, as an ANN.
 
     Scale nodes (identity shortcuts) are additions in the ANN and pooling is additions too:
     neither counts as a MAC, matching :func:`ann_macs` on the student model.
     """
-    shapes = GraphView(graph).shape
+    view = GraphView.of(graph)
     total = 0
-    for name, node in graph.nodes.items():
+    for name, node in view.nodes.items():
         if isinstance(node, nir.Conv2d):
             w = np.asarray(node.weight)
-            total += int(np.prod(shapes[name])) * w.shape[1] * w.shape[2] * w.shape[3]
+            total += view.size(name) * w.shape[1] * w.shape[2] * w.shape[3]
         elif isinstance(node, (nir.Affine, nir.Linear)):
             total += int(np.asarray(node.weight).size)
     return total
-
-
-def decay_rates(model) -> list[np.ndarray]:
-    """The per-step leak ``dt/τ`` of each state variable a neuron model decays (IF, Integrator: none)."""
-    if model.kind == "CubaLIF":
-        return [np.asarray(model.syn_leak), np.asarray(model.leak)]
-    if model.kind in ("LIF", "LI"):
-        return [np.asarray(model.leak)]
-    return []
 
 
 def leaky_counts(graph: nir.NIRGraph | GraphView, timesteps: int) -> dict[str, float]:
     """Per-inference leaky work over ``timesteps`` steps: ``decays`` (one per decaying state variable per
     neuron and step; it decays when ``0 < dt/τ < 1``: τ = ∞ does not leak, dt/τ = 1 keeps nothing to
     decay) and ``leaky_neuron_updates`` (updates of neurons with at least one decay), as docs/synops.md."""
-    view = graph if isinstance(graph, GraphView) else GraphView(graph)
+    view = GraphView.of(graph)
     decays = leaky = 0
     for name, model in view.models.items():
         n = view.size(name)
         per_neuron = np.zeros(n, dtype=np.int64)
-        for a in decay_rates(model):
+        for a in model.decay_rates():  # each model states its own (tests/kdsnn/test_neuron_models.py)
             per_neuron += np.broadcast_to((a > 0) & (a < 1), (n,)) if a.size == 1 else ((a > 0) & (a < 1)).ravel()
         decays += int(per_neuron.sum())
         leaky += int((per_neuron > 0).sum())

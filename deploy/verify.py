@@ -21,10 +21,18 @@ from kdsnn.export.graph_view import GraphView
 from kdsnn.export.runtime import GraphSNN
 from kdsnn.export.student import Deployable
 
-from .backends import BACKENDS, REFERENCE
+from .backends import BACKENDS, BASELINE
 from .compare import first_mismatch
 
-FLOAT_ATOL = 1e-4
+FLOAT_ATOL = 1e-4  # float readouts: |Δ logits| ≤ FLOAT_ATOL × max(1, max |logits|) (backends sum in other orders)
+
+
+def comparison_rule(integer: bool) -> str:
+    """How verify compares, in words (printed with its table)."""
+    if integer:
+        return "integer graph: spikes and integer readouts must be identical"
+    return (f"float graph: spikes must be identical, float readouts agree within {FLOAT_ATOL:g} × max(1, |logits|) "
+            "(backends sum in different orders)")
 
 
 @dataclass
@@ -64,18 +72,21 @@ def _logit_check(backend: str, against: str, got, ref: torch.Tensor, exact: bool
         what = "spike counts" if meta.get("readout") == "spike" else "integer readout sums"
         return Check(backend, against, "agree" if same else "DIFFER",
                      f"identical {what}" if same else f"{int((a != b).sum())} of {a.size} {what} differ")
-    diff = float(np.abs(got_a - ref_a).max())
-    ok = diff == 0 if exact else diff <= FLOAT_ATOL * max(1.0, float(np.abs(ref_a).max()))
-    return Check(backend, against, "agree" if ok else "DIFFER",
-                 "identical logits" if diff == 0 else f"max |Δ logits| = {diff:.3g}")
+    diff = float(np.abs(got_a - ref_a).max()) if got_a.size else 0.0
+    tol = 0.0 if exact else FLOAT_ATOL * max(1.0, float(np.abs(ref_a).max(initial=0.0)))
+    ok = diff <= tol
+    detail = "identical logits" if diff == 0 else f"max |Δ logits| = {diff:.3g}" + (
+        "" if exact else f" ({'within' if ok else 'beyond'} the float tolerance {tol:.3g})")
+    return Check(backend, against, "agree" if ok else "DIFFER", detail)
 
 
-def _spike_check(backend: str, against: str, ref_spikes, spikes, logits, ref_logits, order, meta: dict) -> Check:
+def _spike_check(backend: str, against: str, ref_spikes, spikes, logits, ref_logits, order, meta: dict,
+                 exact: bool = True) -> Check:
     mm = first_mismatch(ref_spikes, spikes, order)
     if mm is not None:
         return Check(backend, against, "DIFFER", str(mm))
     compared = [n for n in order if n in ref_spikes and n in spikes]
-    lc = _logit_check(backend, against, logits, ref_logits, exact=True, meta=meta)
+    lc = _logit_check(backend, against, logits, ref_logits, exact=exact, meta=meta)
     detail = f"identical spikes at {len(compared)} populations; {lc.detail}"
     return Check(backend, against, lc.status, detail)
 
@@ -100,13 +111,13 @@ def verify_graph(graph: nir.NIRGraph, x: torch.Tensor, workdir: str | Path | Non
                  ref_name: str = "PyTorch graph runtime", slow_samples: int | None = None) -> list[Check]:
     """Run every registered backend on ``x`` and compare it with the PyTorch graph runtime, step by step.
 
-    Slow backends (Lava, Norse) see only the first ``slow_samples`` inputs when it is given. Files
+    Slow backends (``Backend.slow``: Lava, Norse) see only the first ``slow_samples`` inputs when it is given. Files
     the backends write go to ``workdir`` (a temporary folder by default)."""
     if slow_samples is not None and slow_samples < 1:
-        raise KdsnnError(f"--lava-samples must be at least 1, got {slow_samples}")
-    view = GraphView(graph)
+        raise KdsnnError(f"--slow-samples must be at least 1, got {slow_samples}")
+    view = GraphView.of(graph)
     order = list(view.populations)
-    reference = BACKENDS[REFERENCE].run(graph, x)
+    reference = BACKENDS[BASELINE].run(view, x)
     seq = torch.as_tensor(x).dim() == len(view.input_shape) + 2  # [T, B, ...]: the batch is axis 1
     batch = int(x.shape[1] if seq else len(x))
     checks: list[Check] = []
@@ -114,7 +125,7 @@ def verify_graph(graph: nir.NIRGraph, x: torch.Tensor, workdir: str | Path | Non
         out = Path(workdir or tmp)
         out.mkdir(parents=True, exist_ok=True)
         for backend in BACKENDS.values():
-            if backend.name == REFERENCE:
+            if backend.name == BASELINE:
                 continue
             ok, why = backend.available()
             if not ok:
@@ -125,14 +136,14 @@ def verify_graph(graph: nir.NIRGraph, x: torch.Tensor, workdir: str | Path | Non
                 checks.append(Check(backend.label, ref_name, "not expressible", why))
                 continue
             n = min(batch, slow_samples) if backend.slow and slow_samples else batch
-            run = backend.run(graph, x[:, :n] if seq else x[:n], progress=progress, workdir=out)
+            run = backend.run(view, x[:, :n] if seq else x[:n], progress=progress, workdir=out)
             ref_spikes = {k: v[:, :n] for k, v in reference.spikes.items()}
             if run.spikes is None:
-                check = _logit_check(backend.label, ref_name, run.logits, reference.logits[:n], exact=True,
+                check = _logit_check(backend.label, ref_name, run.logits, reference.logits[:n], exact=view.integer,
                                      meta=view.meta)
             else:
                 check = _spike_check(backend.label, ref_name, ref_spikes, run.spikes, run.logits,
-                                     reference.logits[:n], order, view.meta)
+                                     reference.logits[:n], order, view.meta, exact=view.integer)
             if n < batch:
                 check.detail += f" (first {n} of {batch} inputs)"
             if run.note:

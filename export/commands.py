@@ -17,9 +17,20 @@ from typing import Any
 import nir
 import torch
 
+from kdsnn.arg_types import positive_int
 from kdsnn.errors import KdsnnError
 
 CHECK_SAMPLES = 8
+# ``kdsnn export --for CHIP``: the file a chip vendor's own toolchain reads. Writing it needs the hardware
+# targets (kdsnn.deploy), which install the handler here when the command line is built (set_handoff).
+_HANDOFF: Callable[[argparse.Namespace], int] | None = None
+HANDOFF_CHIPS = ("speck", "xylo", "loihi2")
+
+
+def set_handoff(handler: Callable[[argparse.Namespace], int]) -> None:
+    """Install the writer of ``kdsnn export --for CHIP`` (called by kdsnn.deploy.targets)."""
+    global _HANDOFF
+    _HANDOFF = handler
 
 
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
@@ -30,13 +41,19 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
                    help="store the quantized values as floats on the k-bit grid (fake quantization) "
                         "instead of integers")
     p.add_argument("--out", default=None, help="NIR file to write")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
 
     p = add("export", "export a student SNN to NIR, ONNX or lava-dl netx and check the file", _export)
     _source(p)
     p.add_argument("--format", default="nir", help=_format_help())
     p.add_argument("--float", action="store_true", help="export the float graph (BN folded, not quantized)")
     p.add_argument("--out", default=None, help="file to write")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument("--no-check", action="store_true", help="skip checking the written file against PyTorch")
+    p.add_argument("--for", dest="for_chip", default=None, metavar="CHIP",
+                   help=f"write what that chip's own toolchain reads instead of --format ({', '.join(HANDOFF_CHIPS)}): "
+                        "speck: NIR for Sinabs 3.1 (nir 1.0.4, reset by subtraction, Sinabs' integers); xylo: NIR "
+                        "Linear + CubaLIF for Rockpool's Xylo mapper; loihi2: netx (sequential) or NIR for Lava")
 
     p = add("inspect", "summarise a NIR, ONNX or netx file (layers, shapes, parameters, quantization)", _inspect)
     p.add_argument("file", help="the file to describe; its format is recognised by content")
@@ -44,7 +61,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--legacy-if-reset", default=None, choices=("zero", "subtract"),
                    help="NIR written by nir < 1.0.6: the IF reset its writer meant "
                         "(default: subtract, that version's spec)")
-    p.add_argument("--timesteps", type=int, default=None, help="NIR: the T it would run with")
+    p.add_argument("--timesteps", type=positive_int, default=None, help="NIR: the T it would run with")
 
 
 def _format_help() -> str:
@@ -68,6 +85,13 @@ def _require(a: argparse.Namespace, *names: str) -> None:
     for n in names:
         if not getattr(a, n, None):
             raise KdsnnError(f"--{n.replace('_', '-')} is required")
+
+
+def _check_out(a: argparse.Namespace) -> None:
+    """``--out`` is writable, is none of the command's inputs, and replaces an earlier file only with --force."""
+    from kdsnn.outputs import check_file
+
+    check_file(a.out, "--out", {"--checkpoint": a.checkpoint, "--inputs": a.inputs, "--config": a.config}, a.force)
 
 
 def _dataset(a: argparse.Namespace, ckpt: dict[str, Any]) -> str:
@@ -110,6 +134,7 @@ def _quantize(a: argparse.Namespace) -> int:
     from .runtime import GraphSNN
 
     _require(a, "checkpoint", "out")
+    _check_out(a)
     model, ckpt, _, graph = _graphs(a, integer=not a.float, quantized=True)
     dataset = _dataset(a, ckpt)
     path = nir_io.write(graph, a.out)
@@ -139,9 +164,16 @@ def _export(a: argparse.Namespace) -> int:
     from .formats import get
 
     _require(a, "checkpoint", "out")
+    if getattr(a, "for_chip", None):
+        if a.for_chip not in HANDOFF_CHIPS:
+            raise KdsnnError(f"unknown --for {a.for_chip!r}; choose one of {', '.join(HANDOFF_CHIPS)}")
+        if _HANDOFF is None:
+            raise KdsnnError("--for needs kdsnn's hardware targets (kdsnn.deploy), which are not installed")
+        return _HANDOFF(a)
     fmt = get(a.format)
     if fmt.integer_only and a.float:
         raise KdsnnError(f"{fmt.name} holds integer networks only; drop --float")
+    _check_out(a)
     _, ckpt, _, graph = _graphs(a, integer=True, quantized=not a.float)
     path = fmt.write(graph, a.out)
     result: dict[str, Any] = {"out": str(path), "format": a.format, "integer": not a.float,

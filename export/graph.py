@@ -30,25 +30,13 @@ from kdsnn.neurons import IFParams
 
 from .fold import fold_bn
 
-SYNAPTIC = (nir.Conv2d, nir.Affine, nir.Linear, nir.Scale)
-
-
-def pair(v) -> tuple[int, int]:
-    """A NIR size/stride/padding field (scalar or 2-vector) as ``(h, w)`` integers."""
-    a = np.atleast_1d(np.asarray(v)).astype(int).tolist()
-    return (a[0], a[0]) if len(a) == 1 else (a[0], a[1])
-
 
 def get_meta(graph: nir.NIRGraph) -> dict[str, Any]:
-    """Our metadata, or ``{}`` for a graph another tool wrote."""
+    """Our metadata (validated: :mod:`kdsnn.export.metadata`), or ``{}`` for a graph another tool wrote."""
+    from .metadata import nir_meta
+
     raw = (graph.metadata or {}).get("kdsnn")
-    if raw is None:
-        return {}
-    if isinstance(raw, bytes):
-        raw = raw.decode()
-    if isinstance(raw, np.ndarray):
-        raw = raw.item().decode() if isinstance(raw.item(), bytes) else str(raw.item())
-    return json.loads(raw)
+    return {} if raw is None else nir_meta(raw)
 
 
 def set_meta(graph: nir.NIRGraph, meta: dict[str, Any]) -> None:
@@ -56,7 +44,8 @@ def set_meta(graph: nir.NIRGraph, meta: dict[str, Any]) -> None:
 
 
 class _Builder:
-    def __init__(self, input_shape: tuple[int, ...]) -> None:
+    def __init__(self, input_shape: tuple[int, ...], soft_reset_ok: bool = False) -> None:
+        self.soft_reset_ok = soft_reset_ok
         self.nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type={"input": np.array(input_shape)})}
         self.edges: list[tuple[str, str]] = []
         self.shape: dict[str, tuple[int, ...]] = {"input": tuple(input_shape)}
@@ -90,7 +79,7 @@ class _Builder:
         return self.add("conv", node, [src], tuple(node.output_type["output"]))
 
     def neuron(self, sources: list[str], shape: tuple[int, ...], p: IFParams) -> str:
-        if p.reset != "hard":
+        if p.reset != "hard" and not self.soft_reset_ok:
             raise KdsnnError("soft reset (subtract θ) cannot be expressed by NIR's IF (reset to v_reset): "
                              "train with --reset hard to export")
         ones = np.ones(shape)
@@ -116,7 +105,7 @@ def _block(b: _Builder, block: nn.Module, src: str) -> str:
             sc = b.conv(src, block.shortcut[0], block.shortcut[1])
         return b.neuron([c2, sc], b.shape[c2], block.neuron2.params)
     if isinstance(block, AvgPool):
-        k, s = block.kernel, pair(block.pool.stride)
+        k, s = block.kernel, tuple(int(v) for v in np.broadcast_to(block.pool.stride, (2,)))
         c, h, w = b.shape[src]
         out = (c, (h - k[0]) // s[0] + 1, (w - k[1]) // s[1] + 1)
         node = nir.SumPool2d(kernel_size=np.array(k), stride=np.array(s), padding=np.array([0, 0]))
@@ -138,8 +127,13 @@ def _block(b: _Builder, block: nn.Module, src: str) -> str:
     raise KdsnnError(f"layer {type(block).__name__} cannot be exported to NIR")
 
 
-def student_to_graph(model: SpikingNet, preprocessing: dict | None = None, extra: dict | None = None) -> nir.NIRGraph:
-    """Fold BN and build the float deployable graph of a trained student (eval-mode semantics)."""
+def student_to_graph(model: SpikingNet, preprocessing: dict | None = None, extra: dict | None = None,
+                     soft_reset_ok: bool = False) -> nir.NIRGraph:
+    """Fold BN and build the float deployable graph of a trained student (eval-mode semantics).
+
+    A soft-reset student (``--reset soft``) is refused unless ``soft_reset_ok``: NIR ≥ 1.0.6's IF
+    cannot state it, so only kdsnn's metadata (``reset = "soft"``) carries it, for consumers that
+    write it in a form that can (``kdsnn export --for speck|xylo``: nir 1.0.4 files)."""
     if not isinstance(model, SpikingNet):
         raise KdsnnError("only student SNNs (kdsnn distill checkpoints) can be exported; teachers are ANNs")
     first = model.blocks[0]
@@ -147,7 +141,7 @@ def student_to_graph(model: SpikingNet, preprocessing: dict | None = None, extra
         input_shape = (first.conv.in_channels, *_infer_hw(model))
     else:
         raise KdsnnError("the student must start with a convolution block")
-    b = _Builder(input_shape)
+    b = _Builder(input_shape, soft_reset_ok)
     src = "input"
     resets = set()
     for block in model.blocks:
@@ -160,9 +154,12 @@ def student_to_graph(model: SpikingNet, preprocessing: dict | None = None, extra
     b.edges.append((src, "output"))
     graph = nir.NIRGraph(nodes=b.nodes, edges=b.edges, type_check=False)
     readout = "spike" if isinstance(graph.nodes[src], nir.IF) else "membrane"
-    meta = {"producer": "kdsnn", "dt": 1, "reset": "hard", "v_reset": 0.0, "timesteps": model.timesteps,
-            "encoding": model.encoding, "readout": readout, "preprocessing": preprocessing or {},
-            "integer": False, "input_scale": None, "quantization": {}, **(extra or {})}
+    if len(resets) > 1:
+        raise KdsnnError("the student mixes hard and soft reset; one reset per network can be exported")
+    meta = {"producer": "kdsnn", "dt": 1, "reset": resets.pop() if resets else "hard", "v_reset": 0.0,
+            "timesteps": model.timesteps, "encoding": model.encoding, "readout": readout,
+            "preprocessing": preprocessing or {}, "integer": False, "input_scale": None, "quantization": {},
+            **(extra or {})}
     set_meta(graph, meta)
     return graph
 

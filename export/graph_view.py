@@ -3,8 +3,10 @@
 The simulator, the PyTorch graph runtime, the ONNX and netx exporters, Lava, Norse, the
 SynOps counter and ``inspect`` all need the same facts about a graph: its order, who feeds
 whom, every node's shape, the Input and Output, how the output is read, the encoding, T, dt,
-integer mode and each population's neuron model. :class:`GraphView` derives them once and is
-the one place that refuses what kdsnn cannot run, naming the node and why.
+integer mode, each population's neuron model and the paths of linear nodes between
+populations. :class:`GraphView` derives them once per graph (:meth:`GraphView.of` keeps the view
+on the graph and hands it to every later caller) and is the one place that refuses what kdsnn
+cannot run, naming the node and why.
 """
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ from kdsnn.errors import KdsnnError
 from kdsnn.neuron_models import MODELS, NeuronModel
 
 from .graph import get_meta
+from .graph_checks import check_size, check_values
 from .reading import Reading, resolve
+from .view_cache import cache_of, fingerprint
 
 SYNAPTIC = (nir.Conv2d, nir.Affine, nir.Linear, nir.Scale)
 POOLS = (nir.SumPool2d, nir.AvgPool2d)
@@ -67,15 +71,12 @@ def _type_shape(t: Any) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
-class NodeInfo:
-    """One node with its neighbours and shapes (per sample, no batch axis)."""
+class SourcePath:
+    """A chain of linear nodes (synapses, pools, Flatten) fed by one population or the Input: ``source``
+    → ``nodes[0]`` → … → ``nodes[-1]`` (``nodes`` empty: a direct edge from ``source``)."""
 
-    name: str
-    node: nir.NIRNode
-    preds: tuple[str, ...]
-    succs: tuple[str, ...]
-    in_shape: tuple[int, ...]
-    shape: tuple[int, ...]
+    source: str
+    nodes: tuple[str, ...]
 
 
 class GraphView:
@@ -83,12 +84,36 @@ class GraphView:
 
     ``timesteps`` overrides the T the graph records; a graph that records none and is given
     none has ``timesteps = None`` (commands then ask for ``--timesteps``).
+
+    Get a graph's view with :meth:`GraphView.of`: it validates a graph once and hands every later
+    caller the same view, until the graph changes. A view is read-only.
     """
+
+    @classmethod
+    def of(cls, graph: nir.NIRGraph | GraphView, timesteps: int | None = None, purpose: str = "") -> GraphView:
+        """The view of ``graph`` (a view is returned as it is, unless ``timesteps`` asks for another T).
+
+        Built once per graph object and ``timesteps``, kept on the graph, and built again when the graph
+        changed since (nodes added, replaced or edited, edges, metadata:
+        :func:`~kdsnn.export.view_cache.fingerprint`)."""
+        if isinstance(graph, GraphView):
+            if timesteps is None or timesteps == graph.timesteps:
+                return graph
+            graph = graph.graph
+        views, key = cache_of(graph), fingerprint(graph, by_identity=SYNAPTIC)
+        for asked in dict.fromkeys((None, timesteps)):  # a T equal to the one the graph records: the same view
+            hit = views.get(asked)
+            if hit is not None and hit[0] == key and (asked == timesteps or hit[1].timesteps == timesteps):
+                return hit[1]
+        view = cls(graph, timesteps, purpose)
+        views[timesteps] = (key, view)
+        return view
 
     def __init__(self, graph: nir.NIRGraph, timesteps: int | None = None, purpose: str = "") -> None:
         """``purpose`` ends the refusal of an unsupported node (e.g. "cannot be exported to ONNX");
         by default it says the node "is not supported"."""
         self.graph = graph
+        self._paths: dict[str, tuple[SourcePath, ...]] = {}
         self.nodes: dict[str, nir.NIRNode] = dict(graph.nodes)
         self.meta: dict[str, Any] = get_meta(graph)
         for name, node in self.nodes.items():
@@ -115,9 +140,11 @@ class GraphView:
         self.in_shape: dict[str, tuple[int, ...]] = {}
         self.shape: dict[str, tuple[int, ...]] = {}
         self._infer_shapes()
+        check_size(self)  # before anything is sized by these shapes
         self.dt = self.reading.dt
         self.reset = self.reading.if_reset
         self.integer = bool(self.meta.get("integer", False))
+        check_values(self)
         self.models: dict[str, NeuronModel] = {n: self._model(n) for n in self.order
                                                if isinstance(self.nodes[n], NEURONS)}
         self.populations: list[str] = list(self.models)
@@ -167,14 +194,35 @@ class GraphView:
                     stack.append((p, iter(self.preds[p])))
         return order
 
-    def info(self, name: str) -> NodeInfo:
-        """Node ``name`` with its neighbours and shapes."""
-        return NodeInfo(name, self.nodes[name], tuple(self.preds[name]), tuple(self.succs[name]),
-                        self.in_shape[name], self.shape[name])
+    def is_population(self, name: str) -> bool:
+        """Whether ``name`` is a population (a neuron node) or the Input: where a walk back from a synapse stops."""
+        return name == self.input or name in self.models
 
-    def of_type(self, *types: type) -> list[str]:
-        """Names of the nodes of the given NIR types, in topological order."""
-        return [n for n in self.order if isinstance(self.nodes[n], types)]
+    def paths_into(self, name: str) -> list[SourcePath]:
+        """Every path of linear nodes that ends at ``name``'s input, from the population (or Input) feeding it:
+        one per incoming edge where the nodes before ``name`` sum nothing (the common case)."""
+        if name in self._paths:
+            return list(self._paths[name])
+        found: list[SourcePath] = []
+        for p in self.preds[name]:
+            if self.is_population(p):
+                found.append(SourcePath(p, ()))
+            else:
+                found += [SourcePath(t.source, t.nodes + (p,)) for t in self.paths_into(p)]
+        self._paths[name] = tuple(found)
+        return found
+
+    def source_of(self, name: str, why: str = "") -> SourcePath:
+        """The one path into ``name`` (the walk from a synapse back to the population feeding it, through the
+        pools and Flatten in between), or a one-line refusal naming the node that sums inputs (``why`` ends it)."""
+        cur = name
+        while True:
+            preds = self.preds[cur]
+            if len(preds) != 1:
+                raise KdsnnError(f"node {cur!r} sums {len(preds)} inputs" + (f"; {why}" if why else ""))
+            if self.is_population(preds[0]):
+                return self.paths_into(name)[0]
+            cur = preds[0]
 
     def size(self, name: str) -> int:
         """Number of elements of node ``name``'s output."""

@@ -8,7 +8,6 @@ is ONNX. Anything else (corrupt, truncated, foreign) is a one-line :class:`Kdsnn
 from __future__ import annotations
 
 import collections
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,11 @@ import numpy as np
 import onnx
 
 from kdsnn.errors import KdsnnError
-from kdsnn.neuron_models._params import value_range
+from kdsnn.neuron_models import value_range
 
 from . import nir_io
-from .graph_view import GraphView
+from .graph_view import POOLS, GraphView
+from .metadata import onnx_info
 from .quantize import range_problems
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -89,7 +89,11 @@ def describe(path: str | Path, dt: float | None = None, legacy_if_reset: str | N
 
 
 def _shape(s: Any) -> str:
-    return "×".join(str(int(v)) for v in s) if s is not None and len(s) else "?"
+    """``3×32×32``; "?" where a foreign file declares no (or an unreadable) shape."""
+    a = np.atleast_1d(np.asarray(s if s is not None else [])).ravel()
+    if not a.size or a.dtype.kind not in "iuf" or not np.isfinite(a).all():
+        return "?"
+    return "×".join(str(int(v)) for v in a)
 
 
 def _count(node: nir.NIRNode) -> int:
@@ -104,7 +108,7 @@ def _details(node: nir.NIRNode, q: dict[str, Any]) -> str:
         w = np.asarray(node.weight)
         parts.append(f"{w.shape[2]}×{w.shape[3]} stride {_shape(np.atleast_1d(node.stride))} "
                      f"pad {node.padding if isinstance(node.padding, str) else _shape(np.atleast_1d(node.padding))}")
-    if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
+    if isinstance(node, POOLS):
         parts.append(f"{type(node).__name__[:3].lower()} {_shape(np.atleast_1d(node.kernel_size))} "
                      f"stride {_shape(np.atleast_1d(node.stride))}")
     if isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear)):
@@ -122,7 +126,7 @@ def _details(node: nir.NIRNode, q: dict[str, Any]) -> str:
 
 def describe_nir(graph: nir.NIRGraph, name: str = "graph", timesteps: int | None = None) -> str:
     try:
-        view: GraphView | None = GraphView(graph, timesteps)
+        view: GraphView | None = GraphView.of(graph, timesteps)
         shapes: dict[str, Any] = dict(view.shape)
         order = view.order
         meta = view.meta
@@ -147,7 +151,9 @@ def describe_nir(graph: nir.NIRGraph, name: str = "graph", timesteps: int | None
     if view is not None:
         lines += _reading_lines(view, timesteps)
     if meta.get("integer"):
-        lines.append(f"input step {meta.get('input_scale'):.6g}, output scale {meta.get('output_scale'):.6g}")
+        step = meta.get("input_scale")
+        lines.append(f"input step {'none (inputs are fed as they are)' if step is None else format(step, '.6g')}, "
+                     f"output scale {meta.get('output_scale', 1.0):.6g}")
     quant = meta.get("quantization", {})
     rows = [("node", "type", "shape", "params", "details")]
     total = 0
@@ -200,7 +206,7 @@ def _dims(t: onnx.TypeProto) -> str:
 def describe_onnx(model: onnx.ModelProto, name: str = "model") -> str:
     g = model.graph
     props = {p.key: p.value for p in model.metadata_props}
-    info = json.loads(props["kdsnn"]) if "kdsnn" in props else {}
+    info = onnx_info(props["kdsnn"], f"{name}'s kdsnn metadata") if "kdsnn" in props else {}
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), "?")
     lines = [f"ONNX model {name}: opset {opset}, IR {model.ir_version}, producer {model.producer_name or '?'}"]
     if info:

@@ -12,9 +12,11 @@ import h5py
 import nir
 
 from kdsnn.atomic import atomic_path
+from kdsnn.budget import require
 from kdsnn.errors import KdsnnError
 
 from . import reading
+from .graph import get_meta
 from .runtime import GraphSNN
 
 
@@ -23,8 +25,6 @@ def write(graph: nir.NIRGraph, path: str | Path) -> Path:
     its meaning: the resolved IF reset rule and dt go into its reading record."""
     rec = reading.get_record(graph)
     if rec:
-        from .graph import get_meta
-
         out = copy.copy(graph)
         out.metadata = dict(graph.metadata or {})
         reading.set_record(out, reading.resolve(graph, get_meta(graph)).persisted())
@@ -58,6 +58,8 @@ def read(path: str | Path, dt: float | None = None, legacy_if_reset: str | None 
                 raise KdsnnError(f"{path} is HDF5 but not a NIR graph "
                                  "(no 'node'/'version'; a netx file? try `kdsnn inspect`)")
             version = f["version"][()]
+            require(stored_bytes(f), f"reading {path} (the arrays it declares)",
+                    "the file declares arrays larger than this machine can hold")
         version = version.decode() if isinstance(version, bytes) else str(version)
         try:
             graph = nir.read(path)
@@ -73,7 +75,26 @@ def read(path: str | Path, dt: float | None = None, legacy_if_reset: str | None 
         raise KdsnnError(f"{path} could not be read as NIR ({_first_line(exc)})") from None
     if not isinstance(graph, nir.NIRGraph):
         raise KdsnnError(f"{path} holds a single NIR node, not a graph")
+    try:  # kdsnn's own records in the file: validated now, naming the file
+        get_meta(graph)
+        reading.get_record(graph)
+    except KdsnnError as exc:
+        raise KdsnnError(f"{path}: {exc}") from None
     return reading.record(graph, version, dt, legacy_if_reset, notes)
+
+
+def stored_bytes(f: h5py.File) -> int:
+    """Bytes the arrays of an HDF5 file take once read (declared shapes: a dataset may declare more than
+    the file stores, unallocated or compressed)."""
+    total = 0
+
+    def add(_name: str, obj: object) -> None:
+        nonlocal total
+        if isinstance(obj, h5py.Dataset):
+            total += int(obj.size or 0) * int(obj.dtype.itemsize)
+
+    f.visititems(add)
+    return total
 
 
 def load_snn(path: str | Path, timesteps: int | None = None, dt: float | None = None,

@@ -25,10 +25,9 @@ import numpy as np
 
 from kdsnn.errors import KdsnnError
 
-from .graph import SYNAPTIC, get_meta, set_meta
-from .graph_view import GraphView
-from .loihi import STATE_BITS as MEMBRANE_BITS
-from .loihi import weight_fits
+from .graph import get_meta, set_meta
+from .graph_view import SYNAPTIC, GraphView
+from .loihi import STATE_BITS, weight_fits
 
 
 def input_step(preprocessing: dict[str, Any], calibration_max: float | None, bits: int) -> float:
@@ -86,7 +85,7 @@ def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True,
             raise KdsnnError(f"node {name!r}: AvgPool2d must be folded into the next layer before quantization "
                              "(kdsnn's exporter writes SumPool2d)")
     g = copy.deepcopy(graph)
-    view = GraphView(g)
+    view = GraphView.of(g)
     preds, succs = view.preds, view.succs
     qmax = 2 ** (bits - 1) - 1
     # Spike input (Bernoulli encoding) is 0/1 already: its step is 1, whatever the data's scale.
@@ -135,7 +134,7 @@ def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True,
             report[layer] = {"feeds": target, "current_scale": c, "input_scale": s_in[layer],
                              "weight_scale": c / s_in[layer], "weight_bits": bits, "max_abs_weight": wmax,
                              "max_abs_bias": int(np.abs(b_int).max()), "fits_loihi_weight": weight_fits(w_int),
-                             "fits_24bit_bias": bool(np.abs(b_int).max() < 2 ** (MEMBRANE_BITS - 1))}
+                             "fits_24bit_bias": bool(np.abs(b_int).max() < 2 ** (STATE_BITS - 1))}
         tnode = g.nodes[target]
         if isinstance(tnode, nir.IF):
             th = np.asarray(tnode.v_threshold, dtype=np.float64)
@@ -147,7 +146,7 @@ def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True,
             tnode.v_threshold = th_int if integer else th_int * c
             tnode.v_reset = vr_int if integer else vr_int * c
             report[target] = {"current_scale": c, "threshold_int": int(np.abs(th_int).max()),
-                              "fits_24bit_threshold": bool(np.abs(th_int).max() < 2 ** (MEMBRANE_BITS - 1))}
+                              "fits_24bit_threshold": bool(np.abs(th_int).max() < 2 ** (STATE_BITS - 1))}
         else:
             output_scale = c
     meta.update(integer=bool(integer), bits=bits, input_scale=in_step if integer else None,

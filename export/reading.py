@@ -41,14 +41,12 @@ def version_tuple(v: str | None) -> tuple[int, ...] | None:
 
 def get_record(graph: nir.NIRGraph) -> dict[str, Any]:
     """The reading record of ``graph`` (``{}`` for a graph built in memory)."""
+    from .metadata import reading_record
+
     raw = (graph.metadata or {}).get(KEY)
     if raw is None:
         return {}
-    if isinstance(raw, np.ndarray):
-        raw = raw.item()
-    if isinstance(raw, bytes):
-        raw = raw.decode()
-    return json.loads(raw) if isinstance(raw, str) else dict(raw)
+    return reading_record(raw) if isinstance(raw, (str, bytes, np.ndarray)) else dict(raw)
 
 
 def set_record(graph: nir.NIRGraph, rec: dict[str, Any]) -> None:

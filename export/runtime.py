@@ -39,8 +39,7 @@ class GraphSNN(nn.Module):
 
     def __init__(self, graph: nir.NIRGraph | GraphView, timesteps: int | None = None) -> None:
         super().__init__()
-        self.view = graph if isinstance(graph, GraphView) and timesteps is None else GraphView(
-            graph.graph if isinstance(graph, GraphView) else graph, timesteps)
+        self.view = GraphView.of(graph, timesteps)
         v = self.view
         self.graph, self.meta, self.order = v.graph, v.meta, v.order
         self.input_shape, self.spiking_output, self.output_scale = v.input_shape, v.spiking_output, v.output_scale

@@ -49,9 +49,10 @@ class Deployable:
 
 def load_student_graphs(path: str, bits: int = 8, integer: bool = True, quantized: bool = True,
                         dataset: str | None = None, data_root: str | None = None,
-                        calibration: torch.Tensor | None = None) -> Deployable:
+                        calibration: torch.Tensor | None = None, soft_reset_ok: bool = False) -> Deployable:
     """Load a student checkpoint, fold BN, and quantize (calibrating the input step if needed:
-    on ``calibration`` inputs when given, e.g. the user's ``--inputs``, else on training data)."""
+    on ``calibration`` inputs when given, e.g. the user's ``--inputs``, else on training data).
+    ``soft_reset_ok``: accept a soft-reset student (see :func:`~kdsnn.export.graph.student_to_graph`)."""
     model, ckpt = checkpoint.load_model(path)
     if not isinstance(model, SpikingNet):
         raise KdsnnError(f"{path} holds the ANN {ckpt['model_spec']['arch']}; only student SNNs "
@@ -59,7 +60,7 @@ def load_student_graphs(path: str, bits: int = 8, integer: bool = True, quantize
     name = checkpoint.checkpoint_dataset(ckpt, dataset, str(path))
     pre = ckpt.get("preprocessing") or data.spec(name).preprocessing()
     float_graph = student_to_graph(model, pre, extra={"arch": ckpt["model_spec"]["arch"], "dataset": name,
-                                                      "source": str(path)})
+                                                      "source": str(path)}, soft_reset_ok=soft_reset_ok)
     if not quantized:
         return Deployable(model, ckpt, name, float_graph, float_graph, bits)
     cal = None

@@ -8,9 +8,20 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
+from .arg_types import positive_int
 from .errors import KdsnnError
 
 Handler = Callable[[argparse.Namespace], int]
+RESUME = {"train-teacher": "the same command with --resume continues from the last checkpoint",
+          "distill": "the same command with --resume continues from the last checkpoint",
+          "demo": "running the demo again continues its training from the last checkpoints"}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit status 2) like every other error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"kdsnn: error: {message} (see `{self.prog} --help`)\n")
 
 
 RECIPE = " (default: the recipe's)"
@@ -45,6 +56,8 @@ def _common_train(p: argparse.ArgumentParser, family: str) -> None:
     p.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
     p.add_argument("--out", default=None, help="run folder (checkpoint.pt, metrics.jsonl)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--force", action="store_true",
+                   help="start over in an --out that holds an earlier run (its checkpoint is replaced)")
     p.add_argument("--stop-after", type=int, default=None, help="stop after N epochs of this invocation (resume later)")
     p.add_argument("--max-batches", type=int, default=None,
                    help="train on at most N batches per epoch and evaluate on as many images (a quick check "
@@ -60,7 +73,7 @@ def _student_opts(p: argparse.ArgumentParser) -> None:
     from .distill import DEFAULT_METHOD, methods_help
 
     p.add_argument("--kd", default=DEFAULT_METHOD, help=methods_help())
-    p.add_argument("--timesteps", type=int, default=None, help="time steps T" + RECIPE)
+    p.add_argument("--timesteps", type=positive_int, default=None, help="time steps T" + RECIPE)
     p.add_argument("--width", type=float, default=1.0,
                    help="student channel multiplier (0.25: a quarter of every layer)")
     p.add_argument("--alpha", type=float, default=None,
@@ -96,15 +109,20 @@ def _evaluate(a: argparse.Namespace) -> int:
     import torch
 
     from . import checkpoint, data
-    from .trainer import evaluate, resolve_device
+    from .budget import fitting
+    from .models.sizing import measure
+    from .trainer import EVAL_BATCH, evaluate, resolve_device
 
     device = resolve_device(a.device)
-    model, ckpt = checkpoint.load_model(a.checkpoint, device)
+    model, ckpt = checkpoint.load_model(a.checkpoint, device)  # refuses a model one sample of which cannot fit
     dataset = checkpoint.checkpoint_dataset(ckpt, a.dataset, a.checkpoint)
     spec = checkpoint.model_spec(ckpt)
+    kwargs = checkpoint.constructor_args(spec)
+    size = measure(spec["arch"], tuple(spec["input_shape"]), spec["classes"], **kwargs)
+    batch = max(1, fitting(size.bytes(1, kwargs.get("timesteps", 1), False), EVAL_BATCH))
     test = data.load(dataset, "test", a.data_root, noise=a.noise, noise_seed=a.seed)
     torch.manual_seed(a.seed)
-    acc = evaluate(model.to(device), test, device, desc="evaluate")
+    acc = evaluate(model.to(device), test, device, batch, desc="evaluate")
     result = {"accuracy": acc, "checkpoint": a.checkpoint, "dataset": dataset, "noise": a.noise or "none",
               "arch": spec["arch"]}
     _print_result(a, result, f"{spec['arch']} on {dataset} (noise {result['noise']}): accuracy {acc:.4f}")
@@ -130,7 +148,7 @@ def _print_result(a: argparse.Namespace, result: dict[str, Any], text: str) -> N
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    parser = argparse.ArgumentParser(prog="kdsnn", description="ANN-to-SNN distillation and neuromorphic deployment")
+    parser = Parser(prog="kdsnn", description="ANN-to-SNN distillation and neuromorphic deployment")
     sub = parser.add_subparsers(dest="command", required=True)
     subs: dict[str, argparse.ArgumentParser] = {}
 
@@ -182,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kdsnn: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("kdsnn: interrupted; a run with --resume continues from its last checkpoint", file=sys.stderr)
+        command = next((w for w in argv if not w.startswith("-")), "")
+        print(f"kdsnn: interrupted; {RESUME.get(command, 'no partial output was left behind')}", file=sys.stderr)
         return 130
 
 

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 
 from . import augment as augmentation
 from . import corruptions
+from .budget import require
 from .errors import KdsnnError
 
 DATASETS = ("digits", "mnist", "cifar10", "cifar100", "fake:CxHxW:K")
@@ -60,6 +61,8 @@ FAKE_SIZES = {"train": 512, "test": 128}
 FAKE_OFFSETS = {"train": 0, "test": 1_000_000}  # FakeData seeds image i with i + offset: the splits never meet
 # FakeData's pixels are uniform on {0, …, 255} (a normal draw × 255, wrapped to a byte): mean ½, std √((256²−1)/12)/255
 FAKE_MEAN, FAKE_STD = 0.5, 0.2898
+MAX_CLASSES = 2 ** 63 - 1  # FakeData draws labels with torch.randint: a class index must fit int64
+FLOAT_BYTES = 4
 FAKE_SYNTAX = "fake:CxHxW:K, e.g. fake:3x32x32:10 (channels 1-4 × height × width, K >= 1 classes)"
 
 
@@ -77,9 +80,10 @@ def _fake_spec(name: str) -> DataSpec:
     if not m:
         raise KdsnnError(f"cannot read dataset {name!r}: write {FAKE_SYNTAX}")
     c, h, w, k = (int(v) for v in m.groups())
-    if not 1 <= c <= 4 or h < 1 or w < 1 or k < 1:
+    if not 1 <= c <= 4 or h < 1 or w < 1 or not 1 <= k <= MAX_CLASSES:
         raise KdsnnError(f"dataset {name!r} is out of range: write {FAKE_SYNTAX} "
-                         "(torchvision's FakeData draws images of 1 to 4 channels)")
+                         "(torchvision's FakeData draws images of 1 to 4 channels; K must fit a 64-bit integer)")
+    require(c * h * w * FLOAT_BYTES, f"one {c}×{h}×{w} image of dataset {name!r}", "choose a smaller image shape")
     return DataSpec(name, (c, h, w), k, (FAKE_MEAN,) * c, (FAKE_STD,) * c, 1 / 255)
 
 
@@ -272,7 +276,10 @@ def sample_batch(name: str, n: int, root: str | None = None, split: str = "test"
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise KdsnnError(f"need at least 1 input sample of {name}, got {n} (--samples must be >= 1)")
     data = load(name, split, root)
-    items = [data[i] for i in range(min(n, len(data)))]
+    count = min(n, len(data))
+    require(count * int(np.prod(spec(name).input_shape)) * FLOAT_BYTES, f"{count} samples of {name}",
+            "use fewer samples")
+    items = [data[i] for i in range(count)]
     return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
 
 
@@ -284,7 +291,7 @@ def load_inputs(path: str | Path, labels: str | Path | None = None, shape: tuple
     ``shape`` is the expected per-sample shape (the model's input shape), ``classes`` the number
     of classes labels must lie below. Returns ``(x float32, y int64 or None)``.
     """
-    arr = _read_npy(path, "--inputs")
+    arr = read_npy(path, "--inputs")
     if arr.dtype.kind != "f":
         raise KdsnnError(f"--inputs {path} holds {arr.dtype} values; it must be a floating-point array, normalized as "
                          "the network's input (convert with x.astype(np.float32))")
@@ -303,7 +310,7 @@ def load_inputs(path: str | Path, labels: str | Path | None = None, shape: tuple
     x = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
     if labels is None:
         return x, None
-    lab = _read_npy(labels, "--labels")
+    lab = read_npy(labels, "--labels")
     if lab.ndim != 1 or len(lab) != len(arr):
         raise KdsnnError(f"--labels {labels} has shape {list(lab.shape)}; "
                          f"it must hold one label per input: [{len(arr)}]")
@@ -320,7 +327,7 @@ def load_inputs(path: str | Path, labels: str | Path | None = None, shape: tuple
     return x, torch.from_numpy(ints)
 
 
-def _read_npy(path: str | Path, flag: str) -> np.ndarray:
+def read_npy(path: str | Path, flag: str) -> np.ndarray:
     """Read one array from a ``.npy`` file (no pickles), or refuse in one line."""
     p = Path(path)
     if not p.is_file():

@@ -7,7 +7,10 @@ Discrete time, per neuron and step ``t``::
     v[t] = v_reset where s[t] = 1 else h[t]  (hard reset, default)
     v[t] = h[t] − θ·s[t]                     (soft reset, option)
 
-Training, export and both simulators refer to :func:`if_step` for the dynamics.
+This is the training side: :func:`if_step` and the fused multi-step node (compiled CPU kernels in
+:mod:`kdsnn.if_kernels`) with surrogate gradients. The one reference of these dynamics is
+:class:`kdsnn.neuron_models.IFModel`'s ``step``, which the graph runtime calls; this module, both
+simulator paths, ONNX and Lava are held to it by tests/test_neuron_conformance.py.
 """
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ CUDA, with no other change to the command.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -22,14 +23,19 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from . import checkpoint, data, optim, recipes
+from . import checkpoint, data, optim, recipes, run_folder
 from .atomic import write_text
+from .budget import fitting
 from .distill import DEFAULT_METHOD, build_loss
 from .errors import KdsnnError
+from .folder_lock import folder_lock
 from .memory import keep_freed_memory
 from .models import build_model, is_student
 from .models.output import ModelOutput
+from .models.sizing import require_fits
 from .progress import progress
+
+EVAL_BATCH = 256
 
 
 @dataclass
@@ -59,6 +65,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     resume: bool = False
+    force: bool = False  # start over in an --out that holds an earlier run's checkpoint
     stop_after: int | None = None
     max_batches: int | None = None  # train on at most this many batches per epoch (a quick check that a run works)
     workers: int = 0
@@ -151,8 +158,10 @@ class TrainStep(nn.Module):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset, device: torch.device, batch_size: int = 256, desc: str | None = None) -> float:
-    """Top-1 accuracy of ``model`` on ``dataset``."""
+def evaluate(model: nn.Module, dataset, device: torch.device, batch_size: int = EVAL_BATCH,
+             desc: str | None = None) -> float:
+    """Top-1 accuracy of ``model`` on ``dataset`` (``batch_size`` samples at a time: memory does not
+    grow with the data set)."""
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     correct = total = 0
@@ -192,6 +201,7 @@ class _Run:
     optimizer: torch.optim.Optimizer | None = None
     scheduler: Any = None
     start_epoch: int = 0
+    eval_batch: int = EVAL_BATCH  # what fits in memory at once, at most EVAL_BATCH
 
     @property
     def out_dir(self) -> Path:
@@ -199,28 +209,31 @@ class _Run:
 
     @property
     def ckpt_path(self) -> Path:
-        return self.out_dir / "checkpoint.pt"
+        return self.out_dir / run_folder.CHECKPOINT
 
     @property
     def metrics_path(self) -> Path:
-        return self.out_dir / "metrics.jsonl"
+        return self.out_dir / run_folder.METRICS
 
 
 def train(cfg: TrainConfig, kind: str) -> dict[str, Any]:
     """Run ``train-teacher`` (kind='teacher') or ``distill`` (kind='student'); returns the result."""
     cfg, recipe = recipes.apply(cfg, kind)
     _check_options(cfg, kind)
-    run = _set_up(cfg, kind)
-    run.recipe = recipe
-    if not cfg.quiet and run.ddp.main:
-        print(f"recipe {recipe.name}: {recipes.summary(vars(cfg), cfg.kd if kind == 'student' else None)}", flush=True)
-    _load_data(run)
-    _build_model(run)
-    loss_fn = _build_teacher_and_loss(run) if kind == "student" else None
-    _build_optimizer(run, loss_fn)
-    _resume(run)
-    result = _epochs(run)
-    return _finish(run, result)
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes --out
+    with folder_lock(cfg.out, "training run") if main_rank else contextlib.nullcontext():
+        run = _set_up(cfg, kind)
+        run.recipe = recipe
+        if not cfg.quiet and run.ddp.main:
+            print(f"recipe {recipe.name}: {recipes.summary(vars(cfg), cfg.kd if kind == 'student' else None)}",
+                  flush=True)
+        _load_data(run)
+        _build_model(run)
+        loss_fn = _build_teacher_and_loss(run) if kind == "student" else None
+        _build_optimizer(run, loss_fn)
+        _resume(run)
+        result = _epochs(run)
+        return _finish(run, result)
 
 
 def _check_options(cfg: TrainConfig, kind: str) -> None:
@@ -232,14 +245,7 @@ def _check_options(cfg: TrainConfig, kind: str) -> None:
         raise KdsnnError(f"{cfg.arch} is not a student SNN; students: {', '.join(STUDENTS)}")
     recipes.check_values({k: v for k, v in vars(cfg).items() if k in recipes.CHECKED and v is not None}, "")
     optim.check(cfg.optimizer, cfg.schedule, cfg.warmup_epochs, cfg.epochs)
-    out = Path(cfg.out)
-    for folder in (out, *out.parents):  # the nearest existing path must be a folder
-        if folder.exists():
-            if not folder.is_dir():
-                what = "--out" if folder == out else f"--out's parent {folder}"
-                raise KdsnnError(f"{what} is an existing file, but --out must be a folder (the run writes "
-                                 f"{out}/checkpoint.pt and {out}/metrics.jsonl); pass a folder path")
-            break
+    run_folder.check(cfg.out, cfg.teacher if kind == "student" else None, cfg.resume, cfg.force)
 
 
 def _set_up(cfg: TrainConfig, kind: str) -> _Run:
@@ -262,6 +268,11 @@ def _load_data(run: _Run) -> None:
 def _build_model(run: _Run) -> None:
     """The model to train, built from the seed (the spec is what its checkpoint records)."""
     run.spec = _model_spec(run.cfg, run.ds)
+    student = {k: v for k, v in run.spec.items() if k not in ("arch", "input_shape", "classes")}
+    steps = run.cfg.timesteps if run.kind == "student" else 1
+    size = require_fits(run.cfg.arch, run.ds.input_shape, run.ds.classes, run.cfg.batch_size, steps, True,
+                        f"training on {run.cfg.dataset}", run.device, **student)
+    run.eval_batch = max(1, fitting(size.bytes(1, steps, False), EVAL_BATCH, run.device))
     torch.manual_seed(run.cfg.seed)
     run.model = build_model(**{k: (tuple(v) if k == "input_shape" else v) for k, v in run.spec.items()}).to(run.device)
     if hasattr(run.model, "set_layout"):
@@ -295,23 +306,30 @@ def _build_optimizer(run: _Run, loss_fn: nn.Module | None) -> None:
 
 
 def _resume(run: _Run) -> None:
-    """With --resume, continue from the last checkpoint of the same run; else note an overwrite."""
+    """With --resume, continue from the last checkpoint of the same run (the metrics it recorded must be
+    readable); with --force, say that an earlier run's checkpoint is being replaced."""
     cfg, ckpt_path = run.cfg, run.ckpt_path
     if cfg.resume and ckpt_path.exists():
         state = checkpoint.load(ckpt_path, run.device)
-        if state["model_spec"] != run.spec or state.get("kind") != run.kind or state.get("epochs") != cfg.epochs:
+        if state.get("model_spec") != run.spec or state.get("kind") != run.kind or state.get("epochs") != cfg.epochs:
             raise KdsnnError(f"--resume: {ckpt_path} belongs to a different run (arch, shapes, kind or epochs differ); "
                              "use another --out or drop --resume")
-        finished = state["epoch"] >= cfg.epochs  # nothing left to train: its optimizer state is not needed
+        finished = state.get("epoch", 0) >= cfg.epochs  # nothing left to train: its optimizer state is not needed
+        needed = ("train_state", "epoch") if finished else ("train_state", "optimizer", "scheduler", "epoch")
+        missing = [k for k in needed if k not in state]
+        if missing:
+            raise KdsnnError(f"--resume: {ckpt_path} lacks {', '.join(missing)} (not written by a training run); "
+                             "pass --force to start over")
         if not finished:
             recipes.check_resumable(state.get("config", {}), cfg, ckpt_path)
+        run_folder.read_metrics(run.metrics_path, state["epoch"])  # a damaged line fails now, not after an epoch
         run.step_module.load_state_dict(state["train_state"])
         if not finished:
             run.optimizer.load_state_dict(state["optimizer"])
             run.scheduler.load_state_dict(state["scheduler"])
         run.start_epoch = state["epoch"]
-    elif ckpt_path.exists() and not cfg.resume and run.ddp.main:
-        print(f"note: overwriting {ckpt_path} (use --resume to continue it)")
+    elif ckpt_path.exists() and cfg.force and run.ddp.main:
+        print(f"note: replacing {ckpt_path} (--force)")
 
 
 def _epochs(run: _Run) -> dict[str, Any]:
@@ -330,7 +348,7 @@ def _epochs(run: _Run) -> dict[str, Any]:
         total_loss, correct, seen = _train_epoch(run, runner, _epoch_loader(run, epoch), epoch)
         epochs_run += 1
         ddp.sync_buffers(run.step_module)
-        acc = evaluate(run.model, run.test_set, run.device)
+        acc = evaluate(run.model, run.test_set, run.device, run.eval_batch)
         record = {"epoch": epoch + 1, "train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1),
                   f"{run.split}_accuracy": acc, "lr": run.optimizer.param_groups[0]["lr"]}
         if ddp.main:
@@ -381,9 +399,7 @@ def _train_epoch(run: _Run, runner: nn.Module, loader: DataLoader, epoch: int) -
 def _save_epoch(run: _Run, epoch: int, record: dict[str, Any], acc: float) -> None:
     """Append the epoch's metrics (dropping lines of epochs a resume redoes) and write the checkpoint."""
     cfg, metrics_path = run.cfg, run.metrics_path
-    run.out_dir.mkdir(parents=True, exist_ok=True)
-    prev = metrics_path.read_text() if metrics_path.exists() and (epoch > 0) else ""
-    kept = [ln for ln in prev.splitlines() if ln and json.loads(ln)["epoch"] <= epoch]
+    kept = run_folder.read_metrics(metrics_path, epoch)
     write_text(metrics_path, "\n".join(kept + [json.dumps(record)]) + "\n")
     checkpoint.save(run.ckpt_path, {
         "kind": run.kind, "model_spec": run.spec, "dataset": cfg.dataset, "preprocessing": run.ds.preprocessing(),
@@ -400,7 +416,7 @@ def _finish(run: _Run, result: dict[str, Any]) -> dict[str, Any]:
     """The run's result: final accuracy, what was trained, and (under torchrun) replica agreement."""
     cfg, ddp = run.cfg, run.ddp
     if "accuracy" not in result:
-        result["accuracy"] = evaluate(run.model, run.test_set, run.device)
+        result["accuracy"] = evaluate(run.model, run.test_set, run.device, run.eval_batch)
     result.update(arch=cfg.arch, dataset=cfg.dataset, kind=run.kind, finished=result["epoch"] >= cfg.epochs,
                   split=run.split, recipe=run.recipe.name)
     if run.kind == "student":

@@ -17,4 +17,6 @@ $PIP install -e ".[test,interop]"
 $PIP install -e ".[lava]"
 $PIP install --no-deps --ignore-requires-python "lava-nc==0.10.0" "lava-dl==0.6.0"
 $VPY scripts/patch_lava.py
+# Sinabs and Rockpool (the Speck and Xylo toolchains) pin nir <= 1.0.4: their own small venv.
+bash scripts/setup_vendors.sh
 echo "setup: .venv ready"

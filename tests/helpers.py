@@ -52,3 +52,17 @@ def assert_same_run(graph, x: torch.Tensor, run) -> None:
         mismatch = int((run.spikes[name] != expected).sum())
         assert mismatch == 0, f"{name}: {mismatch} spikes differ from GraphSNN"
     assert torch.equal(run.logits, ref.logits)
+
+
+def error_line(capsys) -> str:
+    """The one line a refused command prints on stderr (and no traceback anywhere)."""
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("kdsnn: error: "), captured.err
+    assert "Traceback" not in captured.err + captured.out
+    return err[0]
+
+
+def snapshot(path: Path) -> tuple[bytes, int]:
+    """A file's bytes and modification time: the same before and after means untouched."""
+    return path.read_bytes(), path.stat().st_mtime_ns

@@ -1,12 +1,16 @@
-"""Every IF implementation against the one reference step (:class:`kdsnn.neuron_models.IFModel`).
+"""Every neuron implementation against the one reference step of its model (:mod:`kdsnn.neuron_models`).
 
 The same currents (random float and integer, exactly at threshold, negative, near the 24-bit
-bound, per-neuron thresholds, soft reset) go to every implementation: the training step and
-its compiled and PyTorch-op kernels, the graph runtime, both simulator paths (kernels
-directly, and whole runs), ONNX (step form, with its membranes, and the unrolled form) and
-Lava. Each must give the reference's spikes, and its membranes where it exposes them, at
-every step. The reference itself is checked by hand below. Adding a neuron model is one
-module in kdsnn/neuron_models and one row in ``MODELS_UNDER_TEST``.
+bound, per-neuron thresholds, soft reset float and integer, and the leaky models) go to every
+implementation: the training step and its compiled and PyTorch-op kernels, both simulator paths
+(kernels directly, and whole runs forced onto each path), the ONNX step form with its membranes,
+Lava's LIF process, and every backend of the registry (``kdsnn.deploy.backends.BACKENDS``: a new
+backend gets its rows here without a line of this file) run on a one-population graph. Each must
+give the reference's spikes (a readout's outputs), and its membranes where it exposes them, at
+every step; a backend that returns only logits is held to the reference's spike counts (or mean
+readout). A case an implementation cannot represent is skipped with the implementation's reason
+(a backend's own ``supports``). The reference itself is checked by hand below. Adding a neuron
+model is one module in kdsnn/neuron_models, one line in its ``MODELS``, and its cases here.
 """
 from __future__ import annotations
 
@@ -19,12 +23,15 @@ import pytest
 import torch
 
 from kdsnn import if_kernels
+from kdsnn.deploy.backends import BACKENDS
+from kdsnn.deploy.simulator import V_MAX
 from kdsnn.export.graph import set_meta
+from kdsnn.export.graph_view import GraphView
 from kdsnn.neuron_models import MODELS, IFModel
 from kdsnn.neurons import IFParams, _forward_steps, if_step
 
 T, B, N = 9, 3, 12
-V24 = 2 ** 23 - 1
+V24 = V_MAX  # 2^23 − 1: the largest 24-bit membrane
 
 
 @dataclass
@@ -102,6 +109,7 @@ def _cases() -> list[Case]:
              rng.normal(0.3, 0.5, (T, B, N)).astype(np.float32).astype(np.float64), False),
         Case("integer", one * 37, 0.0, "hard", rng.integers(-20, 41, (T, B, N)).astype(np.float64), True),
         Case("integer_v_reset", one * 10, -3.0, "hard", rng.integers(-6, 12, (T, B, N)).astype(np.float64), True),
+        Case("integer_soft", one * 7, 0.0, "soft", rng.integers(-4, 16, (T, B, N)).astype(np.float64), True),
         Case("at_threshold", one * 5, 0.0, "hard", at, True),
         Case("negative", one * 4, 0.0, "hard", -rng.integers(0, 500, (T, B, N)).astype(np.float64), True),
         Case("near_24_bit", one * (V24 - 3 * 2 ** 20), 0.0, "hard", big, True),
@@ -163,25 +171,20 @@ def _graph(c: Case) -> nir.NIRGraph:
                             "output": nir.Output(output_type={"output": np.array([N])})},
                      edges=[("input", "if1"), ("if1", "output")], type_check=False)
     set_meta(g, {"producer": "kdsnn", "timesteps": T, "encoding": "direct", "integer": c.integer,
-                 "input_scale": None, "readout": "spike", "dt": c.dt, "reset": "hard"})
+                 "input_scale": None, "readout": "spike" if c.model().spiking else "membrane", "dt": c.dt,
+                 "reset": c.reset})
     return g
 
 
-def graph_runtime(c: Case):
-    from kdsnn.export.runtime import GraphSNN
-    run = GraphSNN(_graph(c)).run(torch.from_numpy(c.x))
-    return run.outputs["if1"].double().numpy(), None, None
-
-
 def simulator_general_kernel(c: Case):
-    from kdsnn.deploy.simulator.kernels import _update
+    from kdsnn.deploy.simulator.kernels import update_if
     v, spk = np.zeros((B, N)), np.zeros((B, N), dtype=np.uint8)
     th = np.ascontiguousarray(np.broadcast_to(c.threshold, (N,)), dtype=np.float64)
     vr, r = np.full(N, c.v_reset), np.ones(N)
     s_all, v_all = [], []
     for t in range(T):
-        _update(v, np.ascontiguousarray(c.x[t]), r, False, th, vr, np.zeros((B, N), np.bool_), spk,
-                np.zeros(B, np.int64), np.zeros((B, N), np.int64), c.integer, np.zeros(3, np.int64))
+        update_if(v, np.ascontiguousarray(c.x[t]), r, False, th, vr, np.zeros((B, N), np.bool_), spk,
+                np.zeros(B, np.int64), np.zeros((B, N), np.int64), c.integer, np.zeros(3, np.int64), c.reset == "soft")
         s_all.append(spk.astype(np.float64))
         v_all.append(v.copy())
     return np.stack(s_all), np.stack(v_all), None
@@ -228,15 +231,6 @@ def onnx_step(c: Case, tmp_path):
         s_all.append(run.outputs[0])
         v_all.append(states["v_if1"])
     return np.stack(s_all).astype(np.float64), np.stack(v_all).astype(np.float64), None
-
-
-def onnx_unrolled(c: Case, tmp_path):
-    """The unrolled model returns spike counts (spike readout): compared as counts."""
-    from kdsnn.export.onnx import export_onnx, run_onnx
-    g = _graph(c)
-    set_meta(g, {**__import__("kdsnn.export.graph", fromlist=["get_meta"]).get_meta(g), "encoding": "bernoulli"})
-    counts = run_onnx(export_onnx(g, tmp_path / "if_unrolled.onnx", "unrolled"), c.x.astype(np.float32))
-    return counts.astype(np.float64), "counts", None
 
 
 def lava_lif(c: Case):
@@ -293,25 +287,25 @@ def _lava_limit(c: Case) -> str | None:
     return None
 
 
-def norse(c: Case):
-    """Norse 1.1's own neurons (IAF, LIFBox, LIBox + LIFBox), read from the same NIR node by its from_nir
-    with the same dt: spikes."""
-    from kdsnn.deploy.norse_backend import norse_available, run_norse
+def _backend(name: str) -> Callable:
+    """Backend ``name`` of the registry on the case's one-population graph, fed the currents as ``[T, B, N]``:
+    its spikes (a readout's output sequence) where it returns them, else its logits (``"logits"``)."""
+    def run(c: Case, tmp_path):
+        res = BACKENDS[name].run(_graph(c), torch.from_numpy(c.x), workdir=tmp_path)
+        if res.spikes is not None and "if1" in res.spikes:
+            return np.asarray(res.spikes["if1"], dtype=np.float64), None, None
+        if res.output is not None:
+            return np.asarray(res.output, dtype=np.float64), None, None
+        return np.asarray(res.logits, dtype=np.float64), "logits", None
+    return run
 
-    ok, why = norse_available()
-    assert ok, why
-    _, spikes = run_norse(_graph(c), torch.from_numpy(c.x.astype(np.float32)))
-    return spikes["if1"].numpy(), None, None
 
-
-def _norse_limit(c: Case) -> str | None:
-    if c.node is not None and c.integer:
-        return "Loihi's fixed-point decays are not Norse's"
-    if c.reset == "soft":
-        return "NIR's IF resets to v_reset"
-    from kdsnn.deploy.norse_backend import norse_supports
-    ok, why = norse_supports(_graph(c))
-    return None if ok else why
+def _backend_limit(name: str) -> Callable[[Case], str | None]:
+    """The backend's own word: unavailable here, or ``supports`` refuses the case's graph."""
+    def limit(c: Case) -> str | None:
+        ok, why = BACKENDS[name].usable_for(GraphView.of(_graph(c)))
+        return None if ok else why
+    return limit
 
 
 def _if_only(limit: Callable[[Case], str | None]) -> Callable[[Case], str | None]:
@@ -319,37 +313,30 @@ def _if_only(limit: Callable[[Case], str | None]) -> Callable[[Case], str | None
     return lambda c: "IF only" if c.node is not None else limit(c)
 
 
-def _any_model(limit: Callable[[Case], str | None]) -> Callable[[Case], str | None]:
-    """A NIR-graph implementation runs every model; ONNX has no exact Loihi fixed-point decay in float32."""
-    def check(c: Case) -> str | None:
-        if c.node is not None:
-            return "Loihi's fixed-point decay is not exact in float32" if c.integer else None
-        return limit(c)
-    return check
+def _onnx_limit(c: Case) -> str | None:
+    """The emitter's own word (each neuron model says whether float32 operators state it exactly)."""
+    from kdsnn.export.onnx import onnx_supports
+    ok, why = onnx_supports(GraphView.of(_graph(c)))
+    return None if ok else why
 
+
+_ONE_THETA = "IFParams has one θ per layer"
+_FAST = "the compiled integer update resets to v_reset (a soft reset runs the general path)"
 
 IMPLEMENTATIONS: dict[str, tuple[Callable, Callable[[Case], str | None]]] = {
-    "training if_step": (training_step, _if_only(lambda c: "IFParams has one θ per layer" if c.per_neuron else None)),
-    "training compiled kernel": (training_compiled_kernel,
-                                 _if_only(lambda c: "IFParams has one θ per layer" if c.per_neuron else None)),
-    "training torch ops": (training_torch_ops,
-                           _if_only(lambda c: "IFParams has one θ per layer" if c.per_neuron else None)),
-    "training fused autograd": (training_fused_autograd,
-                                _if_only(lambda c: "IFParams has one θ per layer" if c.per_neuron else None)),
-    "graph runtime": (graph_runtime, lambda c: "NIR's IF resets to v_reset" if c.reset == "soft" else None),
-    "simulator general kernel": (simulator_general_kernel,
-                                 _if_only(lambda c: "NIR's IF resets to v_reset" if c.reset == "soft" else None)),
-    "simulator fast kernel": (simulator_fast_kernel,
-                              _if_only(lambda c: "integer graphs only" if not c.integer else
-                                       ("NIR's IF resets to v_reset" if c.reset == "soft" else None))),
-    "simulator general run": (simulator_general_run,  # leaky populations step by their model's reference step
-                              lambda c: "NIR's IF resets to v_reset" if c.reset == "soft" else None),
+    "training if_step": (training_step, _if_only(lambda c: _ONE_THETA if c.per_neuron else None)),
+    "training compiled kernel": (training_compiled_kernel, _if_only(lambda c: _ONE_THETA if c.per_neuron else None)),
+    "training torch ops": (training_torch_ops, _if_only(lambda c: _ONE_THETA if c.per_neuron else None)),
+    "training fused autograd": (training_fused_autograd, _if_only(lambda c: _ONE_THETA if c.per_neuron else None)),
+    "simulator general kernel": (simulator_general_kernel, _if_only(lambda c: None)),
+    "simulator fast kernel": (simulator_fast_kernel, _if_only(lambda c: "integer graphs only" if not c.integer else
+                                                              (_FAST if c.reset == "soft" else None))),
+    "simulator general run": (simulator_general_run, lambda c: None),  # leaky populations step by their model
     "simulator fast run": (simulator_fast_run, _if_only(lambda c: "integer graphs only" if not c.integer else
-                                                        ("NIR's IF resets to v_reset" if c.reset == "soft" else None))),
-    "onnx step": (onnx_step, _any_model(lambda c: "NIR's IF resets to v_reset" if c.reset == "soft" else None)),
-    "onnx unrolled": (onnx_unrolled, _any_model(lambda c: "NIR's IF resets to v_reset" if c.reset == "soft" else None)),
+                                                        (_FAST if c.reset == "soft" else None))),
+    "onnx step": (onnx_step, _onnx_limit),
     "lava lif": (lava_lif, _lava_limit),
-    "norse": (norse, _norse_limit),
+    **{f"backend {name}": (_backend(name), _backend_limit(name)) for name in BACKENDS},
 }
 
 
@@ -371,7 +358,11 @@ def _reference(c: Case, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray | Non
     return np.stack(s_all), np.stack(v_all), np.stack(h_all)
 
 
-FLOAT32 = {"graph runtime", "onnx step", "onnx unrolled", "norse"}
+def _float_dtype(impl: str) -> type:
+    """The precision an implementation computes float cases in (a backend states its own)."""
+    if impl.startswith("backend "):
+        return np.dtype(BACKENDS[impl.removeprefix("backend ")].float_dtype).type
+    return np.float32 if impl == "onnx step" else np.float64
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -380,12 +371,9 @@ def test_conformance(impl: str, case: Case, tmp_path) -> None:
     run, limit = IMPLEMENTATIONS[impl]
     why = limit(case)
     if why is not None:
-        # a stated limit of the implementation, not a skip: the case really is outside what it represents
-        assert (case.reset == "soft" or case.per_neuron or not case.integer or impl in ("lava lif", "norse")
-                or case.node is not None)
-        return
-    dtype = np.float32 if impl in FLOAT32 and not case.integer else np.float64
-    spikes, membranes, pre = run(case, tmp_path) if impl.startswith("onnx") else run(case)
+        pytest.skip(f"{impl} cannot represent {case.name}: {why}")
+    dtype = np.float64 if case.integer else _float_dtype(impl)
+    spikes, membranes, pre = run(case, tmp_path) if impl.startswith(("onnx", "backend")) else run(case)
     ref_s, ref_v, ref_h = _reference(case, dtype)
     if isinstance(membranes, str):  # logits: spike counts over T, or a readout's mean over T (summed in order)
         if case.node is not None and not case.model().spiking:
@@ -472,3 +460,16 @@ def test_leaky_reference_by_hand() -> None:
         LIFModel(tau=np.array([0.5]), r=one, v_leak=zero, threshold=one, v_reset=zero)
     with pytest.raises(KdsnnError, match="12-bit"):
         LIFModel(tau=np.array([3.0]), r=np.array([3.0]), v_leak=zero, threshold=one, v_reset=zero, integer=True)
+
+
+def test_soft_reset_runs_wherever_it_is_implemented() -> None:
+    """The soft-reset cases really reset by subtraction (their graph records it and the view's model does it),
+    and every implementation that has a soft reset runs them rather than declaring them out of reach."""
+    implemented = ["training if_step", "training compiled kernel", "training torch ops", "training fused autograd",
+                   "simulator general kernel", "simulator general run", "onnx step", "backend pytorch",
+                   "backend nir-file", "backend simulator", "backend onnx", "backend onnx-step"]
+    soft = [c for c in CASES if c.reset == "soft"]
+    assert {c.integer for c in soft} == {False, True}
+    for c in soft:
+        assert GraphView.of(_graph(c)).models["if1"].reset == "soft"
+        assert [impl for impl in implemented if IMPLEMENTATIONS[impl][1](c) is not None] == [], c.name

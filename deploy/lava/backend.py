@@ -25,7 +25,7 @@ from kdsnn.export.netx.plan import lava_view, netx_plan
 from .plan import LavaGraphPlan, lava_graph_plan
 from .runtime import LavaRun, check_steps, lava_available
 
-__all__ = ["LavaRun", "lava_available", "lava_route", "lava_supports", "run_lava"]
+__all__ = ["lava_route", "lava_supports", "run_lava"]
 
 
 def lava_route(graph: nir.NIRGraph | GraphView) -> str:

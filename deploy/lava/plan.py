@@ -37,7 +37,7 @@ import nir
 import numpy as np
 
 from kdsnn.errors import KdsnnError
-from kdsnn.export.graph_view import GraphView
+from kdsnn.export.graph_view import SYNAPTIC, GraphView
 from kdsnn.export.loihi import DU, V_DECAY, VTH_MAX
 from kdsnn.export.netx.plan import (
     Synapse,
@@ -49,9 +49,7 @@ from kdsnn.export.netx.plan import (
     integer,
     lava_view,
 )
-from kdsnn.neuron_models._leaky import LOIHI_DECAY, loihi_decay
-
-_SYNAPSES = (nir.Conv2d, nir.Affine, nir.Linear, nir.Scale)
+from kdsnn.neuron_models import LOIHI_DECAY, loihi_decay
 
 
 @dataclass
@@ -107,24 +105,17 @@ def relay_name(source: str, k: int) -> str:
 
 
 def _trace(view: GraphView, start: str) -> tuple[str, list[str]]:
-    """Walk back from synapse ``start`` through pools/flatten to the population (or Input) feeding it."""
-    nodes, cur = [start], start
-    while True:
-        preds = view.preds[cur]
-        if len(preds) != 1:
-            raise KdsnnError(f"node {cur!r} sums {len(preds)} inputs outside an IF population; Lava sums only at "
-                             "a population's input")
-        cur = preds[0]
-        if isinstance(view.nodes[cur], (nir.IF, nir.Input)) or cur in view.models:
-            return cur, nodes
-        nodes.insert(0, cur)
+    """The population (or Input) feeding ``start``, and the nodes from there to ``start`` (pools, flatten,
+    the synapse, ``start`` included)."""
+    path = view.source_of(start, "Lava sums only at a population's input, not before a synapse")
+    return path.source, [*path.nodes, start]
 
 
 def _inputs(view: GraphView, pop: str) -> list[tuple[str, list[str]]]:
     """Each synapse feeding population ``pop``: (source population or Input, composed nodes)."""
     found = []
     for p in view.preds[pop]:
-        if not isinstance(view.nodes[p], _SYNAPSES):
+        if not isinstance(view.nodes[p], SYNAPTIC):
             raise KdsnnError(f"{type(view.nodes[pop]).__name__} node {pop!r} is fed by {p!r} "
                              f"({type(view.nodes[p]).__name__}), not a synapse; Lava populations take their input "
                              "through connection processes")

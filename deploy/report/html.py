@@ -7,7 +7,8 @@ import html
 from pathlib import Path
 from typing import Any
 
-from .targets import energy_line, human_joules
+from ..targets.core_load import human_joules
+from .targets import energy_line
 
 
 def img(path: Path) -> str:

@@ -9,17 +9,24 @@ from typing import Any
 import nir
 import torch
 
-from ..targets.core_load import human_joules, human_seconds, ratio_text
-from ..targets.mapping import encode_input, graph_view, map_graph
+from ..targets.core_load import human_joules, ratio_text
+from ..targets.mapping import map_graph
 from ..targets.spec import builtin_targets, load_target
+from ..targets.view import encode_input, mapping_plan
 from . import plots
 
 MAX_SYNAPSES = 2e7  # explicit per-synapse matrices (complex128 + index): about 0.5 GB at this size
+MAP_SAMPLES = 64    # inputs whose simulation gives the per-core load
 
 
 def map_targets(int_graph: nir.NIRGraph, float_graph: nir.NIRGraph, x: torch.Tensor, out_dir: str | Path,
-                targets: list[str] | None = None, samples: int = 64) -> tuple[list[dict[str, Any]], dict[str, Path]]:
-    """Map the integer graph onto every target (simulating the first ``samples`` inputs); one load plot each."""
+                targets: list[str] | None = None, samples: int = MAP_SAMPLES, sim: Any = None
+                ) -> tuple[list[dict[str, Any]], dict[str, Path]]:
+    """Map the integer graph onto every target (simulating the first ``samples`` inputs); one load plot each.
+
+    ``sim``: the reference simulator's run of the first inputs of ``x`` already made (the report's own), used
+    instead of a second simulation where it shows what the chip receives (direct encoding: the same input
+    every step); a Bernoulli-encoded graph is simulated here on input spikes drawn for the chip."""
     chosen = [load_target(t) for t in (targets or builtin_targets())]
     from ..synops import graph_ann_macs
 
@@ -29,15 +36,16 @@ def map_targets(int_graph: nir.NIRGraph, float_graph: nir.NIRGraph, x: torch.Ten
                  "skipped": f"about {synapses:.3g} synapses: too many for the per-synapse placement "
                             f"inside a report (limit {MAX_SYNAPSES:.0e}); run kdsnn map on the exported graph"}
                 for t in chosen], {}
-    view = graph_view(int_graph)
-    xs = encode_input(view, x[:samples])
-    sim = None
-    if view.simulable:
+    plan = mapping_plan(int_graph)
+    if sim is not None and plan.view.encoding == "direct":
+        xs = x[:int(sim.batch)]
+    else:
+        xs = encode_input(plan.view, x[:samples])
         from ..simulator import simulate
-        sim = simulate(view.plan, xs)
+        sim = simulate(plan, xs)
     results, images = [], {}
     for t in chosen:
-        r = map_graph(int_graph, t, x=xs if sim is not None else None, sim=sim, view=view, ann_graph=float_graph)
+        r = map_graph(int_graph, t, x=xs, sim=sim, plan=plan, ann_graph=float_graph)
         results.append(r)
         if r.get("load"):
             images[t.name] = plots.core_load(r, Path(out_dir) / f"cores_{t.name}.png")
@@ -96,4 +104,4 @@ def energy_line(snn_j: float, ann_j: float, ann_name: str) -> str:
     return f"{head}: {ratio_text(r)}× less energy" if r >= 1 else f"{head}: {ratio_text(1 / r)}× more energy"
 
 
-__all__ = ["map_targets", "targets_html", "energy_line", "human_joules", "human_seconds"]
+__all__ = ["energy_line", "map_targets", "targets_html"]

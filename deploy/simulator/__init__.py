@@ -12,10 +12,10 @@ paths), ``results`` (result and counter types).
 from __future__ import annotations
 
 from .engine import simulate
-from .kernels import MEMBRANE_BITS, V_MAX, V_MIN
+from .kernels import V_MAX, V_MIN
 from .plan import Plan
 from .results import LayerStats, NeuronStats, SimResult
 from .sparse import conv_matrix, pool_matrix
 
-__all__ = ["MEMBRANE_BITS", "V_MAX", "V_MIN", "LayerStats", "NeuronStats", "Plan", "SimResult", "conv_matrix",
-           "pool_matrix", "simulate"]
+__all__ = ["V_MAX", "V_MIN", "LayerStats", "NeuronStats", "Plan", "SimResult", "conv_matrix", "pool_matrix",
+           "simulate"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .kernels import ANALOG, EXACT, SPIKES, V_MAX, V_MIN, _update, deliver
+from .kernels import ANALOG, EXACT, SPIKES, V_MAX, V_MIN, deliver, update_if
 from .plan import Plan
 from .results import LayerStats, NeuronStats, SimState, fresh, merge, parts
 from .tables import Tables, exact
@@ -167,8 +167,8 @@ def _run_chunk(plan: Plan, tables: dict, seq: np.ndarray, analog: bool, integer:
             else:
                 r, th, vr = params[name]
                 spk = spikes[name][step]
-                hmax, hmin = _update(v[name], cur, r, scaled[name], th, vr, recv, spk, cnt, idx, integer, counts[name],
-                                     soft[name])
+                hmax, hmin = update_if(v[name], cur, r, scaled[name], th, vr, recv, spk, cnt, idx, integer,
+                                       counts[name], soft[name])
                 state[name] = spk
             if size:
                 st.max_abs_membrane = max(st.max_abs_membrane, float(hmax), -float(hmin))

@@ -1,6 +1,6 @@
 """The reference simulator's compiled kernels (numba, cached beside the module; they release the GIL).
 
-General path (:func:`deliver`, :func:`_update`): any graph, float64 state, populations ``[B, n]``.
+General path (:func:`deliver`, :func:`update_if`): any graph, float64 state, populations ``[B, n]``.
 Each step costs one pass over the events of each connection (work ∝ events × fan-out) plus one
 fused pass over each IF population. A spike reads its source's pattern in the connection's
 :class:`~kdsnn.deploy.simulator.connect.Tables` (runs of targets and the kernel weights they take);
@@ -18,8 +18,9 @@ import numpy as np
 from numba import njit
 from numba.cpython.unsafe.numbers import trailing_zeros
 
-MEMBRANE_BITS = 24
-V_MIN, V_MAX = -(2 ** (MEMBRANE_BITS - 1)), 2 ** (MEMBRANE_BITS - 1) - 1
+from kdsnn.export.loihi import STATE_BITS
+
+V_MIN, V_MAX = -(2 ** (STATE_BITS - 1)), 2 ** (STATE_BITS - 1) - 1  # the 24-bit membrane of the contract (Loihi's)
 SPIKES, ANALOG, EXACT = 0, 1, 2  # delivery modes of the general path (see deliver)
 
 # fast path records (int rows): per population, per source row, per extra run, per connection
@@ -112,7 +113,7 @@ def deliver(ev_cnt: np.ndarray, ev_idx: np.ndarray, ev_val: np.ndarray, mode: in
 
 
 @njit(cache=True, nogil=True)
-def _update(v: np.ndarray, cur: np.ndarray, r: np.ndarray, scaled: bool, th: np.ndarray, vr: np.ndarray,
+def update_if(v: np.ndarray, cur: np.ndarray, r: np.ndarray, scaled: bool, th: np.ndarray, vr: np.ndarray,
             recv: np.ndarray, spk: np.ndarray, ev_cnt: np.ndarray, ev_idx: np.ndarray, integer: bool,
             stats: np.ndarray, soft: bool = False) -> tuple[float, float]:  # pragma: no cover - compiled
     """One IF step of a population ``[B, n]`` in place: ``h = v + r·cur``; spike iff ``h > θ``; reset

@@ -1,8 +1,8 @@
 """The simulator's plan: a graph reduced to populations, an Output, and composed connections.
 
 Read through :class:`kdsnn.export.graph_view.GraphView` (order, shapes, Input/Output, neuron
-models). Every path of linear nodes from a population (Input or IF) to the next population or
-the Output is one connection, named by its synaptic node; pooling and Flatten between a
+models). Every path of linear nodes from a population (Input or neuron) to the next population or
+the Output (the view's ``paths_into``) is one connection, named by its synaptic node; pooling and Flatten between a
 population and a synaptic node are composed into it, so a spike before a pool drives the
 synapses of the composed connectivity directly (DESIGN.md's SynOps contract). Connections are
 kept as kernels (:mod:`kdsnn.deploy.simulator.connect`: memory O(parameters + neurons)); only chains
@@ -10,14 +10,12 @@ the kernel forms do not cover fall back to explicit sparse matrices (:mod:`kdsnn
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import nir
 import numpy as np
 import scipy.sparse as sp
 
 from kdsnn.errors import KdsnnError
-from kdsnn.export.graph_view import POOLS, SYNAPTIC, GraphView
+from kdsnn.export.graph_view import POOLS, SYNAPTIC, GraphView, SourcePath
 from kdsnn.neuron_models import IFModel
 from kdsnn.progress import progress as progress_bar
 
@@ -25,14 +23,6 @@ from .connect import DenseOp, ElementwiseOp, KernelConnection, conv_op, pool_ind
 from .fast import FastNet
 from .sparse import SparseConnection, linear_matrix, path_matrix
 from .tables import Connection, channels_last
-
-
-@dataclass(frozen=True)
-class _Path:
-    """A chain of linear nodes from a source population (empty: a direct edge)."""
-
-    source: str
-    nodes: tuple[str, ...]
 
 
 def unsupported(view: GraphView) -> str | None:
@@ -57,7 +47,7 @@ class Plan:
     def __init__(self, graph: nir.NIRGraph | GraphView, connectivity: str = "kernel", progress: bool = False) -> None:
         if connectivity not in ("kernel", "sparse"):
             raise KdsnnError(f"connectivity must be 'kernel' or 'sparse', got {connectivity!r}")
-        view = graph if isinstance(graph, GraphView) else GraphView(graph)
+        view = GraphView.of(graph)
         why = unsupported(view)
         if why:
             raise KdsnnError(why)
@@ -69,30 +59,21 @@ class Plan:
         self.passthrough: list[str] = []  # populations feeding the Output directly
         self.populations: list[str] = []  # IF nodes and the Output, in update order
         self.cache: dict = {}  # what a simulation path derives from the plan and keeps for the next batch
-        pops = {view.input, *view.populations}
-        paths: dict[str, list[_Path]] = {}
         bias: dict[str, np.ndarray | None] = {}
         targets = [n for n in view.order if n in view.models or n == view.output]
         bar = progress_bar(total=len(targets) + 1, desc="plan", unit="step", enabled=progress)
         for name in view.order:
-            node = view.nodes[name]
             if name == view.input:
                 continue
-            incoming: list[_Path] = []
             in_bias: np.ndarray | None = None
             for p in view.preds[name]:
-                if p in pops:
-                    incoming.append(_Path(p, ()))
-                else:
-                    incoming += paths[p]
-                    if bias[p] is not None:
-                        in_bias = bias[p] if in_bias is None else in_bias + bias[p]
+                if not view.is_population(p) and bias[p] is not None:
+                    in_bias = bias[p] if in_bias is None else in_bias + bias[p]
             if name in view.models or name == view.output:
-                self._target(name, incoming, in_bias)
+                self._target(name, view.paths_into(name), in_bias)
                 bar.update(1)
-                continue
-            paths[name] = [_Path(t.source, t.nodes + (name,)) for t in incoming]
-            bias[name] = self._bias(name, node, in_bias)
+            else:
+                bias[name] = self._bias(name, view.nodes[name], in_bias)
         # the integer fast path's tables (None: not exact); its compiled update is the IF step only
         self.fast: FastNet | None = FastNet.build(self) if all(isinstance(m, IFModel) for m in view.models.values()) \
             else None
@@ -117,10 +98,10 @@ class Plan:
         return b
 
     # ------------------------------------------------------------------ connections
-    def _target(self, name: str, incoming: list[_Path], in_bias: np.ndarray | None) -> None:
+    def _target(self, name: str, incoming: list[SourcePath], in_bias: np.ndarray | None) -> None:
         view = self.view
         n = view.size(name)
-        groups: dict[tuple[str, str], list[_Path]] = {}
+        groups: dict[tuple[str, str], list[SourcePath]] = {}
         for t in incoming:
             if not t.nodes and name == view.output:
                 self.passthrough.append(t.source)
@@ -135,7 +116,7 @@ class Plan:
         self.target_bias[name] = np.zeros(n) if in_bias is None else np.asarray(in_bias, dtype=np.float64)
         self.populations.append(name)
 
-    def _sparse(self, cname: str, src: str, ts: list[_Path], name: str) -> SparseConnection:
+    def _sparse(self, cname: str, src: str, ts: list[SourcePath], name: str) -> SparseConnection:
         """The fallback: the paths' explicit matrices, summed (imaginary parts > 0: no synapse lost)."""
         view = self.view
         n_src = view.size(src)
@@ -145,7 +126,7 @@ class Plan:
         wt = sp.csr_matrix((m.data.real + 1j, m.indices, m.indptr), shape=(n_src, view.size(name)))
         return SparseConnection(cname, src, name, wt, view.shape[src], view.shape[name])
 
-    def _kernel(self, cname: str, t: _Path, name: str) -> KernelConnection | None:
+    def _kernel(self, cname: str, t: SourcePath, name: str) -> KernelConnection | None:
         """The path as pool? → synaptic op? (Flatten anywhere), or None when it has another form."""
         view = self.view
         core = [q for q in t.nodes if not isinstance(view.nodes[q], nir.Flatten)]

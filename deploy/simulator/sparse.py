@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from kdsnn.errors import KdsnnError
-from kdsnn.export.graph_view import SYNAPTIC, conv_pads, pair
+from kdsnn.export.graph_view import POOLS, conv_pads, pair
 
 from .tables import Tables, channels_last
 
@@ -90,7 +90,7 @@ def linear_matrix(node: nir.NIRNode, in_shape: tuple[int, ...]) -> sp.csc_matrix
     n_in = int(np.prod(in_shape))
     if isinstance(node, nir.Conv2d):
         return conv_matrix(node, in_shape)[0]  # type: ignore[arg-type]
-    if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
+    if isinstance(node, POOLS):
         return pool_matrix(node, in_shape)[0]  # type: ignore[arg-type]
     if isinstance(node, (nir.Affine, nir.Linear)):
         w = np.asarray(node.weight, dtype=np.float64)
@@ -255,6 +255,3 @@ class SparseConnection:
         n_src, n_tgt = self.wt.shape
         return sp.csc_matrix((self.wt.data.real.copy(), self.wt.indices, self.wt.indptr), shape=(n_tgt, n_src))
 
-
-def is_synaptic(node: nir.NIRNode) -> bool:
-    return isinstance(node, SYNAPTIC)

@@ -1,7 +1,8 @@
 """Hardware targets: will a graph fit Loihi 2, Speck or Xylo, on how many cores, at what cost.
 
 Targets are data (``*.toml`` here, or the user's own file; every number with its source),
-read by ``spec``. ``view`` derives what the rules need from a graph, ``rules`` checks each
+read by ``spec``. ``view`` reads a graph for mapping (its graph view and the simulator's
+explicit plan) and encodes its inputs, ``rules`` checks each
 target's limits node by node, ``placement`` puts populations on cores, ``core_load`` counts
 per-core work from a simulation, and ``mapping`` puts these together into one verdict with
 energy and latency (:func:`map_graph`). ``command`` is ``kdsnn map``.

@@ -28,32 +28,56 @@ def _load_model(a: argparse.Namespace) -> tuple[Any, Any, str | None]:
 
 
 def _map(a: argparse.Namespace) -> int:
-    from .mapping import encode_input, graph_view, map_graph
+    from .mapping import map_graph
+    from .placement import place
     from .spec import load_target
+    from .view import encode_input, mapping_plan
 
     targets = [load_target(t) for t in (a.target or ["loihi2"])]  # bad names fail before the long work
     if a.samples < 1:
         raise KdsnnError(f"--samples must be at least 1, got {a.samples}")
     graph, float_graph, dataset = _load_model(a)
-    view = graph_view(graph)
-    x = sim = None
-    if dataset and view.simulable:
-        from kdsnn import data
+    plan = mapping_plan(graph)
+    placements = {t.name: place(plan, t) for t in targets}
+    sim = loads = None
+    if dataset or a.inputs:
+        from ..graph_inputs import graph_batch
 
-        from ..simulator import simulate
-
-        x = encode_input(view, data.sample_batch(dataset, a.samples, a.data_root)[0])
-        sim = simulate(view.plan, x, progress=False)
-    results = [map_graph(graph, t, x=x, sim=sim, view=view, ann_graph=float_graph) for t in targets]
+        source = argparse.Namespace(inputs=a.inputs, labels=None, spike_rate=None, seed=0, model=a.model,
+                                    dataset=None if a.inputs else dataset, data_root=a.data_root)
+        x = encode_input(plan.view, graph_batch(plan.view, source, a.samples)[0])
+        sim, loads = _load_in_batches(plan, x, targets, placements)
+    results = [map_graph(graph, t, sim=sim, plan=plan, ann_graph=float_graph, placement=placements[t.name],
+                         load=loads[t.name] if loads else None) for t in targets]
     if a.json:
-        print(json.dumps({"model": a.model, "dataset": dataset, "samples": a.samples if dataset else 0,
-                          "targets": results}, default=float))
+        print(json.dumps({"model": a.model, "dataset": None if a.inputs else dataset, "inputs": a.inputs,
+                          "samples": int(sim.batch) if sim is not None else 0, "targets": results}, default=float))
     else:
-        if not dataset:
+        if sim is None:
             print(f"{a.model} does not record its data set: rules and placement only "
-                  "(pass --dataset for load and energy)")
+                  "(pass --dataset or --inputs for load and energy)")
         print("\n\n".join(format_text(r) for r in results))
     return 0
+
+
+def _load_in_batches(plan: Any, x: Any, targets: list, placements: dict) -> tuple[Any, dict[str, Any]]:
+    """Simulate ``x`` a batch at a time and count every target's per-core load from each batch, so memory
+    does not grow with --samples; returns the simulator's merged counters and each target's combined load."""
+    from ..batched import batch_size, count, is_sequence, merge_counters, take
+    from ..simulator import simulate
+    from .core_load import combine, core_load
+
+    view = plan.view
+    n = count(x, view)
+    size = batch_size(view, int(x.shape[0]) if is_sequence(x, view) else view.require_timesteps())
+    sim, loads = None, {t.name: [] for t in targets}
+    for lo in range(0, n, size):
+        xb = take(x, view, lo, min(n, lo + size))
+        part = simulate(plan, xb, progress=False)
+        for t in targets:
+            loads[t.name].append(core_load(plan, placements[t.name], part, xb))
+        sim = merge_counters(sim, part)
+    return sim, {k: combine(v) for k, v in loads.items()}
 
 
 def format_text(r: dict[str, Any]) -> str:
@@ -66,7 +90,7 @@ def format_text(r: dict[str, Any]) -> str:
     for c in p["cores"]:
         segs = ", ".join(f"{s[0]}[{s[1]}:{s[2]}]" for s in c["segments"])
         mem = (", ".join(f"{k} {v}" for k, v in c["memory"].items()) if c["memory"]
-               else f"{c['memory_bits'] / 8:.0f} B synaptic memory")
+               else f"{c.get('weights', 0)} stored weights")
         load = ""
         if "per_step" in c:
             ps = c["per_step"]
@@ -89,13 +113,22 @@ def format_text(r: dict[str, Any]) -> str:
             lines.append(f"  note: {n}")
     else:
         lines.append("  no inputs: per-core load, energy and latency need a data set (--dataset)")
-    if r["unpublished"]:
-        lines.append(f"  stated parameters (not published by the vendor): {', '.join(r['unpublished'])}")
+    prov = r.get("provenance") or {}
+    if prov:
+        lines.append(f"  published: {', '.join(prov['published']) or 'none'}")
+        for key, how in prov["derived"].items():
+            lines.append(f"  derived: {key} = {how}")
+        lines.append(f"  assumed (not published by the vendor): {', '.join(prov['assumed']) or 'none'}")
     return "\n".join(lines)
 
 
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
+    from kdsnn.export.commands import set_handoff
+
+    from .handoff import export_for
     from .spec import builtin_targets
+
+    set_handoff(export_for)  # `kdsnn export --for CHIP` writes what the chip's toolchain reads
 
     p = add("map", "will it fit a chip: rules, cores, per-core load, energy and latency per target", _map)
     p.add_argument("model", help="a .nir file or a student checkpoint (kdsnn distill)")
@@ -105,4 +138,6 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--dataset", default=None, help="data set of the inputs (default: the one the model records)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--samples", type=int, default=16, help="test inputs simulated for the per-core load")
+    p.add_argument("--inputs", default=None, help="your own inputs instead of the data set's: .npy [N, ...] (analog) "
+                                                  "or [T, N, ...] (spikes), all of them simulated")
     p.add_argument("--bits", type=int, default=8, help="weight bits when MODEL is a checkpoint")

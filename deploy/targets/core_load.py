@@ -18,6 +18,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ..simulator import Plan
+from .placement import fan_out_axons, structure
 from .spec import Target
 
 
@@ -43,7 +45,7 @@ def _per_neuron_spikes(sim: Any, pop: str) -> np.ndarray:
     return s.reshape(s.shape[0] * s.shape[1], -1).numpy()
 
 
-def _input_nonzero(x: torch.Tensor, input_shape: tuple[int, ...], T: int) -> tuple[np.ndarray, np.ndarray]:
+def input_nonzero(x: torch.Tensor, input_shape: tuple[int, ...], T: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-step nonzero mask of the input ``[T·B, n_in]`` (direct encoding repeats the static input)."""
     x = torch.as_tensor(x)
     if x.dim() == len(input_shape) + 1:  # [B, ...]: direct encoding, same input every step
@@ -53,10 +55,8 @@ def _input_nonzero(x: torch.Tensor, input_shape: tuple[int, ...], T: int) -> tup
     return mask, mask
 
 
-def core_load(view: Any, placement: Any, sim: Any, x: torch.Tensor) -> Load:
+def core_load(plan: Plan, placement: Any, sim: Any, x: torch.Tensor) -> Load:
     """Count each core's work from simulation ``sim`` of inputs ``x`` (see module docstring)."""
-    from .placement import _structure
-
     T, B = int(sim.timesteps), int(sim.batch)
     n_cores = len(placement.cores)
     notes: list[str] = []
@@ -65,20 +65,19 @@ def core_load(view: Any, placement: Any, sim: Any, x: torch.Tensor) -> Load:
     reached: dict[str, np.ndarray] = {}
     host_macs = host_msgs = 0.0
     sent = np.zeros(n_cores)
-    in_steps, _ = _input_nonzero(x, view.shape[view.input], T)
-    spikes = {p: _per_neuron_spikes(sim, p) for p in view.populations if p in sim.spikes}
-    from .placement import _fan_out_axons
-    dcount = _fan_out_axons(view, placement)
-    for ci, c in enumerate(view.plan.connections):
+    in_steps, _ = input_nonzero(x, plan.shape[plan.input], T)
+    spikes = {p: _per_neuron_spikes(sim, p) for p in plan.view.populations if p in sim.spikes}
+    dcount = fan_out_axons(plan, placement)
+    for ci, c in enumerate(plan.connections):
         if c.target not in placement.core_of:
             continue
-        a = _structure(c)
+        a = structure(c)
         n_t = a.shape[1]
         recv.setdefault(c.target, np.zeros(n_t))
         recv_in.setdefault(c.target, np.zeros(n_t))
         reached.setdefault(c.target, np.zeros((T * B, n_t), dtype=bool))
         stats = sim.layers.get(c.name)
-        if c.source == view.input:
+        if c.source == plan.input:
             ev = in_steps.astype(np.float64)
             per_src = ev.sum(0)
             got = np.asarray(a.T @ per_src).ravel()
@@ -131,11 +130,23 @@ def core_load(view: Any, placement: Any, sim: Any, x: torch.Tensor) -> Load:
     return load
 
 
+def combine(loads: list[Load]) -> Load:
+    """The load of all inputs from the loads of batches of them: per-inference counts are batch means, so the
+    whole is their mean weighted by batch size (updates are neurons × T in every batch)."""
+    total = sum(ld.samples for ld in loads)
+
+    def mean(get: Any) -> Any:
+        return sum(np.asarray(get(ld), dtype=np.float64) * ld.samples for ld in loads) / total
+
+    first = loads[0]
+    notes = list(dict.fromkeys(n for ld in loads for n in ld.notes))
+    return Load(first.timesteps, total, *(list(mean(lambda ld, k=k: getattr(ld, k))) for k in
+                                          ("synops", "synops_from_input", "spikes")),
+                list(first.updates), list(mean(lambda ld: ld.active_updates)), list(mean(lambda ld: ld.messages)),
+                float(mean(lambda ld: ld.host_macs)), float(mean(lambda ld: ld.host_messages)), notes)
+
+
 # ----------------------------------------------------------------------------- energy and time
-
-def _fmt_missing(keys: list[str]) -> str:
-    return ", ".join(keys)
-
 
 def estimate(target: Target, placement: Any, load: Load) -> dict[str, Any]:
     """Energy per inference and latency per step from the target's per-operation figures."""

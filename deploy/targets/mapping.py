@@ -29,26 +29,48 @@ from typing import Any
 
 import nir
 import numpy as np
+import torch
 
-from . import rules as rules
-from .placement import Placement, _fan_out_axons, place  # noqa: F401
+from kdsnn.export.graph_view import GraphView
+
+from ..simulator import Plan
+from . import rules
+from .placement import Placement, fan_out_axons, place
 from .spec import Target, load_target
-from .view import View, encode_input, graph_view  # noqa: F401 - the mapping API in one place
+from .view import encode_input, mapping_plan
 
 
 def _max_membrane(sim: Any) -> dict[str, float] | None:
     return None if sim is None else {p: float(st.max_abs_membrane) for p, st in sim.neurons.items()}
 
 
-def target_compatibility(graph: nir.NIRGraph | View, target: Target | str, sim: Any = None) -> list[str]:
+def target_compatibility(graph: nir.NIRGraph | GraphView, target: Target | str, sim: Any = None) -> list[str]:
     """How the integer graph kdsnn checked differs from what ``target`` would run (empty: it is the same).
 
     Ranges (weights, biases, thresholds, and the membranes a simulation ``sim`` reached), reset,
     neuron model, spike condition, spikes per step and input encoding. ``verify`` and ``report``
     print it per target.
     """
-    view = graph if isinstance(graph, View) else graph_view(graph)
-    return rules.compatibility(view, load_target(target), _max_membrane(sim))
+    return rules.compatibility(GraphView.of(graph), load_target(target), _max_membrane(sim))
+
+
+def _cycle_model_latency(t: Target, plan: Plan, placement: Placement, load: Any, x: Any) -> dict[str, Any]:
+    """Step latency from the target's cycle model (Xylo: Rockpool's, :func:`.xylo.cycles`) at the activity the
+    simulation measured: the share of input channels and of hidden neurons with an event per step."""
+    from . import xylo
+    from .core_load import input_nonzero
+
+    net = xylo.lower(plan.view, plan)
+    T = load.timesteps
+    steps, _ = input_nonzero(torch.as_tensor(x), plan.shape[plan.input], T)
+    p_in = float(steps.mean())
+    n_hid = max(net.w_rec.shape[0], 1)
+    p_hid = float(load.spikes[0]) / (n_hid * T) if placement.cores else 0.0
+    cycles = xylo.cycles(net, p_in, p_hid)
+    step = cycles / t.get("time", "clock_hz")
+    return {"per_core_step_seconds": [step, 0.0], "missing": [], "step_seconds": step, "inference_seconds": step * T,
+            "busiest_core": 0, "cycles_per_step": cycles, "input_activity": p_in, "hidden_activity": p_hid,
+            "model": f"Rockpool's cycle model ({t.get('time', 'cycle_model')}), phases in sequence"}
 
 
 def _ann(graph: nir.NIRGraph) -> dict[str, Any]:
@@ -64,24 +86,29 @@ def _ann(graph: nir.NIRGraph) -> dict[str, Any]:
 
 
 def map_graph(graph: nir.NIRGraph, target: Target | str, x: Any = None, sim: Any = None,
-              view: View | None = None, ann_graph: nir.NIRGraph | None = None) -> dict[str, Any]:
+              plan: Plan | None = None, ann_graph: nir.NIRGraph | None = None, placement: Any = None,
+              load: Any = None) -> dict[str, Any]:
     """Rules, placement, per-core load, energy and latency of ``graph`` on ``target`` (JSON-ready).
 
     ``x``: inputs to simulate (or ``sim``, a finished simulation of ``x`` on this graph);
-    without them the answer has rules and placement only. ``ann_graph`` (default ``graph``):
-    the graph whose dense MACs price the student as an ANN.
+    without them the answer has rules and placement only. ``plan``: the graph's
+    :func:`~kdsnn.deploy.targets.view.mapping_plan`, when the caller has it already. ``ann_graph``
+    (default ``graph``): the graph whose dense MACs price the student as an ANN. ``placement``
+    (``place(plan, target)``) and ``load`` (its per-core load, e.g. combined over batches of inputs)
+    when the caller counted them already; ``sim`` then only gives the membranes reached.
     """
     from .core_load import comparison_sentence, core_load, estimate, human_joules, human_seconds
 
     t = load_target(target)
-    view = view or graph_view(graph)
+    plan = plan or mapping_plan(graph)
+    view = plan.view
     violations = rules.common_rules(view, t, _max_membrane(sim))
     if t.kind == "layers":
         violations += rules.layer_rules(view, t)[1]
-    placement = place(view, t)
+    placement = placement if placement is not None else place(plan, t)
     violations += placement.violations
-    dcount = _fan_out_axons(view, placement)
-    for ci, c in enumerate(view.plan.connections):
+    dcount = fan_out_axons(plan, placement)
+    for ci, c in enumerate(plan.connections):
         if c.source in placement.core_of and ci in dcount:
             fo = np.bincount(placement.core_of[c.source], weights=dcount[ci], minlength=len(placement.cores))
             for k in np.nonzero(fo)[0]:
@@ -102,23 +129,30 @@ def map_graph(graph: nir.NIRGraph, target: Target | str, x: Any = None, sim: Any
         "target": t.name, "description": t.description, "kind": t.kind, "origin": t.origin,
         "fits": not violations, "violations": [asdict(v) for v in violations],
         "compatibility": rules.compatibility(view, t, _max_membrane(sim)),
-        "placement": {"algorithm": placement.algorithm, "cores_used": len(placement.cores), "chips": placement.chips,
+        "placement": {"algorithm": placement.algorithm,
+                      "cores_used": sum(1 for c in placement.cores if c.label != "unplaced"), "chips": placement.chips,
                       "cores_per_chip": cpc, "cores": [asdict(c) for c in placement.cores]},
         "unpublished": t.unpublished(),
+        "provenance": t.provenance(),
         "sources": {f"{s}.{k}": e.source for s, d in t.entries.items() for k, e in d.items()},
     }
-    if not view.simulable:
-        x = sim = None
-        result["note"] = "the reference simulator runs reset to v_reset only: no per-core load, energy or latency"
-    if sim is None and x is not None:
+    if sim is None and load is None and x is not None:
         x = encode_input(view, x)
         from ..simulator import simulate
-        sim = simulate(view.plan, x)
-    if sim is None:
+        sim = simulate(plan, x)
+    if sim is None and load is None:
         result["load"] = None
         return result
-    load = core_load(view, placement, sim, x)
+    load = load if load is not None else core_load(plan, placement, sim, x)
     est = estimate(t, placement, load)
+    if t.get("time", "cycle_model"):
+        est["latency"] = _cycle_model_latency(t, plan, placement, load, x)
+    limit = t.get("limits", "max_input_events")
+    if limit is not None and x is not None and float(torch.as_tensor(x).max()) > limit:
+        result["violations"].append(asdict(rules.Violation(view.input, "input_events", (
+            f"up to {float(torch.as_tensor(x).max()):g} input events per step and channel; {t.name} takes at most "
+            f"{limit}: scale the input down"))))
+        result["fits"] = False
     T = load.timesteps
     for k, c in enumerate(result["placement"]["cores"]):
         c["per_step"] = {"synops": load.synops[k] / T, "spikes": load.spikes[k] / T, "messages": load.messages[k] / T,

@@ -2,16 +2,15 @@
 in :mod:`kdsnn.deploy.targets.mapping` and docs/targets.md), and the spike messages between cores."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from . import rules as rules
+from ..simulator import Plan
+from . import rules, speck, xylo
 from .spec import Target
-from .view import View
 
 # ----------------------------------------------------------------------------- placement
 
@@ -29,6 +28,7 @@ class Core:
     fan_in_axons: int = 0
     fan_out_axons: int = 0
     memory: dict[str, int] = field(default_factory=dict)  # layer targets: kernel/neuron/bias entries
+    weights: int = 0  # weights the core stores: a convolution's kernels once per output channel it holds
 
 
 @dataclass
@@ -40,56 +40,79 @@ class Placement:
     violations: list[rules.Violation]
 
 
-def _incoming(view: View, pop: str) -> list[Any]:
-    return [c for c in view.plan.connections if c.target == pop]
+def _incoming(plan: Plan, pop: str) -> list[Any]:
+    return [c for c in plan.connections if c.target == pop]
 
 
-def _structure(conn: Any) -> sp.csr_matrix:
+def structure(conn: Any) -> sp.csr_matrix:
     """Structural synapses of a connection as a 0/1 ``[n_src, n_tgt]`` matrix."""
     wt = conn.wt
     return sp.csr_matrix((np.ones(wt.nnz), wt.indices, wt.indptr), shape=wt.shape)
 
 
-def placed_populations(view: View) -> list[str]:
+def placed_populations(plan: Plan) -> list[str]:
     """IF populations, and the Output when a readout layer integrates into it (membrane readout)."""
-    out = list(view.populations)
-    if any(c.target == view.output for c in view.plan.connections):
-        out.append(view.output)
+    out = list(plan.view.populations)
+    if any(c.target == plan.output for c in plan.connections):
+        out.append(plan.output)
     return out
 
 
-def _fan_in(view: View, pop: str) -> sp.csr_matrix:
+def _fan_in(plan: Plan, pop: str) -> sp.csr_matrix:
     """``[n_neurons, Σ sources]``: each neuron's input synapses, sources numbered across connections."""
-    mats = [_structure(c).T.tocsr() for c in _incoming(view, pop)]
-    n = int(np.prod(view.shape[pop]))
+    mats = [structure(c).T.tocsr() for c in _incoming(plan, pop)]
+    n = int(np.prod(plan.shape[pop]))
     return sp.hstack(mats, format="csr") if mats else sp.csr_matrix((n, 0))
 
 
-def place(view: View, target: Target) -> Placement:
+def _shared(plan: Plan, pop: str) -> tuple[set[str], int, int]:
+    """The convolutions feeding ``pop`` (their weights shared: Lava's ``Conv`` process), the weights one output
+    channel of them stores (``c_in · (k·kh) · (k·kw)``, a k×k sum pool before a conv composed in, as Lava's
+    process-graph route does), and the neurons per channel."""
+    import nir
+
+    convs, per_channel = set(), 0
+    for c in plan.connections:
+        node = plan.view.nodes.get(c.name)
+        if c.target != pop or not isinstance(node, nir.Conv2d):
+            continue
+        k, cur = 1, plan.view.preds[c.name][0]
+        while cur not in plan.view.populations and cur != plan.view.input:
+            if isinstance(plan.view.nodes[cur], (nir.SumPool2d, nir.AvgPool2d)):
+                k *= int(np.atleast_1d(plan.view.nodes[cur].kernel_size)[0])
+            cur = plan.view.preds[cur][0]
+        w = np.asarray(node.weight)
+        convs.add(c.name)
+        per_channel += int(w.shape[1]) * int(w.shape[2]) * k * int(w.shape[3]) * k
+    shape = plan.shape[pop]
+    return convs, per_channel, int(np.prod(shape[1:])) if len(shape) == 3 else 1
+
+
+def place(plan: Plan, target: Target) -> Placement:
     """Place every population on the target's cores (module docstring: the algorithms)."""
     if target.kind == "cores":
-        return _place_cores(view, target)
+        return _place_cores(plan, target)
     if target.kind == "layers":
-        return _place_layers(view, target)
-    return _place_dense(view, target)
+        return _place_layers(plan, target)
+    return _place_dense(plan, target)
 
 
-def _dest_cores(view: View, pop: str, core_of: dict[str, np.ndarray]) -> np.ndarray:
+def _dest_cores(plan: Plan, pop: str, core_of: dict[str, np.ndarray]) -> np.ndarray:
     """Per neuron of ``pop``: distinct cores its outgoing synapses reach (its fan-out axons)."""
-    n = int(np.prod(view.shape[pop]))
+    n = int(np.prod(plan.shape[pop]))
     out = np.zeros(n)
-    for c in view.plan.connections:
+    for c in plan.connections:
         if c.source == pop and c.target in core_of:
             owner = core_of[c.target]
             onehot = sp.csr_matrix((np.ones(len(owner)), (np.arange(len(owner)), owner)),
                                    shape=(len(owner), int(owner.max()) + 1))
-            reach = _structure(c) @ onehot
+            reach = structure(c) @ onehot
             reach.data[:] = 1
             out += np.asarray(reach.sum(axis=1)).ravel()
     return out
 
 
-def _place_cores(view: View, target: Target) -> Placement:
+def _place_cores(plan: Plan, target: Target) -> Placement:
     lim = target.get
     nmax = lim("limits", "neurons_per_core")
     mem, bits = lim("limits", "synaptic_memory_bits_per_core"), lim("limits", "synapse_bits", 1)
@@ -100,31 +123,38 @@ def _place_cores(view: View, target: Target) -> Placement:
     core_of: dict[str, np.ndarray] = {}
     violations: list[rules.Violation] = []
     # Downstream first: a population's fan-out axons depend on how its targets were split.
-    for pop in reversed(placed_populations(view)):
-        g = _fan_in(view, pop)
-        fan_out = _dest_cores(view, pop, core_of)
+    for pop in reversed(placed_populations(plan)):
+        g = _fan_in(plan, pop)
+        convs, per_channel, plane = _shared(plan, pop)
+        dense = [structure(c).T.tocsr() for c in _incoming(plan, pop) if c.name not in convs]
+        dense_syn = (np.asarray(sp.hstack(dense, format="csr").getnnz(axis=1)) if dense
+                     else np.zeros(g.shape[0], dtype=np.int64))
+        fan_out = _dest_cores(plan, pop, core_of)
         n = g.shape[0]
         owner = np.zeros(n, dtype=np.int64)
         stamp = np.full(g.shape[1], -1, dtype=np.int64)
         mine: list[Core] = []
         cur: Core | None = None
         worst_in = worst_out = 0
+        channel = -1  # the last output channel whose shared kernels the current core stores
         for j in range(n):
             src = g.indices[g.indptr[j]:g.indptr[j + 1]]
             syn, fo = len(src), int(fan_out[j])
+            own = int(dense_syn[j]) + per_channel  # what the neuron stores on a fresh core
+            inc = int(dense_syn[j]) + (per_channel if j // plane != channel else 0)
             new = int(np.count_nonzero(stamp[src] != len(mine) - 1)) if cur else syn
             full = cur is None or (nmax is not None and cur.neurons + 1 > nmax) \
-                or (mem is not None and (cur.synapses + syn) * bits > mem) \
-                or (smax is not None and cur.synapses + syn > smax) \
+                or (mem is not None and (cur.weights + inc) * bits > mem) \
+                or (smax is not None and cur.weights + inc > smax) \
                 or (axmax is not None and cur.fan_in_axons + new > axmax) \
                 or (fomax is not None and cur.fan_out_axons + fo > fomax)
             if full:
                 cur = Core(0, 0, "", [(pop, j, j)])
                 mine.append(cur)
-                new = syn
-                if ((mem is not None and syn * bits > mem) or (smax is not None and syn > smax)
+                new, inc = syn, own
+                if ((mem is not None and own * bits > mem) or (smax is not None and own > smax)
                         or (axmax is not None and syn > axmax)):
-                    worst_in = max(worst_in, syn)
+                    worst_in = max(worst_in, own)
                 if fomax is not None and fo > fomax:
                     worst_out = max(worst_out, fo)
             stamp[src] = len(mine) - 1
@@ -132,16 +162,19 @@ def _place_cores(view: View, target: Target) -> Placement:
             cur.segments[-1] = (p, lo, j + 1)
             cur.neurons += 1
             cur.synapses += syn
+            cur.weights += inc
+            channel = j // plane
             cur.fan_in_axons += new
             cur.fan_out_axons += fo
             owner[j] = len(mine) - 1
         if worst_in:
             limit = " and ".join(s for s in (f"{mem} bits of synaptic memory ({mem // bits} synapses of {bits} bits)"
-                                              if mem else "",
+                                              if mem else "", f"{smax} stored weights" if smax else "",
                                               f"{axmax} input axons" if axmax else "") if s)
             violations.append(rules.Violation(pop, "fan_in",
-                                              f"one neuron has {worst_in} input synapses; a {target.name} core "
-                                              f"holds {limit}: reduce the fan-in (fewer channels or smaller kernels)"))
+                                              f"one neuron needs {worst_in} stored weights or input synapses; a "
+                                              f"{target.name} core holds {limit}: reduce the fan-in (fewer channels "
+                                              "or smaller kernels)"))
         if worst_out:
             violations.append(rules.Violation(pop, "fan_out",
                                               f"one neuron reaches {worst_out} cores; a {target.name} core "
@@ -149,101 +182,96 @@ def _place_cores(view: View, target: Target) -> Placement:
         slices[pop] = mine
         core_of[pop] = owner  # local slice numbers until the cores are numbered below
     cores: list[Core] = []
-    for pop in placed_populations(view):  # number the cores in topological order
+    for pop in placed_populations(plan):  # number the cores in topological order
         base = len(cores)
         for c in slices[pop]:
             c.index, c.label = len(cores), f"core {len(cores)}"
-            c.memory_bits = c.synapses * bits
+            c.memory_bits = c.weights * bits
             c.chip = c.index // per_chip if per_chip else 0
             c.fan_out_axons = 0  # recounted by map_graph from the final numbering
             cores.append(c)
         core_of[pop] = core_of[pop] + base
     chips = (cores[-1].chip + 1) if cores else 0
     algo = ("greedy, downstream populations first: a population's neurons fill a core in flat (channel-major) order "
-            "until the next would exceed the neurons, synaptic memory, input axons or output axons of a core; one "
-            "population per core")
+            "until the next would exceed the neurons, stored weights (a convolution's kernels once per output channel "
+            "held, as Lava's Conv process shares them; other synapses one each), input axons or output axons of a "
+            "core; one population per core")
     return Placement(cores, chips, algo, core_of, violations)
 
 
-def _place_layers(view: View, target: Target) -> Placement:
-    specs, _ = rules.layer_rules(view, target)
+def _place_layers(plan: Plan, target: Target) -> Placement:
+    specs, _ = rules.layer_rules(plan.view, target)
     lim = target.get
     kmem, nmem = lim("limits", "kernel_memory"), lim("limits", "neuron_memory")
-    bmem = lim("limits", "bias_memory") or [math.inf] * len(kmem)
-    pops = [p for p in view.populations if p in specs]
-    fits = {p: [k for k in range(len(kmem))
-                if specs[p]["kernel_memory"] <= kmem[k] and specs[p]["neuron_memory"] <= nmem[k]
-                and specs[p]["bias_memory"] <= bmem[k]] for p in pops}
-    match: dict[int, str] = {}
-
-    def augment(p: str, seen: set[int]) -> bool:  # Kuhn's augmenting paths
-        for k in fits[p]:
-            if k not in seen:
-                seen.add(k)
-                if k not in match or augment(match[k], seen):
-                    match[k] = p
-                    return True
-        return False
-
+    bmem = lim("limits", "bias_memory") or [2 ** 62] * len(kmem)
+    net = speck.lower(plan.view, discretized=False)
+    lowered = [lay for lay in net.layers if lay.population in specs]
+    layer_of = speck.core_mapping(lowered, kmem, nmem, bmem)
     violations = []
-    for p in pops:
-        if not augment(p, set()):
-            s = specs[p]
-            violations.append(rules.Violation(p, "layer_memory",
-                                              f"needs {s['kernel_memory']} kernel and {s['neuron_memory']} "
+    for lay in lowered:
+        if lay.population not in layer_of:
+            m = lay.memory
+            violations.append(rules.Violation(lay.population, "layer_memory",
+                                              f"needs {m['kernel_memory']} kernel and {m['neuron_memory']} "
                                               f"neuron memory entries; no free {target.name} layer holds that "
                                               f"(kernel ≤ {max(kmem)}, neuron ≤ {max(nmem)}): "
                                               "reduce channels or map size"))
-    layer_of = {p: k for k, p in match.items()}
     cores, core_of = [], {}
-    for p in pops:
-        n = int(np.prod(view.shape[p]))
-        s = specs[p]
+    for lay in lowered:
+        p = lay.population
+        n = int(np.prod(plan.shape[p]))
+        s = lay.memory
         k = layer_of.get(p)
-        syn = int(_fan_in(view, p).nnz)
+        syn = int(_fan_in(plan, p).nnz)
         c = Core(len(cores), 0, f"layer {k}" if k is not None else "unplaced", [(p, 0, n)], n, syn,
                  memory={"kernel": s["kernel_memory"], "neuron": s["neuron_memory"], "bias": s["bias_memory"],
                          **({"kernel_limit": kmem[k], "neuron_limit": nmem[k]} if k is not None else {})})
         cores.append(c)
         core_of[p] = np.full(n, c.index, dtype=np.int64)
-    algo = ("one chip layer per population; populations matched to layers whose kernel and neuron memory hold "
-            "them (augmenting paths, as Sinabs' max-flow mapping)")
+    algo = ("one chip layer per population; layers matched to chip layers whose kernel, neuron and bias memory hold "
+            "them by Sinabs' max-flow (Edmonds–Karp, layers in order, chip layers by index: the same assignment)")
     return Placement(cores, 1 if cores else 0, algo, core_of, violations)
 
 
-def _place_dense(view: View, target: Target) -> Placement:
-    pops = placed_populations(view)
-    out_pops = pops[-1:]
-    hidden = pops[:-1]
-    cores, core_of = [], {}
-    for label, group in (("hidden", hidden), ("output", out_pops)):
-        c = Core(len(cores), 0, label, [])
-        for p in group:
-            n = int(np.prod(view.shape[p]))
-            c.segments.append((p, 0, n))
-            c.neurons += n
-            c.synapses += int(_fan_in(view, p).nnz)
-            core_of[p] = np.full(n, c.index, dtype=np.int64)
-        cores.append(c)
-    violations = rules.dense_rules(view, target, hidden, out_pops)
+def _place_dense(plan: Plan, target: Target) -> Placement:
+    """Xylo-like targets: the Xylo lowering (:mod:`kdsnn.deploy.targets.xylo`), its counts checked."""
+    net = xylo.lower(plan.view, plan)
+    counts = net.counts
+    hidden, out_pops = [p for p, _, _ in net.hidden], [net.output]
+    cores = [Core(0, 0, "hidden", [(p, 0, hi - lo) for p, lo, hi in net.hidden], counts["hidden_neurons"],
+                  counts["synapses_in"] + counts["synapses_rec"]),
+             Core(1, 0, "output", [(net.output, 0, counts["output_neurons"])], counts["output_neurons"],
+                  counts["synapses_out"])]
+    core_of = {p: np.full(hi - lo, 0, dtype=np.int64) for p, lo, hi in net.hidden}
+    core_of[net.output] = np.full(counts["output_neurons"], 1, dtype=np.int64)
+    violations = [rules.Violation(n, r, m) for n, r, m in net.problems]
+    violations += rules.dense_rules(plan.view, target, hidden, out_pops)
     hs = target.get("limits", "hidden_synapses")
     if hs and cores[0].synapses > hs:
         violations.append(rules.Violation(hidden[0], "hidden_synapses", f"{cores[0].synapses} hidden synapses; "
                                           f"{target.name} holds {hs}"))
-    algo = "every hidden population in the hidden core, the last population as output neurons"
+    fo = target.get("limits", "max_fan_out")
+    if fo and counts["max_fan_out"] > fo:
+        fan = net.fan_out()
+        worst = next(p for p, lo, hi in net.hidden if fan[lo:hi].max() == counts["max_fan_out"])
+        violations.append(rules.Violation(worst, "fan_out", f"a hidden neuron reaches {counts['max_fan_out']} neurons "
+                                          f"(nonzero weights); a {target.name} hidden neuron reaches at most {fo}: "
+                                          "reduce the width or prune the weights"))
+    algo = ("the Xylo lowering (Rockpool's mapper): every hidden population in the hidden core (W_in, W_rec), the "
+            "last population as output neurons (W_out); a synapse is a nonzero weight")
     return Placement(cores, 1, algo, core_of, violations)
 
 
-def _fan_out_axons(view: View, placement: Placement) -> dict[int, np.ndarray]:
+def fan_out_axons(plan: Plan, placement: Placement) -> dict[int, np.ndarray]:
     """Per connection: distinct destination cores of each source neuron (the messages one spike sends)."""
     out = {}
-    for ci, c in enumerate(view.plan.connections):
+    for ci, c in enumerate(plan.connections):
         if c.target not in placement.core_of:
             continue
         owner = placement.core_of[c.target]
         onehot = sp.csr_matrix((np.ones(len(owner)), (np.arange(len(owner)), owner)),
                                shape=(len(owner), int(owner.max()) + 1 if len(owner) else 1))
-        reach = (_structure(c) @ onehot)
+        reach = (structure(c) @ onehot)
         reach.data[:] = 1
         out[ci] = np.asarray(reach.sum(axis=1)).ravel()
     return out

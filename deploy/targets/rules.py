@@ -14,11 +14,10 @@ from typing import Any
 import nir
 import numpy as np
 
-from .spec import Target
+from kdsnn.export.graph_view import SYNAPTIC, GraphView
 
-SYNAPTIC = (nir.Conv2d, nir.Affine, nir.Linear, nir.Scale)
-POOLS = (nir.SumPool2d, nir.AvgPool2d)
-NEURONS = {"IF": nir.IF, "LIF": nir.LIF, "CubaLIF": nir.CubaLIF}
+from . import speck
+from .spec import Target
 
 
 @dataclass(frozen=True)
@@ -33,11 +32,6 @@ class Violation:
         return f"{self.node}: {self.message}"
 
 
-def _pair(v: Any) -> tuple[int, int]:
-    a = np.atleast_1d(np.asarray(v)).astype(int).ravel().tolist()
-    return (a[0], a[0]) if len(a) == 1 else (a[0], a[1])
-
-
 def _bits_for(lo: int | None, hi: int | None) -> int | None:
     """Quantization bits whose symmetric range ±(2^(b−1)−1) fits inside [lo, hi]."""
     if lo is None and hi is None:
@@ -46,31 +40,24 @@ def _bits_for(lo: int | None, hi: int | None) -> int | None:
     return max(2, int(math.floor(math.log2(m + 1))) + 1)
 
 
-def model_name(node: nir.NIRNode) -> str:
-    for name, cls in NEURONS.items():
-        if type(node) is cls:
-            return name
-    return type(node).__name__
-
-
-def reset_mode(view: Any, name: str) -> str:
-    """``zero`` (reset to 0), ``subtract`` (reset by θ) or ``to v_reset=…``."""
-    if view.meta.get("reset", "hard") == "soft":
+def reset_mode(view: GraphView, name: str) -> str:
+    """``zero`` (reset to 0), ``subtract`` (reset by θ) or ``to v_reset=…``, as population ``name``'s model runs."""
+    model = view.models[name]
+    if model.reset == "soft":
         return "subtract"
-    vr = np.asarray(getattr(view.nodes[name], "v_reset", 0.0), dtype=np.float64)
+    vr = np.asarray(getattr(model, "v_reset", 0.0), dtype=np.float64)  # a non-spiking readout never resets
     return "zero" if np.all(vr == 0) else f"to v_reset={float(vr.ravel()[0]):g}"
 
 
 # ----------------------------------------------------------------------------- shared rules
 
-def common_rules(view: Any, target: Target, max_membrane: dict[str, float] | None = None) -> list[Violation]:
+def common_rules(view: GraphView, target: Target, max_membrane: dict[str, float] | None = None) -> list[Violation]:
     """Neuron model, reset, integer ranges and input encoding: the rules every target has."""
     out: list[Violation] = []
     models = target.get("neuron", "models")
     resets = target.get("neuron", "resets")
     for p in view.populations:
-        node = view.nodes[p]
-        m = model_name(node)
+        m = view.models[p].kind
         if models is not None and m not in models:
             out.append(Violation(p, "neuron_model", f"{m} neurons; {target.name} runs {', '.join(models)}: "
                                  f"train the student with one of those neuron models"))
@@ -79,8 +66,7 @@ def common_rules(view: Any, target: Target, max_membrane: dict[str, float] | Non
             fix = "--reset soft" if "subtract" in resets else "--reset hard (reset to 0)"
             out.append(Violation(p, "reset", f"resets {r}; {target.name} resets only {' or '.join(resets)}: "
                                  f"train with {fix}"))
-    enc = view.meta.get("encoding", "direct")
-    if enc == "direct" and target.get("neuron", "analog_input") == "none":
+    if view.encoding == "direct" and target.get("neuron", "analog_input") == "none":
         out.append(Violation(view.input, "analog_input", f"direct-encoded analog input; {target.name} takes only "
                              "events: train with --encoding bernoulli (or feed events from a sensor)"))
     if not view.integer:
@@ -97,7 +83,7 @@ def common_rules(view: Any, target: Target, max_membrane: dict[str, float] | Non
     return out
 
 
-def _range_rules(view: Any, target: Target) -> list[Violation]:
+def _range_rules(view: GraphView, target: Target) -> list[Violation]:
     out: list[Violation] = []
     wmin, wmax = target.get("precision", "weight_min"), target.get("precision", "weight_max")
     bits = _bits_for(wmin, wmax)
@@ -113,10 +99,15 @@ def _range_rules(view: Any, target: Target) -> list[Violation]:
                 out.append(Violation(name, "weight_range", f"integer weights span [{lo:.0f}, {hi:.0f}]; {target.name} "
                                      f"holds [{wmin}, {wmax}]: quantize with --bits {bits}"))
             b = np.asarray(getattr(node, "bias", 0.0), dtype=np.float64)
-            if bmax is not None and b.size and float(np.abs(b).max()) * 2 ** shift > bmax:
+            bmin = target.get("precision", "bias_min", -bmax if bmax is not None else None)
+            big = bmax is not None and b.size and float(b.max()) * 2 ** shift > bmax
+            if big or (bmin is not None and b.size and float(b.min()) * 2 ** shift < bmin):
+                fix = ("export with kdsnn export --for speck, whose per-layer factor (Sinabs' discretization) fits "
+                       "weights, bias and threshold together" if target.kind == "layers"
+                       else "quantize with fewer bits")
                 out.append(Violation(name, "bias_range", f"integer bias up to {float(np.abs(b).max()):.0f}"
                                      + (f" (× 2^{shift} = {float(np.abs(b).max()) * 2 ** shift:.0f})" if shift else "")
-                                     + f" beyond {target.name}'s {bmax}: quantize with fewer bits"))
+                                     + f" beyond {target.name}'s {bmax}: {fix}"))
         elif name in view.populations:
             th = np.asarray(getattr(node, "v_threshold", 0.0), dtype=np.float64)
             if tmax is not None and float(th.max()) > tmax:
@@ -128,7 +119,7 @@ def _range_rules(view: Any, target: Target) -> list[Violation]:
     return out
 
 
-def compatibility(view: Any, target: Target, max_membrane: dict[str, float] | None = None) -> list[str]:
+def compatibility(view: GraphView, target: Target, max_membrane: dict[str, float] | None = None) -> list[str]:
     """Every way the graph kdsnn checked differs from what ``target`` would run (empty: the same).
 
     Exact rewrites (a threshold programmed as θ + 1 for a ``v ≥ θ`` chip) are listed too,
@@ -136,16 +127,24 @@ def compatibility(view: Any, target: Target, max_membrane: dict[str, float] | No
     """
     out = [str(v) for v in common_rules(view, target, max_membrane)]
     cond = target.get("neuron", "spike_condition")
+    soft = any(view.models[p].reset == "soft" for p in view.populations)
     if cond == ">=" and view.populations:
-        out.append(f"{target.name} fires at v ≥ θ, kdsnn at v > θ: program every threshold as θ + 1 "
-                   "(exact on integer graphs)" if view.integer else
-                   f"{target.name} fires at v ≥ θ, kdsnn at v > θ: spikes differ where v equals θ")
+        if view.integer and not soft:
+            out.append(f"{target.name} fires at v ≥ θ, kdsnn at v > θ: program every threshold as θ + 1 "
+                       "(exact on integer graphs with reset to zero)")
+        else:
+            out.append(f"{target.name} fires at v ≥ θ, kdsnn at v > θ: spikes differ where v equals θ"
+                       + (" (no exact rewrite: a reset by subtraction would subtract θ + 1)" if soft else ""))
     many = target.get("neuron", "max_spikes_per_step")
-    if many and many > 1 and view.populations:
+    if target.get("neuron", "multi_spike") and view.populations:
+        out.append(f"{target.name}'s neurons may emit several spikes per step" + (f" (up to {many})" if many else "")
+                   + ", subtracting θ for each; kdsnn's IF emits one: spikes differ wherever v reaches 2θ")
+    elif many and many > 1 and view.populations:
         out.append(f"{target.name}'s neurons may emit up to {many} spikes per step (reset by subtraction); "
                    "kdsnn's IF emits one: spikes differ wherever v exceeds 2θ")
+    out += _input_and_readout_notes(view, target)
     ai = target.get("neuron", "analog_input")
-    if view.meta.get("encoding", "direct") == "direct":
+    if view.encoding == "direct":
         if ai == "host":
             out.append(f"the analog first layer runs on the host, not on {target.name} "
                        "(its MACs are priced as host MACs)")
@@ -157,122 +156,95 @@ def compatibility(view: Any, target: Target, max_membrane: dict[str, float] | No
     return out
 
 
+def _input_and_readout_notes(view: GraphView, target: Target) -> list[str]:
+    """Speck-like targets: can the input come from the chip's DVS, can its readout layer report the classes."""
+    out: list[str] = []
+    size, pols, pools = (target.get("limits", k) for k in ("dvs_size", "dvs_polarities", "dvs_pooling"))
+    shape = tuple(view.shape[view.input])
+    if size and pols and len(shape) == 3:
+        c, h, w = shape
+        fits = [p for p in (pools or [1]) if size // p >= max(h, w)]
+        if c <= pols and fits:
+            out.append(f"the {c}×{h}×{w} input can come from {target.name}'s {size}×{size} DVS: {c} polarity "
+                       f"channel(s), sensor pooling {fits[-1]} ({size // fits[-1]}×{size // fits[-1]}) cropped to "
+                       f"{h}×{w} ({target.source('limits', 'dvs_pooling')})")
+        else:
+            why = f"{c} channels (the DVS has {pols} polarities)" if c > pols else f"larger than {size}×{size}"
+            out.append(f"the {c}×{h}×{w} input cannot come from {target.name}'s DVS ({why}): feed external events")
+    classes = target.get("limits", "readout_classes")
+    last = [p for p in view.preds[view.output] if p in view.populations]
+    n_out = sum(int(np.prod(view.shape[p])) for p in last)
+    if classes and last and n_out > classes:
+        out.append(f"{n_out} output neurons: {target.name}'s readout layer reports at most {classes} classes; read the "
+                   "last layer's events on the monitor bus instead")
+    return out
+
+
 # ----------------------------------------------------------------------------- per kind
 
-def _chain(view: Any, syn: str) -> tuple[str, list[str]]:
-    """The population feeding synaptic node ``syn`` and the pool/flatten nodes in between."""
-    between, src = [], view.preds[syn][0]
-    while src not in view.populations and src != view.input and view.preds[src]:
-        between.append(src)
-        src = view.preds[src][0]
-    return src, between
+def speck_memory(c: int, f: int, kernel: tuple[int, int], out_hw: tuple[int, int]) -> dict[str, int]:
+    """Memory entries a DYNAP-CNN layer needs (:func:`kdsnn.deploy.targets.speck.memory`)."""
+    return speck.memory(c, f, kernel, out_hw)
 
 
-def speck_layer(view: Any, pop: str, target: Target) -> tuple[dict[str, Any] | None, list[Violation]]:
-    """The conv a Speck layer would run for ``pop`` (c, f, kernel, output size), and the rules it breaks."""
+def _layer_limits(lay: speck.Layer, target: Target) -> list[Violation]:
+    """The per-layer limits of a Speck-like target on one lowered layer."""
     out: list[Violation] = []
-    syns = view.preds[pop]
-    if len(syns) != 1:
-        out.append(Violation(pop, "residual", f"sums {len(syns)} inputs ({', '.join(syns)}); a Speck layer applies "
-                             "one convolution to every event it receives: use a network without residual sums"))
-        return None, out
-    syn = syns[0]
-    node = view.nodes[syn]
-    if not isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear)):
-        out.append(Violation(syn, "layer_type", f"{type(node).__name__} feeding {pop}; a Speck layer starts with a "
-                             "convolution or a linear layer"))
-        return None, out
-    src, between = _chain(view, syn)
-    for b in between:
-        bn = view.nodes[b]
-        if isinstance(bn, nir.AvgPool2d):
-            out.append(Violation(b, "pooling",
-                                 "average pooling; Speck sums: export with sum pooling (kdsnn's exporter does)"))
-        elif isinstance(bn, nir.SumPool2d):
-            k, s, p = _pair(bn.kernel_size), _pair(bn.stride), _pair(bn.padding)
-            sizes = target.get("limits", "pool_sizes")
-            if k[0] != k[1] or (sizes and k[0] not in sizes) or s != k or p != (0, 0):
-                out.append(Violation(b, "pooling",
-                                     f"pooling {k[0]}×{k[1]} stride {s[0]}×{s[1]} padding {p[0]}; Speck pools "
-                                     f"square windows of {', '.join(map(str, sizes or []))} with stride = size, "
-                                     "no padding"))
     lim = target.get
+    syn, (kh, kw), (c, *in_hw), (f, *out_hw) = lay.synaptic, lay.kernel, lay.in_shape, lay.out_shape
     kmax, cmax = lim("limits", "max_kernel_size"), lim("limits", "max_channels")
-    if isinstance(node, nir.Conv2d):
-        w = np.asarray(node.weight)
-        f, c, kh, kw = (int(v) for v in w.shape)
-        in_hw, out_hw = view.shape[view.preds[syn][0]][1:], view.shape[syn][1:]
-        stride, pad = _pair(node.stride), _pair(node.padding) if not isinstance(node.padding, str) else (0, 0)
-        if kh != kw or (kmax and kh > kmax):
-            out.append(Violation(syn, "kernel", f"kernel {kh}×{kw}; Speck needs square kernels up to {kmax}×{kmax}"))
-        strides = lim("limits", "strides")
-        if strides and any(s not in strides for s in stride):
-            out.append(Violation(syn, "stride",
-                                 f"stride {stride[0]}×{stride[1]}; Speck strides are {', '.join(map(str, strides))}"))
-        pmax = lim("limits", "max_padding")
-        if pmax is not None and max(pad) > pmax:
-            out.append(Violation(syn, "padding", f"padding {max(pad)}; Speck pads at most {pmax}"))
-        if int(getattr(node, "groups", 1)) != 1 or _pair(node.dilation) != (1, 1):
-            out.append(Violation(syn, "conv", "grouped or dilated convolution; Speck runs plain convolutions"))
-    else:
-        w = np.asarray(node.weight)
-        f = int(w.shape[0])
-        flat = [b for b in between if isinstance(view.nodes[b], nir.Flatten)]
-        src_shape = view.shape[view.preds[flat[0]][0]] if flat else view.shape[view.preds[syn][0]]
-        if len(src_shape) == 3:
-            c, kh, kw = src_shape
-        else:
-            c, kh, kw = int(np.prod(src_shape)), 1, 1
-        in_hw, out_hw = (kh, kw), (1, 1)
-        if kh != kw or (kmax and kh > kmax):
-            out.append(Violation(syn, "kernel", f"a linear layer on a {kh}×{kw} map becomes a {kh}×{kw} convolution; "
-                                 f"Speck needs square kernels up to {kmax}: pool the map further before it"))
+    if kh != kw or (kmax and kh > kmax):
+        what = "a linear layer on its input map becomes a convolution" if lay.stride == (1, 1) and \
+            (kh, kw) == tuple(in_hw) and kh > 1 else "kernel"
+        out.append(Violation(syn, "kernel", f"{what} {kh}×{kw}; {target.name} needs square kernels up to "
+                             f"{kmax}×{kmax}" + (": pool the map further before it" if what != "kernel" else "")))
+    strides = lim("limits", "strides")
+    if strides and any(s not in strides for s in lay.stride):
+        out.append(Violation(syn, "stride", f"stride {lay.stride[0]}×{lay.stride[1]}; {target.name} strides are "
+                             f"{', '.join(map(str, strides))}"))
+    pmax = lim("limits", "max_padding")
+    if pmax is not None and max(lay.padding) > pmax:
+        out.append(Violation(syn, "padding", f"padding {max(lay.padding)}; {target.name} pads at most {pmax}"))
     if cmax and (c > cmax or f > cmax):
         out.append(Violation(syn, "channels",
-                             f"{c} input / {f} output channels; Speck has at most {cmax}: reduce the width"))
+                             f"{c} input / {f} output channels; {target.name} has at most {cmax}: reduce the width"))
     imax, omax = lim("limits", "max_input_size"), lim("limits", "max_output_size")
     if imax and max(in_hw) > imax:
         out.append(Violation(syn, "input_size",
-                             f"input map {in_hw[0]}×{in_hw[1]}; a Speck layer takes at most {imax}×{imax}"))
+                             f"input map {in_hw[0]}×{in_hw[1]}; a {target.name} layer takes at most {imax}×{imax}"))
     if omax and max(out_hw) > omax:
-        out.append(Violation(syn, "output_size", f"output map {out_hw[0]}×{out_hw[1]}; a Speck layer outputs at most "
-                             f"{omax}×{omax}: add stride or pooling before it"))
-    need = speck_memory(c, f, (kh, kw), tuple(out_hw))
-    return {"synaptic": syn, "c": c, "f": f, "kernel": (kh, kw), "out_hw": tuple(out_hw), **need}, out
+        out.append(Violation(syn, "output_size", f"output map {out_hw[0]}×{out_hw[1]}; a {target.name} layer "
+                             f"outputs at most {omax}×{omax}: add stride or pooling before it"))
+    sizes = lim("limits", "pool_sizes")
+    for src, k in lay.sources.items():
+        if sizes and k not in sizes:
+            out.append(Violation(lay.pool_nodes.get(src, src), "pooling",
+                                 f"sum pooling {k}×{k} on the way to {lay.population}; "
+                                 f"{target.name} pools {', '.join(map(str, sizes))}"))
+    return out
 
 
-def speck_memory(c: int, f: int, kernel: tuple[int, int], out_hw: tuple[int, int]) -> dict[str, int]:
-    """Memory entries a DYNAP-CNN layer needs (Sinabs' ``DynapcnnLayer.memory_summary``, SynSense docs):
-
-    kernel = c · 2^(⌈log2(kx·ky)⌉ + ⌈log2 f⌉), neuron = f · 2^(⌈log2 fy⌉ + ⌈log2 fx⌉), bias = f.
-    """
-    def clog2(n: int) -> int:
-        return int(math.ceil(math.log2(n))) if n > 1 else 0
-
-    return {"kernel_memory": c * 2 ** (clog2(kernel[0] * kernel[1]) + clog2(f)),
-            "neuron_memory": f * 2 ** (clog2(out_hw[0]) + clog2(out_hw[1])), "bias_memory": f}
-
-
-def layer_rules(view: Any, target: Target) -> tuple[dict[str, dict[str, Any]], list[Violation]]:
-    """Speck-like targets: one layer per population, its conv within the layer limits."""
-    out: list[Violation] = []
+def layer_rules(view: GraphView, target: Target) -> tuple[dict[str, dict[str, Any]], list[Violation]]:
+    """Speck-like targets: the layers of the Speck lowering (:mod:`kdsnn.deploy.targets.speck`), each within
+    the layer limits; destinations, layer count, readout and the event input."""
+    net = speck.lower(view, discretized=False)
+    out = [Violation(n, r, m) for n, r, m in net.problems]
     layers: dict[str, dict[str, Any]] = {}
-    for p in view.populations:
-        spec, v = speck_layer(view, p, target)
-        out += v
-        if spec is not None:
-            layers[p] = spec
+    for lay in net.layers:
+        out += _layer_limits(lay, target)
+        layers[lay.population] = {"synaptic": lay.synaptic, "c": lay.in_shape[0], "f": lay.out_shape[0],
+                                  "kernel": lay.kernel, "out_hw": lay.out_shape[1:], "sources": dict(lay.sources),
+                                  **lay.memory}
     for p in view.preds[view.output]:
         if p not in view.populations:
             out.append(Violation(p, "readout", f"{p} feeds the Output without neurons (membrane readout); Speck layers "
                                  "always spike: train with --readout spike"))
     dmax = target.get("limits", "max_destinations")
-    for src in [view.input, *view.populations]:
-        dests = {d for d in view.populations if src in _sources(view, d)}
-        if dmax and src != view.input and len(dests) > dmax:
-            out.append(Violation(src, "fan_out",
-                                 f"feeds {len(dests)} layers ({', '.join(sorted(dests))}); a Speck layer "
-                                 f"has at most {dmax} destinations"))
+    for lay in net.layers:
+        if dmax and len(lay.destinations) > dmax:
+            out.append(Violation(lay.population, "fan_out",
+                                 f"feeds {len(lay.destinations)} layers ({', '.join(sorted(lay.destinations))}); a "
+                                 f"{target.name} layer has at most {dmax} destinations"))
     n = target.get("limits", "layers")
     if n and len(view.populations) > n:
         out.append(Violation("graph", "layers", f"{len(view.populations)} neuron layers; {target.name} has {n}: "
@@ -280,18 +252,7 @@ def layer_rules(view: Any, target: Target) -> tuple[dict[str, dict[str, Any]], l
     return layers, out
 
 
-def _sources(view: Any, pop: str) -> set[str]:
-    found = set()
-    for syn in view.preds[pop]:
-        if syn in view.populations or syn == view.input:
-            found.add(syn)
-            continue
-        src, _ = _chain(view, syn) if view.preds[syn] else (syn, [])
-        found.add(src)
-    return found
-
-
-def dense_rules(view: Any, target: Target, hidden: list[str], output: list[str]) -> list[Violation]:
+def dense_rules(view: GraphView, target: Target, hidden: list[str], output: list[str]) -> list[Violation]:
     """Xylo-like targets: input channels, hidden and output neuron counts."""
     out: list[Violation] = []
     lim = target.get

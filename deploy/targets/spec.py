@@ -10,13 +10,21 @@ A target is a TOML (or JSON) file, shipped in ``deploy/targets/`` or given by pa
     source = "where the number comes from"
     [limits.fan_in_axons_per_core]
     value = 4096
-    published = false         # the vendor did not publish it: a stated parameter
+    status = "assumed"        # published (default), derived (give `derivation`) or assumed
     source = "why this value"
+    [limits.synapses_per_core]
+    value = 937500
+    status = "derived"
+    derivation = "120M synapses per chip / 128 cores"
+    source = "where the numbers it is derived from come from"
 
 Entries live in five sections: ``neuron``, ``precision``, ``limits``, ``energy``, ``time``
-(the known keys and their types are :data:`KEYS`). An entry without ``value`` is a limit the
-vendor did not publish and kdsnn does not check. Cycle counts (``time.cycles_per_*``) are
-turned into seconds with ``time.clock_hz`` when the file is read.
+(the known keys and their types are :data:`KEYS`). Every entry says how it is known (``status``):
+``published`` by the vendor (the default), ``derived`` from published numbers (its ``derivation``
+says how), or ``assumed`` (a stated parameter; ``published = false``, the older spelling, means
+the same). An entry without ``value`` is a limit the vendor did not publish and kdsnn does not
+check. Cycle counts (``time.cycles_per_*``) are turned into seconds with ``time.clock_hz`` when the
+file is read.
 """
 from __future__ import annotations
 
@@ -32,26 +40,35 @@ from ..data_files import builtin_names, load_data_file
 
 KINDS = ("cores", "layers", "dense")
 _INT, _NUM, _STR, _BOOL, _INTS, _STRS = "integer", "number", "string", "boolean", "list of integers", "list of strings"
+STATUSES = ("published", "derived", "assumed")
 
 KEYS: dict[str, dict[str, str]] = {
     "neuron": {"models": _STRS, "resets": _STRS, "spike_condition": _STR, "max_spikes_per_step": _INT,
-               "analog_input": _STR, "exact_if": _BOOL},
+               "analog_input": _STR, "exact_if": _BOOL, "multi_spike": _BOOL},
     "precision": {"weight_min": _INT, "weight_max": _INT, "state_bits": _INT, "threshold_min": _INT,
-                  "threshold_max": _INT, "bias_max": _INT, "fixed_point_shift": _INT},
+                  "threshold_max": _INT, "bias_max": _INT, "bias_min": _INT, "fixed_point_shift": _INT},
     "limits": {"chips": _INT, "cores_per_chip": _INT, "neurons_per_core": _INT, "synapses_per_core": _INT,
                "synaptic_memory_bits_per_core": _INT, "synapse_bits": _INT, "fan_in_axons_per_core": _INT,
                "fan_out_axons_per_core": _INT, "layers": _INT, "kernel_memory": _INTS, "neuron_memory": _INTS,
                "bias_memory": _INTS, "max_kernel_size": _INT, "strides": _INTS, "max_padding": _INT,
                "pool_sizes": _INTS, "max_channels": _INT, "max_input_size": _INT, "max_output_size": _INT,
                "max_destinations": _INT, "input_channels": _INT, "hidden_neurons": _INT, "output_neurons": _INT,
-               "min_neuron_layers": _INT, "hidden_synapses": _INT},
+               "min_neuron_layers": _INT, "hidden_synapses": _INT, "max_fan_out": _INT, "max_input_events": _INT,
+               "dvs_size": _INT, "dvs_polarities": _INT, "dvs_pooling": _INTS, "readout_classes": _INT},
     "energy": {"synop_joules": _NUM, "neuron_update_joules": _NUM, "neuron_update_active_joules": _NUM,
                "neuron_update_inactive_joules": _NUM, "spike_message_joules": _NUM, "host_mac_joules": _NUM},
     "time": {"synop_seconds": _NUM, "neuron_update_seconds": _NUM, "neuron_update_active_seconds": _NUM,
              "neuron_update_inactive_seconds": _NUM, "spike_message_seconds": _NUM, "barrier_seconds": _NUM,
              "clock_hz": _NUM, "cycles_per_synop": _NUM, "cycles_per_input_synop": _NUM,
              "cycles_per_output_synop": _NUM, "cycles_per_neuron_update": _NUM,
-             "cycles_per_output_neuron_update": _NUM, "sequential": _BOOL},
+             "cycles_per_output_neuron_update": _NUM, "sequential": _BOOL, "cycle_model": _STR},
+}
+# The least value of integer entries that count or size something (a core of -5 neurons, a 0-bit synapse
+# or 0 cores per chip is a wrong file, not a chip); absent keys may take any integer (weight_min, ...).
+MINIMUM: dict[str, int] = {
+    **{f"limits.{k}": 1 for k, kind in KEYS["limits"].items() if kind == _INT}, "limits.max_padding": 0,
+    "neuron.max_spikes_per_step": 1, "precision.state_bits": 1, "precision.bias_max": 0,
+    "precision.threshold_max": 0, "precision.fixed_point_shift": 0,
 }
 NEURON_MODELS = ("IF", "LIF", "CubaLIF")
 RESETS = ("zero", "subtract")
@@ -60,11 +77,14 @@ ANALOG_INPUT = ("host", "none", "counts")
 
 @dataclass(frozen=True)
 class Entry:
-    """One figure of a target: its value (None: not published and not set), source, published flag."""
+    """One figure of a target: its value (None: not published and not set), source, and how it is known
+    (``status``: published, derived with its ``derivation``, or assumed)."""
 
     value: Any
     source: str
     published: bool = True
+    status: str = "published"
+    derivation: str = ""
 
 
 @dataclass
@@ -87,12 +107,24 @@ class Target:
         return "" if e is None else e.source
 
     def unpublished(self) -> list[str]:
-        """``section.key`` of every entry marked ``published = false``."""
+        """``section.key`` of every entry the vendor did not publish (derived or assumed)."""
         return [f"{s}.{k}" for s, d in self.entries.items() for k, e in d.items() if not e.published]
+
+    def provenance(self) -> dict[str, Any]:
+        """Every entry by how it is known: ``published`` and ``assumed`` keys, ``derived`` key → derivation."""
+        out: dict[str, Any] = {"published": [], "derived": {}, "assumed": []}
+        for s, d in self.entries.items():
+            for k, e in d.items():
+                if e.status == "derived":
+                    out["derived"][f"{s}.{k}"] = e.derivation
+                else:
+                    out[e.status].append(f"{s}.{k}")
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "kind": self.kind, "origin": self.origin,
-                "entries": {s: {k: {"value": e.value, "source": e.source, "published": e.published}
+                "entries": {s: {k: {"value": e.value, "source": e.source, "published": e.published,
+                                    "status": e.status, **({"derivation": e.derivation} if e.derivation else {})}
                                 for k, e in d.items()} for s, d in self.entries.items()}}
 
 
@@ -158,23 +190,46 @@ def parse_target(data: Mapping[str, Any], origin: str, default_name: str = "cust
     return t
 
 
+def _status(entry: Mapping[str, Any], key: str, where: str) -> tuple[str, str]:
+    """(status, derivation) of an entry; ``published = false`` (the older spelling) means assumed."""
+    pub, status, derivation = entry.get("published"), entry.get("status"), entry.get("derivation", "")
+    if pub is not None and not isinstance(pub, bool):
+        raise KdsnnError(f"{where}: {key}.published must be true or false")
+    if status is None:
+        status = "assumed" if pub is False else "published"
+    elif status not in STATUSES:
+        raise KdsnnError(f"{where}: {key}.status must be one of {', '.join(STATUSES)}, got {status!r}")
+    elif pub is not None and pub != (status == "published"):
+        raise KdsnnError(f"{where}: {key} says published = {str(pub).lower()} but status = {status!r}; give one")
+    if not isinstance(derivation, str) or (status == "derived") != bool(derivation.strip()):
+        raise KdsnnError(f"{where}: {key}: a derived value needs 'derivation' (how it follows from published "
+                         "numbers), and only a derived one has it")
+    return status, derivation
+
+
 def _entry(entry: Any, key: str, kind: str, where: str) -> Entry:
-    if not isinstance(entry, Mapping) or not set(entry) <= {"value", "source", "published"} or "source" not in entry:
-        raise KdsnnError(f"{where}: {key} must be a table with 'source' and optionally 'value' and 'published'")
-    src, pub = entry["source"], entry.get("published", True)
+    allowed = {"value", "source", "published", "status", "derivation"}
+    if not isinstance(entry, Mapping) or not set(entry) <= allowed or "source" not in entry:
+        raise KdsnnError(f"{where}: {key} must be a table with 'source' and optionally 'value', 'status' "
+                         "(published, derived, assumed) and 'derivation'")
+    src = entry["source"]
     if not isinstance(src, str) or not src.strip():
         raise KdsnnError(f"{where}: {key}.source must say where the number comes from")
-    if not isinstance(pub, bool):
-        raise KdsnnError(f"{where}: {key}.published must be true or false")
+    status, derivation = _status(entry, key, where)
+    pub = status == "published"
     if "value" not in entry:
         if pub:
             raise KdsnnError(f"{where}: {key} has no value; "
-                             "mark it 'published = false' if the vendor does not publish it")
-        return Entry(None, src, False)
+                             "mark it 'status = \"assumed\"' if the vendor does not publish it")
+        return Entry(None, src, False, status, derivation)
     v = entry["value"]
     if not _check_value(v, kind):
         raise KdsnnError(f"{where}: {key}.value must be a {kind}" + (" ≥ 0" if kind == _NUM else "") + f", got {v!r}")
-    return Entry(v, src, pub)
+    if key in MINIMUM and v < MINIMUM[key]:
+        raise KdsnnError(f"{where}: {key}.value must be at least {MINIMUM[key]}, got {v!r}")
+    if key == "time.clock_hz" and v <= 0:
+        raise KdsnnError(f"{where}: time.clock_hz must be above 0, got {v!r}")
+    return Entry(v, src, pub, status, derivation)
 
 
 def _semantic_checks(t: Target, where: str) -> None:
@@ -222,6 +277,7 @@ def _cycles_to_seconds(t: Target) -> None:
     for ck, sk in _CYCLE_KEYS.items():
         cycles = t.get("time", ck)
         if cycles is not None and t.get("time", sk) is None:
+            e = t.entries["time"][ck]
             t.entries["time"][sk] = Entry(cycles / clock,
                                           f"{t.source('time', ck)}; at {clock:g} Hz ({t.source('time', 'clock_hz')})",
-                                          t.entries["time"][ck].published)
+                                          e.published, e.status, e.derivation)

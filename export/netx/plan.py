@@ -36,11 +36,11 @@ import torch.nn.functional as F
 
 from kdsnn.errors import KdsnnError
 
-from ..graph_view import GraphView, pair
+from ..graph_view import POOLS, SYNAPTIC, GraphView, pair
 from ..loihi import BIAS_MAX, BIAS_MIN, STATE_MAX, VTH_MAX, WEIGHT_MAX, weight_fits
 
 RESET_OFFSET = 1  # netx gives layer j the reset phase RESET_OFFSET + j (Lava time starts at 1)
-_SYNAPSES = (nir.Conv2d, nir.Affine, nir.Linear)
+_SYNAPSES = tuple(t for t in SYNAPTIC if t is not nir.Scale)  # a netx layer's synapse (Scale: residual only)
 _RESIDUAL = ("netx files hold sequential layers only, so residual students (ResNet/WRN) cannot be exported to netx; "
              "use NIR or ONNX (run_lava runs them as a Lava process graph)")
 
@@ -172,7 +172,7 @@ def compose(view: GraphView, nodes: list[str], in_shape: tuple[int, ...]) -> Syn
     *before, synapse = nodes
     for name in before:
         node = view.nodes[name]
-        if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
+        if isinstance(node, POOLS):
             if flatten:
                 raise KdsnnError(f"pool {name!r} after a flatten cannot be exported to netx")
             shape, factor = _pooled(view, name, shape, factor)
@@ -288,7 +288,7 @@ def _chain(view: GraphView) -> list[str]:
 def check_pools(graph: nir.NIRGraph) -> None:
     """Refuse overlapping or padded pools (node by node, before shapes are inferred)."""
     for name, node in graph.nodes.items():
-        if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
+        if isinstance(node, POOLS):
             k, s, p = (pair(node.kernel_size, "kernel", name), pair(node.stride, "stride", name),
                        pair(node.padding, "padding", name))
             if k != s or p != (0, 0):
@@ -301,7 +301,7 @@ def lava_view(graph: nir.NIRGraph | GraphView) -> GraphView:
     if isinstance(graph, GraphView):
         return graph
     check_pools(graph)
-    return GraphView(graph)
+    return GraphView.of(graph)
 
 
 def netx_plan(graph: nir.NIRGraph | GraphView) -> NetxPlan:

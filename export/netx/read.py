@@ -8,7 +8,10 @@ from typing import Any
 import h5py
 import numpy as np
 
+from kdsnn.budget import require
 from kdsnn.errors import KdsnnError
+
+from ..nir_io import stored_bytes
 
 
 def read_info(path: str | Path) -> dict[str, Any]:
@@ -56,6 +59,8 @@ def describe(path: str | Path) -> str:
     f = _open_netx(path)
     lines = [f"netx network {path.name}"]
     try:
+        require(stored_bytes(f), f"reading {path} (the arrays it declares)",
+                "the file declares arrays larger than this machine can hold")
         info = json.loads(f.attrs["kdsnn"]) if "kdsnn" in f.attrs else None
         group = f["layer"]
         keys = sorted(group.keys(), key=lambda k: int(k) if k.isdigit() else -1)

@@ -17,6 +17,7 @@ import numpy as np
 
 from kdsnn.atomic import atomic_path
 
+from ..graph_view import GraphView
 from ..loihi import I_DECAY, V_DECAY
 from .plan import RESET_OFFSET, NetxLayer, lava_view, netx_plan
 
@@ -62,7 +63,7 @@ def _write_layer(group: h5py.Group, layer: NetxLayer) -> None:
     neuron.create_dataset("gradedSpike", data=False)
 
 
-def export_netx(graph: nir.NIRGraph, path: str | Path) -> Path:
+def export_netx(graph: nir.NIRGraph | GraphView, path: str | Path) -> Path:
     """Write the netx ``.net`` file of an integer graph (layers 2..L; see the module docstring)."""
     view = lava_view(graph)
     plan = netx_plan(view)
@@ -73,7 +74,7 @@ def export_netx(graph: nir.NIRGraph, path: str | Path) -> Path:
                         "warnings": layer.warnings} for layer in plan.layers],
             "readout_nodes": plan.readout_nodes, "readout": "host" if plan.readout_nodes else "spike",
             "input_scale": view.input_scale, "output_scale": view.output_scale,
-            "graph_digest": graph_digest(graph)}
+            "graph_digest": graph_digest(view.graph)}
     path = Path(path)
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:

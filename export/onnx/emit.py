@@ -1,7 +1,9 @@
 """ONNX operators for a NIR graph, one small group of standard operators per node.
 
 See :mod:`kdsnn.export.onnx.writer` for the two forms and the numerics. Written directly
-with ``onnx.helper`` (opset 17); the neuron step follows :mod:`kdsnn.neuron_models`.
+with ``onnx.helper`` (opset 17). Each population's operators are written by its neuron model
+(:meth:`~kdsnn.neuron_models.NeuronModel.onnx_step`, through :class:`_PopulationOps`), which also
+says whether ONNX can state it exactly (:func:`onnx_supports`).
 """
 from __future__ import annotations
 
@@ -29,43 +31,33 @@ def _onnx_pads(node: nir.Conv2d, name: str) -> list[int]:
 
 
 def _neuron_params(view: GraphView, name: str) -> list[tuple[str, np.ndarray]]:
-    """A population's step parameters shaped like the population (IF: ``gain`` only when it is not 1)."""
-    m, shape = view.models[name], view.shape[name]
-
-    def shaped(a: np.ndarray) -> np.ndarray:
-        return a.reshape(shape) if a.size > 1 else a.reshape(())
-
-    if m.kind == "IF":
-        items = [("v_threshold", shaped(m.threshold))] + ([("v_reset", shaped(m.v_reset))] if m.reset == "hard" else [])
-        if not m.unit_gain:
-            items.append(("gain", shaped(m.gain)))
-        return items
-    if m.kind == "Integrator":
-        return [("gain", shaped(m.gain))]
-    keys = {"LIF": ("leak", "r", "v_leak", "threshold", "v_reset"), "LI": ("leak", "r", "v_leak"),
-            "CubaLIF": ("syn_leak", "w_in", "leak", "r", "v_leak", "threshold", "v_reset")}[m.kind]
-    return [("v_threshold" if k == "threshold" else k, shaped(np.asarray(getattr(m, k), dtype=np.float64)))
-            for k in keys]
+    """A population's step parameters (its model's :meth:`onnx_params`) shaped like the population."""
+    shape = view.shape[name]
+    return [(k, a.reshape(shape) if a.size > 1 else a.reshape(()))
+            for k, a in ((k, np.asarray(a, dtype=np.float64)) for k, a in view.models[name].onnx_params())]
 
 
 def onnx_supports(view: GraphView) -> tuple[bool, str]:
-    """Whether both ONNX forms state every population of ``view`` exactly, naming the node and why not."""
+    """Whether both ONNX forms state every population of ``view`` exactly, naming the node and why not
+    (each neuron model answers for itself)."""
     for name, m in view.models.items():
-        if m.kind != "IF" and view.integer:
-            return False, (f"{m.kind} node {name!r}: Loihi's fixed-point decay (integer mode) is not exact in "
-                           "ONNX's float32; the float model exports")
+        if not callable(getattr(m, "onnx_step", None)):
+            return False, f"{m.kind} node {name!r}: the {m.kind} model states no ONNX operators"
+        why = m.onnx_problem()
+        if why:
+            return False, f"{m.kind} node {name!r}: {why}"
     return True, ""
 
 
+def _state_key(name: str, var: str) -> str:
+    """How the emitter keys state ``var`` of population ``name``: the membrane by the node's name."""
+    return name if var == "v" else f"{name}:{var}"
+
+
 def state_names(view: GraphView) -> dict[str, str]:
-    """Each state of the step form (population membranes ``v_<node>``, CubaLIF currents ``i_<node>``), keyed
-    as the emitter keys them (``node`` and ``node:i``)."""
-    out: dict[str, str] = {}
-    for n in view.populations:
-        out[n] = f"v_{n}"
-        if view.models[n].kind == "CubaLIF":
-            out[f"{n}:i"] = f"i_{n}"
-    return out
+    """Each state of the step form (population membranes ``v_<node>``, and a model's other state variables
+    ``<var>_<node>``, e.g. CubaLIF currents ``i_<node>``), keyed as the emitter keys them (``node``, ``node:i``)."""
+    return {_state_key(n, var): f"{var}_{n}" for n in view.populations for var in view.models[n].state_vars}
 
 
 class _Builder:
@@ -153,51 +145,12 @@ class _Emitter:
                          "cannot be exported to ONNX")
 
     def neuron(self, name: str, x: str, state: dict[str, str | None], t: int) -> tuple[str, dict[str, str]]:
-        """One population's step (its :mod:`kdsnn.neuron_models` model, same operations in the same
-        order as the model's torch step): (output, new states keyed as :func:`state_names`)."""
-        kind = self.view.models[name].kind
-        if kind == "IF":
-            s, v = self.if_step(name, x, state.get(name), t)
-            return s, {name: v}
-        p, b, hint = self.params(name), self.b, f"{name}@t{t}"
-        new: dict[str, str] = {}
-        if kind == "Integrator":
-            xs = b.op("Mul", [x, p["gain"]], hint)
-            v0 = state.get(name)
-            v = xs if v0 is None else b.op("Add", [v0, xs], f"{hint}.v")
-            return v, {name: v}
-        if kind == "CubaLIF":  # I ← I + a_s·(w_in·x − I)
-            i0 = state.get(f"{name}:i")
-            wx = b.op("Mul", [p["w_in"], x], f"{hint}.wx")
-            d = wx if i0 is None else b.op("Sub", [wx, i0], f"{hint}.di")
-            di = b.op("Mul", [p["syn_leak"], d], f"{hint}.adi")
-            x = di if i0 is None else b.op("Add", [i0, di], f"{hint}.i")
-            new[f"{name}:i"] = x
-        v0 = state.get(name)  # LIF, CubaLIF, LI: h = v + a·((v_leak − v) + r·x)
-        diff = p["v_leak"] if v0 is None else b.op("Sub", [p["v_leak"], v0], f"{hint}.dv")
-        drive = b.op("Add", [diff, b.op("Mul", [p["r"], x], f"{hint}.rx")], f"{hint}.drive")
-        step = b.op("Mul", [p["leak"], drive], f"{hint}.step")
-        h = step if v0 is None else b.op("Add", [v0, step], f"{hint}.h")
-        if kind == "LI":
-            new[name] = h
-            return h, new
-        fired = b.op("Greater", [h, p["v_threshold"]], f"{hint}.fired")
-        spikes = b.op("Cast", [fired], f"{hint}.spikes", to=TensorProto.FLOAT)
-        new[name] = b.op("Where", [fired, p["v_reset"], h], f"{hint}.v")
-        return spikes, new
-
-    def if_step(self, name: str, x: str, v: str | None, t: int) -> tuple[str, str]:
-        """IF step (:class:`kdsnn.neuron_models.IFModel`): ``h = v + r·dt·x``; spike iff ``h > θ``;
-        reset to ``v_reset`` (hard) or subtract θ (soft)."""
-        p, b, hint = self.params(name), self.b, f"{name}@t{t}"
-        if "gain" in p:
-            x = b.op("Mul", [x, p["gain"]], hint)
-        h = x if v is None else b.op("Add", [v, x], f"{hint}.h")  # v = 0 at the first step
-        fired = b.op("Greater", [h, p["v_threshold"]], f"{hint}.fired")
-        spikes = b.op("Cast", [fired], f"{hint}.spikes", to=TensorProto.FLOAT)
-        if self.view.models[name].reset == "soft":
-            return spikes, b.op("Sub", [h, b.op("Mul", [spikes, p["v_threshold"]], f"{hint}.drop")], f"{hint}.v")
-        return spikes, b.op("Where", [fired, p["v_reset"], h], f"{hint}.v")
+        """One population's step, written by its :mod:`kdsnn.neuron_models` model (the same operations in
+        the same order as its torch step): (output, new states keyed as :func:`state_names`)."""
+        model = self.view.models[name]
+        local = {var: state.get(_state_key(name, var)) for var in model.state_vars}
+        out, new = model.onnx_step(_PopulationOps(self, name, t), x, local)
+        return out, {_state_key(name, var): v for var, v in new.items()}
 
     def step(self, x: str, v: dict[str, str | None], t: int,
              static: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
@@ -235,6 +188,22 @@ class _Emitter:
         q = b.op("Round", [b.op("Div", [xd, b.const("input_scale", view.input_scale, np.float64)], "input_scaled")],
                  "input_q")
         return b.op("Cast", [q], "input_int", to=TensorProto.FLOAT)
+
+
+class _PopulationOps:
+    """The :class:`~kdsnn.neuron_models.OnnxOps` of one population at step ``t``."""
+
+    def __init__(self, emitter: _Emitter, name: str, t: int) -> None:
+        self.emitter, self.name, self.hint = emitter, name, f"{name}@t{t}"
+
+    def param(self, key: str) -> str:
+        return self.emitter.params(self.name)[key]
+
+    def op(self, op_type: str, inputs: list[str], suffix: str = "") -> str:
+        return self.emitter.b.op(op_type, inputs, self.hint + suffix)
+
+    def as_float(self, x: str, suffix: str = "") -> str:
+        return self.emitter.b.op("Cast", [x], self.hint + suffix, to=TensorProto.FLOAT)
 
 
 def _value_info(name: str, shape: list[Any]) -> onnx.ValueInfoProto:
@@ -306,7 +275,7 @@ def build_onnx(graph: nir.NIRGraph | GraphView, form: str = "unrolled") -> onnx.
     """The ONNX model of ``graph`` in memory (see the module docstring for the two forms)."""
     if form not in FORMS:
         raise KdsnnError(f"unknown ONNX form {form!r}; choose one of {', '.join(FORMS)}")
-    view = graph if isinstance(graph, GraphView) else GraphView(graph, purpose="cannot be exported to ONNX")
+    view = GraphView.of(graph, purpose="cannot be exported to ONNX")
     ok, why = onnx_supports(view)
     if not ok:
         raise KdsnnError(f"cannot export to ONNX: {why}")

@@ -1,7 +1,6 @@
 """Running an exported ONNX file with onnxruntime: the unrolled model, or the step model looped over T."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -9,6 +8,8 @@ import numpy as np
 import torch
 
 from kdsnn.errors import KdsnnError
+
+from ..metadata import onnx_info
 
 
 class StepRun(NamedTuple):
@@ -36,7 +37,7 @@ class OnnxModel:
         raw = self.session.get_modelmeta().custom_metadata_map.get("kdsnn")
         if raw is None:
             raise KdsnnError(f"{path} is an ONNX model, but not one kdsnn exported (no 'kdsnn' metadata)")
-        self.info: dict[str, Any] = json.loads(raw)
+        self.info: dict[str, Any] = onnx_info(raw, f"{path}'s kdsnn metadata")
         self.form: str = self.info["form"]
         self.inputs = {i.name: i.shape for i in self.session.get_inputs()}
 

@@ -42,14 +42,11 @@ from kdsnn.atomic import atomic_path
 from kdsnn.errors import KdsnnError
 
 from ..graph_view import GraphView
-from .emit import FORMS, OPSET, build_onnx
-from .range_proof import EXACT_FLOAT32
-from .run import OnnxModel, StepRun, initial_states, run_onnx, run_steps
+from .emit import build_onnx
 
 FLOAT_ATOL = 1e-4  # float graphs: |logits(onnxruntime) - logits(GraphSNN)|, see the module docstring
 
-__all__ = ["EXACT_FLOAT32", "FLOAT_ATOL", "FORMS", "OPSET", "OnnxModel", "StepRun", "build_onnx", "export_onnx",
-           "initial_states", "run_onnx", "run_steps"]
+__all__ = ["FLOAT_ATOL", "export_onnx"]
 
 
 def export_onnx(graph: nir.NIRGraph | GraphView, path: str | Path, form: str = "unrolled") -> Path:

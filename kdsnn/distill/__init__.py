@@ -14,6 +14,7 @@ from .response import ResponseKD
 METHODS: dict[str, type[DistillLoss]] = {c.name: c for c in (NoDistill, ResponseKD, FeatureKD, LayerwiseAttention)}
 
 DEFAULT_METHOD = "response"  # the one default of `distill --kd` and TrainConfig.kd
+DEMO_METHOD = "feature"  # what `kdsnn demo` distills with: the demo shows feature KD
 
 
 def methods_help() -> str:

@@ -3,8 +3,10 @@ docstring states the discrete-time equations and whose ``step`` is the reference
 implementation (training kernels, graph runtime, simulators, ONNX, Lava) is held to.
 
 ``MODELS`` maps a NIR node type to its model's ``from_nir`` constructor; the graph view
-(:mod:`kdsnn.export.graph_view`) reads each population's model through it. Adding a model
-is one module here, one line below, and its row in tests/test_neuron_conformance.py.
+(:mod:`kdsnn.export.graph_view`) reads each population's model through it. Every model answers
+the questions of :class:`~kdsnn.neuron_models.protocol.NeuronModel` itself (its step, its size
+check, its decays for the energy count, its ONNX operators), so adding a model is one module
+here and one line in ``MODELS``, plus its cases in tests/test_neuron_conformance.py.
 """
 from __future__ import annotations
 
@@ -12,15 +14,18 @@ from collections.abc import Callable
 
 import nir
 
+from ._leaky import LOIHI_DECAY, loihi_decay
+from ._params import value_range
 from .cubalif_model import CubaLIFModel
 from .if_model import IFModel
 from .integrator_model import IntegratorModel
 from .li_model import LIModel
 from .lif_model import LIFModel
+from .protocol import NeuronModel, OnnxOps
 
-NeuronModel = IFModel | LIFModel | CubaLIFModel | LIModel | IntegratorModel
 MODELS: dict[type, Callable[..., NeuronModel]] = {nir.IF: IFModel.from_nir, nir.LIF: LIFModel.from_nir,
                                                   nir.CubaLIF: CubaLIFModel.from_nir, nir.LI: LIModel.from_nir,
                                                   nir.I: IntegratorModel.from_nir}
 
-__all__ = ["CubaLIFModel", "IFModel", "IntegratorModel", "LIFModel", "LIModel", "MODELS", "NeuronModel"]
+__all__ = ["LOIHI_DECAY", "MODELS", "CubaLIFModel", "IFModel", "IntegratorModel", "LIFModel", "LIModel", "NeuronModel",
+           "OnnxOps", "loihi_decay", "value_range"]

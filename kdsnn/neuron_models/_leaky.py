@@ -1,6 +1,6 @@
 """What the leaky models (LIF, CubaLIF, LI, Integrator) share: NIR parameters as flat arrays,
-forward-Euler coefficients with their one-line refusals, Loihi's fixed-point decay, and the
-array plumbing (numpy or torch, per-neuron parameters broadcast over leading axes).
+forward-Euler coefficients with their one-line refusals, Loihi's fixed-point decay, the firing
+and reset, and the same steps as ONNX operators.
 
 Forward Euler with step ``dt`` (as NIR's reference and Norse discretize NIR's ODEs): an ODE
 ``τ dv/dt = (v_leak − v) + r·x`` becomes ``v ← v + (dt/τ)·(v_leak − v + r·x)``. The two
@@ -18,7 +18,7 @@ import torch
 
 from kdsnn.errors import KdsnnError
 
-from ._params import param, vector  # noqa: F401 - the models reach both through this module
+from .protocol import OnnxOps
 
 LOIHI_DECAY = 4096  # Loihi's decays are 12-bit fractions of 4096 (Lava's decay_unity)
 LOIHI_FRACTION = 64  # Loihi holds u and v with 6 more bits than the synaptic input (act_shift)
@@ -115,3 +115,20 @@ def integer_level_problem(v_leak: np.ndarray, threshold: np.ndarray | None = Non
                                       and np.all(v_reset == np.round(v_reset))):
         return "θ or v_reset is not an integer"
     return None
+
+
+FIXED_POINT_ONNX = "Loihi's fixed-point decay (integer mode) is not exact in ONNX's float32; the float model exports"
+
+
+def onnx_euler(ops: OnnxOps, v: str | None, x: str) -> str:
+    """``h = v + a·((v_leak − v) + r·x)`` as ONNX operators (LIF, CubaLIF, LI; ``v`` None: at rest)."""
+    diff = ops.param("v_leak") if v is None else ops.op("Sub", [ops.param("v_leak"), v], ".dv")
+    drive = ops.op("Add", [diff, ops.op("Mul", [ops.param("r"), x], ".rx")], ".drive")
+    step = ops.op("Mul", [ops.param("leak"), drive], ".step")
+    return step if v is None else ops.op("Add", [v, step], ".h")
+
+
+def onnx_fire(ops: OnnxOps, h: str) -> tuple[str, str]:
+    """Spikes ``h > θ`` and the membrane reset to ``v_reset``, as ONNX operators."""
+    fired = ops.op("Greater", [h, ops.param("v_threshold")], ".fired")
+    return ops.as_float(fired, ".spikes"), ops.op("Where", [fired, ops.param("v_reset"), h], ".v")

@@ -31,7 +31,9 @@ import numpy as np
 from kdsnn.errors import KdsnnError
 
 from . import _leaky as L
+from ._params import param, vector
 from ._params import value_range as _r
+from .protocol import OnnxOps
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,6 +53,7 @@ class CubaLIFModel:
 
     kind = "CubaLIF"
     spiking = True
+    state_vars = ("v", "i")  # membrane, synaptic current
     reset = "hard"
 
     def __post_init__(self) -> None:
@@ -65,10 +68,10 @@ class CubaLIFModel:
 
     @classmethod
     def from_nir(cls, node: nir.CubaLIF, dt: float = 1.0, reset: str = "hard", integer: bool = False) -> CubaLIFModel:
-        return cls(tau_syn=L.vector(node.tau_syn, np.inf), tau_mem=L.vector(node.tau_mem, np.inf),
-                   r=L.vector(node.r, 1.0), v_leak=L.vector(node.v_leak, 0.0),
-                   threshold=L.vector(node.v_threshold, 1.0), v_reset=L.vector(getattr(node, "v_reset", None), 0.0),
-                   w_in=L.vector(getattr(node, "w_in", None), 1.0), dt=float(dt), integer=integer)
+        return cls(tau_syn=vector(node.tau_syn, np.inf), tau_mem=vector(node.tau_mem, np.inf),
+                   r=vector(node.r, 1.0), v_leak=vector(node.v_leak, 0.0),
+                   threshold=vector(node.v_threshold, 1.0), v_reset=vector(getattr(node, "v_reset", None), 0.0),
+                   w_in=vector(getattr(node, "w_in", None), 1.0), dt=float(dt), integer=integer)
 
     def integer_problem(self) -> str | None:
         if L.loihi_decay(self.syn_leak, offset=1) is None:
@@ -101,17 +104,40 @@ class CubaLIFModel:
         """The new current and the pre-reset membrane."""
         i, v = state
         if self.integer:
-            i = L.fixed_decay(i, L.param(self, self.syn_leak, i, "syn_leak")) + x
-            return i, L.fixed_decay(v, L.param(self, self.leak, v, "leak")) + i
-        p = lambda a, k: L.param(self, a, x, k)  # noqa: E731
+            i = L.fixed_decay(i, param(self, self.syn_leak, i, "syn_leak")) + x
+            return i, L.fixed_decay(v, param(self, self.leak, v, "leak")) + i
+
+        def p(a: np.ndarray, key: str) -> Any:
+            return param(self, a, x, key)
+
         i = i + p(self.syn_leak, "syn_leak") * (p(self.w_in, "w_in") * x - i)
         return i, v + p(self.leak, "leak") * (p(self.v_leak, "v_leak") - v + p(self.r, "r") * i)
 
     def step(self, x: Any, state: tuple[Any, Any]) -> tuple[Any, tuple[Any, Any]]:
         """One step: (spikes, (current, membrane))."""
         i, h = self.charge(x, state)
-        s, v = L.fire_reset(h, L.param(self, self.threshold, h, "th"), L.param(self, self.v_reset, h, "vr"), "hard")
+        s, v = L.fire_reset(h, param(self, self.threshold, h, "th"), param(self, self.v_reset, h, "vr"), "hard")
         return s, (i, v)
 
     def run(self, x_seq: Any) -> tuple[Any, Any]:
         return L.run_steps(self, x_seq)
+
+    def decay_rates(self) -> list[np.ndarray]:
+        return [self.syn_leak, self.leak]
+
+    def onnx_problem(self) -> str | None:
+        return L.FIXED_POINT_ONNX if self.integer else None
+
+    def onnx_params(self) -> list[tuple[str, np.ndarray]]:
+        return [("syn_leak", self.syn_leak), ("w_in", self.w_in), ("leak", self.leak), ("r", self.r),
+                ("v_leak", self.v_leak), ("v_threshold", self.threshold), ("v_reset", self.v_reset)]
+
+    def onnx_step(self, ops: OnnxOps, x: str, state: dict[str, str | None]) -> tuple[str, dict[str, str]]:
+        """``I ← I + a_s·(w_in·x − I)``, then LIF's step on ``I``."""
+        i0 = state["i"]
+        wx = ops.op("Mul", [ops.param("w_in"), x], ".wx")
+        d = wx if i0 is None else ops.op("Sub", [wx, i0], ".di")
+        di = ops.op("Mul", [ops.param("syn_leak"), d], ".adi")
+        i = di if i0 is None else ops.op("Add", [i0, di], ".i")
+        spikes, v = L.onnx_fire(ops, L.onnx_euler(ops, state["v"], i))
+        return spikes, {"v": v, "i": i}

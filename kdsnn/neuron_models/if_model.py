@@ -25,7 +25,8 @@ import torch
 
 from kdsnn.errors import KdsnnError
 
-from ._params import param, vector
+from ._params import param, value_range, vector
+from .protocol import OnnxOps
 
 RESETS = ("hard", "soft")
 
@@ -47,6 +48,7 @@ class IFModel:
 
     kind = "IF"
     spiking = True
+    state_vars = ("v",)
 
     def __post_init__(self) -> None:
         if self.reset not in RESETS:
@@ -81,9 +83,8 @@ class IFModel:
 
     def summary(self) -> str:
         """Parameters as ``inspect`` shows them."""
-        rng = lambda a: f"{a.min():.4g}" if a.min() == a.max() else f"{a.min():.4g}..{a.max():.4g}"  # noqa: E731
-        rule = f"reset to {rng(self.v_reset)}" if self.reset == "hard" else "reset by subtracting θ"
-        return f"θ {rng(self.threshold)}, r {rng(self.r)}, r·dt {rng(self.gain)}, {rule}"
+        rule = f"reset to {value_range(self.v_reset)}" if self.reset == "hard" else "reset by subtracting θ"
+        return f"θ {value_range(self.threshold)}, r {value_range(self.r)}, r·dt {value_range(self.gain)}, {rule}"
 
     def membrane(self, state: Any) -> Any:
         return state
@@ -136,3 +137,29 @@ class IFModel:
             membranes.append(v)
         stack = torch.stack if isinstance(x_seq, torch.Tensor) else np.stack
         return stack(spikes), stack(membranes)
+
+    def decay_rates(self) -> list[np.ndarray]:
+        """IF does not leak."""
+        return []
+
+    # ------------------------------------------------------------------ ONNX
+    def onnx_problem(self) -> str | None:
+        """None: float32 operators state IF exactly (integer graphs: the emitter proves their range)."""
+        return None
+
+    def onnx_params(self) -> list[tuple[str, np.ndarray]]:
+        """θ, v_reset (hard reset) and ``r·dt`` (only where it is not 1)."""
+        items = [("v_threshold", self.threshold)] + ([("v_reset", self.v_reset)] if self.reset == "hard" else [])
+        return items + ([] if self.unit_gain else [("gain", self.gain)])
+
+    def onnx_step(self, ops: OnnxOps, x: str, state: dict[str, str | None]) -> tuple[str, dict[str, str]]:
+        """``h = v + r·dt·x``; spike iff ``h > θ``; reset to ``v_reset`` (hard) or subtract θ (soft)."""
+        if not self.unit_gain:
+            x = ops.op("Mul", [x, ops.param("gain")])
+        v = state["v"]
+        h = x if v is None else ops.op("Add", [v, x], ".h")  # v = 0 at the first step
+        fired = ops.op("Greater", [h, ops.param("v_threshold")], ".fired")
+        spikes = ops.as_float(fired, ".spikes")
+        if self.reset == "soft":
+            return spikes, {"v": ops.op("Sub", [h, ops.op("Mul", [spikes, ops.param("v_threshold")], ".drop")], ".v")}
+        return spikes, {"v": ops.op("Where", [fired, ops.param("v_reset"), h], ".v")}

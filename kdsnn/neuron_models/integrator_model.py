@@ -17,7 +17,9 @@ import numpy as np
 from kdsnn.errors import KdsnnError
 
 from . import _leaky as L
+from ._params import param, vector
 from ._params import value_range as _r
+from .protocol import OnnxOps
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,6 +33,7 @@ class IntegratorModel:
 
     kind = "Integrator"
     spiking = False
+    state_vars = ("v",)
     reset = "hard"
 
     def __post_init__(self) -> None:
@@ -44,7 +47,7 @@ class IntegratorModel:
 
     @classmethod
     def from_nir(cls, node: nir.I, dt: float = 1.0, reset: str = "hard", integer: bool = False) -> IntegratorModel:
-        return cls(r=L.vector(node.r, 1.0), dt=float(dt), integer=integer)
+        return cls(r=vector(node.r, 1.0), dt=float(dt), integer=integer)
 
     def integer_problem(self) -> str | None:
         return None if np.all(self.gain == 1.0) else "r·dt is not 1"
@@ -66,8 +69,25 @@ class IntegratorModel:
 
     def step(self, x: Any, v: Any) -> tuple[Any, Any]:
         """One step: (output = new membrane, new membrane)."""
-        v = v + x if np.all(self.gain == 1.0) else v + L.param(self, self.gain, x, "gain") * x
+        v = v + x if np.all(self.gain == 1.0) else v + param(self, self.gain, x, "gain") * x
         return v, v
 
     def run(self, x_seq: Any) -> tuple[Any, Any]:
         return L.run_steps(self, x_seq)
+
+    def decay_rates(self) -> list[np.ndarray]:
+        """The integrator does not leak."""
+        return []
+
+    def onnx_problem(self) -> str | None:
+        return ("the float32 range proof of integer graphs covers IF populations only; the float model exports"
+                if self.integer else None)
+
+    def onnx_params(self) -> list[tuple[str, np.ndarray]]:
+        return [("gain", self.gain)]
+
+    def onnx_step(self, ops: OnnxOps, x: str, state: dict[str, str | None]) -> tuple[str, dict[str, str]]:
+        """``v ← v + r·dt·x``."""
+        xs = ops.op("Mul", [x, ops.param("gain")])
+        v = xs if state["v"] is None else ops.op("Add", [state["v"], xs], ".v")
+        return v, {"v": v}

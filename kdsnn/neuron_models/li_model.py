@@ -19,7 +19,9 @@ import numpy as np
 from kdsnn.errors import KdsnnError
 
 from . import _leaky as L
+from ._params import param, vector
 from ._params import value_range as _r
+from .protocol import OnnxOps
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,6 +37,7 @@ class LIModel:
 
     kind = "LI"
     spiking = False
+    state_vars = ("v",)
     reset = "hard"
 
     def __post_init__(self) -> None:
@@ -46,7 +49,7 @@ class LIModel:
 
     @classmethod
     def from_nir(cls, node: nir.LI, dt: float = 1.0, reset: str = "hard", integer: bool = False) -> LIModel:
-        return cls(tau=L.vector(node.tau, np.inf), r=L.vector(node.r, 1.0), v_leak=L.vector(node.v_leak, 0.0),
+        return cls(tau=vector(node.tau, np.inf), r=vector(node.r, 1.0), v_leak=vector(node.v_leak, 0.0),
                    dt=float(dt), integer=integer)
 
     def integer_problem(self) -> str | None:
@@ -74,11 +77,24 @@ class LIModel:
     def step(self, x: Any, v: Any) -> tuple[Any, Any]:
         """One step: (output = new membrane, new membrane)."""
         if self.integer:
-            v = L.fixed_decay(v, L.param(self, self.leak, v, "leak")) + x
+            v = L.fixed_decay(v, param(self, self.leak, v, "leak")) + x
         else:
-            a = L.param(self, self.leak, x, "leak")
-            v = v + a * (L.param(self, self.v_leak, x, "v_leak") - v + L.param(self, self.r, x, "r") * x)
+            a = param(self, self.leak, x, "leak")
+            v = v + a * (param(self, self.v_leak, x, "v_leak") - v + param(self, self.r, x, "r") * x)
         return v, v
 
     def run(self, x_seq: Any) -> tuple[Any, Any]:
         return L.run_steps(self, x_seq)
+
+    def decay_rates(self) -> list[np.ndarray]:
+        return [self.leak]
+
+    def onnx_problem(self) -> str | None:
+        return L.FIXED_POINT_ONNX if self.integer else None
+
+    def onnx_params(self) -> list[tuple[str, np.ndarray]]:
+        return [("leak", self.leak), ("r", self.r), ("v_leak", self.v_leak)]
+
+    def onnx_step(self, ops: OnnxOps, x: str, state: dict[str, str | None]) -> tuple[str, dict[str, str]]:
+        v = L.onnx_euler(ops, state["v"], x)
+        return v, {"v": v}

@@ -29,7 +29,9 @@ import numpy as np
 from kdsnn.errors import KdsnnError
 
 from . import _leaky as L
+from ._params import param, vector
 from ._params import value_range as _r
+from .protocol import OnnxOps
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,6 +50,7 @@ class LIFModel:
 
     kind = "LIF"
     spiking = True
+    state_vars = ("v",)
     reset = "hard"
 
     def __post_init__(self) -> None:
@@ -62,8 +65,8 @@ class LIFModel:
     @classmethod
     def from_nir(cls, node: nir.LIF, dt: float = 1.0, reset: str = "hard", integer: bool = False) -> LIFModel:
         """The model of a ``nir.LIF`` node (``reset`` is IF's legacy rule; LIF always resets to v_reset)."""
-        return cls(tau=L.vector(node.tau, np.inf), r=L.vector(node.r, 1.0), v_leak=L.vector(node.v_leak, 0.0),
-                   threshold=L.vector(node.v_threshold, 1.0), v_reset=L.vector(getattr(node, "v_reset", None), 0.0),
+        return cls(tau=vector(node.tau, np.inf), r=vector(node.r, 1.0), v_leak=vector(node.v_leak, 0.0),
+                   threshold=vector(node.v_threshold, 1.0), v_reset=vector(getattr(node, "v_reset", None), 0.0),
                    dt=float(dt), integer=integer)
 
     def integer_problem(self) -> str | None:
@@ -94,15 +97,29 @@ class LIFModel:
     def charge(self, x: Any, v: Any) -> Any:
         """The pre-reset membrane ``h`` from input ``x`` and membrane ``v``."""
         if self.integer:
-            return L.fixed_decay(v, L.param(self, self.leak, v, "leak")) + x
-        a = L.param(self, self.leak, x, "leak")
-        return v + a * (L.param(self, self.v_leak, x, "v_leak") - v + L.param(self, self.r, x, "r") * x)
+            return L.fixed_decay(v, param(self, self.leak, v, "leak")) + x
+        a = param(self, self.leak, x, "leak")
+        return v + a * (param(self, self.v_leak, x, "v_leak") - v + param(self, self.r, x, "r") * x)
 
     def step(self, x: Any, v: Any) -> tuple[Any, Any]:
         """One step: (spikes, new membrane)."""
         h = self.charge(x, v)
-        return L.fire_reset(h, L.param(self, self.threshold, h, "th"), L.param(self, self.v_reset, h, "vr"), "hard")
+        return L.fire_reset(h, param(self, self.threshold, h, "th"), param(self, self.v_reset, h, "vr"), "hard")
 
     def run(self, x_seq: Any) -> tuple[Any, Any]:
         """All steps of ``x_seq`` ``[T, ...]``: (spikes, membranes after each step)."""
         return L.run_steps(self, x_seq)
+
+    def decay_rates(self) -> list[np.ndarray]:
+        return [self.leak]
+
+    def onnx_problem(self) -> str | None:
+        return L.FIXED_POINT_ONNX if self.integer else None
+
+    def onnx_params(self) -> list[tuple[str, np.ndarray]]:
+        return [("leak", self.leak), ("r", self.r), ("v_leak", self.v_leak), ("v_threshold", self.threshold),
+                ("v_reset", self.v_reset)]
+
+    def onnx_step(self, ops: OnnxOps, x: str, state: dict[str, str | None]) -> tuple[str, dict[str, str]]:
+        spikes, v = L.onnx_fire(ops, L.onnx_euler(ops, state["v"], x))
+        return spikes, {"v": v}

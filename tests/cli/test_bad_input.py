@@ -8,17 +8,9 @@ import pytest
 
 from kdsnn import data
 from kdsnn.cli import main
-from tests.helpers import calibrated_student
+from tests.helpers import calibrated_student, error_line
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-
-def _error_line(capsys) -> str:
-    captured = capsys.readouterr()
-    err = captured.err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("kdsnn: error: "), captured.err
-    assert "Traceback" not in captured.err + captured.out
-    return err[0]
 
 
 def _idx(array: np.ndarray) -> bytes:
@@ -66,7 +58,7 @@ def test_valid_tiny_mnist_root_trains(tmp_path, capsys):
 def test_corrupt_mnist_file_is_named(tmp_path, capsys, bad, file, says):
     out = tmp_path / "run"
     assert _train_mnist(_mnist_root(tmp_path / "data", **bad), out) == 2
-    line = _error_line(capsys)
+    line = error_line(capsys)
     assert file in line and says in line, line
     assert not out.exists()
 
@@ -75,7 +67,7 @@ def test_missing_mnist_file_is_listed(tmp_path, capsys):
     root = _mnist_root(tmp_path / "data")
     (root / "MNIST" / "raw" / "t10k-images-idx3-ubyte").unlink()
     assert _train_mnist(root, tmp_path / "run") == 2
-    line = _error_line(capsys)
+    line = error_line(capsys)
     assert "not found" in line and "missing t10k-images-idx3-ubyte" in line
 
 
@@ -87,7 +79,7 @@ def test_unreadable_file_that_passes_the_checks(tmp_path, capsys):
     for name in ("training.pt", "test.pt"):
         (processed / name).write_bytes(b"not a torch file")
     assert _train_mnist(tmp_path, tmp_path / "run") == 2
-    line = _error_line(capsys)
+    line = error_line(capsys)
     assert f"mnist under {tmp_path} is unreadable, corrupt or truncated" in line and "replace its files" in line
 
 
@@ -99,7 +91,7 @@ def test_corrupt_cifar_file_is_named(tmp_path, capsys):
         (folder / name).write_bytes(b"not a pickle")
     assert main(["train-teacher", "--dataset", "cifar10", "--arch", "resnet18", "--data-root", str(tmp_path),
                  "--out", str(tmp_path / "run")]) == 2
-    line = _error_line(capsys)
+    line = error_line(capsys)
     assert "data_batch_1 is corrupt or truncated" in line
 
 
@@ -107,11 +99,11 @@ def test_out_that_is_a_file_is_refused(tmp_path, capsys):
     existing = tmp_path / "results.txt"
     existing.write_text("keep me\n")
     assert main(["train-teacher", "--epochs", "1", "--out", str(existing), "--quiet"]) == 2
-    line = _error_line(capsys)
-    assert "--out is an existing file" in line and "must be a folder" in line
+    line = error_line(capsys)
+    assert f"--out {existing} is an existing file" in line and "must be a folder" in line
     assert existing.read_text() == "keep me\n"  # untouched
     assert main(["distill", "--kd", "none", "--epochs", "1", "--out", str(existing / "sub"), "--quiet"]) == 2
-    assert f"--out's parent {existing} is an existing file" in _error_line(capsys)
+    assert f"its parent {existing} is an existing file" in error_line(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.txt"]
 
 
@@ -128,7 +120,7 @@ def student_nir(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("samples", ["0", "-3"])
 def test_simulate_with_no_samples(student_nir, capsys, samples):
     assert main(["simulate", str(student_nir), "--samples", samples]) == 2
-    assert f"need at least 1 input sample of digits, got {samples}" in _error_line(capsys)
+    assert f"need at least 1 input sample of digits, got {samples}" in error_line(capsys)
 
 
 def test_simulate_with_samples_runs(student_nir, capsys):

@@ -27,10 +27,10 @@ def test_inspect_shows_the_reading(capsys) -> None:
     rc, out, _ = _cli(capsys, "inspect", PEERS / "sinabs_mlp_iaf_zero.nir", "--legacy-if-reset", "zero",
                       "--timesteps", 4)
     assert "IF reset: to v_reset (--legacy-if-reset zero" in out and "T = 4 (given)" in out
-    assert "reference  yes" in out
+    assert "simulator  yes" in out
     rc, out, _ = _cli(capsys, "inspect", PEERS / "sinabs_mlp_iaf_subtract.nir")
     assert "IF reset: subtract θ (the file was written by nir 1.0.4" in out
-    assert "reference  yes" in out and "norse      no   IF node '1': Norse resets to 0" in out
+    assert "simulator  yes" in out and "norse      no   IF node '1': Norse resets to 0" in out
     rc, out, _ = _cli(capsys, "inspect", PEERS / "snntorch_mlp_beta09_zero.nir", "--dt", "1e-4")
     assert "dt/τ 0.1" in out and "dt = 0.0001 (given (--dt))" in out
 
@@ -126,3 +126,32 @@ def test_report_a_foreign_file(capsys, tmp_path) -> None:
     graph = nir_io.read(PEERS / "snntorch_conv_beta09_zero.nir", dt=1e-4)
     again = count_run(graph, GraphSNN(graph, timesteps=4).run(torch.from_numpy(z["input"][0])))
     assert rep["per_inference"]["synops"] == again.per_sample()["synops"]
+
+
+def test_each_graph_is_validated_once_per_command(capsys, tmp_path, monkeypatch) -> None:
+    """simulate, verify and report build one GraphView per graph object (GraphView.of hands the same view to
+    every consumer); a graph read back from a written file is another object, with its own view."""
+    from kdsnn.export.graph_view import GraphView
+
+    built: dict[int, int] = {}
+    seen: list = []  # keeps every graph alive, so no id is reused during a command
+    init = GraphView.__init__
+
+    def counting(self, graph, *args, **kwargs) -> None:
+        seen.append(graph)
+        built[id(graph)] = built.get(id(graph), 0) + 1
+        init(self, graph, *args, **kwargs)
+
+    monkeypatch.setattr(GraphView, "__init__", counting)
+    z = np.load(PEERS / "sj_conv_if_dt1.npz")
+    np.save(tmp_path / "x.npy", z["input"][0])
+    np.save(tmp_path / "y.npy", np.arange(8))
+    for args in (("simulate", PEERS / "sj_mlp_if_dt1.nir", "--dataset", "digits", "--samples", 5, "--timesteps", 4),
+                 ("verify", PEERS / "norse_mlp_lifbox_dt1.nir", "--dataset", "digits", "--timesteps", 4, "--samples", 4,
+                  "--slow-samples", 1),
+                 ("report", PEERS / "sj_conv_if_dt1.nir", "--inputs", tmp_path / "x.npy", "--labels",
+                  tmp_path / "y.npy", "--timesteps", 4, "--slow-samples", 1, "--out", tmp_path / "rep")):
+        built.clear()
+        rc, _, err = _cli(capsys, *args)
+        assert rc == 0, err
+        assert built and max(built.values()) == 1, (args[0], sorted(built.values()))

@@ -61,3 +61,40 @@ def test_failed_write_leaves_nothing_and_syncs_nothing(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         atomic.write_with(target, broken)
     assert list(tmp_path.iterdir()) == [] and events == []
+
+
+def test_destination_checked_before_anything_is_made(tmp_path):
+    from kdsnn.errors import KdsnnError
+
+    (tmp_path / "file.txt").write_text("keep")
+    with pytest.raises(KdsnnError, match="it is a folder"):
+        atomic.write_text(tmp_path, "x")
+    with pytest.raises(KdsnnError, match="file.txt is a file, not a folder"):
+        atomic.write_text(tmp_path / "file.txt" / "a" / "b.json", "x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+
+
+def test_a_failed_write_removes_the_folders_it_made(tmp_path):
+    with pytest.raises(RuntimeError), atomic.atomic_path(tmp_path / "new" / "deeper" / "x.bin"):
+        raise RuntimeError("the writer failed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_staged_folder_appears_whole_or_not_at_all(tmp_path):
+    out = tmp_path / "report"
+    with pytest.raises(KeyboardInterrupt), atomic.staged_folder(out) as stage:
+        (stage / "firing_rates.png").write_bytes(b"png")
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+    with atomic.staged_folder(out) as stage:
+        (stage / "a.png").write_bytes(b"1")
+        atomic.write_text(stage / "report.json", "{}")
+        assert not out.exists()  # nothing under the final name until the end
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "report.json"]
+    assert oct(out.stat().st_mode & 0o777) == oct(0o777 & ~atomic._umask())
+    # into an existing folder (a replaced report): its other files stay
+    (out / "notes.md").write_text("mine")
+    with atomic.staged_folder(out) as stage:
+        (stage / "a.png").write_bytes(b"2")
+    assert (out / "a.png").read_bytes() == b"2" and (out / "notes.md").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]

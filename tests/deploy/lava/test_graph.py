@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from kdsnn import data
-from kdsnn.deploy.lava.backend import lava_available, lava_route, lava_supports, run_lava
+from kdsnn.deploy.lava import lava_available, lava_route, lava_supports, run_lava
 from kdsnn.deploy.lava.plan import lava_graph_plan, relay_name
 from kdsnn.errors import KdsnnError
 from kdsnn.export.graph import get_meta, set_meta, student_to_graph

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from kdsnn.deploy.lava.backend import lava_available, lava_route, lava_supports, run_lava
+from kdsnn.deploy.lava import lava_available, lava_route, lava_supports, run_lava
 from kdsnn.deploy.lava.plan import lava_graph_plan
 from kdsnn.errors import KdsnnError
 from kdsnn.export.graph import get_meta, set_meta

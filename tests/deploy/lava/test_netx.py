@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from kdsnn import data
 from kdsnn.deploy.lava import backend as lava_backend
-from kdsnn.deploy.lava.backend import lava_available, run_lava
+from kdsnn.deploy.lava import lava_available, run_lava
 from kdsnn.errors import KdsnnError
 from kdsnn.export.graph import get_meta, set_meta, student_to_graph
 from kdsnn.export.netx import compose_sumpool_conv, compose_sumpool_dense, describe, export_netx, netx_plan, read_info
@@ -227,7 +227,7 @@ def test_refuses_what_lava_cannot_express(graphs, tmp_path):
     refused(big_bias, r"bias range .* 13-bit")
     fraction = copy.deepcopy(base)
     fraction.nodes["fc1"].weight[0, 0] = 0.5
-    refused(fraction, "weights of 'fc1' holds non-integer values")
+    refused(fraction, "'fc1': weight is not integer although the graph is marked integer")  # the graph view
     pool = copy.deepcopy(base)
     pool.nodes["pool1"].stride = np.array([1, 1])
     refused(pool, "'pool1': only non-overlapping pools")

@@ -6,7 +6,6 @@ counters, with the arithmetic written out.
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import nir
 import numpy as np
@@ -14,11 +13,13 @@ import pytest
 import torch
 
 from kdsnn.cli import main
-from kdsnn.deploy.targets.mapping import graph_view, map_graph, place, target_compatibility
+from kdsnn.deploy.targets.mapping import map_graph, place, target_compatibility
 from kdsnn.deploy.targets.rules import common_rules, speck_memory
 from kdsnn.deploy.targets.spec import builtin_targets, load_target
+from kdsnn.deploy.targets.view import encode_input, mapping_plan
 from kdsnn.errors import KdsnnError
 from kdsnn.export.graph import set_meta
+from kdsnn.export.graph_view import GraphView
 
 INT_META = {"integer": True, "timesteps": 2, "encoding": "bernoulli", "reset": "hard", "readout": "spike"}
 
@@ -99,7 +100,7 @@ def test_builtin_targets_load_and_every_entry_has_a_source():
     ('name="x"\nkind="cores"\nbogus=1', "unknown top-level key"),
     ('name="x"\nkind="spiky"', "'kind' must be one of"),
     ('name="x"\nkind="cores"\n[limits.neurons_per_core]\nvalue = 3', "must be a table with 'source'"),
-    ('name="x"\nkind="cores"\n[limits.neurons_per_core]\nsource = "?"', "mark it 'published = false'"),
+    ('name="x"\nkind="cores"\n[limits.neurons_per_core]\nsource = "?"', "mark it 'status = \"assumed\"'"),
     ('name="x"\nkind="cores"\n[limits.neuron_per_core]\nvalue = 3\nsource = "?"',
      "unknown key(s) limits.neuron_per_core"),
     ('name="x"\nkind="cores"\n[limits.neurons_per_core]\nvalue = "many"\nsource = "?"', "must be a integer"),
@@ -162,7 +163,7 @@ def _dense_net() -> nir.NIRGraph:
 
 def test_loihi_style_placement_by_hand(tmp_path):
     t = _target(tmp_path, LOIHI_SMALL)
-    p = place(graph_view(_dense_net()), t)
+    p = place(mapping_plan(_dense_net()), t)
     got = [(c.segments[0], c.neurons, c.synapses, c.fan_in_axons) for c in p.cores]
     # memory 160 bits / 8 bits = 20 synapses per core binds before the 4-neuron limit:
     # if1 (fan-in 6): 3 neurons = 18 synapses, a 4th would make 24 > 20 → slices 3, 3, 3, 1
@@ -178,11 +179,11 @@ def test_loihi_style_placement_by_hand(tmp_path):
 
 def test_loihi_neuron_limit_binds_and_single_neuron_over_memory_is_named(tmp_path):
     roomy = _target(tmp_path, LOIHI_SMALL.replace("value = 160", "value = 8000"))
-    assert [c.neurons for c in place(graph_view(_dense_net()), roomy).cores] == [4, 4, 2, 3]
+    assert [c.neurons for c in place(mapping_plan(_dense_net()), roomy).cores] == [4, 4, 2, 3]
     tight = _target(tmp_path, LOIHI_SMALL.replace("value = 160", "value = 72"), "tight.toml")  # 9 synapses
     r = map_graph(_dense_net(), tight)
     bad = [v for v in r["violations"] if v["rule"] == "fan_in"]
-    assert [v["node"] for v in bad] == ["if2"] and "10 input synapses" in bad[0]["message"]
+    assert [v["node"] for v in bad] == ["if2"] and "needs 10 stored weights" in bad[0]["message"]
 
 
 # ----------------------------------------------------------------------------- every rule names its node
@@ -207,12 +208,11 @@ def test_shared_rules_name_the_node():
                   meta={**INT_META, "reset": "soft"})
     assert ("if1", "reset") in _rules(soft, "loihi2")
     assert ("if1", "reset") in _rules(net, "xylo")  # Xylo resets by subtraction only
-    view = SimpleNamespace(populations=["lif1"],
-                           nodes={"lif1": nir.LIF(tau=np.ones(2), r=np.ones(2), v_leak=np.zeros(2),
-                                                  v_threshold=np.ones(2))},
-                           meta={"integer": True, "encoding": "bernoulli"}, integer=True, order=["lif1"], input="input")
-    assert ("lif1", "neuron_model") in {(v.node, v.rule) for v in common_rules(view, load_target("speck"))}
-    over = common_rules(graph_view(net), load_target("speck"), max_membrane={"if1": 40000.0})
+    lif = _graph((6,), [("fc1", nir.Affine(weight=np.ones((2, 6)), bias=np.zeros(2))),  # Loihi's integer LIF
+                        ("lif1", nir.LIF(tau=np.full(2, 8.0), r=np.full(2, 8.0), v_leak=np.zeros(2),
+                                         v_threshold=np.ones(2), v_reset=np.zeros(2)))])
+    assert ("lif1", "neuron_model") in {(v.node, v.rule) for v in common_rules(GraphView.of(lif), load_target("speck"))}
+    over = common_rules(GraphView.of(net), load_target("speck"), max_membrane={"if1": 40000.0})
     assert ("if1", "state_bits") in {(v.node, v.rule) for v in over}  # 40000 ≥ 2^15
 
 
@@ -346,16 +346,45 @@ def test_per_neuron_recount_matches_the_simulator_on_a_student():
 
     g = quantize_graph(student_to_graph(calibrated_student("snn_2conv"), data.spec("digits").preprocessing()))
     x, _ = data.sample_batch("digits", 4)
-    view = graph_view(g)
-    sim = simulate(view.plan, x)
-    r = map_graph(g, "loihi2", x=x, sim=sim, view=view)
+    plan = mapping_plan(g)
+    sim = simulate(plan, x)
+    r = map_graph(g, "loihi2", x=x, sim=sim, plan=plan)
     per = sim.per_sample()
     assert r["load"]["synops"] == pytest.approx(per["synops"])  # Σ over cores = the simulator's SynOps
     assert r["load"]["host_macs"] == pytest.approx(per["macs_effective"])  # analog conv1 runs on the host
     assert r["load"]["notes"] == []  # per-neuron active updates agree with the simulator's totals
-    assert target_compatibility(view, "loihi2", sim) == [
+    assert target_compatibility(plan.view, "loihi2", sim) == [
         "the analog first layer runs on the host, not on loihi2 (its MACs are priced as host MACs)"]
-    assert any("θ + 1" in s for s in target_compatibility(view, "speck"))
+    assert any("θ + 1" in s for s in target_compatibility(g, "speck"))
+
+
+def test_soft_reset_graphs_are_mapped_with_their_reset():
+    """A kdsnn graph trained with --reset soft is simulated (load and energy), with reset by subtraction:
+    3 neurons, current 4 per step (input spike × weight 4), θ = 5, T = 4: v = 4, 8 → spike → 3, 7 → spike
+    → 2, 6 → spike → 1: 3 spikes each, 9 per inference (reset to 0 would give 4, 8 → 0, 4, 8: 2 each)."""
+    g = _graph((3,), [("fc1", nir.Affine(weight=4 * np.eye(3), bias=np.zeros(3))), ("if1", _if(3, 5))],
+               meta={**INT_META, "timesteps": 4, "reset": "soft"})
+    r = map_graph(g, "speck", x=torch.ones(4, 1, 3))
+    assert r["load"] is not None and r["load"]["spikes"] == 9.0 and "note" not in r
+    assert ("if1", "reset") not in {(v["node"], v["rule"]) for v in r["violations"]}  # Speck subtracts too
+    assert ("if1", "reset") in _rules(g, "loihi2")  # Loihi 2 resets to 0
+
+
+def test_a_subtract_reset_file_of_another_tool_is_mapped_as_it_resets():
+    """Sinabs 3.1.3 wrote this MLP under nir 1.0.4, whose IF subtracts θ (the file records no kdsnn reset):
+    mapping reads the reset from the graph view, and the load counts the spikes Sinabs itself emitted."""
+    from kdsnn.export import nir_io
+    from tests.helpers import FIXTURES
+
+    peers = FIXTURES / "peers"
+    g = nir_io.read(peers / "sinabs_mlp_iaf_subtract.nir")
+    z = np.load(peers / "sinabs_mlp_iaf_subtract.npz")
+    r = map_graph(g, "xylo", x=torch.as_tensor(z["input"]))
+    batch = z["input"].shape[1]
+    assert r["load"]["spikes"] == pytest.approx((z["spikes_1"].sum() + z["spikes_3"].sum()) / batch)
+    assert ("1", "reset") not in {(v["node"], v["rule"]) for v in r["violations"]}  # Xylo subtracts
+    loihi = {(v["node"], v["rule"]): v["message"] for v in map_graph(g, "loihi2")["violations"]}
+    assert "resets subtract" in loihi[("1", "reset")]
 
 
 # ----------------------------------------------------------------------------- command line
@@ -398,18 +427,20 @@ def test_small_spiking_student_fits_speck_with_its_memory_by_hand():
     fc 10."""
     from kdsnn import data
     from kdsnn.deploy.simulator import simulate
-    from kdsnn.deploy.targets.mapping import encode_input
     from kdsnn.export.graph import student_to_graph
     from kdsnn.export.quantize import quantize_graph
     from tests.helpers import calibrated_student
 
     s = calibrated_student("snn_2conv", readout="spike", encoding="bernoulli", width=0.25)
     g = quantize_graph(student_to_graph(s, data.spec("digits").preprocessing()))
-    view = graph_view(g)
-    x = encode_input(view, data.sample_batch("digits", 4)[0])
-    sim = simulate(view.plan, x)
-    r = map_graph(g, "speck", x=x, sim=sim, view=view)
-    assert r["fits"], r["violations"]
+    plan = mapping_plan(g)
+    x = encode_input(plan.view, data.sample_batch("digits", 4)[0])
+    sim = simulate(plan, x)
+    r = map_graph(g, "speck", x=x, sim=sim, plan=plan)
+    # kdsnn's 8-bit quantization scales weights to ±127 per layer; the biases then overflow Speck's 8 bits
+    # (Sinabs discretizes them to −128..127), and the fix is Sinabs' own per-layer factor (--for speck)
+    assert {v["rule"] for v in r["violations"]} == {"bias_range"}
+    assert all("--for speck" in v["message"] for v in r["violations"])
     mem = [(c["memory"]["kernel"], c["memory"]["neuron"]) for c in r["placement"]["cores"]]
     # conv1: 1·2^(⌈log2 9⌉ + log2 16) = 256, 16·2^(3+3) = 1024; conv2: 16·2^(4+5) = 8192, 32·2^(2+2) = 512;
     # fc on the pooled 32×2×2 map = a 2×2 conv: 32·2^(2+⌈log2 10⌉) = 2048, 10·2^0 = 10
@@ -425,3 +456,38 @@ def test_report_skips_mapping_networks_too_large_for_it(tmp_path, monkeypatch):
     results, images = target_report.map_targets(g, g, torch.zeros(2, 1, 6), tmp_path, ["loihi2"])
     assert images == {} and "90 synapses" in results[0]["skipped"]
     assert "loihi2: not mapped" in target_report.targets_html(results, images)
+
+
+# ----------------------------------------------------------------------------- Loihi 2: shared conv weights
+
+def test_loihi_conv_stores_its_kernels_once_per_channel_as_lavas_conv_process():
+    """The demo's conv2 shape: 64 → 128 channels, 3×3, padding 1, on an 8×8 map: 8192 neurons (one core's 8192),
+    73,728 shared weights (128·64·9) on one core; stored per synapse it would be 8192·576 = 4,718,592 weights,
+    over five cores' 937,500."""
+    g = _graph((1, 8, 8), [("conv1", _conv(1, 64, 3, (8, 8), pad=1)), ("if1", _if((64, 8, 8))),
+                           ("conv", _conv(64, 128, 3, (8, 8), pad=1)), ("if", _if((128, 8, 8)))])
+    r = map_graph(g, "loihi2")
+    assert r["fits"], r["violations"]
+    cores = [c for c in r["placement"]["cores"] if c["segments"][0][0] == "if"]
+    assert len(cores) == 1 and cores[0]["neurons"] == 8192 and cores[0]["weights"] == 128 * 64 * 9
+    # structural synapses (borders included): per (out, in) channel pair 4 corners × 4 + 24 edge × 6 + 36 inner × 9 taps
+    assert cores[0]["synapses"] == 128 * 64 * (4 * 4 + 24 * 6 + 36 * 9) and cores[0]["fan_in_axons"] == 64 * 8 * 8
+    # Lava's process-graph route builds this connection as one Conv process holding exactly those weights
+    # (run spike-exact in tests/deploy/lava/test_graph.py::test_sequential_graph_through_the_process_graph_route)
+    from kdsnn.deploy.lava.plan import lava_graph_plan
+
+    plan = lava_graph_plan(g)
+    (conn,) = [c for c in plan.connections if c.synapse.kind == "conv"]
+    assert conn.synapse.weight.size == cores[0]["weights"]
+
+
+def test_loihi_conv_split_across_cores_stores_each_channels_kernels_where_they_are_used(tmp_path):
+    """8 channels of 4×4 outputs (16 neurons each) from 2 input channels, 3×3: 18 weights per channel. Cores of
+    20 neurons: core 0 holds neurons 0..19 = channel 0 and 4 neurons of channel 1: 2·18 = 36 weights."""
+    t = _target(tmp_path, LOIHI_SMALL.replace("value = 160", "value = 100000").replace(
+        "[limits.neurons_per_core]\nvalue = 4", "[limits.neurons_per_core]\nvalue = 20"))
+    g = _graph((2, 4, 4), [("conv", _conv(2, 8, 3, (4, 4), pad=1)), ("if", _if((8, 4, 4)))])
+    cores = map_graph(g, t)["placement"]["cores"]
+    assert [c["neurons"] for c in cores] == [20, 20, 20, 20, 20, 20, 8]
+    # channel runs: [0..19] ch 0,1; [20..39] ch 1,2; [40..59] ch 2,3; [60..79] ch 3,4; ... each core two channels
+    assert [c["weights"] for c in cores] == [36, 36, 36, 36, 36, 36, 18]
