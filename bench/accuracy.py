@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._doc import replace_section  # noqa: E402
@@ -95,7 +94,6 @@ def main() -> None:
     kd_teacher = a.kd_teacher or a.teachers[0]
     if kd_teacher not in a.teachers:
         raise SystemExit(f"--kd-teacher {kd_teacher} is not among --teachers {a.teachers}")
-    torch.set_num_threads(2)
     root = Path(a.runs) if a.runs else Path(tempfile.mkdtemp(prefix="kdsnn-bench-"))
     common = dict(dataset=a.dataset, data_root=a.data_root, validate=a.validate, quiet=True, resume=True)
     t0 = time.time()
@@ -107,8 +105,8 @@ def main() -> None:
         print(f"teacher {arch}: {teachers[arch]['split']} {teachers[arch]['accuracy']:.4f} "
               f"({teachers[arch]['wall_s']:.0f} s)", flush=True)
     students: dict[str, list[dict[str, Any]]] = {}
-    for kd in a.methods:
-        for seed in a.seeds:
+    for seed in a.seeds:  # every method at one seed before the next seed: a stopped run still pairs
+        for kd in a.methods:
             name = f"{kd}-{seed}"
             cfg = TrainConfig(arch=a.student_arch, kd=kd, teacher=teachers[kd_teacher]["checkpoint"], epochs=a.epochs,
                               seed=seed, width=a.width, alpha=alphas.get(kd), out=str(root / name), **common)
