@@ -107,10 +107,24 @@ class Prepared(Dataset):
         x, y = self.base[i]
         if self.augment is not None:
             x = self.augment(x)
+        return self._finish(x, i), int(y)
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, int]]:
+        """A batch (what DataLoader asks for): a batched augmentation (``affine``) draws and warps
+        the whole batch in one call; otherwise each image as ``__getitem__`` gives it."""
+        if not getattr(self.augment, "batched", False):
+            return [self[i] for i in indices]
+        fetch = getattr(self.base, "__getitems__", None)
+        pairs = fetch(indices) if fetch is not None else [self.base[i] for i in indices]
+        warped = self.augment(torch.stack([x for x, _ in pairs]))
+        return [(self._finish(x, i), int(y)) for x, i, (_, y) in zip(warped, indices, pairs, strict=True)]
+
+    def _finish(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """Corrupt (seeded by the sample's index) and normalize one [0, 1] image."""
         if self.noise is not None:
             g = torch.Generator().manual_seed(self.noise_seed * 1_000_003 + i)
             x = corruptions.apply(x.unsqueeze(0), *self.noise, generator=g)[0]
-        return (x - self.mean) / self.std, int(y)
+        return (x - self.mean) / self.std
 
 
 @functools.lru_cache(maxsize=1)
@@ -173,6 +187,11 @@ class ImageBytes(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return self.images[i].float().div(255), int(self.targets[i])
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, int]]:
+        """Many samples in one indexing (what DataLoader asks for a batch)."""
+        x = self.images[indices].float().div(255)
+        return list(zip(x, self.targets[indices].tolist(), strict=True))
 
 
 MNIST_IDX = {  # file → (magic number, shape after the count)
