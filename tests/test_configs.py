@@ -58,7 +58,8 @@ def fake_teachers(tmp_path_factory):
         _, opts = _options(path)
         ckpt = out / path.stem
         assert main(["train-teacher", "--config", str(path), "--dataset", FAKE[opts["dataset"]], "--epochs", "1",
-                     "--max-batches", "1", "--batch-size", "4", "--device", "cpu", "--out", str(ckpt), "--quiet"]) == 0
+                     "--warmup-epochs", "0", "--max-batches", "1", "--batch-size", "4", "--device", "cpu",
+                     "--out", str(ckpt), "--quiet"]) == 0
         made[path.stem] = ckpt / "checkpoint.pt"
     return made
 
@@ -75,8 +76,8 @@ def test_student_config_runs_end_to_end(path, fake_teachers, tmp_path):
     _, opts = _options(path)
     teacher = fake_teachers[Path(opts["teacher"]).parent.name]
     assert main(["distill", "--config", str(path), "--dataset", FAKE[opts["dataset"]], "--teacher", str(teacher),
-                 "--epochs", "1", "--max-batches", "1", "--batch-size", "4", "--width", "0.25", "--device", "cpu",
-                 "--out", str(tmp_path), "--quiet"]) == 0
+                 "--epochs", "1", "--warmup-epochs", "0", "--max-batches", "1", "--batch-size", "4", "--width", "0.25",
+                 "--device", "cpu", "--out", str(tmp_path), "--quiet"]) == 0
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     recipe = recipes.builtin(opts["recipe"])
     assert state["recipe"]["name"] == recipe.name and state["config"]["kd"] == opts["kd"]
