@@ -24,7 +24,7 @@ FIELDS = {
     "format": sc.text(required=True), "version": sc.integer(0, required=True), "kind": sc.one_of("teacher", "student"),
     "model_spec": sc.table(), "dataset": sc.text(), "preprocessing": sc.table(), "model": sc.table(),
     "train_state": sc.table(), "optimizer": sc.table(), "scheduler": sc.table(), "epoch": sc.integer(0),
-    "epochs": sc.integer(1), "config": sc.table(),
+    "epochs": sc.integer(1), "config": sc.table(), "recipe": sc.table(),
 }
 SPEC_FIELDS = {
     "arch": sc.text(required=True), "input_shape": sc.int_list(3, required=True),

@@ -90,16 +90,33 @@ def _version() -> str:
         return "kdsnn (not installed)"
 
 
-def _common_train(p: argparse.ArgumentParser) -> None:
+RECIPE = " (default: the recipe's)"
+
+
+def _common_train(p: argparse.ArgumentParser, family: str) -> None:
+    from . import recipes
+    from .augment import augment_help
     from .data import DATASETS_HELP
+    from .optim import OPTIMIZERS, SCHEDULES
 
     p.add_argument("--dataset", default="digits", help=DATASETS_HELP)
     p.add_argument("--data-root", default=None, help="folder in torchvision's layout (mnist/cifar)")
-    p.add_argument("--epochs", type=int, default=10, help="training epochs")
-    p.add_argument("--batch-size", type=int, default=64, help="samples per training batch")
-    p.add_argument("--lr", type=float, default=0.05, help="learning rate (SGD, cosine schedule)")
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    p.add_argument("--weight-decay", type=float, default=0.0005, help="L2 weight decay")
+    shipped = ", ".join(n for n in recipes.builtin_names() if recipes.builtin(n).family == family)
+    p.add_argument("--recipe", default=None,
+                   help=f"training recipe: a shipped one ({shipped}) or a .toml file; default by data set: "
+                        f"{recipes.defaults_help(family)}. --config and flags override it; the checkpoint records it")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs" + RECIPE)
+    p.add_argument("--batch-size", type=int, default=None, help="batch size" + RECIPE)
+    p.add_argument("--optimizer", default=None, help=f"{', '.join(OPTIMIZERS)}" + RECIPE)
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate" + RECIPE)
+    p.add_argument("--warmup-epochs", type=float, default=None, help="linear lr warm-up, in epochs" + RECIPE)
+    p.add_argument("--schedule", default=None,
+                   help=f"lr schedule after warm-up, per iteration: {', '.join(SCHEDULES)}" + RECIPE)
+    p.add_argument("--momentum", type=float, default=None, help="SGD momentum, AdamW's β1" + RECIPE)
+    p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None, help="Nesterov momentum" + RECIPE)
+    p.add_argument("--weight-decay", type=float, default=None, help="weight decay" + RECIPE)
+    p.add_argument("--label-smoothing", type=float, default=None, help="label smoothing of the cross-entropy" + RECIPE)
+    p.add_argument("--augment", default=None, help=augment_help())
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
@@ -108,6 +125,9 @@ def _common_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true",
                    help="start over in an --out that holds an earlier run (its checkpoint is replaced)")
     p.add_argument("--stop-after", type=int, default=None, help="stop after N epochs of this invocation (resume later)")
+    p.add_argument("--max-batches", type=int, default=None,
+                   help="train on at most N batches per epoch and evaluate on as many images (a quick check "
+                        "that a config runs end to end)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.add_argument("--validate", action="store_true",
                    help="train on 80%% of the training split and report accuracy on the held-out 20%% "
@@ -119,11 +139,12 @@ def _student_opts(p: argparse.ArgumentParser) -> None:
     from .distill import DEFAULT_METHOD, methods_help
 
     p.add_argument("--kd", default=DEFAULT_METHOD, help=methods_help())
-    p.add_argument("--timesteps", type=positive_int, default=4, help="time steps T of the student")
+    p.add_argument("--timesteps", type=positive_int, default=None, help="time steps T" + RECIPE)
     p.add_argument("--width", type=float, default=1.0,
                    help="student channel multiplier (0.25: a quarter of every layer)")
-    p.add_argument("--alpha", type=float, default=None, help="distillation weight (method default if omitted)")
-    p.add_argument("--temperature", type=float, default=4.0)
+    p.add_argument("--alpha", type=float, default=None,
+                   help="distillation weight (default: the recipe's for the --kd method, else the method's own)")
+    p.add_argument("--temperature", type=float, default=None, help="response KD temperature τ" + RECIPE)
     p.add_argument("--encoding", default="direct", help="direct (analog input every step), bernoulli, or events "
                    "(event data sets: the first layer receives the recorded events; chosen for them)")
     p.add_argument("--readout", default="membrane", help="membrane (mean of last layer) or spike (counts)")
@@ -186,6 +207,20 @@ def _one_model(a: argparse.Namespace) -> str:
     return a.model or a.checkpoint
 
 
+def _recipes_epilog(family: str, arch: str) -> str:
+    """The shipped recipes of a family and what each sets (for the default --arch), for --help."""
+    from . import recipes
+
+    lines = [f"recipes (kdsnn/recipes/*.toml; values for --arch {arch}):"]
+    for name in recipes.builtin_names():
+        r = recipes.builtin(name)
+        if r.family == family:
+            kd = "response" if family == "student" else None
+            used = ", ".join(r.datasets) if r.datasets else "data sets without their own"
+            lines.append(f"  {name} ({used}): {recipes.summary(r.values(arch, kd), kd)}")
+    return "\n".join(lines)
+
+
 def _print_result(a: argparse.Namespace, result: dict[str, Any], text: str) -> None:
     print(json.dumps(result) if getattr(a, "json", False) else text)
 
@@ -214,12 +249,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
     p = add("train-teacher", "train a teacher ANN", _train_handler("teacher"))
     p.add_argument("--arch", default="mnist_cnn", help=f"teacher architecture: {', '.join(TEACHERS)}")
-    _common_train(p)
+    _common_train(p, "teacher")
+    p.epilog = _recipes_epilog("teacher", "mnist_cnn") + ("\n\n" + p.epilog if p.epilog else "")
 
     p = add("distill", "train a student SNN from a teacher by knowledge distillation", _train_handler("student"))
     p.add_argument("--arch", default="snn_2conv", help=f"student architecture: {', '.join(STUDENTS)}")
-    _common_train(p)
+    _common_train(p, "student")
     _student_opts(p)
+    p.epilog = _recipes_epilog("student", "snn_2conv") + ("\n\n" + p.epilog if p.epilog else "")
 
     p = add("evaluate", "test accuracy of a checkpoint, optionally under corruption", _evaluate)
     p.add_argument("model", nargs="?", default=None, metavar="CHECKPOINT", help="a checkpoint (teacher or student)")

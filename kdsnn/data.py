@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
+from . import augment as augmentation
 from . import corruptions, event_data
 from .budget import require
 from .errors import KdsnnError
@@ -92,38 +93,43 @@ def _fake_spec(name: str) -> DataSpec:
 
 
 class Prepared(Dataset):
-    """Wraps a [0,1]-image data set: (augment if training) → (corrupt) → normalize."""
+    """Wraps a [0,1]-image data set: (augment, training splits only) → (corrupt) → normalize."""
 
     def __init__(self, base: Dataset, ds: DataSpec, train: bool, noise: tuple[str, float] | None = None,
-                 noise_seed: int = 0) -> None:
+                 noise_seed: int = 0, augment: str | None = None) -> None:
         self.base, self.ds, self.train, self.noise = base, ds, train, noise
         self.mean = torch.tensor(ds.mean).view(-1, 1, 1)
         self.std = torch.tensor(ds.std).view(-1, 1, 1)
         self.noise_seed = noise_seed
-        self.augment = train and ds.name in ("digits", "cifar10", "cifar100")  # not mnist, nor noise images
+        # the transform (kdsnn/augment.py) is built for training splits only: test and val images stay as they are
+        flippable = ds.name not in ("digits", "mnist")
+        self.augment = augmentation.build(augment, ds.input_shape[1:], flippable) if train else None
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
 
     def __getitem__(self, i: int):
         x, y = self.base[i]
-        if self.augment:
-            x = _shift_augment(x, pad=4 if self.ds.name.startswith("cifar") else 1,
-                               flip=self.ds.name.startswith("cifar"))
+        if self.augment is not None:
+            x = self.augment(x)
+        return self._finish(x, i), int(y)
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, int]]:
+        """A batch (what DataLoader asks for): a batched augmentation (``affine``) draws and warps
+        the whole batch in one call; otherwise each image as ``__getitem__`` gives it."""
+        if not getattr(self.augment, "batched", False):
+            return [self[i] for i in indices]
+        fetch = getattr(self.base, "__getitems__", None)
+        pairs = fetch(indices) if fetch is not None else [self.base[i] for i in indices]
+        warped = self.augment(torch.stack([x for x, _ in pairs]))
+        return [(self._finish(x, i), int(y)) for x, i, (_, y) in zip(warped, indices, pairs, strict=True)]
+
+    def _finish(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """Corrupt (seeded by the sample's index) and normalize one [0, 1] image."""
         if self.noise is not None:
             g = torch.Generator().manual_seed(self.noise_seed * 1_000_003 + i)
             x = corruptions.apply(x.unsqueeze(0), *self.noise, generator=g)[0]
-        return (x - self.mean) / self.std, int(y)
-
-
-def _shift_augment(x: torch.Tensor, pad: int, flip: bool) -> torch.Tensor:
-    """Random crop with zero padding ``pad`` (CIFAR: 4, the usual recipe; digits: 1 pixel of
-    shift) and, for CIFAR, a horizontal flip. Digits are never flipped (a flipped 2 is no 2)."""
-    h, w = x.shape[-2:]
-    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    i, j = torch.randint(0, 2 * pad + 1, (2,)).tolist()
-    x = padded[:, i:i + h, j:j + w]
-    return x.flip(-1) if flip and torch.rand(()) < 0.5 else x
+        return (x - self.mean) / self.std
 
 
 @functools.lru_cache(maxsize=1)
@@ -155,7 +161,6 @@ def _fake(ds: DataSpec, train: bool) -> Dataset:
 
 def _torchvision(name: str, root: str | None, train: bool) -> Dataset:
     import torchvision
-    from torchvision.transforms import ToTensor
 
     if not root:
         raise KdsnnError(f"dataset {name} needs --data-root DIR holding {EXPECTED_FILES[name]} (nothing is downloaded)")
@@ -165,11 +170,33 @@ def _torchvision(name: str, root: str | None, train: bool) -> Dataset:
            "cifar100": torchvision.datasets.CIFAR100}[name]
     _check_files(name, cls, Path(root))
     try:
-        return cls(root, train=train, download=False, transform=ToTensor())
+        images = cls(root, train=train, download=False)
     except Exception as exc:  # torchvision raises ValueError, AssertionError, RuntimeError, pickle errors on bad files
         raise KdsnnError(f"{name} under {root} is unreadable, corrupt or truncated ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0][:100] if str(exc) else 'no detail'}); "
                          f"replace its files ({EXPECTED_FILES[name]}) with the originals") from None
+    return ImageBytes(images.data, images.targets)
+
+
+class ImageBytes(Dataset):
+    """Images kept as the bytes torchvision read (``[N, H, W]`` or ``[N, H, W, C]``), each returned as
+    a ``[C, H, W]`` float tensor in [0, 1] (what ``ToTensor`` gives, without a PIL image per sample)."""
+
+    def __init__(self, images, targets) -> None:
+        x = torch.as_tensor(images)
+        self.images = (x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)).contiguous()
+        self.targets = torch.as_tensor(targets, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.images[i].float().div(255), int(self.targets[i])
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, int]]:
+        """Many samples in one indexing (what DataLoader asks for a batch)."""
+        x = self.images[indices].float().div(255)
+        return list(zip(x, self.targets[indices].tolist(), strict=True))
 
 
 MNIST_IDX = {  # file → (magic number, shape after the count)
@@ -247,10 +274,11 @@ def validation_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load(name: str, split: str, root: str | None = None, noise: str | None = None, noise_seed: int = 0,
-         timesteps: int | None = None) -> Dataset:
+         timesteps: int | None = None, augment: str | None = None) -> Dataset:
     """A split of ``name``, normalized, optionally corrupted: ``train``, ``test``, or the training
-    split divided into ``fit`` (augmented, for training) and ``val`` (held out, never augmented),
-    for choosing options without looking at the test split. Event data sets are binned to
+    split divided into ``fit`` (for training) and ``val`` (held out), for choosing options without
+    looking at the test split. ``augment`` (kdsnn/augment.py syntax) applies to ``train`` and
+    ``fit`` only; ``test`` and ``val`` are never augmented. Event data sets are binned to
     ``timesteps`` frames (needed for them) and yield ``[T, 2, H, W]`` spikes (batch them with :func:`loader`)."""
     ds = spec(name)
     if split not in SPLITS:
@@ -273,7 +301,7 @@ def load(name: str, split: str, root: str | None = None, noise: str | None = Non
     if split in ("fit", "val"):
         fit, val = validation_indices(len(base))  # type: ignore[arg-type]
         base = Subset(base, (fit if split == "fit" else val).tolist())
-    return Prepared(base, ds, split in ("train", "fit"), corruptions.parse(noise), noise_seed)
+    return Prepared(base, ds, split in ("train", "fit"), corruptions.parse(noise), noise_seed, augment)
 
 
 def sample_batch(name: str, n: int, root: str | None = None, split: str = "test",

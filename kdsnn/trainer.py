@@ -2,6 +2,8 @@
 
 Deterministic per epoch (data order and random draws are seeded from ``seed`` and the epoch),
 so a run resumed from its last checkpoint ends with the same weights as an uninterrupted one.
+Options left unset (None) come from the run's recipe (kdsnn/recipes/: the data set's, or
+``recipe``), which the checkpoint records.
 Under ``torchrun`` (``WORLD_SIZE > 1``) it uses DistributedDataParallel: gloo on CPU, nccl on
 CUDA, with no other change to the command.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,10 +20,10 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from . import checkpoint, data, run_folder
+from . import checkpoint, data, optim, recipes, run_folder
 from .atomic import write_text
 from .budget import fitting
 from .distill import DEFAULT_METHOD, build_loss
@@ -37,31 +40,43 @@ EVAL_BATCH = 256
 
 @dataclass
 class TrainConfig:
-    """Every option of ``train-teacher`` and ``distill`` (CLI flags and TOML keys share names)."""
+    """Every option of ``train-teacher`` and ``distill`` (CLI flags and TOML keys share names).
+
+    The options a recipe sets (``recipes.OPTIONS``: epochs, batch size, optimizer, lr, warm-up,
+    schedule, weight decay, augmentation, label smoothing; for students T, α and τ) default to
+    None: the recipe's value. Anything given here overrides the recipe."""
 
     out: str = "runs/run"
     dataset: str = "digits"
     data_root: str | None = None
     arch: str = "mnist_cnn"
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    recipe: str | None = None  # a shipped recipe's name or a .toml file; None: the data set's recipe
+    epochs: int | None = None
+    batch_size: int | None = None
+    optimizer: str | None = None
+    lr: float | None = None
+    momentum: float | None = None
+    nesterov: bool | None = None
+    weight_decay: float | None = None
+    schedule: str | None = None
+    warmup_epochs: float | None = None
+    label_smoothing: float | None = None
+    augment: str | None = None
     seed: int = 0
     device: str = "auto"
     resume: bool = False
     force: bool = False  # start over in an --out that holds an earlier run's checkpoint
     stop_after: int | None = None
+    max_batches: int | None = None  # train on at most this many batches per epoch (a quick check that a run works)
     workers: int = 0
     validate: bool = False  # train on 80 % of the training split, report accuracy on the other 20 %
     # student only
     teacher: str | None = None
     kd: str = DEFAULT_METHOD
-    timesteps: int = 4
+    timesteps: int | None = None
     width: float = 1.0
     alpha: float | None = None
-    temperature: float = 4.0
+    temperature: float | None = None
     encoding: str = "direct"
     readout: str = "membrane"
     threshold: float = 1.0
@@ -127,15 +142,16 @@ class _Distributed:
 class TrainStep(nn.Module):
     """Model and loss together, so DDP synchronizes the loss's connectors too."""
 
-    def __init__(self, model: nn.Module, loss: nn.Module | None) -> None:
+    def __init__(self, model: nn.Module, loss: nn.Module | None, label_smoothing: float = 0.0) -> None:
         super().__init__()
         self.model = model
         self.loss = loss
+        self.label_smoothing = label_smoothing
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, teacher_out: ModelOutput | None):
         out = self.model(x)
         if self.loss is None:
-            loss = nn.functional.cross_entropy(out.logits, y)
+            loss = nn.functional.cross_entropy(out.logits, y, label_smoothing=self.label_smoothing)
             return loss, out.logits
         loss, _ = self.loss(out, teacher_out, y)
         return loss, out.logits
@@ -175,6 +191,7 @@ class _Run:
     device: torch.device
     ddp: _Distributed
     split: str  # the split every reported accuracy is measured on: test, or val with --validate
+    recipe: recipes.Recipe | None = None
     train_set: Any = None
     test_set: Any = None
     spec: dict[str, Any] = field(default_factory=dict)
@@ -201,10 +218,15 @@ class _Run:
 
 def train(cfg: TrainConfig, kind: str) -> dict[str, Any]:
     """Run ``train-teacher`` (kind='teacher') or ``distill`` (kind='student'); returns the result."""
+    cfg, recipe = recipes.apply(cfg, kind)
     _check_options(cfg, kind)
     main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes --out
     with folder_lock(cfg.out, "training run") if main_rank else contextlib.nullcontext():
         run = _set_up(cfg, kind)
+        run.recipe = recipe
+        if not cfg.quiet and run.ddp.main:
+            print(f"recipe {recipe.name}: {recipes.summary(vars(cfg), cfg.kd if kind == 'student' else None)}",
+                  flush=True)
         _load_data(run)
         _build_model(run)
         loss_fn = _build_teacher_and_loss(run) if kind == "student" else None
@@ -221,8 +243,10 @@ def _check_options(cfg: TrainConfig, kind: str) -> None:
     if kind == "student" and not is_student(cfg.arch):
         from .models import STUDENTS
         raise KdsnnError(f"{cfg.arch} is not a student SNN; students: {', '.join(STUDENTS)}")
-    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
-        raise KdsnnError("--epochs and --batch-size must be >= 1 and --lr > 0")
+    recipes.check_values({k: v for k, v in vars(cfg).items() if k in recipes.CHECKED and v is not None}, "")
+    optim.check(cfg.optimizer, cfg.schedule, cfg.warmup_epochs, cfg.epochs)
+    if data.event_data.is_event_dataset(cfg.dataset) and cfg.timesteps is None:
+        cfg.timesteps = 4  # a teacher's event frames, binned as the students' recipes bin them (T = 4)
     if (kind == "student" or data.event_data.is_event_dataset(cfg.dataset)) and cfg.timesteps < 1:
         raise KdsnnError(f"--timesteps must be at least 1, got {cfg.timesteps}")
     if kind == "student" and data.event_data.is_event_dataset(cfg.dataset):
@@ -247,8 +271,11 @@ def _set_up(cfg: TrainConfig, kind: str) -> _Run:
 
 def _load_data(run: _Run) -> None:
     cfg = run.cfg
-    run.train_set = data.load(cfg.dataset, "fit" if cfg.validate else "train", cfg.data_root, timesteps=cfg.timesteps)
+    run.train_set = data.load(cfg.dataset, "fit" if cfg.validate else "train", cfg.data_root, timesteps=cfg.timesteps,
+                              augment=cfg.augment)
     run.test_set = data.load(cfg.dataset, run.split, cfg.data_root, timesteps=cfg.timesteps)
+    if cfg.max_batches is not None:  # a quick check: evaluate on as many images as it trains on per epoch
+        run.test_set = Subset(run.test_set, range(min(len(run.test_set), cfg.max_batches * cfg.batch_size)))
 
 
 def _build_model(run: _Run) -> None:
@@ -279,15 +306,16 @@ def _build_teacher_and_loss(run: _Run) -> nn.Module:
             p.requires_grad_(False)
         run.teacher = teacher
     example = next(iter(data.loader(run.train_set, 2)))[0].to(device)
-    return build_loss(cfg.kd, run.model, run.teacher, example, cfg.alpha, cfg.temperature)
+    return build_loss(cfg.kd, run.model, run.teacher, example, cfg.alpha, cfg.temperature, cfg.label_smoothing)
 
 
 def _build_optimizer(run: _Run, loss_fn: nn.Module | None) -> None:
     cfg = run.cfg
-    run.step_module = TrainStep(run.model, loss_fn).to(run.device)
-    run.optimizer = torch.optim.SGD(run.step_module.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                    weight_decay=cfg.weight_decay)
-    run.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(run.optimizer, T_max=cfg.epochs)
+    run.step_module = TrainStep(run.model, loss_fn, cfg.label_smoothing).to(run.device)
+    run.optimizer = optim.build_optimizer(run.step_module.parameters(), cfg.optimizer, cfg.lr, cfg.momentum,
+                                          cfg.weight_decay, cfg.nesterov)
+    steps = min(len(_epoch_loader(run, 0)), cfg.max_batches or sys.maxsize)
+    run.scheduler = optim.build_schedule(run.optimizer, cfg.schedule, cfg.epochs, cfg.warmup_epochs, steps)
 
 
 def _resume(run: _Run) -> None:
@@ -299,14 +327,19 @@ def _resume(run: _Run) -> None:
         if state.get("model_spec") != run.spec or state.get("kind") != run.kind or state.get("epochs") != cfg.epochs:
             raise KdsnnError(f"--resume: {ckpt_path} belongs to a different run (arch, shapes, kind or epochs differ); "
                              "use another --out or drop --resume")
-        missing = [k for k in ("train_state", "optimizer", "scheduler", "epoch") if k not in state]
+        finished = state.get("epoch", 0) >= cfg.epochs  # nothing left to train: its optimizer state is not needed
+        needed = ("train_state", "epoch") if finished else ("train_state", "optimizer", "scheduler", "epoch")
+        missing = [k for k in needed if k not in state]
         if missing:
             raise KdsnnError(f"--resume: {ckpt_path} lacks {', '.join(missing)} (not written by a training run); "
                              "pass --force to start over")
+        if not finished:
+            recipes.check_resumable(state.get("config", {}), cfg, ckpt_path)
         run_folder.read_metrics(run.metrics_path, state["epoch"])  # a damaged line fails now, not after an epoch
         run.step_module.load_state_dict(state["train_state"])
-        run.optimizer.load_state_dict(state["optimizer"])
-        run.scheduler.load_state_dict(state["scheduler"])
+        if not finished:
+            run.optimizer.load_state_dict(state["optimizer"])
+            run.scheduler.load_state_dict(state["scheduler"])
         run.start_epoch = state["epoch"]
     elif ckpt_path.exists() and cfg.force and run.ddp.main:
         print(f"note: replacing {ckpt_path} (--force)")
@@ -326,7 +359,6 @@ def _epochs(run: _Run) -> dict[str, Any]:
             break
         torch.manual_seed(cfg.seed * 100_003 + epoch)
         total_loss, correct, seen = _train_epoch(run, runner, _epoch_loader(run, epoch), epoch)
-        run.scheduler.step()
         epochs_run += 1
         ddp.sync_buffers(run.step_module)
         acc = evaluate(run.model, run.test_set, run.device, run.eval_batch)
@@ -357,7 +389,9 @@ def _train_epoch(run: _Run, runner: nn.Module, loader: DataLoader, epoch: int) -
     total_loss = correct = seen = 0
     bar = progress(loader, desc=f"{run.kind} {cfg.arch} epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    enabled=not cfg.quiet and run.ddp.main)
-    for x, y in bar:
+    for batch, (x, y) in enumerate(bar):
+        if cfg.max_batches is not None and batch >= cfg.max_batches:
+            break
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         t_out = None
         if teacher is not None:
@@ -367,6 +401,7 @@ def _train_epoch(run: _Run, runner: nn.Module, loader: DataLoader, epoch: int) -
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         run.optimizer.step()
+        run.scheduler.step()  # per iteration: warm-up and schedule (kdsnn/optim.py)
         total_loss += float(loss.detach()) * len(y)
         correct += int((logits.argmax(1) == y).sum())
         seen += len(y)
@@ -384,7 +419,7 @@ def _save_epoch(run: _Run, epoch: int, record: dict[str, Any], acc: float) -> No
         "model": run.model.state_dict(), "train_state": run.step_module.state_dict(),
         "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
         "epoch": epoch + 1, "epochs": cfg.epochs, f"{run.split}_accuracy": acc,
-        "config": asdict(cfg),
+        "config": asdict(cfg), "recipe": run.recipe.describe(),
     })
     if not cfg.quiet:
         tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}  loss {record['train_loss']:.4f}  "
@@ -397,7 +432,7 @@ def _finish(run: _Run, result: dict[str, Any]) -> dict[str, Any]:
     if "accuracy" not in result:
         result["accuracy"] = evaluate(run.model, run.test_set, run.device, run.eval_batch)
     result.update(arch=cfg.arch, dataset=cfg.dataset, kind=run.kind, finished=result["epoch"] >= cfg.epochs,
-                  split=run.split)
+                  split=run.split, recipe=run.recipe.name)
     if run.kind == "student":
         result.update(kd=cfg.kd, timesteps=cfg.timesteps)
     if ddp.world > 1:

@@ -35,7 +35,7 @@ def feature_shapes(model: nn.Module, example: torch.Tensor) -> dict[str, tuple[i
 
 
 def build_loss(name: str, student: nn.Module, teacher: nn.Module | None, example: torch.Tensor,
-               alpha: float | None = None, temperature: float = 4.0) -> DistillLoss:
+               alpha: float | None = None, temperature: float = 4.0, label_smoothing: float = 0.0) -> DistillLoss:
     """Construct method ``name`` for this student/teacher pair (connectors sized from ``example``)."""
     if name not in METHODS:
         raise KdsnnError(f"unknown distillation method {name!r}; choose one of {', '.join(METHODS)}")
@@ -47,4 +47,5 @@ def build_loss(name: str, student: nn.Module, teacher: nn.Module | None, example
     t_shapes = feature_shapes(teacher, example) if teacher is not None else {}
     if cls.needs_features and not (s_shapes and t_shapes):
         raise KdsnnError(f"--kd {name} needs feature taps on both networks")
-    return cls(s_shapes, t_shapes, alpha=alpha, temperature=temperature).to(example.device)
+    return cls(s_shapes, t_shapes, alpha=alpha, temperature=temperature,
+               label_smoothing=label_smoothing).to(example.device)

@@ -26,13 +26,15 @@ class DistillLoss(nn.Module):
     needs_features = False  # whether it reads the feature taps of both networks
 
     def __init__(self, student_shapes: Shapes, teacher_shapes: Shapes, alpha: float | None = None,
-                 temperature: float = 4.0) -> None:
+                 temperature: float = 4.0, label_smoothing: float = 0.0) -> None:
         super().__init__()
         self.alpha = self.default_alpha if alpha is None else float(alpha)
         self.temperature = float(temperature)
+        self.label_smoothing = float(label_smoothing)
 
     def task(self, s: ModelOutput, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(s.logits, labels)
+        """Cross-entropy on the labels (label-smoothed when the recipe says so)."""
+        return F.cross_entropy(s.logits, labels, label_smoothing=self.label_smoothing)
 
     def distill(self, s: ModelOutput, t: ModelOutput) -> torch.Tensor:
         raise NotImplementedError

@@ -31,8 +31,8 @@ class LayerwiseAttention(DistillLoss):
     needs_features = True
 
     def __init__(self, student_shapes: Shapes, teacher_shapes: Shapes, alpha: float | None = None,
-                 temperature: float = 4.0) -> None:
-        super().__init__(student_shapes, teacher_shapes, alpha, temperature)
+                 temperature: float = 4.0, label_smoothing: float = 0.0) -> None:
+        super().__init__(student_shapes, teacher_shapes, alpha, temperature, label_smoothing)
         self.pairs = match_stages(student_shapes, teacher_shapes)
 
     def distill(self, s: ModelOutput, t: ModelOutput) -> torch.Tensor:

@@ -35,8 +35,8 @@ def _mnist_root(root: Path, **contents: bytes) -> Path:
 
 
 def _train_mnist(root: Path, out: Path) -> int:
-    return main(["train-teacher", "--dataset", "mnist", "--data-root", str(root), "--epochs", "1", "--out", str(out),
-                 "--quiet"])
+    return main(["train-teacher", "--dataset", "mnist", "--data-root", str(root), "--epochs", "1",
+                 "--warmup-epochs", "0", "--out", str(out), "--quiet"])
 
 
 def test_valid_tiny_mnist_root_trains(tmp_path, capsys):

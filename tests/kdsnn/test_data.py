@@ -18,11 +18,11 @@ def test_digits_split_is_fixed_and_stratified():
 
 
 def test_validation_split_holds_out_a_fixed_fifth_of_train_never_test():
-    fit, val = data.load("digits", "fit"), data.load("digits", "val")
+    fit, val = data.load("digits", "fit", augment="shift"), data.load("digits", "val", augment="shift")
     assert (len(fit), len(val)) == (1347 - 269, 269)  # round(0.2 · 1347) = 269
     fit_idx, val_idx = fit.base.indices, val.base.indices
     assert set(fit_idx).isdisjoint(val_idx) and set(fit_idx) | set(val_idx) == set(range(1347))
-    assert fit.augment and not val.augment
+    assert fit.augment is not None and val.augment is None
     train = data.load("digits", "train")
     assert torch.equal(val[0][0], train.base[val_idx[0]][0] * 1.0)  # the same image, not augmented
     assert data.validation_indices(1347)[1].tolist() == val_idx  # fixed: the same on every call
@@ -36,7 +36,7 @@ def test_validation_split_holds_out_a_fixed_fifth_of_train_never_test():
 
 def test_training_shift_keeps_the_image():
     torch.manual_seed(0)
-    train = data.load("digits", "train")
+    train = data.load("digits", "train", augment="shift:pad=1")
     base = train.base[0][0]
     for _ in range(5):
         shifted = train[0][0]
@@ -92,3 +92,17 @@ def test_bad_noise_specs(spec, msg):
 def test_unknown_dataset():
     with pytest.raises(KdsnnError, match="unknown dataset"):
         data.load("imagenet", "train")
+
+
+def test_image_bytes_match_to_tensor_for_colour_images():
+    """CIFAR keeps [N, H, W, C] numpy bytes: each image comes back as ToTensor gives it."""
+    import numpy as np
+    from PIL import Image
+    from torchvision.transforms import ToTensor
+
+    rgb = np.random.default_rng(0).integers(0, 256, (3, 5, 4, 3), dtype=np.uint8)
+    images = data.ImageBytes(rgb, [2, 0, 1])
+    assert len(images) == 3
+    for i in range(3):
+        x, y = images[i]
+        assert x.shape == (3, 5, 4) and torch.equal(x, ToTensor()(Image.fromarray(rgb[i]))) and y == [2, 0, 1][i]

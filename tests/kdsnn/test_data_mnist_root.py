@@ -47,11 +47,13 @@ def mnist_root(tmp_path_factory):
 def test_table4_configs_run_once_the_data_root_is_given(mnist_root, tmp_path, capsys):
     teacher_out = tmp_path / "teacher"
     assert main(["train-teacher", "--config", str(CONFIGS / "teachers" / "mnist-resnet18.toml"), "--data-root",
-                 str(mnist_root), "--epochs", "1", "--out", str(teacher_out), "--quiet", "--json"]) == 0
+                 str(mnist_root), "--epochs", "1", "--warmup-epochs", "0", "--out", str(teacher_out), "--quiet",
+                 "--json"]) == 0
     t = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert t["arch"] == "resnet18" and t["dataset"] == "mnist"
     assert main(["distill", "--config", str(CONFIGS / "table4" / "mnist-2conv-from-resnet18.toml"), "--data-root",
-                 str(mnist_root), "--teacher", t["checkpoint"], "--epochs", "1", "--out", str(tmp_path / "student"),
+                 str(mnist_root), "--teacher", t["checkpoint"], "--epochs", "1", "--warmup-epochs", "0",
+                 "--out", str(tmp_path / "student"),
                  "--quiet", "--json"]) == 0
     s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert s["arch"] == "snn_2conv" and s["kd"] == "response" and s["timesteps"] == 4
@@ -60,3 +62,19 @@ def test_table4_configs_run_once_the_data_root_is_given(mnist_root, tmp_path, ca
     assert main(["evaluate", "--checkpoint", s["checkpoint"], "--data-root", str(mnist_root), "--noise",
                  "rotation_background", "--json"]) == 0
     assert 0.0 <= json.loads(capsys.readouterr().out)["accuracy"] <= 1.0
+
+
+def test_mnist_images_are_what_torchvision_reads(mnist_root):
+    """The bytes kept per image give exactly ToTensor's float image (no PIL image per sample)."""
+    from torchvision.datasets import MNIST
+    from torchvision.transforms import ToTensor
+
+    from kdsnn import data
+
+    for train, split in ((True, "train"), (False, "test")):
+        ref = MNIST(str(mnist_root), train=train, download=False, transform=ToTensor())
+        mine = data.load("mnist", split, str(mnist_root))
+        assert len(mine) == len(ref)
+        for i in range(len(ref)):
+            (a, ya), (b, yb) = ref[i], mine[i]
+            assert torch.equal(a, b) and ya == yb
