@@ -234,3 +234,22 @@ def test_xylo_fan_out_over_64_is_named(tmp_path):
     set_meta(g2, {"integer": True, "timesteps": 2, "encoding": "bernoulli", "reset": "soft", "readout": "spike"})
     bad = [v for v in map_graph(g2, "xylo")["violations"] if v["rule"] == "fan_out"]
     assert [v["node"] for v in bad] == ["if1"] and "reaches 70 neurons" in bad[0]["message"]
+
+
+def test_a_recurrent_hidden_layer_reaches_rockpools_mapper_as_w_rec(tmp_path):
+    """Xylo's hidden layer is recurrent by design: a hidden population that feeds itself (NIR cycle through
+    if1) is lowered with its feedback in W_rec[source, target], and Rockpool's mapper takes the file."""
+    g = _dense(16, 20, 8)
+    w = np.random.default_rng(3).integers(-127, 128, (20, 20)).astype(float)
+    rec = nir.NIRGraph(nodes={**g.nodes, "rec": nir.Linear(weight=w)},
+                       edges=[*g.edges, ("if1", "rec"), ("rec", "if1")], type_check=False)
+    rec.metadata = dict(g.metadata)
+    r = map_graph(rec, "xylo")
+    assert r["fits"], r["violations"]
+    plan = mapping_plan(rec)
+    net = xylo.lower(plan.view, plan)
+    assert np.array_equal(net.w_rec.toarray(), w.T)  # weight[target, source] → W_rec[source, target]
+    write_nir104(xylo.to_nir(net), tmp_path / "r.nir")
+    rock = run_probe("rockpool_probe.py", tmp_path / "r.nir", 0.5, 0.5)
+    assert rock["drc"] == "passed", rock["drc"]
+    assert np.array_equal(np.array(rock["spec"]["weights_rec"])[:, :, 0], w.T)
