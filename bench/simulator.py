@@ -66,6 +66,21 @@ def build_graph(hw: int, channels: tuple[int, int], timesteps: int, bits: int = 
     return quantize_graph(student_to_graph(net.eval(), {"raw_scale": 1.0, "mean": [0.0], "std": [1.0]}), bits=bits)
 
 
+
+LINEAR_NODES = (nir.Conv2d, nir.SumPool2d, nir.Flatten, nir.Affine)
+
+
+def linear_op(node: nir.NIRNode, p: dict[str, torch.Tensor], h: torch.Tensor) -> torch.Tensor:
+    """One stateless node of a student graph on a dense float32 batch."""
+    if isinstance(node, nir.Conv2d):
+        return F.conv2d(h, p["weight"], p["bias"], tuple(node.stride), tuple(node.padding))
+    if isinstance(node, nir.SumPool2d):
+        return F.avg_pool2d(h, tuple(node.kernel_size), tuple(node.stride), divisor_override=1)
+    if isinstance(node, nir.Flatten):
+        return h.flatten(1)
+    return F.linear(h, p["weight"], p["bias"])
+
+
 class DenseStepper:
     """Every layer on every step, all neurons and synapses, in torch (float32)."""
 
@@ -88,14 +103,8 @@ class DenseStepper:
                     out[n] = x[step]
                     continue
                 h = sum(out[s] for s in self.preds[n])
-                if isinstance(node, nir.Conv2d):
-                    out[n] = F.conv2d(h, p["weight"], p["bias"], tuple(node.stride), tuple(node.padding))
-                elif isinstance(node, nir.SumPool2d):
-                    out[n] = F.avg_pool2d(h, tuple(node.kernel_size), tuple(node.stride), divisor_override=1)
-                elif isinstance(node, nir.Flatten):
-                    out[n] = h.flatten(1)
-                elif isinstance(node, nir.Affine):
-                    out[n] = F.linear(h, p["weight"], p["bias"])
+                if isinstance(node, LINEAR_NODES):
+                    out[n] = linear_op(node, p, h)
                 elif n in self.view.models:  # the neuron model's own step, on dense float32 maps
                     m = self.view.models[n]
                     out[n], v[n] = m.step(h, v[n] if n in v else m.initial_state(h))
@@ -122,14 +131,8 @@ class FoldedDense(DenseStepper):
                 out[n] = x.reshape(t * b, *x.shape[2:])
                 continue
             h = sum(out[s] for s in self.preds[n])
-            if isinstance(node, nir.Conv2d):
-                out[n] = F.conv2d(h, p["weight"], p["bias"], tuple(node.stride), tuple(node.padding))
-            elif isinstance(node, nir.SumPool2d):
-                out[n] = F.avg_pool2d(h, tuple(node.kernel_size), tuple(node.stride), divisor_override=1)
-            elif isinstance(node, nir.Flatten):
-                out[n] = h.flatten(1)
-            elif isinstance(node, nir.Affine):
-                out[n] = F.linear(h, p["weight"], p["bias"])
+            if isinstance(node, LINEAR_NODES):
+                out[n] = linear_op(node, p, h)
             elif n in self.view.models:
                 m = self.view.models[n]
                 th = float(np.unique(m.threshold)[0])  # build_graph's populations: one θ, reset to 0

@@ -18,7 +18,7 @@ import numpy as np
 from . import _leaky as L
 from ._params import value_range as _r
 from ._params import vector
-from .cubalif_model import CubaLIFModel
+from .cubalif_model import CubaLIFModel, cuba_integer_problem
 from .protocol import OnnxOps
 
 
@@ -36,13 +36,7 @@ class CubaLIModel(CubaLIFModel):
                    v_reset=np.zeros(1), w_in=vector(getattr(node, "w_in", None), 1.0), dt=float(dt), integer=integer)
 
     def integer_problem(self) -> str | None:
-        if L.loihi_decay(self.syn_leak, offset=1) is None:
-            return f"dt/τ_syn = {float(self.syn_leak.flat[0]):g} is not one (du + 1)/4096"
-        if L.loihi_decay(self.leak) is None:
-            return f"dt/τ_mem = {float(self.leak.flat[0]):g} is not one 12-bit fraction dv/4096"
-        if not (np.all(self.syn_gain == 1.0) and np.all(self.gain == 1.0)):
-            return "the input gains w_in·dt/τ_syn and r·dt/τ_mem are not 1"
-        return L.integer_level_problem(self.v_leak)
+        return cuba_integer_problem(self) or L.integer_level_problem(self.v_leak)
 
     def size_ok(self, n: int) -> str | None:
         return L.check_sizes(n, tau_syn=self.tau_syn, tau_mem=self.tau_mem, r=self.r, v_leak=self.v_leak,

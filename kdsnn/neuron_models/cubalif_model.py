@@ -78,13 +78,7 @@ class CubaLIFModel:
                    w_in=vector(getattr(node, "w_in", None), 1.0), dt=float(dt), integer=integer, reset=reset)
 
     def integer_problem(self) -> str | None:
-        if L.loihi_decay(self.syn_leak, offset=1) is None:
-            return f"dt/τ_syn = {float(self.syn_leak.flat[0]):g} is not one (du + 1)/4096"
-        if L.loihi_decay(self.leak) is None:
-            return f"dt/τ_mem = {float(self.leak.flat[0]):g} is not one 12-bit fraction dv/4096"
-        if not (np.all(self.syn_gain == 1.0) and np.all(self.gain == 1.0)):
-            return "the input gains w_in·dt/τ_syn and r·dt/τ_mem are not 1"
-        return L.integer_level_problem(self.v_leak, self.threshold, self.v_reset)
+        return cuba_integer_problem(self) or L.integer_level_problem(self.v_leak, self.threshold, self.v_reset)
 
     def integer_exact(self) -> bool:
         return self.integer_problem() is None
@@ -145,3 +139,15 @@ class CubaLIFModel:
         i = di if i0 is None else ops.op("Add", [i0, di], ".i")
         spikes, v = L.onnx_fire(ops, self.reset, L.onnx_euler(ops, state["v"], i))
         return spikes, {"v": v, "i": i}
+
+
+def cuba_integer_problem(model: CubaLIFModel | Any) -> str | None:
+    """Why a current-based model's decays and gains are not Loihi's integer ones (None when they are): shared by
+    CubaLIF and CubaLI, whose synaptic and membrane stages are the same."""
+    if L.loihi_decay(model.syn_leak, offset=1) is None:
+        return f"dt/τ_syn = {float(model.syn_leak.flat[0]):g} is not one (du + 1)/4096"
+    if L.loihi_decay(model.leak) is None:
+        return f"dt/τ_mem = {float(model.leak.flat[0]):g} is not one 12-bit fraction dv/4096"
+    if not (np.all(model.syn_gain == 1.0) and np.all(model.gain == 1.0)):
+        return "the input gains w_in·dt/τ_syn and r·dt/τ_mem are not 1"
+    return None
