@@ -57,7 +57,7 @@ def run_demo(out: str = "runs/demo", teacher_epochs: int = 15, student_epochs: i
     print(format_table(checks))
 
     _stage("5/6 report: accuracy on every backend, firing, SynOps, energy")
-    report = build_report(dep, root / "report", lava_samples=32)
+    report = build_report(dep, root / "report", slow_samples=32)
     print(summary_text(report))
 
     failed = [c for c in checks if c.failed]

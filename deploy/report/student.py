@@ -69,7 +69,7 @@ def _student_logits(dep: Deployable, x: torch.Tensor) -> torch.Tensor:
 
 
 def build_report(dep: Deployable, out_dir: str | Path, data_root: str | None = None, limit: int | None = None,
-                 lava_samples: int = 32, profiles: list[str] | None = None, targets: list[str] | None = None,
+                 slow_samples: int = 32, profiles: list[str] | None = None, targets: list[str] | None = None,
                  inputs: tuple[torch.Tensor, torch.Tensor] | None = None, map_samples: int = MAP_SAMPLES
                  ) -> dict[str, Any]:
     """Measure everything and write the report files; returns the JSON content.
@@ -87,7 +87,7 @@ def build_report(dep: Deployable, out_dir: str | Path, data_root: str | None = N
     float_pred = _student_logits(dep, x).argmax(1)
     accuracy: dict[str, Any] = {"float (PyTorch student)": {"accuracy": float((float_pred == y).double().mean()),
                                                             "samples": n}}
-    accuracy_rows, sim, head, reference = backend_accuracy(dep.int_graph, x, y, dep.bits, lava_samples)
+    accuracy_rows, sim, head, reference = backend_accuracy(dep.int_graph, x, y, dep.bits, slow_samples)
     accuracy["float (PyTorch student)"]["agreement"] = float((float_pred == reference).double().mean())
     accuracy.update(accuracy_rows)
 
