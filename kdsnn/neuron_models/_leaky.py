@@ -132,6 +132,15 @@ def integer_level_problem(v_leak: np.ndarray, threshold: np.ndarray | None = Non
 FIXED_POINT_ONNX = "Loihi's fixed-point decay (integer mode) is not exact in ONNX's float32; the float model exports"
 
 
+
+def onnx_current(ops: OnnxOps, x: str, i0: str | None) -> str:
+    """A current-based model's synaptic stage in ONNX: ``I ← I + a_s·(w_in·x − I)`` (``I`` starts at 0)."""
+    wx = ops.op("Mul", [ops.param("w_in"), x], ".wx")
+    d = wx if i0 is None else ops.op("Sub", [wx, i0], ".di")
+    di = ops.op("Mul", [ops.param("syn_leak"), d], ".adi")
+    return di if i0 is None else ops.op("Add", [i0, di], ".i")
+
+
 def onnx_euler(ops: OnnxOps, v: str | None, x: str) -> str:
     """``h = v + a·((v_leak − v) + r·x)`` as ONNX operators (LIF, CubaLIF, LI; ``v`` None: at rest)."""
     diff = ops.param("v_leak") if v is None else ops.op("Sub", [ops.param("v_leak"), v], ".dv")

@@ -57,10 +57,6 @@ class CubaLIModel(CubaLIFModel):
 
     def onnx_step(self, ops: OnnxOps, x: str, state: dict[str, str | None]) -> tuple[str, dict[str, str]]:
         """CubaLIF's current and membrane, no firing: the membrane is the output."""
-        i0 = state["i"]
-        wx = ops.op("Mul", [ops.param("w_in"), x], ".wx")
-        d = wx if i0 is None else ops.op("Sub", [wx, i0], ".di")
-        di = ops.op("Mul", [ops.param("syn_leak"), d], ".adi")
-        i = di if i0 is None else ops.op("Add", [i0, di], ".i")
+        i = L.onnx_current(ops, x, state["i"])
         v = L.onnx_euler(ops, state["v"], i)
         return v, {"v": v, "i": i}

@@ -132,11 +132,7 @@ class CubaLIFModel:
 
     def onnx_step(self, ops: OnnxOps, x: str, state: dict[str, str | None]) -> tuple[str, dict[str, str]]:
         """``I ← I + a_s·(w_in·x − I)``, then LIF's step on ``I``."""
-        i0 = state["i"]
-        wx = ops.op("Mul", [ops.param("w_in"), x], ".wx")
-        d = wx if i0 is None else ops.op("Sub", [wx, i0], ".di")
-        di = ops.op("Mul", [ops.param("syn_leak"), d], ".adi")
-        i = di if i0 is None else ops.op("Add", [i0, di], ".i")
+        i = L.onnx_current(ops, x, state["i"])
         spikes, v = L.onnx_fire(ops, self.reset, L.onnx_euler(ops, state["v"], i))
         return spikes, {"v": v, "i": i}
 
