@@ -36,7 +36,7 @@ from kdsnn.errors import KdsnnError
 
 from .graph import get_meta, set_meta
 from .graph_view import SYNAPTIC, GraphView, pair
-from .loihi import STATE_BITS, weight_fits
+from .loihi import WEIGHT_EXP_MAX, bias_fits, threshold_fits, weight_fits
 
 
 def input_step(preprocessing: dict[str, Any], calibration_max: float | None, bits: int) -> float:
@@ -123,7 +123,8 @@ def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True,
         s_in = {layer: sig[preds[layer][0]] * gain for layer in layers}  # the gain folded in with the input step
         # a population summing analog input and spikes (a recurrent first layer): the spike synapses set the
         # k-bit scale, then a per-layer weight exponent 2^e (Loihi's) refines the current so that the analog
-        # synapse, whose input is quantized too, keeps k bits of its own
+        # synapse, whose input is quantized too, keeps close to k bits of its own: the largest e that leaves its
+        # weights within the k-bit range (floor, so both layers fit Loihi's 8-bit mantissa)
         analog = _analog(g, preds, layers) if in_step != 1.0 else set()
         scaled = [layer for layer in layers if layer not in analog] or layers
         peak = max(float(np.abs(_weights(g.nodes[layer])).max()) * s_in[layer] for layer in scaled)
@@ -134,7 +135,7 @@ def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True,
         if analog and len(scaled) < len(layers):
             peak_in = max(float(np.abs(_weights(g.nodes[layer])).max()) * s_in[layer] for layer in analog)
             if 0 < peak_in < peak:
-                exponent = min(7, math.ceil(math.log2(peak / peak_in)))
+                exponent = min(WEIGHT_EXP_MAX, math.floor(math.log2(peak / peak_in)))
         if any(isinstance(g.nodes[layer], nir.Scale) for layer in layers):
             n = math.floor(1 / c)
             if n < 1:
@@ -163,7 +164,7 @@ def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True,
                              "weight_scale": c / s_in[layer], "weight_bits": bits, "max_abs_weight": wmax,
                              "max_abs_bias": int(np.abs(b_int).max()), "fits_loihi_weight": weight_fits(w_int),
                              "weight_exponent": exponent if layer not in analog else 0,
-                             "fits_24bit_bias": bool(np.abs(b_int).max() < 2 ** (STATE_BITS - 1))}
+                             "fits_loihi_bias": bias_fits(b_int)}
         tnode = g.nodes[target]
         if isinstance(tnode, nir.IF):
             th = np.asarray(tnode.v_threshold, dtype=np.float64)
@@ -173,7 +174,7 @@ def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True,
             tnode.v_threshold = th_int if integer else th_int * c
             tnode.v_reset = vr_int if integer else vr_int * c
             report[target] = {"current_scale": c, "threshold_int": int(np.abs(th_int).max()),
-                              "fits_24bit_threshold": bool(np.abs(th_int).max() < 2 ** (STATE_BITS - 1))}
+                              "fits_loihi_threshold": threshold_fits(th_int)}
         elif target in view.models:
             report[target] = _integer_population(g, view, target, c)
             if not view.models[target].spiking:
@@ -297,15 +298,27 @@ def _integer_population(g: nir.NIRGraph, view: GraphView, name: str, c: float) -
         vr = getattr(node, "v_reset", None)
         put("v_reset", np.round(np.asarray(0.0 if vr is None else vr, dtype=np.float64) / c))
         rep.update(threshold_int=int(np.abs(th).max()),
-                   fits_24bit_threshold=bool(np.abs(th).max() < 2 ** (STATE_BITS - 1)))
+                   fits_loihi_threshold=threshold_fits(th))
     return rep
 
 
+# what each fit flag checks, in the words of kdsnn map's rules for loihi2 (export/loihi.py: one rule for both);
+# files quantized before the 13- and 17-bit checks carry the 24-bit flags, read as they were written
+FIT_FLAGS = {
+    "fits_loihi_weight": "weights are no 8-bit mantissa |m| ≤ 127 times one 2^e (0 ≤ e ≤ 7), Loihi's synapse",
+    "fits_loihi_bias": "bias outside Loihi's signed 13-bit bias_mant [-4096, 4095]",
+    "fits_loihi_threshold": "threshold outside Loihi's unsigned 17-bit vth [0, 131071]",
+    "fits_24bit_bias": "bias beyond 24 bits",
+    "fits_24bit_threshold": "threshold beyond 24 bits",
+}
+
+
 def range_problems(graph: nir.NIRGraph) -> list[str]:
-    """Human-readable list of values a Loihi-style target cannot hold (empty when all fit)."""
+    """Human-readable list of values Loihi cannot hold (empty when all fit): the rules ``kdsnn map`` applies
+    for the loihi2 target, from the same functions (:mod:`~kdsnn.export.loihi`)."""
     problems = []
     for name, rep in get_meta(graph).get("quantization", {}).items():
-        for key in ("fits_loihi_weight", "fits_24bit_bias", "fits_24bit_threshold"):
+        for key, what in FIT_FLAGS.items():
             if key in rep and not rep[key]:
-                problems.append(f"{name}: {key.replace('fits_', 'does not fit ').replace('_', ' ')}")
+                problems.append(f"{name}: {what}")
     return problems

@@ -254,7 +254,7 @@ def lava_graph_plan(graph: nir.NIRGraph | GraphView, graded_input: bool = False)
         theta, du, dv = lava_neuron(view, pop)
         graded = graded_input and not view.spike_input and any(src == view.input for src, _ in inputs[pop])
         # a graded input's current is not bounded by the binary-spike worst case: run_graph checks the actual one
-        warnings = (check_population(pop, synapses, theta, T) if not graded else
+        warnings = (check_population(pop, synapses, theta, T, exponents=True) if not graded else
                     [f"{pop} takes graded input: its currents and membranes are checked on the actual inputs"])
         bias = sum(np.asarray(bias_map(s), dtype=np.int64) for s in synapses)
         if du != DU and np.any(bias != 0):

@@ -15,6 +15,7 @@ import nir
 import numpy as np
 
 from kdsnn.export.graph_view import SYNAPTIC, GraphView
+from kdsnn.export.loihi import weight_exponent
 
 from . import speck
 from .spec import Target
@@ -88,6 +89,7 @@ def _range_rules(view: GraphView, target: Target) -> list[Violation]:
     out: list[Violation] = []
     wmin, wmax = target.get("precision", "weight_min"), target.get("precision", "weight_max")
     bits = _bits_for(wmin, wmax)
+    emax = target.get("precision", "weight_exponent_max", 0)
     shift = target.get("precision", "fixed_point_shift", 0)
     bmax = target.get("precision", "bias_max")
     tmin, tmax = target.get("precision", "threshold_min"), target.get("precision", "threshold_max")
@@ -96,7 +98,13 @@ def _range_rules(view: GraphView, target: Target) -> list[Violation]:
         if isinstance(node, SYNAPTIC):
             w = np.asarray(node.scale if isinstance(node, nir.Scale) else node.weight, dtype=np.float64)
             lo, hi = float(w.min()), float(w.max())
-            if (wmin is not None and lo < wmin) or (wmax is not None and hi > wmax):
+            if emax:  # a mantissa in [wmin, wmax] times one shared 2^e (Loihi's synapse; export/loihi.py)
+                if weight_exponent(w, -math.inf if wmin is None else wmin, math.inf if wmax is None else wmax,
+                                   emax) is None:
+                    out.append(Violation(name, "weight_range", f"integer weights span [{lo:.0f}, {hi:.0f}], no "
+                                         f"mantissa in [{wmin}, {wmax}] times one 2^e (0 ≤ e ≤ {emax}) as "
+                                         f"{target.name} holds them: quantize with --bits {bits}"))
+            elif (wmin is not None and lo < wmin) or (wmax is not None and hi > wmax):
                 out.append(Violation(name, "weight_range", f"integer weights span [{lo:.0f}, {hi:.0f}]; {target.name} "
                                      f"holds [{wmin}, {wmax}]: quantize with --bits {bits}"))
             b = np.asarray(getattr(node, "bias", 0.0), dtype=np.float64)

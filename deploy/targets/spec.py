@@ -46,7 +46,8 @@ KEYS: dict[str, dict[str, str]] = {
     "neuron": {"models": _STRS, "resets": _STRS, "spike_condition": _STR, "max_spikes_per_step": _INT,
                "analog_input": _STR, "exact_if": _BOOL, "multi_spike": _BOOL},
     "precision": {"weight_min": _INT, "weight_max": _INT, "state_bits": _INT, "threshold_min": _INT,
-                  "threshold_max": _INT, "bias_max": _INT, "bias_min": _INT, "fixed_point_shift": _INT},
+                  "threshold_max": _INT, "bias_max": _INT, "bias_min": _INT, "fixed_point_shift": _INT,
+                  "weight_exponent_max": _INT},
     "limits": {"chips": _INT, "cores_per_chip": _INT, "neurons_per_core": _INT, "synapses_per_core": _INT,
                "synaptic_memory_bits_per_core": _INT, "synapse_bits": _INT, "fan_in_axons_per_core": _INT,
                "fan_out_axons_per_core": _INT, "layers": _INT, "kernel_memory": _INTS, "neuron_memory": _INTS,
@@ -68,7 +69,7 @@ KEYS: dict[str, dict[str, str]] = {
 MINIMUM: dict[str, int] = {
     **{f"limits.{k}": 1 for k, kind in KEYS["limits"].items() if kind == _INT}, "limits.max_padding": 0,
     "neuron.max_spikes_per_step": 1, "precision.state_bits": 1, "precision.bias_max": 0,
-    "precision.threshold_max": 0, "precision.fixed_point_shift": 0,
+    "precision.threshold_max": 0, "precision.fixed_point_shift": 0, "precision.weight_exponent_max": 0,
 }
 NEURON_MODELS = ("IF", "LIF", "CubaLIF")
 RESETS = ("zero", "subtract")
