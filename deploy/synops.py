@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdsnn.errors import KdsnnError
-from kdsnn.export.graph_view import POOLS, GraphView, conv1d_as_2d, conv_pads, pair
+from kdsnn.export.graph_view import POOLS, GraphView
+from kdsnn.export.node_shapes import conv1d_as_2d, conv_pads, pair
 from kdsnn.export.runtime import GraphRun
 
 

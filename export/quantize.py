@@ -35,8 +35,9 @@ import numpy as np
 from kdsnn.errors import KdsnnError
 
 from .graph import get_meta, set_meta
-from .graph_view import SYNAPTIC, GraphView, pair
+from .graph_view import SYNAPTIC, GraphView
 from .loihi import WEIGHT_EXP_MAX, bias_fits, threshold_fits, weight_fits
+from .node_shapes import pair
 
 
 def input_step(preprocessing: dict[str, Any], calibration_max: float | None, bits: int) -> float:

@@ -19,7 +19,8 @@ from torch import nn
 from kdsnn.models.output import ModelOutput
 
 from .encoding import encode
-from .graph_view import POOLS, GraphView, conv1d_as_2d, conv_pads, pair
+from .graph_view import POOLS, GraphView
+from .node_shapes import conv1d_as_2d, conv_pads, pair
 
 
 class GraphRun(NamedTuple):

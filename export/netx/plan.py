@@ -36,8 +36,9 @@ import torch.nn.functional as F
 
 from kdsnn.errors import KdsnnError
 
-from ..graph_view import POOLS, SYNAPTIC, GraphView, pair
+from ..graph_view import POOLS, SYNAPTIC, GraphView
 from ..loihi import BIAS_MAX, BIAS_MIN, STATE_MAX, VTH_MAX, WEIGHT_EXP_MAX, WEIGHT_MAX, weight_fits
+from ..node_shapes import pair
 
 RESET_OFFSET = 1  # netx gives layer j the reset phase RESET_OFFSET + j (Lava time starts at 1)
 _SYNAPSES = tuple(t for t in SYNAPTIC if t not in (nir.Scale, nir.Conv1d))  # a netx layer's synapse (Scale: residual

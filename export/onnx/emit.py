@@ -17,7 +17,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from kdsnn.errors import KdsnnError
 
-from ..graph_view import POOLS, GraphView, conv1d_as_2d, conv_pads, pair
+from ..graph_view import POOLS, GraphView
+from ..node_shapes import conv1d_as_2d, conv_pads, pair
 from .range_proof import check_integer_range, node_params
 
 FORMS = ("unrolled", "step")
