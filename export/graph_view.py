@@ -19,6 +19,7 @@ import numpy as np
 from kdsnn.errors import KdsnnError
 from kdsnn.neuron_models import MODELS, NeuronModel
 
+from .delay import delay_steps
 from .graph import get_meta
 from .graph_checks import check_size, check_values
 from .nested import flatten
@@ -28,7 +29,7 @@ from .recurrence import recurrent_edges
 from .view_cache import cache_of, fingerprint
 
 NEURONS = tuple(MODELS)
-SUPPORTED = (nir.Input, nir.Output, nir.Flatten, *SYNAPTIC, *POOLS, *NEURONS)
+SUPPORTED = (nir.Input, nir.Output, nir.Flatten, nir.Delay, *SYNAPTIC, *POOLS, *NEURONS)
 ENCODINGS = ("direct", "bernoulli", "events")
 SPIKE_ENCODINGS = ("bernoulli", "events")  # the Input receives spikes: sampled here, or event frames given as such
 
@@ -113,6 +114,9 @@ class GraphView:
         self.dt = self.reading.dt
         self.reset = self.reading.if_reset
         self.integer = bool(self.meta.get("integer", False))
+        # each Delay node's delays in whole steps of dt, per element (export/delay.py)
+        self.delays: dict[str, np.ndarray] = {n: delay_steps(node, self.dt, self.size(n), n)
+                                              for n, node in self.nodes.items() if isinstance(node, nir.Delay)}
         check_values(self)
         self.models: dict[str, NeuronModel] = {n: self._model(n) for n in self.order
                                                if isinstance(self.nodes[n], NEURONS)}

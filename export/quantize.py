@@ -70,7 +70,7 @@ def _input_scales(graph: nir.NIRGraph, preds: dict[str, list[str]], in_step: flo
         node = graph.nodes[name]
         if not preds[name]:  # the Input
             s = in_step
-        elif isinstance(node, (nir.SumPool2d, nir.AvgPool2d, nir.Flatten)):
+        elif isinstance(node, (nir.SumPool2d, nir.AvgPool2d, nir.Flatten, nir.Delay)):
             s = of(preds[name][0])
         else:
             s = 1.0
@@ -111,6 +111,8 @@ def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True,
     for name, node in g.nodes.items():
         if isinstance(node, SYNAPTIC):
             targets = succs[name]
+            while len(targets) == 1 and targets[0] in view.delays:  # a Delay passes the current on, later
+                targets = succs[targets[0]]
             if len(targets) != 1 or not (isinstance(g.nodes[targets[0]], nir.Output) or
                                          getattr(view.models.get(targets[0]), "kind", None) in QUANTIZABLE):
                 raise KdsnnError(f"node {name!r} must feed exactly one {'/'.join(QUANTIZABLE)} population or the "
@@ -182,7 +184,9 @@ def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True,
                 output_scale = c  # a readout's membrane, in units c
         else:
             output_scale = c
-    if leaky or view.dt != 1.0:
+    for name in view.delays:  # the quantized graph counts in steps (dt = 1 below); whole steps (export/delay.py)
+        g.nodes[name].delay = np.round(np.asarray(g.nodes[name].delay, dtype=np.float64) / view.dt)
+    if leaky or view.dt != 1.0 or view.delays:
         meta["dt"] = 1.0  # the integer decays count in steps; every gain r·dt is folded into the weights
         from .reading import get_record, set_record
 

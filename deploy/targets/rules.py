@@ -14,6 +14,8 @@ from typing import Any
 import nir
 import numpy as np
 
+from kdsnn.errors import KdsnnError
+from kdsnn.export.delay import path_delay
 from kdsnn.export.graph_view import SYNAPTIC, GraphView
 from kdsnn.export.loihi import weight_exponent
 
@@ -76,12 +78,38 @@ def common_rules(view: GraphView, target: Target, max_membrane: dict[str, float]
                              "quantize first (kdsnn quantize --bits 8, or export the integer graph)"))
         return out
     out += _range_rules(view, target)
+    out += delay_rules(view, target)
     bits = target.get("precision", "state_bits")
     if bits and max_membrane:
         for p, v in max_membrane.items():
             if v >= 2 ** (bits - 1):
                 out.append(Violation(p, "state_bits", f"membrane reached {v:.0f} in simulation, beyond the "
                                      f"{bits}-bit state of {target.name}: quantize with fewer bits"))
+    return out
+
+
+def delay_rules(view: GraphView, target: Target) -> list[Violation]:
+    """A ``Delay`` is a synaptic delay on the chip: placed when the target has them (``limits.max_synaptic_delay``,
+    in steps, the delays along each connection summed), refused where it has none."""
+    if not view.delays:
+        return []
+    limit = target.get("limits", "max_synaptic_delay")
+    if limit is None:
+        return [Violation(name, "delay", f"a Delay of up to {int(d.max())} step(s); {target.name} has no synaptic "
+                          "delays: remove it, or run the graph where delays are (loihi2, the simulator)")
+                for name, d in view.delays.items()]
+    out = []
+    for name in [*view.populations, view.output]:
+        for path in view.paths_into(name):
+            try:
+                d = path_delay(view, path)
+            except KdsnnError as exc:
+                out.append(Violation(path.nodes[-1], "delay", f"{exc}"))
+                continue
+            if d is not None and int(d.max()) > limit:
+                node = next(q for q in path.nodes if q in view.delays)
+                out.append(Violation(node, "delay", f"delays {path.source!r}'s spikes by up to {int(d.max())} steps; "
+                                     f"{target.name} delays a synapse by at most {limit}: shorten the delay"))
     return out
 
 
