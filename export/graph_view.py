@@ -114,6 +114,7 @@ class GraphView:
         self.dt = self.reading.dt
         self.reset = self.reading.if_reset
         self.integer = bool(self.meta.get("integer", False))
+        self.decays: str = self.meta.get("decays", "loihi")  # an integer graph's leaky decays: Loihi's, or Xylo's
         # each Delay node's delays in whole steps of dt, per element (export/delay.py)
         self.delays: dict[str, np.ndarray] = {n: delay_steps(node, self.dt, self.size(n), n)
                                               for n, node in self.nodes.items() if isinstance(node, nir.Delay)}
@@ -254,8 +255,14 @@ class GraphView:
 
     def _model(self, name: str) -> NeuronModel:
         node = self.nodes[name]
+        rule = {}
+        if self.integer and self.decays != "loihi":  # Xylo's bit-shift decays: stated for LIF (kdsnn quantize)
+            if not isinstance(node, nir.LIF):
+                raise KdsnnError(f"{type(node).__name__} node {name!r}: the graph states {self.decays!r} decays, "
+                                 "which kdsnn defines for LIF populations only")
+            rule = {"decays": self.decays}
         try:
-            model = MODELS[type(node)](node, dt=self.dt, reset=self.reset, integer=self.integer)
+            model = MODELS[type(node)](node, dt=self.dt, reset=self.reset, integer=self.integer, **rule)
         except KdsnnError as exc:
             raise KdsnnError(f"{type(node).__name__} node {name!r}: {exc}") from None
         why = model.size_ok(self.size(name))

@@ -26,7 +26,7 @@ NIR_FIELDS = {
     "readout": sc.one_of(*READOUTS), "preprocessing": sc.table(), "integer": sc.boolean(),
     "input_scale": sc.number(positive=True, nullable=True), "output_scale": sc.number(positive=True),
     "quantization": sc.table(), "bits": sc.integer(2, 16), "arch": sc.text(), "dataset": sc.text(),
-    "source": sc.text(),
+    "source": sc.text(), "decays": sc.one_of("loihi", "xylo"),
 }
 QUANT_FIELDS = {  # one entry per quantized node
     "feeds": sc.text(), "current_scale": sc.number(positive=True), "input_scale": sc.number(positive=True),

@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from typing import Any
 
 import nir
 import numpy as np
 
 from kdsnn.errors import KdsnnError
+from kdsnn.neuron_models import XYLO_DASH_MAX
 
 from .graph import get_meta, set_meta
 from .graph_view import SYNAPTIC, GraphView
@@ -83,8 +85,13 @@ def _input_scales(graph: nir.NIRGraph, preds: dict[str, list[str]], in_step: flo
 
 
 def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True,
-                   calibration_max: float | None = None) -> nir.NIRGraph:
-    """Return a new graph with k-bit weights (integers if ``integer``) and a per-layer report."""
+                   calibration_max: float | None = None, decays: str = "loihi") -> nir.NIRGraph:
+    """Return a new graph with k-bit weights (integers if ``integer``) and a per-layer report.
+
+    ``decays``: the leaky populations' integer decays, Loihi's 12-bit fractions (``"loihi"``) or Xylo's bit
+    shifts (``"xylo"``: LIF only, the nearest ``dash`` as Rockpool chooses it, the error in τ reported)."""
+    if decays not in ("loihi", "xylo"):
+        raise KdsnnError(f"unknown decay rule {decays!r} (known: loihi, xylo)")
     if not 2 <= bits <= 16:
         raise KdsnnError(f"--bits must be between 2 and 16, got {bits}")
     meta = get_meta(graph)
@@ -179,7 +186,7 @@ def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True,
             report[target] = {"current_scale": c, "threshold_int": int(np.abs(th_int).max()),
                               "fits_loihi_threshold": threshold_fits(th_int)}
         elif target in view.models:
-            report[target] = _integer_population(g, view, target, c)
+            report[target] = _integer_population(g, view, target, c, decays)
             if not view.models[target].spiking:
                 output_scale = c  # a readout's membrane, in units c
         else:
@@ -196,6 +203,8 @@ def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True,
                                                         "integer decays per step)"})
     if view.timesteps and "timesteps" not in meta:
         meta["timesteps"] = view.timesteps
+    if decays == "xylo" and leaky:
+        meta["decays"] = "xylo"
     meta.update(integer=bool(integer), bits=bits, input_scale=in_step if integer else None,
                 output_scale=output_scale if integer else 1.0, quantization=report)
     set_meta(g, meta)
@@ -275,15 +284,43 @@ def _twelve_bit(a: float, offset: int, what: str, name: str) -> int:
     return k
 
 
-def _integer_population(g: nir.NIRGraph, view: GraphView, name: str, c: float) -> dict[str, Any]:
-    """Rewrite leaky population ``name`` with Loihi's 12-bit decays (unit gains at dt = 1), θ and v_reset in
-    units ``c``; what was rounded goes into the report. Every parameter keeps the shape the file gave it."""
+def xylo_shift(a: float) -> int:
+    """Xylo's bit-shift decay nearest ``a = dt/τ``: ``dash = round(log2(τ/dt))`` clipped to 0 … 15, as Rockpool
+    chooses it (``rockpool.nn.modules.torch.lif_bitshift_torch.calc_bitshift_decay``); it decays by ``2^−dash``."""
+    return int(min(XYLO_DASH_MAX, max(0, round(math.log2(1.0 / a)))))
+
+
+def _xylo_population(m: Any, name: str, put: Callable[[str, Any], None]) -> dict[str, Any]:
+    """A LIF population's decay as Xylo's bit shift (τ = 2^dash steps), with the error it makes in τ."""
+    if m.kind != "LIF":
+        raise KdsnnError(f"{m.kind} node {name!r}: Xylo's bit-shift decays are stated for LIF populations only "
+                         "(quantize for Loihi's 12-bit decays instead: --target loihi2)")
+    a = _uniform(m.leak, "dt/τ", name)
+    if a <= 0:
+        raise KdsnnError(f"LIF node {name!r} does not leak (τ = ∞); Xylo's neurons always decay (dash ≤ 15)")
+    dash = xylo_shift(a)
+    tau = 2.0 ** dash
+    put("tau", tau)
+    put("r", tau)
+    return {"kind": m.kind, "dash": dash, "decay_float": a, "tau_steps_float": 1.0 / a, "tau_steps_xylo": tau,
+            "tau_relative_error": tau * a - 1.0}
+
+
+def _integer_population(g: nir.NIRGraph, view: GraphView, name: str, c: float,
+                        decays: str = "loihi") -> dict[str, Any]:
+    """Rewrite leaky population ``name`` with Loihi's 12-bit decays (or Xylo's bit shifts), unit gains at dt = 1,
+    θ and v_reset in units ``c``; what was rounded goes into the report. Every parameter keeps the shape the file
+    gave it."""
     m, node = view.models[name], g.nodes[name]
 
     def put(field: str, value: Any) -> None:
         old = np.asarray(getattr(node, field, None) if getattr(node, field, None) is not None else 0.0, dtype=float)
         setattr(node, field, np.broadcast_to(np.asarray(value, dtype=np.float64), old.shape).copy())
 
+    if decays == "xylo":
+        rep = {"current_scale": c, **_xylo_population(m, name, put)}
+        put("v_leak", 0.0)
+        return rep | _integer_levels(node, m, c, put)
     dv = _twelve_bit(_uniform(m.leak, "dt/τ", name), 0, "dt/τ_mem" if m.kind == "CubaLIF" else "dt/τ", name)
     tau = 4096.0 / dv
     rep: dict[str, Any] = {"current_scale": c, "kind": m.kind, "dv": dv, "decay_float": float(m.leak.flat[0])}
@@ -297,14 +334,18 @@ def _integer_population(g: nir.NIRGraph, view: GraphView, name: str, c: float) -
         put("tau", tau)
         put("r", tau)
     put("v_leak", 0.0)
-    if m.spiking:
-        th = np.round(np.asarray(node.v_threshold, dtype=np.float64) / c)
-        node.v_threshold = th
-        vr = getattr(node, "v_reset", None)
-        put("v_reset", np.round(np.asarray(0.0 if vr is None else vr, dtype=np.float64) / c))
-        rep.update(threshold_int=int(np.abs(th).max()),
-                   fits_loihi_threshold=threshold_fits(th))
-    return rep
+    return rep | _integer_levels(node, m, c, put)
+
+
+def _integer_levels(node: nir.NIRNode, m: Any, c: float, put: Callable[[str, Any], None]) -> dict[str, Any]:
+    """θ and v_reset of a spiking leaky population in units ``c``, rounded; their report entries."""
+    if not m.spiking:
+        return {}
+    th = np.round(np.asarray(node.v_threshold, dtype=np.float64) / c)
+    node.v_threshold = th
+    vr = getattr(node, "v_reset", None)
+    put("v_reset", np.round(np.asarray(0.0 if vr is None else vr, dtype=np.float64) / c))
+    return {"threshold_int": int(np.abs(th).max()), "fits_loihi_threshold": threshold_fits(th)}
 
 
 # what each fit flag checks, in the words of kdsnn map's rules for loihi2 (export/loihi.py: one rule for both);

@@ -182,6 +182,9 @@ def lava_neuron(view: GraphView, name: str) -> tuple[int, int, int]:
     if not model.integer:
         raise KdsnnError(f"{kind} node {name!r} has float dynamics; Lava runs Loihi's fixed point (integer=True, "
                          "12-bit decays)")
+    if getattr(model, "decays", "loihi") != "loihi":
+        raise KdsnnError(f"{kind} node {name!r} decays by Xylo's bit shift (quantized with --target xylo); Lava runs "
+                         "Loihi's 12-bit decays, which round differently")
     if model.reset == "soft":
         raise KdsnnError(f"{kind} node {name!r} resets by subtracting θ (the file's nir < 1.0.6 rule); Lava's LIF "
                          "resets to 0 (give --legacy-reset zero if its writer meant that)")
