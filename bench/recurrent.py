@@ -6,13 +6,16 @@ weights (seeded), no bias; the input rate sets the activity of every layer. For 
 time per inference (``kdsnn.deploy.simulator.simulate``, plan built once beforehand, general path: the fast
 path leaves recurrent graphs to it), its SynOps per inference (the recurrent synapse's share beside), and a
 least-squares fit of time against SynOps (R²). The spikes are checked against the graph runtime at every rate.
+``--delay D`` puts a NIR ``Delay`` of D steps on the recurrent edge (hidden → Delay → rec → hidden) and times
+both networks side by side at every rate (its own section): the delayed events wait in a ring, cost ∝ events.
 
     .venv/bin/python bench/recurrent.py [--inputs 256] [--hidden 512] [--timesteps 16] [--batch 32]
-        [--rates 0.01 0.02 0.05 0.1 0.2 0.3] [--repeats 5] [--write docs/benchmarks.md]
+        [--rates 0.01 0.02 0.05 0.1 0.2 0.3] [--repeats 5] [--delay D] [--write docs/benchmarks.md]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -29,8 +32,9 @@ from kdsnn.export.graph import set_meta  # noqa: E402
 from kdsnn.export.runtime import GraphSNN  # noqa: E402
 
 
-def build_graph(n_in: int, hidden: int, timesteps: int, seed: int = 0) -> nir.NIRGraph:
-    """The integer recurrent IF network (weights in [-7, 7], thresholds chosen for moderate activity)."""
+def build_graph(n_in: int, hidden: int, timesteps: int, seed: int = 0, delay: int = 0) -> nir.NIRGraph:
+    """The integer recurrent IF network (weights in [-7, 7], thresholds chosen for moderate activity); ``delay``:
+    a Delay of that many steps on the recurrent edge."""
     rng = np.random.default_rng(seed)
 
     def if_(n: int, theta: float) -> nir.IF:
@@ -42,9 +46,65 @@ def build_graph(n_in: int, hidden: int, timesteps: int, seed: int = 0) -> nir.NI
              "output": nir.Output(np.array([10]))}
     edges = [("input", "fc1"), ("fc1", "hidden"), ("hidden", "rec"), ("rec", "hidden"), ("hidden", "fc2"),
              ("fc2", "out"), ("out", "output")]
+    if delay:
+        nodes["wait"] = nir.Delay(np.full(hidden, float(delay)))
+        edges = [e for e in edges if e != ("hidden", "rec")] + [("hidden", "wait"), ("wait", "rec")]
     g = nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
     set_meta(g, {"integer": True, "timesteps": timesteps, "encoding": "bernoulli"})
     return g
+
+
+def _measure(g: nir.NIRGraph, x: torch.Tensor, repeats: int, batch: int) -> tuple[float, float, float, list, bool]:
+    """(SynOps, recurrent SynOps, seconds per inference, firing % of hidden and out, spikes equal the runtime's)."""
+    plan = Plan(g)
+    res = simulate(plan, x)
+    ref = GraphSNN(g).run(x)
+    same = all(torch.equal(res.spikes[n], ref.outputs[n].to(res.spikes[n].dtype)) for n in ("hidden", "out"))
+    sec = timed(lambda: simulate(plan, x), repeats) / batch
+    fire = [round(100 * res.neurons[n].firing_rate, 1) for n in ("hidden", "out")]
+    return (sum(st.synops for st in res.layers.values()) / batch, res.layers["rec"].synops / batch, sec, fire, same)
+
+
+def delayed(a: argparse.Namespace) -> None:
+    """The network without and with a Delay of ``a.delay`` steps on its recurrent edge, side by side."""
+    plain, slow = build_graph(a.inputs, a.hidden, a.timesteps), build_graph(a.inputs, a.hidden, a.timesteps,
+                                                                            delay=a.delay)
+    assert Plan(slow).delays["rec"].max() == a.delay
+    rows = []
+    for rate in a.rates:
+        x = (torch.rand((a.timesteps, a.batch, a.inputs), generator=torch.Generator().manual_seed(1)) < rate).double()
+        got = [_measure(g, x, a.repeats, a.batch) for g in (plain, slow)]
+        rows.append((rate, got))
+        print(f"rate {rate:.2f}: " + "; ".join(f"{name}: {syn:,.0f} SynOps ({rec:,.0f} recurrent), {sec * 1e3:.3f} "
+                                              f"ms/inf, runtime's spikes: {same}"
+                                              for name, (syn, rec, sec, _, same) in zip(("plain", "delayed"), got,
+                                                                                         strict=True)))
+    s = np.array([g[1][0] for _, g in rows])
+    t = np.array([g[1][2] for _, g in rows])
+    slope, icpt = np.polyfit(s, t, 1)
+    r2 = 1 - float(((t - (slope * s + icpt)) ** 2).sum() / ((t - t.mean()) ** 2).sum())
+    print(f"delayed: time ≈ {icpt * 1e3:.3f} ms + {slope * 1e9:.2f} ns × SynOps, R² = {r2:.4f}")
+    if a.write:
+        rates = " ".join(f"{r:g}" for r in a.rates)
+        cmd = (f".venv/bin/python bench/recurrent.py --inputs {a.inputs} --hidden {a.hidden} --timesteps {a.timesteps} "
+               f"--batch {a.batch} --rates {rates} --repeats {a.repeats} --delay {a.delay} --write {a.write}")
+        lines = [f"Command: `{cmd}`", "",
+                 f"The network of the section above, and the same with a NIR `Delay` of {a.delay} steps on its "
+                 f"recurrent edge (hidden → Delay → rec: the feedback arrives {a.delay + 1} steps after the spike), "
+                 f"timed side by side on the same inputs (best of {a.repeats} runs, batch {a.batch}, 2 threads at "
+                 "most). Spikes equal the graph runtime's at every rate, for both.", "",
+                 "| input rate | SynOps / inf. (plain) | SynOps / inf. (delayed) | of which recurrent (delayed) "
+                 "| ms / inf. (plain) | ms / inf. (delayed) | ns / SynOp (plain, delayed) |",
+                 "|---|---|---|---|---|---|---|"]
+        for rate, ((s0, _, t0, _, _), (s1, r1, t1, _, _)) in rows:
+            lines.append(f"| {rate * 100:g} % | {s0:,.0f} | {s1:,.0f} | {r1:,.0f} | {t0 * 1e3:.3f} | {t1 * 1e3:.3f} "
+                         f"| {t0 / s0 * 1e9:.2f}, {t1 / s1 * 1e9:.2f} |")
+        lines += ["", "The later feedback changes the network's activity, so the two do different work per inference; "
+                      "the cost per SynOp (last column) is what the delay's ring of events adds.",
+                  "", f"Least-squares fit for the delayed network: time ≈ {icpt * 1e3:.3f} ms + {slope * 1e9:.2f} ns "
+                      f"× SynOps per inference, R² = {r2:.4f} (one machine, one run, shared with other jobs: load "
+                      f"average {os.getloadavg()[0]:.1f} on its 2 cores at the end)."]
+        replace_section(Path(a.write), "Simulator on a recurrent network with a delay", "\n".join(lines))
 
 
 def main() -> None:
@@ -55,9 +115,13 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--rates", type=float, nargs="+", default=[0.01, 0.02, 0.05, 0.1, 0.2, 0.3])
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--delay", type=int, default=0, help="a Delay of this many steps on the recurrent edge")
     p.add_argument("--write", default=None)
     a = p.parse_args()
     torch.set_num_threads(2)
+    if a.delay:
+        delayed(a)
+        return
     g = build_graph(a.inputs, a.hidden, a.timesteps)
     plan = Plan(g)
     assert plan.fast is None and plan.delayed == {"rec"}

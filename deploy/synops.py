@@ -29,7 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdsnn.errors import KdsnnError
-from kdsnn.export.graph_view import POOLS, GraphView, conv1d_as_2d, conv_pads, pair
+from kdsnn.export.delay import delayed, path_delay
+from kdsnn.export.graph_view import POOLS, GraphView
+from kdsnn.export.node_shapes import conv1d_as_2d, conv_pads, pair
 from kdsnn.export.runtime import GraphRun
 
 
@@ -111,6 +113,7 @@ class FanOut:
 
     source: str
     fanout: torch.Tensor
+    delay: np.ndarray | None = None  # steps each source element waits on the path's Delay nodes (None: none)
 
 
 def graph_fanouts(graph: nir.NIRGraph | GraphView) -> dict[str, FanOut]:
@@ -127,6 +130,8 @@ def graph_fanouts(graph: nir.NIRGraph | GraphView) -> dict[str, FanOut]:
         fan = _layer_fanout_graph(view.nodes[name], view.in_shape[name], shapes[name])
         for between in reversed(path.nodes):
             node = view.nodes[between]
+            if isinstance(node, nir.Delay):  # not a synapse: it moves the spikes in time (path_delay), no SynOps
+                continue
             if not isinstance(node, (*POOLS, nir.Flatten)):
                 raise KdsnnError(f"node {between!r} ({type(node).__name__}) between a population and {name!r}: the "
                                  "PyTorch-side counter supports only pooling and flatten there")
@@ -134,7 +139,7 @@ def graph_fanouts(graph: nir.NIRGraph | GraphView) -> dict[str, FanOut]:
                 fan = fan.reshape(view.in_shape[between])
             else:
                 fan = pool_back(fan, view.in_shape[between], node.kernel_size, node.stride, node.padding)
-        result[name] = FanOut(path.source, fan)
+        result[name] = FanOut(path.source, fan, path_delay(view, path))
     return result
 
 
@@ -159,6 +164,8 @@ def count_graph(graph: nir.NIRGraph | GraphView, spikes: Mapping[str, torch.Tens
     for name, fo in graph_fanouts(view).items():
         if fo.source == view.input:
             src = inputs.to(torch.float64)
+            if fo.delay is not None:  # what arrives within the T steps
+                src = delayed(src, fo.delay)
             if is_analog:
                 nz = (src != 0).to(torch.float64)
                 out.macs_effective[name] = int((nz * fo.fanout).sum())
@@ -168,6 +175,8 @@ def count_graph(graph: nir.NIRGraph | GraphView, spikes: Mapping[str, torch.Tens
             if fo.source not in spikes:
                 raise KdsnnError(f"no spike map for IF node {fo.source!r} (needed by {name!r})")
             src = spikes[fo.source].to(torch.float64)
+            if fo.delay is not None and tuple(src.shape[2:]) == tuple(fo.fanout.shape):
+                src = delayed(src, fo.delay)
         if tuple(src.shape[2:]) != tuple(fo.fanout.shape):
             raise KdsnnError(f"spike map of {fo.source!r} has shape {tuple(src.shape[2:])}, "
                              f"expected {tuple(fo.fanout.shape)}")

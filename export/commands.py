@@ -33,6 +33,9 @@ def set_handoff(handler: Callable[[argparse.Namespace], int]) -> None:
     _HANDOFF = handler
 
 
+QUANTIZE_TARGETS = ("loihi2", "xylo")  # quantize --target: whose integer decays (export/quantize.py)
+
+
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     """Add the export sub-commands to the ``kdsnn`` parser (see kdsnn/cli.py)."""
     p = add("quantize", "fold BN, quantize a student (or quantize a NIR file: IF, LIF, CubaLIF, LI, recurrent) to k "
@@ -45,6 +48,9 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--float", action="store_true",
                    help="store the quantized values as floats on the k-bit grid (fake quantization) "
                         "instead of integers")
+    p.add_argument("--target", default="loihi2", choices=QUANTIZE_TARGETS,
+                   help="the chip whose integer decays a leaky NIR file gets: loihi2 (12-bit fractions dv/4096) or "
+                        "xylo (LIF: the nearest bit shift v − (v >> dash), its error in τ reported)")
     p.add_argument("--out", default=None, help="NIR file to write")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
 
@@ -150,6 +156,9 @@ def _quantize(a: argparse.Namespace) -> int:
         _emit(a, *quantize_file(a))
         return 0
     _require(a, "checkpoint", "out")
+    if getattr(a, "target", "loihi2") != "loihi2":
+        raise KdsnnError("--target chooses the decays of a leaky NIR file; a checkpoint's IF student has none "
+                         "(quantize it as it is, then kdsnn map --target xylo)")
     _check_out(a)
     model, ckpt, _, graph = _graphs(a, integer=not a.float, quantized=True)
     dataset = _dataset(a, ckpt)

@@ -164,6 +164,10 @@ def describe_nir(graph: nir.NIRGraph, name: str = "graph", timesteps: int | None
         details = _details(node, quant.get(n, {}))
         if view is not None and n in view.models:
             details = view.models[n].summary()
+        elif view is not None and n in view.delays:
+            d = view.delays[n]
+            details = (f"delay {int(d.min())}" if d.min() == d.max() else f"delay {int(d.min())}..{int(d.max())}") \
+                + f" step(s) of dt = {view.dt:g}"
         rows.append((n, type(node).__name__, _shape(shapes.get(n)), str(count) if count else "", details))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:

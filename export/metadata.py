@@ -26,13 +26,14 @@ NIR_FIELDS = {
     "readout": sc.one_of(*READOUTS), "preprocessing": sc.table(), "integer": sc.boolean(),
     "input_scale": sc.number(positive=True, nullable=True), "output_scale": sc.number(positive=True),
     "quantization": sc.table(), "bits": sc.integer(2, 16), "arch": sc.text(), "dataset": sc.text(),
-    "source": sc.text(),
+    "source": sc.text(), "decays": sc.one_of("loihi", "xylo"),
 }
 QUANT_FIELDS = {  # one entry per quantized node
     "feeds": sc.text(), "current_scale": sc.number(positive=True), "input_scale": sc.number(positive=True),
     "weight_scale": sc.number(positive=True), "weight_bits": sc.integer(2, 16), "max_abs_weight": sc.integer(0),
     "max_abs_bias": sc.integer(0), "threshold_int": sc.integer(0), "fits_loihi_weight": sc.boolean(),
-    "fits_24bit_bias": sc.boolean(), "fits_24bit_threshold": sc.boolean(),
+    "fits_24bit_bias": sc.boolean(), "fits_24bit_threshold": sc.boolean(),  # files written before the 13/17-bit flags
+    "fits_loihi_bias": sc.boolean(), "fits_loihi_threshold": sc.boolean(), "weight_exponent": sc.integer(0),
 }
 PREPROCESSING_FIELDS = {"raw_scale": sc.number(positive=True), "mean": sc.number_list(), "std": sc.number_list()}
 READING_FIELDS = {

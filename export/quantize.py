@@ -27,16 +27,19 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from typing import Any
 
 import nir
 import numpy as np
 
 from kdsnn.errors import KdsnnError
+from kdsnn.neuron_models import XYLO_DASH_MAX
 
 from .graph import get_meta, set_meta
-from .graph_view import SYNAPTIC, GraphView, pair
-from .loihi import STATE_BITS, weight_fits
+from .graph_view import SYNAPTIC, GraphView
+from .loihi import WEIGHT_EXP_MAX, bias_fits, threshold_fits, weight_fits
+from .node_shapes import pair
 
 
 def input_step(preprocessing: dict[str, Any], calibration_max: float | None, bits: int) -> float:
@@ -69,7 +72,7 @@ def _input_scales(graph: nir.NIRGraph, preds: dict[str, list[str]], in_step: flo
         node = graph.nodes[name]
         if not preds[name]:  # the Input
             s = in_step
-        elif isinstance(node, (nir.SumPool2d, nir.AvgPool2d, nir.Flatten)):
+        elif isinstance(node, (nir.SumPool2d, nir.AvgPool2d, nir.Flatten, nir.Delay)):
             s = of(preds[name][0])
         else:
             s = 1.0
@@ -82,8 +85,13 @@ def _input_scales(graph: nir.NIRGraph, preds: dict[str, list[str]], in_step: flo
 
 
 def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True,
-                   calibration_max: float | None = None) -> nir.NIRGraph:
-    """Return a new graph with k-bit weights (integers if ``integer``) and a per-layer report."""
+                   calibration_max: float | None = None, decays: str = "loihi") -> nir.NIRGraph:
+    """Return a new graph with k-bit weights (integers if ``integer``) and a per-layer report.
+
+    ``decays``: the leaky populations' integer decays, Loihi's 12-bit fractions (``"loihi"``) or Xylo's bit
+    shifts (``"xylo"``: LIF only, the nearest ``dash`` as Rockpool chooses it, the error in τ reported)."""
+    if decays not in ("loihi", "xylo"):
+        raise KdsnnError(f"unknown decay rule {decays!r} (known: loihi, xylo)")
     if not 2 <= bits <= 16:
         raise KdsnnError(f"--bits must be between 2 and 16, got {bits}")
     meta = get_meta(graph)
@@ -110,6 +118,8 @@ def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True,
     for name, node in g.nodes.items():
         if isinstance(node, SYNAPTIC):
             targets = succs[name]
+            while len(targets) == 1 and targets[0] in view.delays:  # a Delay passes the current on, later
+                targets = succs[targets[0]]
             if len(targets) != 1 or not (isinstance(g.nodes[targets[0]], nir.Output) or
                                          getattr(view.models.get(targets[0]), "kind", None) in QUANTIZABLE):
                 raise KdsnnError(f"node {name!r} must feed exactly one {'/'.join(QUANTIZABLE)} population or the "
@@ -123,7 +133,8 @@ def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True,
         s_in = {layer: sig[preds[layer][0]] * gain for layer in layers}  # the gain folded in with the input step
         # a population summing analog input and spikes (a recurrent first layer): the spike synapses set the
         # k-bit scale, then a per-layer weight exponent 2^e (Loihi's) refines the current so that the analog
-        # synapse, whose input is quantized too, keeps k bits of its own
+        # synapse, whose input is quantized too, keeps close to k bits of its own: the largest e that leaves its
+        # weights within the k-bit range (floor, so both layers fit Loihi's 8-bit mantissa)
         analog = _analog(g, preds, layers) if in_step != 1.0 else set()
         scaled = [layer for layer in layers if layer not in analog] or layers
         peak = max(float(np.abs(_weights(g.nodes[layer])).max()) * s_in[layer] for layer in scaled)
@@ -134,7 +145,7 @@ def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True,
         if analog and len(scaled) < len(layers):
             peak_in = max(float(np.abs(_weights(g.nodes[layer])).max()) * s_in[layer] for layer in analog)
             if 0 < peak_in < peak:
-                exponent = min(7, math.ceil(math.log2(peak / peak_in)))
+                exponent = min(WEIGHT_EXP_MAX, math.floor(math.log2(peak / peak_in)))
         if any(isinstance(g.nodes[layer], nir.Scale) for layer in layers):
             n = math.floor(1 / c)
             if n < 1:
@@ -163,7 +174,7 @@ def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True,
                              "weight_scale": c / s_in[layer], "weight_bits": bits, "max_abs_weight": wmax,
                              "max_abs_bias": int(np.abs(b_int).max()), "fits_loihi_weight": weight_fits(w_int),
                              "weight_exponent": exponent if layer not in analog else 0,
-                             "fits_24bit_bias": bool(np.abs(b_int).max() < 2 ** (STATE_BITS - 1))}
+                             "fits_loihi_bias": bias_fits(b_int)}
         tnode = g.nodes[target]
         if isinstance(tnode, nir.IF):
             th = np.asarray(tnode.v_threshold, dtype=np.float64)
@@ -173,14 +184,16 @@ def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True,
             tnode.v_threshold = th_int if integer else th_int * c
             tnode.v_reset = vr_int if integer else vr_int * c
             report[target] = {"current_scale": c, "threshold_int": int(np.abs(th_int).max()),
-                              "fits_24bit_threshold": bool(np.abs(th_int).max() < 2 ** (STATE_BITS - 1))}
+                              "fits_loihi_threshold": threshold_fits(th_int)}
         elif target in view.models:
-            report[target] = _integer_population(g, view, target, c)
+            report[target] = _integer_population(g, view, target, c, decays)
             if not view.models[target].spiking:
                 output_scale = c  # a readout's membrane, in units c
         else:
             output_scale = c
-    if leaky or view.dt != 1.0:
+    for name in view.delays:  # the quantized graph counts in steps (dt = 1 below); whole steps (export/delay.py)
+        g.nodes[name].delay = np.round(np.asarray(g.nodes[name].delay, dtype=np.float64) / view.dt)
+    if leaky or view.dt != 1.0 or view.delays:
         meta["dt"] = 1.0  # the integer decays count in steps; every gain r·dt is folded into the weights
         from .reading import get_record, set_record
 
@@ -190,6 +203,8 @@ def quantize_graph(graph: nir.NIRGraph, bits: int = 8, integer: bool = True,
                                                         "integer decays per step)"})
     if view.timesteps and "timesteps" not in meta:
         meta["timesteps"] = view.timesteps
+    if decays == "xylo" and leaky:
+        meta["decays"] = "xylo"
     meta.update(integer=bool(integer), bits=bits, input_scale=in_step if integer else None,
                 output_scale=output_scale if integer else 1.0, quantization=report)
     set_meta(g, meta)
@@ -269,15 +284,43 @@ def _twelve_bit(a: float, offset: int, what: str, name: str) -> int:
     return k
 
 
-def _integer_population(g: nir.NIRGraph, view: GraphView, name: str, c: float) -> dict[str, Any]:
-    """Rewrite leaky population ``name`` with Loihi's 12-bit decays (unit gains at dt = 1), θ and v_reset in
-    units ``c``; what was rounded goes into the report. Every parameter keeps the shape the file gave it."""
+def xylo_shift(a: float) -> int:
+    """Xylo's bit-shift decay nearest ``a = dt/τ``: ``dash = round(log2(τ/dt))`` clipped to 0 … 15, as Rockpool
+    chooses it (``rockpool.nn.modules.torch.lif_bitshift_torch.calc_bitshift_decay``); it decays by ``2^−dash``."""
+    return int(min(XYLO_DASH_MAX, max(0, round(math.log2(1.0 / a)))))
+
+
+def _xylo_population(m: Any, name: str, put: Callable[[str, Any], None]) -> dict[str, Any]:
+    """A LIF population's decay as Xylo's bit shift (τ = 2^dash steps), with the error it makes in τ."""
+    if m.kind != "LIF":
+        raise KdsnnError(f"{m.kind} node {name!r}: Xylo's bit-shift decays are stated for LIF populations only "
+                         "(quantize for Loihi's 12-bit decays instead: --target loihi2)")
+    a = _uniform(m.leak, "dt/τ", name)
+    if a <= 0:
+        raise KdsnnError(f"LIF node {name!r} does not leak (τ = ∞); Xylo's neurons always decay (dash ≤ 15)")
+    dash = xylo_shift(a)
+    tau = 2.0 ** dash
+    put("tau", tau)
+    put("r", tau)
+    return {"kind": m.kind, "dash": dash, "decay_float": a, "tau_steps_float": 1.0 / a, "tau_steps_xylo": tau,
+            "tau_relative_error": tau * a - 1.0}
+
+
+def _integer_population(g: nir.NIRGraph, view: GraphView, name: str, c: float,
+                        decays: str = "loihi") -> dict[str, Any]:
+    """Rewrite leaky population ``name`` with Loihi's 12-bit decays (or Xylo's bit shifts), unit gains at dt = 1,
+    θ and v_reset in units ``c``; what was rounded goes into the report. Every parameter keeps the shape the file
+    gave it."""
     m, node = view.models[name], g.nodes[name]
 
     def put(field: str, value: Any) -> None:
         old = np.asarray(getattr(node, field, None) if getattr(node, field, None) is not None else 0.0, dtype=float)
         setattr(node, field, np.broadcast_to(np.asarray(value, dtype=np.float64), old.shape).copy())
 
+    if decays == "xylo":
+        rep = {"current_scale": c, **_xylo_population(m, name, put)}
+        put("v_leak", 0.0)
+        return rep | _integer_levels(node, m, c, put)
     dv = _twelve_bit(_uniform(m.leak, "dt/τ", name), 0, "dt/τ_mem" if m.kind == "CubaLIF" else "dt/τ", name)
     tau = 4096.0 / dv
     rep: dict[str, Any] = {"current_scale": c, "kind": m.kind, "dv": dv, "decay_float": float(m.leak.flat[0])}
@@ -291,21 +334,37 @@ def _integer_population(g: nir.NIRGraph, view: GraphView, name: str, c: float) -
         put("tau", tau)
         put("r", tau)
     put("v_leak", 0.0)
-    if m.spiking:
-        th = np.round(np.asarray(node.v_threshold, dtype=np.float64) / c)
-        node.v_threshold = th
-        vr = getattr(node, "v_reset", None)
-        put("v_reset", np.round(np.asarray(0.0 if vr is None else vr, dtype=np.float64) / c))
-        rep.update(threshold_int=int(np.abs(th).max()),
-                   fits_24bit_threshold=bool(np.abs(th).max() < 2 ** (STATE_BITS - 1)))
-    return rep
+    return rep | _integer_levels(node, m, c, put)
+
+
+def _integer_levels(node: nir.NIRNode, m: Any, c: float, put: Callable[[str, Any], None]) -> dict[str, Any]:
+    """θ and v_reset of a spiking leaky population in units ``c``, rounded; their report entries."""
+    if not m.spiking:
+        return {}
+    th = np.round(np.asarray(node.v_threshold, dtype=np.float64) / c)
+    node.v_threshold = th
+    vr = getattr(node, "v_reset", None)
+    put("v_reset", np.round(np.asarray(0.0 if vr is None else vr, dtype=np.float64) / c))
+    return {"threshold_int": int(np.abs(th).max()), "fits_loihi_threshold": threshold_fits(th)}
+
+
+# what each fit flag checks, in the words of kdsnn map's rules for loihi2 (export/loihi.py: one rule for both);
+# files quantized before the 13- and 17-bit checks carry the 24-bit flags, read as they were written
+FIT_FLAGS = {
+    "fits_loihi_weight": "weights are no 8-bit mantissa |m| ≤ 127 times one 2^e (0 ≤ e ≤ 7), Loihi's synapse",
+    "fits_loihi_bias": "bias outside Loihi's signed 13-bit bias_mant [-4096, 4095]",
+    "fits_loihi_threshold": "threshold outside Loihi's unsigned 17-bit vth [0, 131071]",
+    "fits_24bit_bias": "bias beyond 24 bits",
+    "fits_24bit_threshold": "threshold beyond 24 bits",
+}
 
 
 def range_problems(graph: nir.NIRGraph) -> list[str]:
-    """Human-readable list of values a Loihi-style target cannot hold (empty when all fit)."""
+    """Human-readable list of values Loihi cannot hold (empty when all fit): the rules ``kdsnn map`` applies
+    for the loihi2 target, from the same functions (:mod:`~kdsnn.export.loihi`)."""
     problems = []
     for name, rep in get_meta(graph).get("quantization", {}).items():
-        for key in ("fits_loihi_weight", "fits_24bit_bias", "fits_24bit_threshold"):
+        for key, what in FIT_FLAGS.items():
             if key in rep and not rep[key]:
-                problems.append(f"{name}: {key.replace('fits_', 'does not fit ').replace('_', ' ')}")
+                problems.append(f"{name}: {what}")
     return problems

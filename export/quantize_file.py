@@ -3,8 +3,10 @@
 The user's ``--inputs`` calibrate the input step and are run through both graphs, float and integer,
 so the command reports how far quantization moved the network on the user's own data: the share of
 samples whose class (argmax of the logits) is unchanged, and per population the spike counts of both
-and the mean absolute difference per sample. The integer file then runs bit-exact on every integer
-backend (the graph runtime, the simulator, Lava).
+and the mean absolute difference per sample. ``--target xylo`` gives LIF populations Xylo's
+bit-shift decays instead of Loihi's 12-bit fractions, each with the error it makes in τ. The integer
+file then runs bit-exact on every integer backend (the graph runtime, the simulator, Lava; Xylo's decays
+on the first two, Lava refusing them in one line).
 """
 from __future__ import annotations
 
@@ -79,17 +81,33 @@ def quantize_file(a: argparse.Namespace) -> tuple[dict[str, Any], str]:
     calibration = float(qmax) if spikes_only else float(x.abs().max())
     if calibration == 0:
         raise KdsnnError(f"--inputs {a.inputs} holds only zeros; nothing to calibrate the input step with")
-    q = quantize_graph(view.graph, a.bits, integer=True, calibration_max=calibration)
+    xylo = getattr(a, "target", "loihi2") == "xylo"
+    q = quantize_graph(view.graph, a.bits, integer=True, calibration_max=calibration,
+                       decays="xylo" if xylo else "loihi")
     report = agreement(view.graph, q, x)
     path = nir_io.write(q, a.out)
     problems = range_problems(q)
     result = {"out": str(path), "bits": a.bits, "integer": True, "timesteps": t, "agreement": report,
               "range_problems": problems}
-    lines = [f"wrote {path} ({a.bits}-bit integer, T = {t}, decays as Loihi's 12-bit fractions)",
+    decays = "Xylo's bit shifts" if xylo else "Loihi's 12-bit fractions"
+    lines = [f"wrote {path} ({a.bits}-bit integer, T = {t}, decays as {decays})",
              f"float vs integer on your {report['samples']} inputs: same class on {100 * report['same_class']:.1f} %"]
     for name, p in report["populations"].items():
         lines.append(f"  {name}: spikes float {p['float_spikes']:.0f}, integer {p['integer_spikes']:.0f}, "
                      f"mean |Δ| per sample {p['mean_abs_difference_per_sample']:.2f}")
-    lines.append("range problems:\n  " + "\n  ".join(problems) if problems
-                 else "ranges: every weight, bias and threshold fits Loihi's")
+    quant = get_meta(q).get("quantization", {})
+    shifts = {n: r for n, r in quant.items() if "dash" in r}
+    if shifts:
+        lines.append("Xylo bit-shift decays (the nearest 2^−dash, as Rockpool picks it):")
+    for name, r in shifts.items():
+        lines.append(f"  {name}: dt/τ {r['decay_float']:.4g} → dash {r['dash']} (τ {r['tau_steps_float']:.4g} → "
+                     f"{r['tau_steps_xylo']:.0f} steps, {100 * r['tau_relative_error']:+.1f} % in τ)")
+    result["decays"] = "xylo" if xylo else "loihi"
+    result["bit_shifts"] = {n: {k: r[k] for k in ("dash", "decay_float", "tau_steps_float", "tau_steps_xylo",
+                                                  "tau_relative_error")} for n, r in shifts.items()}
+    if xylo:
+        lines.append("ranges: Xylo's are checked by kdsnn map --target xylo")
+    else:
+        lines.append("range problems:\n  " + "\n  ".join(problems) if problems
+                     else "ranges: every weight, bias and threshold fits Loihi's")
     return result, "\n".join(lines)

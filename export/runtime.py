@@ -1,10 +1,10 @@
 """Run a NIR graph as a PyTorch module: the deployable (and quantized) student in PyTorch.
 
 Runs every node type the graph view accepts (:mod:`kdsnn.export.graph_view`), as any tool may
-write them. Neuron populations step with their model's reference step
-(:mod:`kdsnn.neuron_models`). In integer mode (``metadata.integer``) the input is quantized
-with ``input_scale`` and everything runs in float64 holding integers, exact for the 24-bit
-membranes the contract allows.
+write them; a ``Delay`` moves each element its whole number of steps later (:mod:`kdsnn.export.delay`).
+Neuron populations step with their model's reference step (:mod:`kdsnn.neuron_models`). In integer
+mode (``metadata.integer``) the input is quantized with ``input_scale`` and everything runs in float64
+holding integers, exact for the 24-bit membranes the contract allows.
 """
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ from torch import nn
 
 from kdsnn.models.output import ModelOutput
 
+from .delay import delayed, delayed_step
 from .encoding import encode
-from .graph_view import POOLS, GraphView, conv1d_as_2d, conv_pads, pair
+from .graph_view import POOLS, GraphView
+from .node_shapes import conv1d_as_2d, conv_pads, pair
 
 
 class GraphRun(NamedTuple):
@@ -82,6 +84,8 @@ class GraphSNN(nn.Module):
             if name in v.models:
                 inp = inp.reshape(t, inp.shape[1], *v.shape[name])
                 outs[name] = v.models[name].run(inp)[0]
+            elif name in v.delays:
+                outs[name] = delayed(inp, v.delays[name])
             else:
                 outs[name] = self._apply(name, v.nodes[name], inp, t)
         out_seq = outs[v.output]
@@ -94,6 +98,7 @@ class GraphSNN(nn.Module):
         t, b = seq.shape[0], seq.shape[1]
         prev: dict[str, torch.Tensor] = {}
         state: dict[str, object] = {}
+        held: dict[str, list[torch.Tensor]] = {n: [] for n in v.delays}  # each Delay's last max(d) + 1 inputs
         steps: dict[str, list[torch.Tensor]] = {n: [] for n in v.order}
         for k in range(t):
             now: dict[str, torch.Tensor] = {}
@@ -116,6 +121,10 @@ class GraphSNN(nn.Module):
                     if name not in state:
                         state[name] = model.initial_state(inp)
                     now[name], state[name] = model.step(inp, state[name])
+                elif name in v.delays:
+                    held[name] = [*held[name][-int(v.delays[name].max(initial=0)):], inp] if v.delays[name].any() \
+                        else [inp]
+                    now[name] = delayed_step(held[name], v.delays[name])
                 else:
                     now[name] = self._apply(name, v.nodes[name], inp[None], 1)[0]
                 steps[name].append(now[name])

@@ -12,7 +12,7 @@ from torch import nn
 
 from kdsnn.deploy.synops import SynopsCount, conv_fanout, pool_back
 from kdsnn.errors import KdsnnError
-from kdsnn.export.graph_view import pair
+from kdsnn.export.node_shapes import pair
 
 
 def _is_binary(x: torch.Tensor) -> bool:

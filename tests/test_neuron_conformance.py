@@ -44,6 +44,7 @@ class Case:
     integer: bool
     node: nir.NIRNode | None = None   # a leaky model's NIR node (LIF, CubaLIF, LI, I); None: IF from the fields above
     dt: float = 1.0
+    decays: str = "loihi"  # an integer LIF's decay rule: Loihi's 12-bit fraction, or Xylo's bit shift
 
     @property
     def per_neuron(self) -> bool:
@@ -55,7 +56,8 @@ class Case:
 
     def model(self):
         if self.node is not None:
-            return MODELS[type(self.node)](self.node, dt=self.dt, integer=self.integer, reset=self.reset)
+            rule = {"decays": self.decays} if self.decays != "loihi" else {}
+            return MODELS[type(self.node)](self.node, dt=self.dt, integer=self.integer, reset=self.reset, **rule)
         return IFModel(threshold=self.threshold.astype(np.float64), r=np.ones(1), v_reset=np.array([self.v_reset]),
                        reset=self.reset)
 
@@ -100,6 +102,9 @@ def _leaky_cases(rng: np.random.Generator) -> list[Case]:
         Case("cubali_float", one, 0.0, "hard", flt(0.3, 0.6), False,
              nir.CubaLI(tau_syn=_full(4.0), tau_mem=taus, r=_full(1.0), v_leak=_full(0.1), w_in=_full(4.0))),
         Case("threshold_float", one, 0.0, "hard", flt(0.2, 0.6), False, nir.Threshold(threshold=_full(0.25))),
+        # Xylo's bit-shift decay (kdsnn quantize --target xylo): dt/τ = 1/4, dash 2, negative membranes floor
+        Case("lif_xylo_integer", one, 0.0, "hard", ints(-20, 41), True,
+             nir.LIF(tau=_full(4.0), r=_full(4.0), v_leak=z, v_threshold=_full(37.0), v_reset=z), decays="xylo"),
     ]
 
 
@@ -181,7 +186,7 @@ def _graph(c: Case) -> nir.NIRGraph:
                      edges=[("input", "if1"), ("if1", "output")], type_check=False)
     set_meta(g, {"producer": "kdsnn", "timesteps": T, "encoding": "direct", "integer": c.integer,
                  "input_scale": None, "readout": "spike" if c.model().spiking else "membrane", "dt": c.dt,
-                 "reset": c.reset})
+                 "reset": c.reset, **({"decays": c.decays} if c.decays != "loihi" else {})})
     return g
 
 
@@ -288,6 +293,8 @@ def _lava_limit(c: Case) -> str | None:
             return "Loihi's fixed point: integer LIF and CubaLIF only"
         if c.reset == "soft":
             return "Lava's LIF resets to 0"
+        if c.decays != "loihi":
+            return "Lava's LIF decays by Loihi's 12-bit fraction, not Xylo's bit shift"
         return None
     if not c.integer or c.reset == "soft" or c.per_neuron:
         return "integer graphs, hard reset, one threshold per population"

@@ -45,6 +45,11 @@ back to a population of smaller lag (that would need a negative delay: refused).
 same-step connections only. Lava's connections hold no reset, so a spike of a sample's last step
 would reach the next sample's first: a recurrent graph runs one sample per Lava runtime
 (:mod:`.graph`).
+
+**Delays.** A ``Delay`` between two populations (one count for all elements of the connection) is read
+from further down the source's relay chain: ``d`` steps later is relay ``k + d``. A per-element delay,
+or one on the host's part, is refused in one line. Relays hold no reset either, so a graph with a delay runs
+one sample per Lava runtime, as a recurrent one does.
 """
 from __future__ import annotations
 
@@ -54,8 +59,9 @@ import nir
 import numpy as np
 
 from kdsnn.errors import KdsnnError
+from kdsnn.export.delay import path_delay
 from kdsnn.export.encoding import input_bound
-from kdsnn.export.graph_view import SYNAPTIC, GraphView
+from kdsnn.export.graph_view import SYNAPTIC, GraphView, SourcePath
 from kdsnn.export.loihi import DU, V_DECAY, VTH_MAX
 from kdsnn.export.netx.plan import (
     Synapse,
@@ -109,7 +115,7 @@ class LavaGraphPlan:
     readout_source: str  # the population the readout (or spike count) reads
     timesteps: int
     graded_input: bool = False  # the first layer runs on Lava (host_neuron is then the Input)
-    recurrent: bool = False  # a connection carries the previous step: one sample per Lava runtime
+    recurrent: bool = False  # a connection carries an earlier step (feedback, Delay): one sample per runtime
     host_feedback: list[list[str]] = field(default_factory=list)  # the host population's own feedback paths
 
     @property
@@ -176,6 +182,9 @@ def lava_neuron(view: GraphView, name: str) -> tuple[int, int, int]:
     if not model.integer:
         raise KdsnnError(f"{kind} node {name!r} has float dynamics; Lava runs Loihi's fixed point (integer=True, "
                          "12-bit decays)")
+    if getattr(model, "decays", "loihi") != "loihi":
+        raise KdsnnError(f"{kind} node {name!r} decays by Xylo's bit shift (quantized with --target xylo); Lava runs "
+                         "Loihi's 12-bit decays, which round differently")
     if model.reset == "soft":
         raise KdsnnError(f"{kind} node {name!r} resets by subtracting θ (the file's nir < 1.0.6 rule); Lava's LIF "
                          "resets to 0 (give --legacy-reset zero if its writer meant that)")
@@ -236,7 +245,11 @@ def lava_graph_plan(graph: nir.NIRGraph | GraphView, graded_input: bool = False)
                          "so nothing would be left for Lava")
     lag = {host: 0}
     populations: list[Population] = []
-    wiring: list[tuple[str, str, Synapse, bool]] = []  # (origin, target, synapse, recurrent)
+    for name in [*host_nodes, *(q for f in feedback for q in f), *readout_nodes]:
+        if name in view.delays:
+            raise KdsnnError(f"Delay node {name!r} is on the host's part of the graph (the first layer, its feedback "
+                             "or the readout), which Lava's route runs without delays")
+    wiring: list[tuple[str, str, Synapse, bool, int]] = []  # (origin, target, synapse, recurrent, Delay steps)
     for pop in pops:
         if pop == host:
             continue
@@ -245,16 +258,18 @@ def lava_graph_plan(graph: nir.NIRGraph | GraphView, graded_input: bool = False)
             if src == view.input and not graded_input:
                 raise KdsnnError(f"{type(view.nodes[pop]).__name__} node {pop!r} takes the analog input and spikes; "
                                  "only the host's first layer may read the Input")
+            rec, wait = view.is_recurrent(src, nodes[0]), _wait(view, src, nodes)
+            nodes = [q for q in nodes if q not in view.delays]
             syn = compose(view, nodes, view.shape[src])
             if int(np.prod(syn.out_shape)) != view.size(pop) or len(syn.out_shape) != len(view.shape[pop]):
                 raise KdsnnError(f"{nodes[-1]!r} produces {syn.out_shape} but {type(view.nodes[pop]).__name__} "
                                  f"{pop!r} has shape {view.shape[pop]}")
             synapses.append(syn)
-            wiring.append((src, pop, syn, view.is_recurrent(src, nodes[0])))
+            wiring.append((src, pop, syn, rec, wait))
         theta, du, dv = lava_neuron(view, pop)
         graded = graded_input and not view.spike_input and any(src == view.input for src, _ in inputs[pop])
         # a graded input's current is not bounded by the binary-spike worst case: run_graph checks the actual one
-        warnings = (check_population(pop, synapses, theta, T) if not graded else
+        warnings = (check_population(pop, synapses, theta, T, exponents=True) if not graded else
                     [f"{pop} takes graded input: its currents and membranes are checked on the actual inputs"])
         bias = sum(np.asarray(bias_map(s), dtype=np.int64) for s in synapses)
         if du != DU and np.any(bias != 0):
@@ -275,13 +290,27 @@ def lava_graph_plan(graph: nir.NIRGraph | GraphView, graded_input: bool = False)
     order = {p: i for i, p in enumerate(view.order)}
     populations = sorted(populations + relays, key=lambda p: (p.lag, order.get(p.relay_of or p.name, 0)))
     return LavaGraphPlan(host_nodes, host, populations, connections, readout_nodes, readout_source, T,
-                         graded_input, recurrent=any(w[3] for w in wiring), host_feedback=feedback)
+                         graded_input, recurrent=any(w[3] or w[4] for w in wiring), host_feedback=feedback)
 
 
-def _relays(lag: dict[str, int], src: str, dst: str, recurrent: bool) -> int:
+def _wait(view: GraphView, src: str, nodes: list[str]) -> int:
+    """The steps the Delay nodes on the path ``src`` → ``nodes`` hold its spikes: relays delay a whole connection,
+    so one count for all elements, or a one-line refusal."""
+    d = path_delay(view, SourcePath(src, tuple(nodes)))
+    if d is None:
+        return 0
+    if not np.all(d == d[0]):
+        name = next(q for q in nodes if q in view.delays)
+        raise KdsnnError(f"Delay node {name!r} delays {src!r}'s elements by different amounts "
+                         f"({int(d.min())} to {int(d.max())} steps); Lava's route delays a whole connection through "
+                         "relay populations (Lava's Dense has no per-synapse delay in its bit-accurate model)")
+    return int(d[0])
+
+
+def _relays(lag: dict[str, int], src: str, dst: str, recurrent: bool, wait: int = 0) -> int:
     """How many relays ``src``'s spikes pass before the connection into ``dst``: a same-step connection arrives
-    at ``dst``'s step, a recurrent one at its next step."""
-    k = lag[dst] - lag[src] - (0 if recurrent else 1)
+    at ``dst``'s step, a recurrent one at its next step, each ``wait`` (Delay) steps later."""
+    k = lag[dst] - lag[src] - (0 if recurrent else 1) + wait
     if k < 0:
         raise KdsnnError(f"the recurrent connection {src!r} → {dst!r} goes back {-k} step(s) of Lava's pipeline "
                          "(every connection delivers one step later); Lava's route runs feedback into the same "
@@ -289,12 +318,12 @@ def _relays(lag: dict[str, int], src: str, dst: str, recurrent: bool) -> int:
     return k
 
 
-def _align(view: GraphView, wiring: list[tuple[str, str, Synapse, bool]],
+def _align(view: GraphView, wiring: list[tuple[str, str, Synapse, bool, int]],
            lag: dict[str, int]) -> tuple[list[Population], list[Connection]]:
     """Relay chains for sources that feed a population later than one hop, and every connection's source."""
     depth: dict[str, int] = {}
-    for src, dst, _, rec in wiring:
-        depth[src] = max(depth.get(src, 0), _relays(lag, src, dst, rec))
+    for src, dst, _, rec, wait in wiring:
+        depth[src] = max(depth.get(src, 0), _relays(lag, src, dst, rec, wait))
     relays, connections = [], []
     for src, d in depth.items():
         shape = view.shape[src]
@@ -304,8 +333,8 @@ def _align(view: GraphView, wiring: list[tuple[str, str, Synapse, bool]],
             relays.append(Population(relay_name(src, k), shape, 0, np.zeros(shape, dtype=np.int64), lag[src] + k,
                                      relay_of=src))
             connections.append(Connection(prev, relay_name(src, k), identity, src))
-    for src, dst, syn, rec in wiring:
-        k = _relays(lag, src, dst, rec)
+    for src, dst, syn, rec, wait in wiring:
+        k = _relays(lag, src, dst, rec, wait)
         connections.append(Connection(src if k == 0 else relay_name(src, k), dst, syn, src))
     return relays, connections
 

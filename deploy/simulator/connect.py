@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from kdsnn.errors import KdsnnError
-from kdsnn.export.graph_view import conv_pads, pair
+from kdsnn.export.node_shapes import conv_pads, pair
 
 from .tables import Tables, channels_last
 

@@ -66,6 +66,47 @@ def _leaky_update(model, state, cur: np.ndarray, recv: np.ndarray, integer: bool
     return state, out, float(h.max(initial=-np.inf)), float(h.min(initial=np.inf))
 
 
+def wait_steps(plan: Plan, name: str) -> np.ndarray | None:
+    """How many steps connection ``name`` holds each source element's events (None: it delivers them at once):
+    one on a recurrent edge, plus the steps of the Delay nodes on its path."""
+    d = plan.delays.get(name)
+    if name in plan.delayed:
+        return np.ones(1, dtype=np.int64) if d is None else d + 1
+    return d
+
+
+def _arriving(now: tuple[np.ndarray, np.ndarray, np.ndarray],
+              ring: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None,
+              wait: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The events a connection delivers this step: its source's events of ``k`` steps ago for the source elements
+    that wait ``k`` (``now`` for 0, ``ring[-k]`` for k ≥ 1, none before the first step)."""
+    if wait is None:
+        return [now]
+    out = []
+    for k in np.unique(wait).tolist():
+        ev = now if k == 0 else (ring[-k] if ring is not None and len(ring) >= k else None)
+        if ev is None:
+            continue
+        out.append(ev if wait.size == 1 or np.all(wait == k) else _only(ev, wait == k))
+    return out
+
+
+def _only(ev: tuple[np.ndarray, np.ndarray, np.ndarray], keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The events of ``ev`` (counts, indices, values per row) whose source element is in ``keep``, in order."""
+    cnt, idx, val = ev
+    m = int(cnt.max(initial=0))
+    sub = idx[:, :m]
+    valid = (np.arange(m)[None, :] < cnt[:, None]) & keep[sub]
+    order = np.argsort(~valid, axis=1, kind="stable")  # the kept events first, in their order
+    new_idx = np.zeros_like(idx)
+    new_idx[:, :m] = np.take_along_axis(sub, order, 1)
+    new_val = val
+    if val.shape[1]:
+        new_val = np.zeros_like(val)
+        new_val[:, :m] = np.take_along_axis(val[:, :m], order, 1)
+    return valid.sum(1).astype(np.int64), new_idx, new_val
+
+
 SHORT = 8  # runs shorter than this are delivered synapse by synapse (less bookkeeping per synapse)
 
 
@@ -136,21 +177,27 @@ def _run_chunk(plan: Plan, tables: dict, seq: np.ndarray, analog: bool, integer:
     for name, conns in incoming.items():
         if all(mode[c.name] == SPIKES for c in conns) and exact(plan.target_bias[name], conns):
             mode.update((c.name, EXACT) for c in conns)
-    fed_back = {c.source for c in plan.connections if c.name in plan.delayed}
+    # a recurrent connection delivers its source's spikes of the step before, a Delay's k steps later: each
+    # source keeps its events of the last steps such a connection reads (a ring of event lists: cost ∝ events)
+    waits = {c.name: wait_steps(plan, c.name) for c in plan.connections}
+    depth: dict[str, int] = {}
+    for c in plan.connections:
+        if waits[c.name] is not None:
+            depth[c.source] = max(depth.get(c.source, 0), int(waits[c.name].max()))
+    ring: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {n: [] for n in depth}
     for step in range(t):
         x = seq[step]
         state: dict[str, np.ndarray] = {plan.input: x}
         events[plan.input] = _events(x)
-        # a recurrent connection delivers its source's spikes of the step before (none at the first step)
-        before = {n: (events[n][0].copy(), events[n][1].copy(), events[n][2]) for n in fed_back}
         for name in plan.populations:
             size = plan.target_bias[name].size
             cur = np.empty((b, size))
             cur[:] = plan.target_bias[name]
             recv = np.zeros((b, size), dtype=np.bool_)
             for c in incoming[name]:
-                ev = before[c.source] if c.name in plan.delayed else events[c.source]
-                n_ev = deliver(*ev, mode[c.name], *tables[c.name], cur, recv, acc, accv, mark, touched)
+                n_ev = 0
+                for ev in _arriving(events[c.source], ring.get(c.source), waits[c.name]):
+                    n_ev += deliver(*ev, mode[c.name], *tables[c.name], cur, recv, acc, accv, mark, touched)
                 st = layers[c.name]
                 if mode[c.name] == ANALOG:
                     st.macs_effective += n_ev
@@ -177,6 +224,9 @@ def _run_chunk(plan: Plan, tables: dict, seq: np.ndarray, analog: bool, integer:
             if size:
                 st.max_abs_membrane = max(st.max_abs_membrane, float(hmax), -float(hmin))
             st.updates += b * size
+        for n, kept in ring.items():  # this step's events, for the connections that read them later
+            kept.append((events[n][0].copy(), events[n][1].copy(), events[n][2]))
+            del kept[:-depth[n]]
         if bar is not None:
             bar.update(1)
     for n, st in neurons.items():

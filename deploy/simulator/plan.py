@@ -4,7 +4,9 @@ Read through :class:`kdsnn.export.graph_view.GraphView` (order, shapes, Input/Ou
 models). Every path of linear nodes from a population (Input or neuron) to the next population or
 the Output (the view's ``paths_into``) is one connection, named by its synaptic node; pooling and Flatten between a
 population and a synaptic node are composed into it, so a spike before a pool drives the
-synapses of the composed connectivity directly (DESIGN.md's SynOps contract). Connections are
+synapses of the composed connectivity directly (DESIGN.md's SynOps contract). A ``Delay`` on a path makes its
+events wait (``delays``: steps per source element, :func:`kdsnn.export.delay.path_delay`); the synapses are those of the
+path without it. Connections are
 kept as kernels (:mod:`kdsnn.deploy.simulator.connect`: memory O(parameters + neurons)); only chains
 the kernel forms do not cover fall back to explicit sparse matrices (:mod:`kdsnn.deploy.simulator.sparse`).
 """
@@ -15,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from kdsnn.errors import KdsnnError
+from kdsnn.export.delay import path_delay, without_delays
 from kdsnn.export.graph_view import POOLS, SYNAPTIC, GraphView, SourcePath
 from kdsnn.neuron_models import IFModel
 from kdsnn.progress import progress as progress_bar
@@ -58,6 +61,8 @@ class Plan:
         self.target_bias: dict[str, np.ndarray] = {}
         self.passthrough: list[str] = []  # populations feeding the Output directly
         self.delayed: set[str] = set()  # connections on a recurrent edge: they deliver the previous step's spikes
+        # connections through Delay nodes: how many steps each source element's events wait (export/delay.py)
+        self.delays: dict[str, np.ndarray] = {}
         self.populations: list[str] = []  # IF nodes and the Output, in update order
         self.cache: dict = {}  # what a simulation path derives from the plan and keeps for the next batch
         bias: dict[str, np.ndarray | None] = {}
@@ -78,13 +83,19 @@ class Plan:
         # the integer fast path's tables (None: not exact); its compiled update is the IF step only, and it
         # delivers every connection within the step (recurrent graphs take the general path)
         self.fast: FastNet | None = FastNet.build(self) if all(isinstance(m, IFModel) for m in view.models.values()) \
-            and not self.delayed else None
+            and not self.delayed and not self.delays else None
         bar.update(1)
         bar.close()
 
     # ------------------------------------------------------------------ biases
     def _bias(self, name: str, node: nir.NIRNode, in_bias: np.ndarray | None) -> np.ndarray | None:
         """The bias a linear node adds per output element: its own plus what passes through it."""
+        if isinstance(node, nir.Delay):
+            if in_bias is not None:
+                raise KdsnnError(f"a bias passes through Delay node {name!r}: it is absent for the delay's first "
+                                 "steps, which the simulator's per-step bias cannot state; the PyTorch graph runtime "
+                                 "(--backend pytorch) runs it")
+            return None
         b = None
         if in_bias is not None:  # a bias passes through Flatten exactly (1·b from zero); others by their matrix
             b = (in_bias + 0.0 if isinstance(node, nir.Flatten)
@@ -103,18 +114,27 @@ class Plan:
     def _target(self, name: str, incoming: list[SourcePath], in_bias: np.ndarray | None) -> None:
         view = self.view
         n = view.size(name)
-        groups: dict[tuple[str, str, bool], list[SourcePath]] = {}
+        groups: dict[tuple[str, str, bool, bytes], list[SourcePath]] = {}
+        steps: dict[bytes, np.ndarray] = {}
         for t in incoming:
             if not t.nodes and name == view.output:
                 self.passthrough.append(t.source)
                 continue
+            d = path_delay(view, t)
+            t = without_delays(view, t)
             syn = [q for q in t.nodes if isinstance(view.nodes[q], SYNAPTIC)]
             key = "+".join(syn) if syn else (t.nodes[-1] if t.nodes else f"{t.source}->{name}")
-            groups.setdefault((t.source, key, t.delayed), []).append(t)
-        for (src, key, delayed), ts in groups.items():
-            cname = key if all(c.name != key for c in self.connections) else f"{key}@{name}"
+            sig = b"" if d is None else d.tobytes()  # paths with different delays are different connections
+            steps[sig] = d
+            groups.setdefault((t.source, key, t.delayed, sig), []).append(t)
+        for (src, key, delayed, sig), ts in groups.items():
+            cname, k = key, 1
+            while any(c.name == cname for c in self.connections):
+                cname, k = f"{key}@{name}" + (f"#{k}" if k > 1 else ""), k + 1
             if delayed:
                 self.delayed.add(cname)
+            if sig:
+                self.delays[cname] = steps[sig]
             conn = self._kernel(cname, ts[0], name) if len(ts) == 1 and not self.sparse else None
             self.connections.append(conn if conn is not None else self._sparse(cname, src, ts, name))
         self.target_bias[name] = np.zeros(n) if in_bias is None else np.asarray(in_bias, dtype=np.float64)

@@ -18,7 +18,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from kdsnn.errors import KdsnnError
-from kdsnn.export.graph_view import POOLS, conv1d_as_2d, conv_pads, pair
+from kdsnn.export.graph_view import POOLS
+from kdsnn.export.node_shapes import conv1d_as_2d, conv_pads, pair
 
 from .tables import Tables, channels_last
 

@@ -14,7 +14,10 @@ from typing import Any
 import nir
 import numpy as np
 
+from kdsnn.errors import KdsnnError
+from kdsnn.export.delay import path_delay
 from kdsnn.export.graph_view import SYNAPTIC, GraphView
+from kdsnn.export.loihi import weight_exponent
 
 from . import speck
 from .spec import Target
@@ -75,6 +78,7 @@ def common_rules(view: GraphView, target: Target, max_membrane: dict[str, float]
                              "quantize first (kdsnn quantize --bits 8, or export the integer graph)"))
         return out
     out += _range_rules(view, target)
+    out += delay_rules(view, target)
     bits = target.get("precision", "state_bits")
     if bits and max_membrane:
         for p, v in max_membrane.items():
@@ -84,10 +88,36 @@ def common_rules(view: GraphView, target: Target, max_membrane: dict[str, float]
     return out
 
 
+def delay_rules(view: GraphView, target: Target) -> list[Violation]:
+    """A ``Delay`` is a synaptic delay on the chip: placed when the target has them (``limits.max_synaptic_delay``,
+    in steps, the delays along each connection summed), refused where it has none."""
+    if not view.delays:
+        return []
+    limit = target.get("limits", "max_synaptic_delay")
+    if limit is None:
+        return [Violation(name, "delay", f"a Delay of up to {int(d.max())} step(s); {target.name} has no synaptic "
+                          "delays: remove it, or run the graph where delays are (loihi2, the simulator)")
+                for name, d in view.delays.items()]
+    out = []
+    for name in [*view.populations, view.output]:
+        for path in view.paths_into(name):
+            try:
+                d = path_delay(view, path)
+            except KdsnnError as exc:
+                out.append(Violation(path.nodes[-1], "delay", f"{exc}"))
+                continue
+            if d is not None and int(d.max()) > limit:
+                node = next(q for q in path.nodes if q in view.delays)
+                out.append(Violation(node, "delay", f"delays {path.source!r}'s spikes by up to {int(d.max())} steps; "
+                                     f"{target.name} delays a synapse by at most {limit}: shorten the delay"))
+    return out
+
+
 def _range_rules(view: GraphView, target: Target) -> list[Violation]:
     out: list[Violation] = []
     wmin, wmax = target.get("precision", "weight_min"), target.get("precision", "weight_max")
     bits = _bits_for(wmin, wmax)
+    emax = target.get("precision", "weight_exponent_max", 0)
     shift = target.get("precision", "fixed_point_shift", 0)
     bmax = target.get("precision", "bias_max")
     tmin, tmax = target.get("precision", "threshold_min"), target.get("precision", "threshold_max")
@@ -96,7 +126,13 @@ def _range_rules(view: GraphView, target: Target) -> list[Violation]:
         if isinstance(node, SYNAPTIC):
             w = np.asarray(node.scale if isinstance(node, nir.Scale) else node.weight, dtype=np.float64)
             lo, hi = float(w.min()), float(w.max())
-            if (wmin is not None and lo < wmin) or (wmax is not None and hi > wmax):
+            if emax:  # a mantissa in [wmin, wmax] times one shared 2^e (Loihi's synapse; export/loihi.py)
+                if weight_exponent(w, -math.inf if wmin is None else wmin, math.inf if wmax is None else wmax,
+                                   emax) is None:
+                    out.append(Violation(name, "weight_range", f"integer weights span [{lo:.0f}, {hi:.0f}], no "
+                                         f"mantissa in [{wmin}, {wmax}] times one 2^e (0 ≤ e ≤ {emax}) as "
+                                         f"{target.name} holds them: quantize with --bits {bits}"))
+            elif (wmin is not None and lo < wmin) or (wmax is not None and hi > wmax):
                 out.append(Violation(name, "weight_range", f"integer weights span [{lo:.0f}, {hi:.0f}]; {target.name} "
                                      f"holds [{wmin}, {wmax}]: quantize with --bits {bits}"))
             b = np.asarray(getattr(node, "bias", 0.0), dtype=np.float64)

@@ -46,7 +46,8 @@ KEYS: dict[str, dict[str, str]] = {
     "neuron": {"models": _STRS, "resets": _STRS, "spike_condition": _STR, "max_spikes_per_step": _INT,
                "analog_input": _STR, "exact_if": _BOOL, "multi_spike": _BOOL},
     "precision": {"weight_min": _INT, "weight_max": _INT, "state_bits": _INT, "threshold_min": _INT,
-                  "threshold_max": _INT, "bias_max": _INT, "bias_min": _INT, "fixed_point_shift": _INT},
+                  "threshold_max": _INT, "bias_max": _INT, "bias_min": _INT, "fixed_point_shift": _INT,
+                  "weight_exponent_max": _INT},
     "limits": {"chips": _INT, "cores_per_chip": _INT, "neurons_per_core": _INT, "synapses_per_core": _INT,
                "synaptic_memory_bits_per_core": _INT, "synapse_bits": _INT, "fan_in_axons_per_core": _INT,
                "fan_out_axons_per_core": _INT, "layers": _INT, "kernel_memory": _INTS, "neuron_memory": _INTS,
@@ -54,7 +55,8 @@ KEYS: dict[str, dict[str, str]] = {
                "pool_sizes": _INTS, "max_channels": _INT, "max_input_size": _INT, "max_output_size": _INT,
                "max_destinations": _INT, "input_channels": _INT, "hidden_neurons": _INT, "output_neurons": _INT,
                "min_neuron_layers": _INT, "hidden_synapses": _INT, "max_fan_out": _INT, "max_input_events": _INT,
-               "dvs_size": _INT, "dvs_polarities": _INT, "dvs_pooling": _INTS, "readout_classes": _INT},
+               "dvs_size": _INT, "dvs_polarities": _INT, "dvs_pooling": _INTS, "readout_classes": _INT,
+               "max_synaptic_delay": _INT},
     "energy": {"synop_joules": _NUM, "neuron_update_joules": _NUM, "neuron_update_active_joules": _NUM,
                "neuron_update_inactive_joules": _NUM, "spike_message_joules": _NUM, "host_mac_joules": _NUM},
     "time": {"synop_seconds": _NUM, "neuron_update_seconds": _NUM, "neuron_update_active_seconds": _NUM,
@@ -68,7 +70,7 @@ KEYS: dict[str, dict[str, str]] = {
 MINIMUM: dict[str, int] = {
     **{f"limits.{k}": 1 for k, kind in KEYS["limits"].items() if kind == _INT}, "limits.max_padding": 0,
     "neuron.max_spikes_per_step": 1, "precision.state_bits": 1, "precision.bias_max": 0,
-    "precision.threshold_max": 0, "precision.fixed_point_shift": 0,
+    "precision.threshold_max": 0, "precision.fixed_point_shift": 0, "precision.weight_exponent_max": 0,
 }
 NEURON_MODELS = ("IF", "LIF", "CubaLIF")
 RESETS = ("zero", "subtract")

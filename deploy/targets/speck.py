@@ -34,7 +34,7 @@ import nir
 import numpy as np
 import torch
 
-from kdsnn.export.graph_view import pair
+from kdsnn.export.node_shapes import pair
 
 WEIGHT_BITS, STATE_BITS = 8, 16  # Sinabs discretize.py: DYNAPCNN_WEIGHT_PRECISION_BITS, ..._STATE_...
 Problem = tuple[str, str, str]  # (node, rule, what to change)

@@ -36,8 +36,9 @@ import torch.nn.functional as F
 
 from kdsnn.errors import KdsnnError
 
-from ..graph_view import POOLS, SYNAPTIC, GraphView, pair
-from ..loihi import BIAS_MAX, BIAS_MIN, STATE_MAX, VTH_MAX, WEIGHT_MAX, weight_fits
+from ..graph_view import POOLS, SYNAPTIC, GraphView
+from ..loihi import BIAS_MAX, BIAS_MIN, STATE_MAX, VTH_MAX, WEIGHT_EXP_MAX, WEIGHT_MAX, weight_fits
+from ..node_shapes import pair
 
 RESET_OFFSET = 1  # netx gives layer j the reset phase RESET_OFFSET + j (Lava time starts at 1)
 _SYNAPSES = tuple(t for t in SYNAPTIC if t not in (nir.Scale, nir.Conv1d))  # a netx layer's synapse (Scale: residual
@@ -235,10 +236,20 @@ def bias_map(syn: Synapse) -> np.ndarray:
     return np.broadcast_to(b if b.size > 1 else b.reshape(-1)[:1], syn.out_shape)
 
 
-def check_population(name: str, synapses: list[Synapse], threshold: int, timesteps: int) -> list[str]:
-    """Refuse what Loihi cannot hold for the population ``name`` fed by ``synapses``; return membrane warnings."""
+def check_population(name: str, synapses: list[Synapse], threshold: int, timesteps: int,
+                     exponents: bool = False) -> list[str]:
+    """Refuse what Loihi cannot hold for the population ``name`` fed by ``synapses``; return membrane warnings.
+
+    ``exponents``: the route states a layer's shared weight exponent itself (Lava's process graph: weights
+    ``m·2^e``, :func:`~kdsnn.export.loihi.weight_exponent`); netx's loader picks its own from the largest weight
+    and clips beyond ±254, so a netx file keeps ``|w| ≤ 127``."""
     for syn in synapses:
-        if not weight_fits(syn.weight):
+        if exponents and syn.kind != "conv":
+            if not weight_fits(syn.weight):
+                raise KdsnnError(f"layer feeding {name!r}: weights up to {int(np.abs(syn.weight).max())} are no "
+                                 f"8-bit mantissa |m| ≤ {WEIGHT_MAX} times one 2^e (e ≤ {WEIGHT_EXP_MAX}), Loihi's "
+                                 "synapse; quantize with bits ≤ 8")
+        elif int(np.abs(syn.weight).max(initial=0)) > WEIGHT_MAX:
             wmax = int(np.abs(syn.weight).max())
             raise KdsnnError(f"layer feeding {name!r}: weight {wmax} outside netx's 8-bit range [-{WEIGHT_MAX}, "
                              f"{WEIGHT_MAX}]; quantize with bits ≤ 8")

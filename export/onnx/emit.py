@@ -17,7 +17,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from kdsnn.errors import KdsnnError
 
-from ..graph_view import POOLS, GraphView, conv1d_as_2d, conv_pads, pair
+from ..graph_view import POOLS, GraphView
+from ..node_shapes import conv1d_as_2d, conv_pads, pair
 from .range_proof import check_integer_range, node_params
 
 FORMS = ("unrolled", "step")
@@ -63,9 +64,11 @@ def fed_back(view: GraphView) -> list[str]:
 def state_names(view: GraphView) -> dict[str, str]:
     """Each state of the step form (population membranes ``v_<node>``, and a model's other state variables
     ``<var>_<node>``, e.g. CubaLIF currents ``i_<node>``; the previous step's output ``out_<node>`` of a
-    population a recurrent edge leaves), keyed as the emitter keys them (``node``, ``node:i``, ``node:out``)."""
+    population a recurrent edge leaves; a Delay's input ``k`` steps ago ``d<k>_<node>``, k = 1 … its longest delay),
+    keyed as the emitter keys them (``node``, ``node:i``, ``node:out``, ``node:d1``)."""
     names = {_state_key(n, var): f"{var}_{n}" for n in view.populations for var in view.models[n].state_vars}
-    return names | {_state_key(n, "out"): f"out_{n}" for n in fed_back(view)}
+    held = {_state_key(n, f"d{k}"): f"d{k}_{n}" for n, d in view.delays.items() for k in range(1, int(d.max()) + 1)}
+    return names | {_state_key(n, "out"): f"out_{n}" for n in fed_back(view)} | held
 
 
 class _Builder:
@@ -188,6 +191,9 @@ class _Emitter:
             elif name in view.models:
                 vals[name], upd = self.neuron(name, inp, v, t)
                 new_v.update(upd)
+            elif name in view.delays:  # never static: zeros for its first steps
+                vals[name], upd = self.delay(name, inp, v, x, t)
+                new_v.update(upd)
             else:
                 vals[name] = self.synaptic(name, inp, t)
                 if static is not None and all(s in static or s == view.input for s in srcs):
@@ -195,6 +201,32 @@ class _Emitter:
         for n in fed_back(view):
             new_v[_state_key(n, "out")] = vals[n]
         return vals[view.output], new_v
+
+    def delay(self, name: str, inp: str, v: dict[str, str | None], x: str, t: int) -> tuple[str, dict[str, str]]:
+        """A Delay's step: element ``i`` reads the input of ``d_i`` steps ago (states ``d1`` … ``dD``, the inputs
+        of the last D steps; zeros before the first), selected by constant 0/1 masks (exact in float32)."""
+        steps, b = self.view.delays[name], self.b
+        depth = int(steps.max())
+        held = [inp] + [v.get(_state_key(name, f"d{k}")) or self._zeros(name, x, t, f"d{k}")
+                        for k in range(1, depth + 1)]
+        shape = self.view.shape[name]
+        out = None
+        for d in np.unique(steps).tolist():
+            part = held[d]
+            if not np.all(steps == d):
+                mask = b.const(f"{name}.mask{d}", (steps == d).astype(np.float64).reshape(shape))
+                part = b.op("Mul", [part, mask], f"{name}@t{t}.d{d}")
+            out = part if out is None else b.op("Add", [out, part], f"{name}@t{t}.sum{d}")
+        return out, {_state_key(name, f"d{k}"): held[k - 1] for k in range(1, depth + 1)}
+
+    def _zeros(self, source: str, x: str, t: int, what: str = "rest") -> str:
+        """Zeros shaped like ``source``'s output for the batch of ``x``."""
+        b = self.b
+        batch = b.op("Shape", [x], f"{source}@t{t}.{what}.batch", start=0, end=1)
+        dims = b.op("Concat", [batch, b.const(f"{source}.dims", list(self.view.shape[source]), np.int64)],
+                    f"{source}@t{t}.{what}.shape", axis=0)
+        return b.op("ConstantOfShape", [dims], f"{source}@t{t}.{what}",
+                    value=numpy_helper.from_array(np.zeros(1, dtype=np.float32)))
 
     def _previous(self, source: str, x: str, v: dict[str, str | None], t: int) -> str:
         """``source``'s output of the step before (a recurrent edge): a state, zeros at the first step."""

@@ -12,7 +12,8 @@ import numpy as np
 from kdsnn.errors import KdsnnError
 
 from ..encoding import input_bound
-from ..graph_view import GraphView, pair
+from ..graph_view import GraphView
+from ..node_shapes import pair
 
 EXACT_FLOAT32 = 2 ** 24  # float32 holds every integer of magnitude <= 2^24
 

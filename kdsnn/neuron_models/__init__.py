@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import nir
 
-from ._leaky import LOIHI_DECAY, loihi_decay
+from ._leaky import LOIHI_DECAY, XYLO_DASH_MAX, loihi_decay, xylo_dash
 from ._params import value_range
 from .cubali_model import CubaLIModel
 from .cubalif_model import CubaLIFModel
@@ -30,5 +30,5 @@ MODELS: dict[type, Callable[..., NeuronModel]] = {nir.IF: IFModel.from_nir, nir.
                                                   nir.I: IntegratorModel.from_nir, nir.CubaLI: CubaLIModel.from_nir,
                                                   nir.Threshold: ThresholdModel.from_nir}
 
-__all__ = ["LOIHI_DECAY", "MODELS", "CubaLIFModel", "CubaLIModel", "IFModel", "IntegratorModel", "LIFModel", "LIModel",
-           "NeuronModel", "OnnxOps", "ThresholdModel", "loihi_decay", "value_range"]
+__all__ = ["LOIHI_DECAY", "MODELS", "XYLO_DASH_MAX", "CubaLIFModel", "CubaLIModel", "IFModel", "IntegratorModel",
+           "LIFModel", "LIModel", "NeuronModel", "OnnxOps", "ThresholdModel", "loihi_decay", "value_range", "xylo_dash"]

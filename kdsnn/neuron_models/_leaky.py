@@ -79,6 +79,31 @@ def fixed_decay(v: Any, a: Any) -> Any:
     return np.sign(p) * np.floor(np.abs(p) / LOIHI_DECAY) / LOIHI_FRACTION
 
 
+DECAY_RULES = ("loihi", "xylo")  # an integer leaky model's decay: Loihi's 12-bit fraction, or Xylo's bit shift
+
+
+XYLO_DASH_MAX = 15  # Xylo's dash is 4 bits (deploy/targets/xylo.py DASH_MEM: the longest decay, 2^15·dt)
+
+
+def xylo_dash(a: np.ndarray) -> int | None:
+    """Xylo's ``dash`` with ``a = 2^−dash`` (one value, ``0 ≤ dash ≤ 15``), or None."""
+    if a.size != 1 and not (a == a.flat[0]).all():
+        return None
+    v = float(a.flat[0])
+    if not 0 < v <= 1:
+        return None
+    dash = round(-np.log2(v))
+    return dash if 0 <= dash <= XYLO_DASH_MAX and 2.0 ** -dash == v else None
+
+
+def shift_decay(v: Any, dash: int) -> Any:
+    """Xylo's decay of an integer state: ``v − (v >> dash)``, the arithmetic right shift (floor of ``v/2^dash``,
+    toward −∞ for negative ``v``), as SynSense documents Xylo's neurons (bit-shift decay, ``dash``)."""
+    if isinstance(v, torch.Tensor):
+        return v - torch.floor(v / 2 ** dash)
+    return v - np.floor(v / 2 ** dash)
+
+
 def zeros(like: Any) -> Any:
     """The resting state shaped like one step's input, in its float dtype (float64 for integer arrays)."""
     if isinstance(like, torch.Tensor):

@@ -17,6 +17,12 @@ on a 1/64 grid and its decay rounds toward zero there::
 
     h[t] = trunc_{1/64}(v[t-1]·(4096 − dv)/4096) + x[t]
 
+Xylo's integer semantics (``decays = "xylo"``, a graph quantized with ``kdsnn quantize --target xylo``):
+``a = 2^−dash`` for an integer ``dash``, input gain 1, ``v_leak = 0``; the membrane is an integer and
+decays by Xylo's bit shift (the arithmetic right shift, floor toward −∞)::
+
+    h[t] = v[t-1] − (v[t-1] >> dash) + x[t]
+
 Refused in one line: ``r = τ = ∞`` (undefined), ``dt/τ > 1`` (Euler meaningless), τ ≤ 0.
 """
 from __future__ import annotations
@@ -48,6 +54,7 @@ class LIFModel:
     dt: float = 1.0
     integer: bool = False
     reset: str = "hard"  # "hard": to v_reset (nir ≥ 1.0.6); "soft": subtract θ (the rule of files before nir 1.0.6)
+    decays: str = "loihi"  # integer mode: Loihi's 12-bit fraction, or Xylo's bit shift ("xylo")
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     kind = "LIF"
@@ -56,6 +63,8 @@ class LIFModel:
 
     def __post_init__(self) -> None:
         L.check_reset(self.reset)
+        if self.decays not in L.DECAY_RULES:
+            raise KdsnnError(f"unknown decay rule {self.decays!r} (known: {', '.join(L.DECAY_RULES)})")
         a, g = L.euler(self.tau, self.r, self.dt)
         if self.integer:
             a, g = L.snap_fixed(a, g)
@@ -67,16 +76,21 @@ class LIFModel:
                 raise KdsnnError(f"LIF has no integer (Loihi fixed-point) semantics here: {why}")
 
     @classmethod
-    def from_nir(cls, node: nir.LIF, dt: float = 1.0, reset: str = "hard", integer: bool = False) -> LIFModel:
+    def from_nir(cls, node: nir.LIF, dt: float = 1.0, reset: str = "hard", integer: bool = False,
+                 decays: str = "loihi") -> LIFModel:
         """The model of a ``nir.LIF`` node; ``reset`` is the file's rule (export/reading.py: "soft" for files written
-        by nir < 1.0.6, whose LIF docstring subtracted θ)."""
+        by nir < 1.0.6, whose LIF docstring subtracted θ); ``decays`` the integer decay rule the graph states."""
         return cls(tau=vector(node.tau, np.inf), r=vector(node.r, 1.0), v_leak=vector(node.v_leak, 0.0),
                    threshold=vector(node.v_threshold, 1.0), v_reset=vector(getattr(node, "v_reset", None), 0.0),
-                   dt=float(dt), integer=integer, reset=reset)
+                   dt=float(dt), integer=integer, reset=reset, decays=decays)
 
     def integer_problem(self) -> str | None:
-        """Why Loihi's fixed point cannot state this population (None if it can)."""
-        if L.loihi_decay(self.leak) is None:
+        """Why the integer rule (Loihi's fixed point, or Xylo's bit shift) cannot state this population (None if it
+        can)."""
+        if self.decays == "xylo":
+            if L.xylo_dash(self.leak) is None:
+                return f"dt/τ = {float(self.leak.flat[0]):g} is not one bit-shift decay 2^−dash (0 ≤ dash ≤ 15)"
+        elif L.loihi_decay(self.leak) is None:
             return f"dt/τ = {float(self.leak.flat[0]):g} is not one 12-bit fraction dv/4096"
         if not np.all(self.gain == 1.0):
             return "the input gain r·dt/τ is not 1"
@@ -91,7 +105,8 @@ class LIFModel:
 
     def summary(self) -> str:
         return (f"τ {_r(self.tau)}, r {_r(self.r)}, dt/τ {_r(self.leak)}, r·dt/τ {_r(self.gain)}, "
-                f"θ {_r(self.threshold)}, " + L.reset_text(self.reset, self.v_reset))
+                f"θ {_r(self.threshold)}, " + L.reset_text(self.reset, self.v_reset)
+                + (f", Xylo's bit-shift decay dash {L.xylo_dash(self.leak)}" if self.decays == "xylo" else ""))
 
     def initial_state(self, like: Any) -> Any:
         return L.zeros(like)
@@ -101,6 +116,8 @@ class LIFModel:
 
     def charge(self, x: Any, v: Any) -> Any:
         """The pre-reset membrane ``h`` from input ``x`` and membrane ``v``."""
+        if self.integer and self.decays == "xylo":
+            return L.shift_decay(v, L.xylo_dash(self.leak)) + x
         if self.integer:
             return L.fixed_decay(v, param(self, self.leak, v, "leak")) + x
         a = param(self, self.leak, x, "leak")
@@ -119,12 +136,18 @@ class LIFModel:
         return [self.leak]
 
     def onnx_problem(self) -> str | None:
-        return L.FIXED_POINT_ONNX if self.integer else None
+        return L.FIXED_POINT_ONNX if self.integer and self.decays == "loihi" else None
 
     def onnx_params(self) -> list[tuple[str, np.ndarray]]:
         return [("leak", self.leak), ("r", self.r), ("v_leak", self.v_leak), ("v_threshold", self.threshold),
                 ("v_reset", self.v_reset)]
 
     def onnx_step(self, ops: OnnxOps, x: str, state: dict[str, str | None]) -> tuple[str, dict[str, str]]:
-        spikes, v = L.onnx_fire(ops, self.reset, L.onnx_euler(ops, state["v"], x))
+        if self.integer and self.decays == "xylo":  # v − floor(v·2^−dash) + x: exact in float32 (a power of two)
+            v0 = state["v"]
+            h = x if v0 is None else ops.op("Add", [ops.op("Sub", [v0, ops.op("Floor", [
+                ops.op("Mul", [v0, ops.param("leak")], ".vs")], ".shift")], ".dv"), x], ".h")
+        else:
+            h = L.onnx_euler(ops, state["v"], x)
+        spikes, v = L.onnx_fire(ops, self.reset, h)
         return spikes, {"v": v}

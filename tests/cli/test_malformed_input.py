@@ -227,3 +227,21 @@ def test_a_fractional_weight_in_an_integer_graph_is_refused(student_int_nir, tmp
     nir.write(bad, g)
     assert main(["simulate", str(bad), "--samples", "2"]) == 2
     assert "weight is not integer although the graph is marked integer" in error_line(capsys)
+
+
+def test_a_fractional_delay_is_refused_by_every_command(tmp_path, capsys):
+    """A Delay of 1.5 ms read at dt = 1 ms has no discrete-time reading: one line naming the node and the value."""
+    g = nir.NIRGraph(nodes={"input": nir.Input(np.array([2])), "d": nir.Delay(np.array([1e-3, 1.5e-3])),
+                            "fc": nir.Linear(np.eye(2)), "if1": nir.IF(r=np.ones(2), v_threshold=np.ones(2),
+                                                                        v_reset=np.zeros(2)),
+                            "output": nir.Output(np.array([2]))},
+                     edges=[("input", "d"), ("d", "fc"), ("fc", "if1"), ("if1", "output")], type_check=False)
+    bad = nir_io.write(g, tmp_path / "delay.nir")
+    says = "NIR node 'd': Delay of 0.0015 s is 1.5 steps of dt = 0.001 s, not a whole number"
+    for argv in (["simulate", str(bad), "--dt", "1e-3", "--timesteps", "4"],
+                 ["verify", str(bad), "--dt", "1e-3", "--timesteps", "4"]):
+        assert main(argv) == 2, argv
+        line = error_line(capsys)
+        assert says in line, line
+    assert main(["inspect", str(bad), "--dt", "1e-3"]) == 0  # inspect describes the file and says why it cannot run
+    assert f"kdsnn cannot run it: {says}" in capsys.readouterr().out

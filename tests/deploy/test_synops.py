@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from kdsnn.deploy import synops
 from kdsnn.errors import KdsnnError
 from kdsnn.export.graph import student_to_graph
-from kdsnn.export.graph_view import conv_pads
+from kdsnn.export.node_shapes import conv_pads
 from kdsnn.export.runtime import GraphSNN
 from kdsnn.models import build_model
 from tests.helpers import calibrated_student

@@ -68,6 +68,24 @@ def test_quantized_recurrent_fixture_runs_bit_exact_on_lava(name: str, tmp_path,
     assert lava.status == "agree" and "identical spikes at 2 populations" in lava.detail, lava.detail
 
 
+def test_fit_line_follows_maps_loihi_rule(tmp_path, capsys) -> None:
+    """A recurrent first layer sums analog input and spikes: its spike synapse gets an 8-bit mantissa times 2^e
+    (here e = 6: |w| ≤ 127·64 = 8128), which Loihi holds; quantize's fit line and ``kdsnn map``'s loihi2 rules
+    (export/loihi.py, one rule) both say it fits, and the analog synapse stays within the mantissa."""
+    from kdsnn.deploy.targets.mapping import map_graph
+
+    res, _ = _quantize("snntorch_rsynaptic_all", tmp_path, capsys)
+    assert res["range_problems"] == []
+    q = nir_io.read(tmp_path / "q.nir")
+    rep = GraphView.of(q).meta["quantization"]
+    e = rep["1.w_rec"]["weight_exponent"]
+    w = np.abs(q.nodes["1.w_rec"].weight)
+    assert e >= 1 and rep["1.w_rec"]["fits_loihi_weight"] and w.max() > 127 and np.all(w % 2 ** e == 0)
+    assert np.abs(w / 2 ** e).max() <= 127 and np.abs(q.nodes["0"].weight).max() <= 127
+    violations = {(v["node"], v["rule"]) for v in map_graph(q, "loihi2")["violations"]}
+    assert not {r for r in violations if r[1] in ("weight_range", "bias_range", "threshold_range")}, violations
+
+
 def test_agreement_is_measured_on_the_users_inputs(tmp_path, capsys) -> None:
     """The command's numbers are the two runtimes' own: recomputed here from the float and integer files."""
     res, x = _quantize("snntorch_rsynaptic_one", tmp_path, capsys)

@@ -95,6 +95,18 @@ def test_leaky_graph_matches_graph_runtime_at_every_population(inputs, kind):
 
 
 @needs_lava
+def test_weights_with_a_shared_exponent_run_bit_exact(inputs):
+    """fc2's weights times 4 (−160 … 200: mantissas −80 … 100 times 2^1, Loihi's rule) reach Lava's Dense as
+    (2m, weight_exp = 0) and give the graph runtime's spikes."""
+    graph = leaky_graph("LIF")
+    graph.nodes["fc2"].weight = graph.nodes["fc2"].weight * 4
+    graph.nodes["n2"].v_threshold = graph.nodes["n2"].v_threshold * 4
+    assert np.abs(graph.nodes["fc2"].weight).max() > 127
+    run = run_lava(graph, inputs, progress=False)
+    _assert_same(graph, inputs, run, ["n1", "n2", "n3"])
+
+
+@needs_lava
 def test_li_readout_runs_on_the_host(inputs):
     graph = leaky_graph("CubaLIF", readout="membrane")
     run = run_lava(graph, inputs, progress=False)

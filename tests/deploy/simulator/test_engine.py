@@ -19,6 +19,13 @@ from tests.helpers import ALL_STUDENTS, calibrated_student
 from tests.student_synops_oracle import count_student
 
 
+class Foreign(nir.NIRNode):
+    """A node type that is no NIR primitive (another tool's own extension)."""
+
+    def __init__(self) -> None:
+        self.input_type = {"input": np.array([2])}
+        self.output_type = {"output": np.array([2])}
+
 def _if(shape, theta) -> nir.IF:
     return nir.IF(r=np.ones(shape), v_threshold=np.full(shape, float(theta)), v_reset=np.zeros(shape))
 
@@ -351,12 +358,12 @@ def test_bad_input_and_unsupported_nodes_raise(batch4):
                 [("input", "fc"), ("fc", "li"), ("li", "fc2"), ("fc2", "output")])
     with pytest.raises(KdsnnError, match="'li' does not spike"):
         simulate(li, torch.ones(1, 1, 2))
-    # a node type no backend runs
+    # a node type no backend runs (kdsnn reads every NIR 1.0.8 primitive: a node class from elsewhere)
     odd = _graph({"input": nir.Input(input_type={"input": np.array([2])}),
-                  "thr": nir.Delay(delay=np.ones(2)),
+                  "thr": Foreign(),
                   "output": nir.Output(output_type={"output": np.array([2])})},
                  [("input", "thr"), ("thr", "output")])
-    with pytest.raises(KdsnnError, match="'thr' of type Delay is not supported"):
+    with pytest.raises(KdsnnError, match="'thr' of type Foreign is not supported"):
         simulate(odd, torch.ones(1, 1, 2))
     bad = _conv_graph()
     bad.nodes["conv"].weight = np.ones((2, 3, 3, 3))  # expects 3 input channels, gets 1

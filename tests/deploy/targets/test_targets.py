@@ -216,6 +216,18 @@ def test_shared_rules_name_the_node():
     assert ("if1", "state_bits") in {(v.node, v.rule) for v in over}  # 40000 ≥ 2^15
 
 
+def test_loihi_weights_are_a_mantissa_times_a_shared_exponent():
+    """Loihi holds m·2^e (|m| ≤ 127, one e ≤ 7 per layer): 256 = 64·4 and −128 = −32·4 fit, 255 (odd) does not;
+    Speck, whose file states no exponent, still holds [−128, 127] only."""
+    def net(w):
+        return _graph((2,), [("fc1", nir.Affine(weight=np.array([w, w], dtype=np.float64), bias=np.zeros(2))),
+                             ("if1", _if(2, 300))])
+    assert ("fc1", "weight_range") not in _rules(net([256.0, -128.0]), "loihi2")
+    assert ("fc1", "weight_range") in _rules(net([255.0, 2.0]), "loihi2")
+    assert ("fc1", "weight_range") in _rules(net([127.0 * 256, 0.0]), "loihi2")  # e = 8 > 7
+    assert ("fc1", "weight_range") in _rules(net([256.0, -128.0]), "speck")
+
+
 def test_speck_rules_name_the_node():
     def one(conv, in_shape, pool=None):
         chain = [("pool", pool)] if pool is not None else []

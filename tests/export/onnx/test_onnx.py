@@ -136,13 +136,21 @@ def test_foreign_graph_hand_computed(tmp_path):
     np.testing.assert_array_equal(stepped.states["v_lif_b"], [[1.0], [0.0]])
 
 
+class Foreign(nir.NIRNode):
+    """A node type that is no NIR primitive (another tool's own extension)."""
+
+    def __init__(self) -> None:
+        self.input_type = {"input": np.array([2])}
+        self.output_type = {"output": np.array([2])}
+
+
 def test_unsupported_and_out_of_range_graphs_are_refused(tmp_path):
     lif = nir.NIRGraph(nodes={"in": nir.Input(input_type={"input": np.array([2])}),
                               "syn": nir.Affine(weight=np.eye(2), bias=np.zeros(2)),
-                              "leaky": nir.Delay(delay=np.ones(2)),
+                              "leaky": Foreign(),
                               "out": nir.Output(output_type={"output": np.array([2])})},
                        edges=[("in", "syn"), ("syn", "leaky"), ("leaky", "out")])
-    with pytest.raises(KdsnnError, match="'leaky' of type Delay cannot be exported to ONNX"):
+    with pytest.raises(KdsnnError, match="'leaky' of type Foreign cannot be exported to ONNX"):
         export_onnx(lif, tmp_path / "l.onnx")
     assert not (tmp_path / "l.onnx").exists()
     with pytest.raises(KdsnnError, match="unknown ONNX form"):
