@@ -54,8 +54,8 @@ def norse_supports(graph: nir.NIRGraph | GraphView) -> tuple[bool, str]:
         if m.kind not in ("IF", "LIF", "CubaLIF"):
             return False, f"{m.kind} node {name!r}: not checked against Norse's reader (IF, LIF and CubaLIF are)"
         if m.kind != "IF" and view.integer:
-            return False, (f"{m.kind} node {name!r}: "
-                           "Loihi's fixed-point decays (integer mode) are not Norse's float ones")
+            rule = "Xylo's bit-shift" if getattr(m, "decays", "loihi") == "xylo" else "Loihi's fixed-point"
+            return False, f"{m.kind} node {name!r}: {rule} decays (integer mode) are not Norse's float ones"
         if m.reset != "hard" or np.any(m.v_reset != 0):
             return False, f"{m.kind} node {name!r}: Norse resets to 0 (this node: {m.summary()})"
         if m.kind == "IF" and not m.unit_gain:

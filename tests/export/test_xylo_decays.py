@@ -110,6 +110,10 @@ def test_lava_and_other_models_refuse_xylo_decays_in_one_line(quantized) -> None
     li = _float_lif_graph()
     li.nodes["lif3"] = nir.LI(tau=np.full(3, 12e-3), r=np.full(3, 12.0), v_leak=np.zeros(3))
     set_meta(li, {"dt": 1e-3, "timesteps": 4})
+    from kdsnn.deploy.norse_backend import norse_supports
+
+    ok, why = norse_supports(q)
+    assert not ok and "Xylo's bit-shift decays (integer mode) are not Norse's float ones" in why
     with pytest.raises(KdsnnError, match="LI node 'lif3': Xylo's bit-shift decays are stated for LIF"):
         quantize_graph(li, 8, True, calibration_max=2.0, decays="xylo")
 
