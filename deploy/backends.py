@@ -177,8 +177,13 @@ class _Onnx(Backend):
         view = GraphView.of(graph)
         sequence = torch.as_tensor(x).dim() == len(view.input_shape) + 2  # [T, B, ...]
         if self.form == "unrolled" and view.encoding == "direct" and sequence:
-            # a [T, B, ...] sequence (e.g. spikes, or a foreign graph's input over T): unroll with one input per step
+            # a [T, B, ...] sequence (e.g. spikes, or a foreign graph's input over T): unroll with one input per step.
+            # An integer graph's analog input is quantized per step as GraphSNN does (round(x / input_scale) in
+            # float64), here, since the retyped graph below takes its input as given.
             from kdsnn.export.graph import set_meta
+
+            if view.integer and view.input_scale:
+                x = np.round(np.asarray(x, dtype=np.float64) / view.input_scale).astype(np.float32)
 
             g = view.graph
             g = nir.NIRGraph(nodes=dict(g.nodes), edges=list(g.edges), metadata=dict(g.metadata or {}),

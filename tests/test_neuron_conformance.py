@@ -416,6 +416,10 @@ def test_cases_exercise_the_edges() -> None:
     assert (h == 5).any() and (s[h == 5] == 0).all()      # h = θ exactly: no spike
     s, v, h = _reference(by["negative"], np.float64)
     assert s.sum() == 0 and v.min() < -2000
+    for name, keep in (("lif_integer", 4096 - 512), ("cubalif_integer", 4096 - 512)):  # dt/τ_mem = 1/8
+        s, v, h = _reference(by[name], np.float64)
+        p = v * 64 * keep  # Loihi's decay rounds toward zero: on negative membranes it differs from a floor
+        assert (v < 0).any() and (np.trunc(p / 4096) != np.floor(p / 4096)).any()
     s, v, h = _reference(by["near_24_bit"], np.float64)
     assert V24 - 2 ** 21 < h.max() <= V24 and s.any()   # within 2^21 of the 24-bit bound, never past it
     for c in CASES:

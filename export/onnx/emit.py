@@ -266,6 +266,15 @@ class _PopulationOps:
     def as_float(self, x: str, suffix: str = "") -> str:
         return self.emitter.b.op("Cast", [x], self.hint + suffix, to=TensorProto.FLOAT)
 
+    def const(self, value: float, dtype: str = "float32", suffix: str = "") -> str:
+        return self.emitter.b.const(self.hint + suffix, value, _DTYPES[dtype][0])
+
+    def cast(self, x: str, dtype: str, suffix: str = "") -> str:
+        return self.emitter.b.op("Cast", [x], self.hint + suffix, to=_DTYPES[dtype][1])
+
+
+_DTYPES = {"float32": (np.float32, TensorProto.FLOAT), "int64": (np.int64, TensorProto.INT64)}
+
 
 def _value_info(name: str, shape: list[Any]) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)

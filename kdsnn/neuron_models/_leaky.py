@@ -154,7 +154,24 @@ def integer_level_problem(v_leak: np.ndarray, threshold: np.ndarray | None = Non
     return None
 
 
-FIXED_POINT_ONNX = "Loihi's fixed-point decay (integer mode) is not exact in ONNX's float32; the float model exports"
+def onnx_fixed_decay(ops: OnnxOps, v: str | None, key: str) -> str | None:
+    """:func:`fixed_decay` as ONNX operators, exact: the membrane's 1/64 grid as an int64 (``64·v`` is an integer
+    below 2^24, so float32 holds it), times ``4096 − 4096·a`` (``a`` a 12-bit fraction: exact), divided by 4096
+    in int64 (ONNX's integer Div truncates toward zero: ``sign(p)·(|p| >> 12)``), back to float32 on the grid.
+    ``v`` None: at rest (decays to nothing)."""
+    if v is None:
+        return None
+    grid = ops.cast(ops.op("Mul", [v, ops.const(float(LOIHI_FRACTION))], ".v64"), "int64", ".q")
+    keep = ops.op("Sub", [ops.const(float(LOIHI_DECAY)), ops.op("Mul", [ops.param(key), ops.const(float(LOIHI_DECAY))],
+                                                                  ".a4096")], ".keep")
+    p = ops.op("Mul", [grid, ops.cast(keep, "int64", ".keepq")], ".p")
+    q = ops.op("Div", [p, ops.const(LOIHI_DECAY, "int64")], ".shr12")
+    return ops.op("Mul", [ops.cast(q, "float32", ".qf"), ops.const(1.0 / LOIHI_FRACTION)], ".decayed")
+
+
+def onnx_add(ops: OnnxOps, a: str | None, b: str, suffix: str) -> str:
+    """``a + b`` (``a`` None: ``b``)."""
+    return b if a is None else ops.op("Add", [a, b], suffix)
 
 
 

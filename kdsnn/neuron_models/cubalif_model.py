@@ -124,14 +124,22 @@ class CubaLIFModel:
         return [self.syn_leak, self.leak]
 
     def onnx_problem(self) -> str | None:
-        return L.FIXED_POINT_ONNX if self.integer else None
+        return None
 
     def onnx_params(self) -> list[tuple[str, np.ndarray]]:
+        if self.integer:  # the two decays alone (unit gains, v_leak = 0): no unused initializers
+            return [("syn_leak", self.syn_leak), ("leak", self.leak), ("v_threshold", self.threshold),
+                    ("v_reset", self.v_reset)]
         return [("syn_leak", self.syn_leak), ("w_in", self.w_in), ("leak", self.leak), ("r", self.r),
                 ("v_leak", self.v_leak), ("v_threshold", self.threshold), ("v_reset", self.v_reset)]
 
     def onnx_step(self, ops: OnnxOps, x: str, state: dict[str, str | None]) -> tuple[str, dict[str, str]]:
-        """``I ← I + a_s·(w_in·x − I)``, then LIF's step on ``I``."""
+        """``I ← I + a_s·(w_in·x − I)``, then LIF's step on ``I`` (integer: Loihi's fixed-point decays of both)."""
+        if self.integer:
+            i = L.onnx_add(ops, L.onnx_fixed_decay(ops, state["i"], "syn_leak"), x, ".i")
+            h = L.onnx_add(ops, L.onnx_fixed_decay(ops, state["v"], "leak"), i, ".h")
+            spikes, v = L.onnx_fire(ops, self.reset, h)
+            return spikes, {"v": v, "i": i}
         i = L.onnx_current(ops, x, state["i"])
         spikes, v = L.onnx_fire(ops, self.reset, L.onnx_euler(ops, state["v"], i))
         return spikes, {"v": v, "i": i}

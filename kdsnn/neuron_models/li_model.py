@@ -92,11 +92,16 @@ class LIModel:
         return [self.leak]
 
     def onnx_problem(self) -> str | None:
-        return L.FIXED_POINT_ONNX if self.integer else None
+        return None
 
     def onnx_params(self) -> list[tuple[str, np.ndarray]]:
+        if self.integer:  # the decay alone (unit gain, v_leak = 0): no unused initializers
+            return [("leak", self.leak)]
         return [("leak", self.leak), ("r", self.r), ("v_leak", self.v_leak)]
 
     def onnx_step(self, ops: OnnxOps, x: str, state: dict[str, str | None]) -> tuple[str, dict[str, str]]:
-        v = L.onnx_euler(ops, state["v"], x)
+        if self.integer:  # Loihi's fixed-point decay, in int64 where float32 would round
+            v = L.onnx_add(ops, L.onnx_fixed_decay(ops, state["v"], "leak"), x, ".v")
+        else:
+            v = L.onnx_euler(ops, state["v"], x)
         return v, {"v": v}

@@ -136,17 +136,21 @@ class LIFModel:
         return [self.leak]
 
     def onnx_problem(self) -> str | None:
-        return L.FIXED_POINT_ONNX if self.integer and self.decays == "loihi" else None
+        return None
 
     def onnx_params(self) -> list[tuple[str, np.ndarray]]:
-        return [("leak", self.leak), ("r", self.r), ("v_leak", self.v_leak), ("v_threshold", self.threshold),
-                ("v_reset", self.v_reset)]
+        levels = [("v_threshold", self.threshold), ("v_reset", self.v_reset)]
+        if self.integer:  # the decay alone (r·dt/τ = 1, v_leak = 0): no unused initializers
+            return [("leak", self.leak), *levels]
+        return [("leak", self.leak), ("r", self.r), ("v_leak", self.v_leak), *levels]
 
     def onnx_step(self, ops: OnnxOps, x: str, state: dict[str, str | None]) -> tuple[str, dict[str, str]]:
         if self.integer and self.decays == "xylo":  # v − floor(v·2^−dash) + x: exact in float32 (a power of two)
             v0 = state["v"]
             h = x if v0 is None else ops.op("Add", [ops.op("Sub", [v0, ops.op("Floor", [
                 ops.op("Mul", [v0, ops.param("leak")], ".vs")], ".shift")], ".dv"), x], ".h")
+        elif self.integer:  # Loihi's fixed-point decay, in int64 where float32 would round
+            h = L.onnx_add(ops, L.onnx_fixed_decay(ops, state["v"], "leak"), x, ".h")
         else:
             h = L.onnx_euler(ops, state["v"], x)
         spikes, v = L.onnx_fire(ops, self.reset, h)

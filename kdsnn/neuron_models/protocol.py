@@ -26,6 +26,14 @@ class OnnxOps(Protocol):
         """A boolean tensor cast to float32 (spikes)."""
         ...
 
+    def const(self, value: float, dtype: str = "float32", suffix: str = "") -> str:
+        """A scalar constant of ``dtype`` ("float32" or "int64")."""
+        ...
+
+    def cast(self, x: str, dtype: str, suffix: str = "") -> str:
+        """``x`` cast to ``dtype`` ("float32" or "int64"; float to int64 truncates toward zero)."""
+        ...
+
 
 @runtime_checkable
 class NeuronModel(Protocol):
