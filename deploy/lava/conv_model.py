@@ -1,0 +1,99 @@
+"""kdsnn's Conv process model for Lava's CPU backend: Lava's fixed-point Conv, vectorized, bit for bit.
+
+Lava 0.10's ``PyConvModelFixed`` computes each step's convolution with one
+``scipy.signal.convolve2d`` per (output, input) channel pair: a Python loop of C_out·C_in calls,
+so a 512→512 layer costs 262,144 calls per step however few spikes arrive (docs/benchmarks.md, "Lava
+at CIFAR scale"). :class:`VectorizedConvModel` computes the same sums as one matrix product per
+kernel offset (im2col by strided views), in float64 like Lava's own (every sum of integers below
+2**53 is exact whatever the order, and Lava's sums of 8-bit weights times 24-bit inputs stay far
+below), then converts exactly as Lava does: ``astype(int32)`` and the 24-bit signed wrap of
+``a_out``. A step without any input spike sends zeros without computing. Everything else
+(the one-step delay through ``a_buf``, binary or graded input, the variables it declares) is
+inherited from Lava's model, so only the arithmetic's schedule changes.
+
+:func:`conv_model_map` gives the ``exception_proc_model_map`` that makes Lava's compiler pick it
+for every ``lava.proc.conv.process.Conv`` (netx's convolution blocks included). Lava forks its
+process models from this process, so the model runs numpy only (Lava warns that torch hangs there).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+_MODEL = None
+
+
+def kernel_matrices(weight: np.ndarray, groups: int) -> np.ndarray:
+    """Lava's ``(C_out, KX, KY, C_in/groups)`` kernel as float64 matrices ``[group, i, j]`` of shape
+    ``(C_in/groups, C_out/groups)`` for the correlation at kernel offset ``(i, j)`` (a convolution is a
+    correlation with the flipped kernel)."""
+    c_out, kx, ky, c_grp = weight.shape
+    flipped = weight[:, ::-1, ::-1, :].astype(np.float64)
+    per_group = flipped.reshape(groups, c_out // groups, kx, ky, c_grp)
+    return np.ascontiguousarray(per_group.transpose(0, 2, 3, 4, 1))
+
+
+def conv_sums(input_: np.ndarray, kernels: np.ndarray, stride: tuple[int, int], padding: tuple[int, int],
+              dilation: tuple[int, int]) -> np.ndarray:
+    """Lava's convolution (``lava.proc.conv.utils.conv_scipy``: a true convolution of the ``(X, Y, C_in)``
+    input, zero padding, stride and dilation in XY order) with :func:`kernel_matrices` ``kernels``, as float64
+    sums of shape ``(X_out, Y_out, C_out)``."""
+    x_in, y_in, _ = input_.shape
+    groups, kx, ky, c_grp, k_grp = kernels.shape
+    (sx, sy), (px, py), (dx, dy) = stride, padding, dilation
+    x_out = (x_in + 2 * px - dx * (kx - 1) - 1) // sx + 1
+    y_out = (y_in + 2 * py - dy * (ky - 1) - 1) // sy + 1
+    padded = np.zeros((x_in + 2 * px, y_in + 2 * py, input_.shape[2]), dtype=np.float64)
+    padded[px:px + x_in, py:py + y_in] = input_
+    out = np.zeros((x_out * y_out, groups * k_grp), dtype=np.float64)
+    for g in range(groups):
+        chans, outs = slice(g * c_grp, (g + 1) * c_grp), slice(g * k_grp, (g + 1) * k_grp)
+        for i in range(kx):
+            for j in range(ky):
+                window = padded[i * dx:i * dx + sx * (x_out - 1) + 1:sx, j * dy:j * dy + sy * (y_out - 1) + 1:sy, chans]
+                out[:, outs] += window.reshape(x_out * y_out, c_grp) @ kernels[g, i, j]
+    return out.reshape(x_out, y_out, groups * k_grp)
+
+
+def vectorized_conv_model() -> type:
+    """The Lava process model class (built on first use, so importing kdsnn does not import Lava)."""
+    global _MODEL
+    if _MODEL is not None:
+        return _MODEL
+    from lava.magma.core.decorator import implements, requires, tag
+    from lava.magma.core.resources import CPU
+    from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+    from lava.proc.conv import utils
+    from lava.proc.conv.models import PyConvModelFixed
+    from lava.proc.conv.process import Conv
+
+    @implements(proc=Conv, protocol=LoihiProtocol)
+    @requires(CPU)
+    @tag("fixed_pt")
+    class VectorizedConvModel(PyConvModelFixed):
+        """Lava's fixed-point Conv with the sums of :func:`conv_sums` (see the module docstring)."""
+
+        def run_spk(self) -> None:
+            self.a_out.send(self.a_buf)
+            s_in = self.s_in.recv() if self.num_message_bits.item() > 0 else self.s_in.recv().astype(bool)
+            if not s_in.any():
+                self.a_buf = np.zeros(self.a_out.shape, dtype=np.int32)
+                return
+            if getattr(self, "_kernels", None) is None:  # the weights are fixed for the run: converted once
+                self._kernels = kernel_matrices(self.weight, int(np.asarray(self.groups).ravel()[0]))
+                self._geometry = [tuple(int(v) for v in np.asarray(g).ravel())
+                                  for g in (self.stride, self.padding, self.dilation)]
+            sums = conv_sums(s_in, self._kernels, *self._geometry)
+            self.a_buf = utils.signed_clamp(sums.astype(self.weight.dtype), bits=24)
+
+    _MODEL = VectorizedConvModel
+    return _MODEL
+
+
+def conv_model_map(conv_model: str) -> dict:
+    """Lava's ``exception_proc_model_map`` for ``conv_model``: ``"kdsnn"`` (:func:`vectorized_conv_model`) or
+    ``"lava"`` (Lava's own ``PyConvModelFixed``: no exception)."""
+    if conv_model == "lava":
+        return {}
+    from lava.proc.conv.process import Conv
+
+    return {Conv: vectorized_conv_model()}
