@@ -107,11 +107,12 @@ receive more than Loihi's current range in one step in the worst case, which the
 {a.samples} seeded uniform image(s), run by `run_lava` (process-graph route, Lava 0.10
 `Loihi2SimCfg(select_tag='fixed_pt')`, {platform.machine()}, a shared 2-core machine, load average
 {os.getloadavg()[0]:.1f} at the end), each in a fresh process. Memory: the peak, over the run, of the
-summed RSS (shared pages counted once per process: an upper bound) and PSS (shared pages split
-among their sharers: what the machine really holds) of the Python process and every Lava process it
-forked, sampled every 0.25 s (bench/proctree.py); "Python before Lava" is the process's RSS after
-building the graph. Per sample: run time over the samples, pipeline flush included; start-up:
-compiling and starting the runtime.
+summed RSS (a shared page counted in every process that maps it: an upper bound far above the truth,
+since every Lava process is forked from the Python process) and of the summed PSS (a shared page split
+among its sharers: what the machine really holds) of the Python process and every Lava process it
+forked (bench/proctree.py: RSS every 0.25 s; PSS, a page-table walk, as often as costs under 5 % of
+the wall time); "Python before Lava" is the process's RSS after building the graph. Per sample: run
+time over the samples, pipeline flush included; start-up: compiling and starting the runtime.
 
 {chr(10).join(rows)}"""
     print(body)

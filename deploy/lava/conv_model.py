@@ -22,35 +22,56 @@ import numpy as np
 _MODEL = None
 
 
+FLOAT32_EXACT = 2 ** 24  # every integer of magnitude up to 2**24 is a float32, so are the sums that stay below
+
+
 def kernel_matrices(weight: np.ndarray, groups: int) -> np.ndarray:
-    """Lava's ``(C_out, KX, KY, C_in/groups)`` kernel as float64 matrices ``[group, i, j]`` of shape
-    ``(C_in/groups, C_out/groups)`` for the correlation at kernel offset ``(i, j)`` (a convolution is a
-    correlation with the flipped kernel)."""
+    """Lava's ``(C_out, KX, KY, C_in/groups)`` kernel as one float64 matrix per group, shaped
+    ``(KX·KY·C_in/groups, C_out/groups)`` with rows in :func:`conv_sums`' im2col order ``(i, j, c)``: the
+    correlation with the flipped kernel (a convolution is a correlation with the flipped kernel)."""
     c_out, kx, ky, c_grp = weight.shape
     flipped = weight[:, ::-1, ::-1, :].astype(np.float64)
-    per_group = flipped.reshape(groups, c_out // groups, kx, ky, c_grp)
-    return np.ascontiguousarray(per_group.transpose(0, 2, 3, 4, 1))
+    per_group = flipped.reshape(groups, c_out // groups, kx * ky * c_grp)
+    return np.ascontiguousarray(per_group.transpose(0, 2, 1))
 
 
-def conv_sums(input_: np.ndarray, kernels: np.ndarray, stride: tuple[int, int], padding: tuple[int, int],
-              dilation: tuple[int, int]) -> np.ndarray:
+def sum_bound(kernels: np.ndarray) -> float:
+    """The largest ``Σ |w|`` over one output neuron's fan-in: the sums of binary input stay within it."""
+    return float(np.abs(kernels).sum(axis=1).max()) if kernels.size else 0.0
+
+
+def conv_sums(input_: np.ndarray, kernels: np.ndarray, kernel_size: tuple[int, int], stride: tuple[int, int],
+              padding: tuple[int, int], dilation: tuple[int, int], bound: float | None = None,
+              kernels32: np.ndarray | None = None) -> np.ndarray:
     """Lava's convolution (``lava.proc.conv.utils.conv_scipy``: a true convolution of the ``(X, Y, C_in)``
     input, zero padding, stride and dilation in XY order) with :func:`kernel_matrices` ``kernels``, as float64
-    sums of shape ``(X_out, Y_out, C_out)``."""
-    x_in, y_in, _ = input_.shape
-    groups, kx, ky, c_grp, k_grp = kernels.shape
-    (sx, sy), (px, py), (dx, dy) = stride, padding, dilation
+    sums of shape ``(X_out, Y_out, C_out)``: one im2col matrix product per group.
+
+    The product is float32 (several times faster) where every partial sum is an integer below 2**24, so
+    exact: ``max |input| × bound`` under :data:`FLOAT32_EXACT` (``bound``: :func:`sum_bound` of the kernels;
+    ``kernels32``: the kernels as float32, converted once by the caller); float64 otherwise (exact below 2**53,
+    far beyond Lava's 24-bit values)."""
+    x_in, y_in, c_in = input_.shape
+    (kx, ky), (sx, sy), (px, py), (dx, dy) = kernel_size, stride, padding, dilation
+    groups, _, k_grp = kernels.shape
+    c_grp = c_in // groups
     x_out = (x_in + 2 * px - dx * (kx - 1) - 1) // sx + 1
     y_out = (y_in + 2 * py - dy * (ky - 1) - 1) // sy + 1
-    padded = np.zeros((x_in + 2 * px, y_in + 2 * py, input_.shape[2]), dtype=np.float64)
+    peak = float(np.abs(input_).max()) if input_.size else 0.0
+    dtype = np.float32 if bound is not None and peak * bound < FLOAT32_EXACT else np.float64
+    if dtype is np.float32:
+        kernels = kernels32 if kernels32 is not None else kernels.astype(np.float32)
+    padded = np.zeros((x_in + 2 * px, y_in + 2 * py, c_in), dtype=dtype)
     padded[px:px + x_in, py:py + y_in] = input_
-    out = np.zeros((x_out * y_out, groups * k_grp), dtype=np.float64)
+    out = np.empty((x_out * y_out, groups * k_grp), dtype=np.float64)
+    cols = np.empty((x_out, y_out, kx, ky, c_grp), dtype=dtype)
     for g in range(groups):
-        chans, outs = slice(g * c_grp, (g + 1) * c_grp), slice(g * k_grp, (g + 1) * k_grp)
+        chans = slice(g * c_grp, (g + 1) * c_grp)
         for i in range(kx):
             for j in range(ky):
-                window = padded[i * dx:i * dx + sx * (x_out - 1) + 1:sx, j * dy:j * dy + sy * (y_out - 1) + 1:sy, chans]
-                out[:, outs] += window.reshape(x_out * y_out, c_grp) @ kernels[g, i, j]
+                cols[:, :, i, j] = padded[i * dx:i * dx + sx * (x_out - 1) + 1:sx,
+                                          j * dy:j * dy + sy * (y_out - 1) + 1:sy, chans]
+        out[:, g * k_grp:(g + 1) * k_grp] = cols.reshape(x_out * y_out, -1) @ kernels[g]
     return out.reshape(x_out, y_out, groups * k_grp)
 
 
@@ -80,9 +101,10 @@ def vectorized_conv_model() -> type:
                 return
             if getattr(self, "_kernels", None) is None:  # the weights are fixed for the run: converted once
                 self._kernels = kernel_matrices(self.weight, int(np.asarray(self.groups).ravel()[0]))
+                self._kernels32, self._bound = self._kernels.astype(np.float32), sum_bound(self._kernels)
                 self._geometry = [tuple(int(v) for v in np.asarray(g).ravel())
-                                  for g in (self.stride, self.padding, self.dilation)]
-            sums = conv_sums(s_in, self._kernels, *self._geometry)
+                                  for g in (self.weight.shape[1:3], self.stride, self.padding, self.dilation)]
+            sums = conv_sums(s_in, self._kernels, *self._geometry, bound=self._bound, kernels32=self._kernels32)
             self.a_buf = utils.signed_clamp(sums.astype(self.weight.dtype), bits=24)
 
     _MODEL = VectorizedConvModel

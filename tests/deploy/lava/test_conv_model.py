@@ -36,9 +36,11 @@ def lava_step(input_, weight, stride, padding, dilation, groups) -> np.ndarray:
 def kdsnn_step(input_, weight, stride, padding, dilation, groups) -> np.ndarray:
     from lava.proc.conv import utils
 
-    from kdsnn.deploy.lava.conv_model import conv_sums, kernel_matrices
+    from kdsnn.deploy.lava.conv_model import conv_sums, kernel_matrices, sum_bound
 
-    sums = conv_sums(input_, kernel_matrices(weight, groups), stride, padding, dilation)
+    kernels = kernel_matrices(weight, groups)
+    sums = conv_sums(input_, kernels, weight.shape[1:3], stride, padding, dilation, sum_bound(kernels))
+    assert np.array_equal(sums, conv_sums(input_, kernels, weight.shape[1:3], stride, padding, dilation))  # float64
     return utils.signed_clamp(sums.astype(weight.dtype), bits=24)
 
 
