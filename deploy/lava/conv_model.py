@@ -3,13 +3,14 @@
 Lava 0.10's ``PyConvModelFixed`` computes each step's convolution with one
 ``scipy.signal.convolve2d`` per (output, input) channel pair: a Python loop of C_out·C_in calls,
 so a 512→512 layer costs 262,144 calls per step however few spikes arrive (docs/benchmarks.md, "Lava
-at CIFAR scale"). :class:`VectorizedConvModel` computes the same sums as one matrix product per
-kernel offset (im2col by strided views), in float64 like Lava's own (every sum of integers below
-2**53 is exact whatever the order, and Lava's sums of 8-bit weights times 24-bit inputs stay far
-below), then converts exactly as Lava does: ``astype(int32)`` and the 24-bit signed wrap of
+at CIFAR scale"). ``VectorizedConvModel`` computes the same sums as one im2col matrix product per
+group (:func:`conv_sums`): in float32 where every partial sum is an integer below 2**24 (binary
+spikes times 8-bit kernels), else in float64 like Lava's own (integers are exact below 2**53 in any
+order of addition), then converts exactly as Lava does: ``astype(int32)`` and the 24-bit signed wrap of
 ``a_out``. A step without any input spike sends zeros without computing. Everything else
 (the one-step delay through ``a_buf``, binary or graded input, the variables it declares) is
-inherited from Lava's model, so only the arithmetic's schedule changes.
+inherited from Lava's model, so only the arithmetic's schedule changes. Each Conv process runs its
+BLAS on one thread (Lava runs all of them at once).
 
 :func:`conv_model_map` gives the ``exception_proc_model_map`` that makes Lava's compiler pick it
 for every ``lava.proc.conv.process.Conv`` (netx's convolution blocks included). Lava forks its
@@ -75,6 +76,18 @@ def conv_sums(input_: np.ndarray, kernels: np.ndarray, kernel_size: tuple[int, i
     return out.reshape(x_out, y_out, groups * k_grp)
 
 
+def single_threaded_blas() -> None:
+    """Limit this process's BLAS to one thread. Lava steps every Conv process at once, one OS process each:
+    a BLAS thread pool in each of them would only compete with the others for the cores, and OpenBLAS's
+    idle workers spin (measured: as much CPU as the products themselves). threadpoolctl comes with
+    scikit-learn; without it the BLAS keeps its default."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn (a kdsnn dependency) brings it
+        return
+    threadpool_limits(1, user_api="blas")
+
+
 def vectorized_conv_model() -> type:
     """The Lava process model class (built on first use, so importing kdsnn does not import Lava)."""
     global _MODEL
@@ -100,6 +113,7 @@ def vectorized_conv_model() -> type:
                 self.a_buf = np.zeros(self.a_out.shape, dtype=np.int32)
                 return
             if getattr(self, "_kernels", None) is None:  # the weights are fixed for the run: converted once
+                single_threaded_blas()
                 self._kernels = kernel_matrices(self.weight, int(np.asarray(self.groups).ravel()[0]))
                 self._kernels32, self._bound = self._kernels.astype(np.float32), sum_bound(self._kernels)
                 self._geometry = [tuple(int(v) for v in np.asarray(g).ravel())
