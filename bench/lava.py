@@ -96,8 +96,9 @@ both). Every IF layer's spikes and the logits are compared with `GraphSNN` on th
 
 {chr(10).join(rows)}
 
-The cost is Lava's Python convolution (a `scipy.signal.convolve2d` per (output, input)
-channel pair and step), so it grows with channels², not with spikes."""
+Convolutions run kdsnn's vectorized Conv process model (deploy/lava/conv_model.py, bit for bit
+Lava's); bench/lava_scale.py compares it with Lava's own (a `scipy.signal.convolve2d` per (output,
+input) channel pair and step) and measures memory ("Lava at CIFAR scale")."""
     print(body)
     if a.write:
         from bench._doc import replace_section

@@ -12,11 +12,12 @@ at every step, so its time follows three counts the plan gives without running a
   ``n``): kdsnn's vectorized Conv model (:mod:`.conv_model`) and Lava's Dense do them as dense
   matrix products at :data:`S_PER_MAC` each;
 - with Lava's own Conv model, one ``convolve2d`` call per (output, input) channel pair and step, at
-  :data:`S_PER_PAIR` each plus :data:`S_PER_PAIR_MAC` per multiply-add.
+  :data:`S_PER_PAIR` each.
 
-The constants were fitted on this project's 2-core machine (docs/benchmarks.md, "Lava at CIFAR
-scale"); a faster or busier machine scales all of them alike, so the estimate is a guide to the order
-of magnitude (seconds or hours), not a timing.
+The constants were fitted on this project's shared 2-core machine under a load average of 7-14
+(docs/benchmarks.md, "Lava at CIFAR scale": snn_resnet14 and snn_resnet18 with both Conv models); a
+quieter or faster machine scales them all down alike, so the estimate is a guide to the order of
+magnitude (seconds, minutes or hours), not a timing.
 """
 from __future__ import annotations
 
@@ -28,11 +29,10 @@ from kdsnn.export.netx.plan import NetxPlan, Synapse
 
 from .plan import LavaGraphPlan
 
-STARTUP_S_PER_PROCESS = 0.06
-STEP_S_PER_PROCESS = 0.0004
-S_PER_MAC = 1.0e-9
-S_PER_PAIR = 1.0e-5
-S_PER_PAIR_MAC = 1.0e-9
+STARTUP_S_PER_PROCESS = 0.15
+STEP_S_PER_PROCESS = 0.0017
+S_PER_MAC = 1.7e-10
+S_PER_PAIR = 2.0e-5
 
 
 @dataclass
@@ -84,10 +84,9 @@ def estimate(plan: LavaGraphPlan | NetxPlan, samples: int, conv_model: str = "kd
         flush = plan.max_lag
     work = [synapse_work(s) for s in synapses]
     macs, pairs = sum(m for m, _ in work), sum(p for _, p in work)
-    conv_macs = sum(m for (m, _), s in zip(work, synapses, strict=True) if s.kind == "conv")
     step = STEP_S_PER_PROCESS * processes + S_PER_MAC * macs
     if conv_model == "lava":
-        step += S_PER_PAIR * pairs + (S_PER_PAIR_MAC - S_PER_MAC) * conv_macs
+        step += S_PER_PAIR * pairs
     steps = samples * plan.timesteps + flush
     startup = STARTUP_S_PER_PROCESS * processes
     if getattr(plan, "recurrent", False):  # one runtime per sample (deploy/lava/graph.py)
