@@ -22,8 +22,8 @@ IMAGE_PREPROCESSING = {"raw_scale": 1 / 255, "mean": [0.0, 0.0, 0.0], "std": [1.
 
 
 def synthetic_graph(arch: str, shape: tuple[int, int, int] = (3, 32, 32), width: float = 1.0, seed: int = 0,
-                    timesteps: int = 4, readout: str = "membrane") -> tuple[nir.NIRGraph, torch.Tensor]:
-    """An 8-bit integer student graph, BN calibrated on seeded uniform images, and 2 more such images."""
+                    timesteps: int = 4, readout: str = "membrane", bits: int = 8) -> tuple[nir.NIRGraph, torch.Tensor]:
+    """A ``bits``-bit integer student graph, BN calibrated on seeded uniform images, and 8 more such images."""
     from kdsnn.export.graph import student_to_graph
     from kdsnn.export.quantize import quantize_graph
     from kdsnn.models import build_model
@@ -40,7 +40,7 @@ def synthetic_graph(arch: str, shape: tuple[int, int, int] = (3, 32, 32), width:
         model(calib)
     model.eval()
     x = torch.randint(0, 256, (8, *shape), generator=g).float() / 255
-    return quantize_graph(student_to_graph(model, IMAGE_PREPROCESSING)), x
+    return quantize_graph(student_to_graph(model, IMAGE_PREPROCESSING), bits=bits), x
 
 
 def lava_seconds_per_sample(graph: nir.NIRGraph, x: torch.Tensor, check: bool = True) -> dict:
@@ -96,8 +96,9 @@ both). Every IF layer's spikes and the logits are compared with `GraphSNN` on th
 
 {chr(10).join(rows)}
 
-The cost is Lava's Python convolution (a `scipy.signal.convolve2d` per (output, input)
-channel pair and step), so it grows with channels², not with spikes."""
+Convolutions run kdsnn's vectorized Conv process model (deploy/lava/conv_model.py, bit for bit
+Lava's); bench/lava_scale.py compares it with Lava's own (a `scipy.signal.convolve2d` per (output,
+input) channel pair and step) and measures memory ("Lava at CIFAR scale")."""
     print(body)
     if a.write:
         from bench._doc import replace_section

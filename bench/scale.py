@@ -1,4 +1,4 @@
-"""The reference simulator at the papers' scale: every student at 3×32×32, plan, memory, time, SynOps.
+"""The reference simulator at the papers' scale: every student (snn_2conv at 1×28×28, the others at 3×32×32).
 
 For each student (width 1, 8-bit integer graph; BN statistics calibrated on uniform-noise images, and,
 with ``--trained FOLDER``, the student trained one epoch on ``fake:3x32x32:10``): the plan build time,
@@ -38,7 +38,16 @@ from bench._doc import replace_section  # noqa: E402
 from bench._timing import interleaved  # noqa: E402
 
 ARCHS = ["snn_2conv", "snn_resnet14", "snn_wrn16_2", "snn_vgg11", "snn_vgg16", "snn_resnet18"]
-PRE = {"raw_scale": 1 / 255, "mean": [0.0] * 3, "std": [1.0] * 3}  # images in [0, 1], integer input = raw pixels
+SHAPES = {"snn_2conv": (1, 28, 28)}  # the MNIST-size student; every other one at 3×32×32 (CIFAR)
+
+
+def input_shape(arch: str) -> tuple[int, int, int]:
+    return SHAPES.get(arch, (3, 32, 32))
+
+
+def preprocessing(channels: int) -> dict:
+    """Images in [0, 1], integer input = raw pixels."""
+    return {"raw_scale": 1 / 255, "mean": [0.0] * channels, "std": [1.0] * channels}
 
 
 def build(arch: str, seed: int = 0):
@@ -48,15 +57,16 @@ def build(arch: str, seed: int = 0):
     from kdsnn.models import build_model
 
     torch.manual_seed(seed)
-    m = build_model(arch, (3, 32, 32), 10, width=1.0)
+    shape = input_shape(arch)
+    m = build_model(arch, shape, 10, width=1.0)
     for mod in m.modules():
         if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
             mod.momentum = None
     m.train()
     with torch.no_grad():
-        m(torch.rand(16, 3, 32, 32))
+        m(torch.rand(16, *shape))
     params = sum(p.numel() for p in m.parameters())
-    return m.eval(), quantize_graph(student_to_graph(m.eval(), PRE), bits=8), params
+    return m.eval(), quantize_graph(student_to_graph(m.eval(), preprocessing(shape[0])), bits=8), params
 
 
 def trained(arch: str, folder: str):
@@ -84,7 +94,9 @@ def measure(files: str, batch: int, repeats: int, inputs: str, lava: bool = Fals
 
     model, graph = pickle.loads(Path(files).read_bytes())
     if inputs == "noise":
-        x = torch.rand(batch, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+        from kdsnn.export.graph_view import GraphView
+
+        x = torch.rand(batch, *GraphView.of(graph).input_shape, generator=torch.Generator().manual_seed(1))
     else:  # the data set the student was trained on
         x = data.sample_batch(inputs, batch)[0]
     t0 = time.perf_counter()
@@ -235,11 +247,12 @@ def _markdown(a, rows: list[dict]) -> str:
                        f"{met(c['build_s'] <= 5 and c['rss_mb'] <= 2048)}")
     return f"""Command: `{cmd}`
 
-Each student at 3×32×32, width 1, 8-bit integer graph (direct encoding, T = 4, membrane readout), in two
-states: BN statistics calibrated on 16 uniform-noise images (no training; the firing such statistics give),
-and, where `--trained` holds a checkpoint, trained one epoch on `fake:3x32x32:10` (`kdsnn distill --arch
-ARCH --dataset fake:3x32x32:10 --kd none --epochs 1`), run on that data set's test images. Inputs: {a.batch}
-images; 2 threads at most; each student in a fresh process. The three runners are timed side by side
+Each student at 3×32×32 (snn_2conv, the MNIST-size student, at 1×28×28), width 1, 8-bit integer graph
+(direct encoding, T = 4, membrane readout), in two states: BN statistics calibrated on 16 uniform-noise
+images (no training; the firing such statistics give), and, where `--trained` holds a checkpoint,
+trained one epoch on `fake:3x32x32:10` (`kdsnn distill --arch ARCH --dataset fake:3x32x32:10 --kd none
+--epochs 1`), run on that data set's test images. Inputs: {a.batch} images; 2 threads at most; each
+student in a fresh process. The three runners are timed side by side
 in that process (in turn, best of {a.repeats} each: interference on a shared machine only adds time):
 
 - **simulator**: `simulate(plan, x)` (the integer fast path);

@@ -4,8 +4,10 @@ Two routes, chosen per graph by :func:`lava_route`: sequential graphs go through
 file (``netx``), any other graph (residual students, leaky populations) is wired as a Lava
 process graph built from the NIR graph (``plan`` decides the processes and relays, ``graph``
 builds and runs them). ``runtime`` holds what both share: availability, the per-sample
-streaming run, host-side first layer and readout, timing alignment. ``backend`` is the entry
-point the backend registry calls. Nothing here imports Lava until a graph is run.
+streaming run, host-side first layer and readout, timing alignment. ``conv_model`` is kdsnn's
+vectorized fixed-point Conv process model (bit for bit Lava's, chosen for both routes), ``estimate``
+the run's time predicted from its plan. ``backend`` is the entry point the backend registry calls.
+Nothing here imports Lava until a graph is run.
 """
 from __future__ import annotations
 

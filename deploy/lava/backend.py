@@ -22,9 +22,11 @@ import torch
 from kdsnn.errors import KdsnnError
 from kdsnn.export.graph_view import GraphView
 from kdsnn.export.netx.plan import lava_view, netx_plan
+from kdsnn.progress import stage
 
+from .estimate import estimate
 from .plan import LavaGraphPlan, lava_graph_plan
-from .runtime import LavaRun, check_steps, lava_available
+from .runtime import CONV_MODELS, LavaRun, check_steps, lava_available
 
 __all__ = ["lava_route", "lava_supports", "run_lava"]
 
@@ -51,7 +53,8 @@ def lava_supports(graph: nir.NIRGraph | GraphView) -> tuple[bool, str]:
 
 
 def run_lava(graph: nir.NIRGraph | GraphView, x: torch.Tensor, netx_path: str | Path | None = None,
-             progress: bool = True, route: str | None = None, graded_input: bool = False) -> LavaRun:
+             progress: bool = True, route: str | None = None, graded_input: bool = False,
+             conv_model: str = "kdsnn") -> LavaRun:
     """Run ``graph`` (integer) on Lava's fixed-point Loihi 2 simulator for the batch ``x``.
 
     ``x`` is ``[B, ...]`` (encoded over T as GraphSNN does) or ``[T, B, ...]``. Sequential graphs
@@ -60,12 +63,16 @@ def run_lava(graph: nir.NIRGraph | GraphView, x: torch.Tensor, netx_path: str | 
     route. ``route`` forces ``"netx"`` or ``"process-graph"`` (the latter runs sequential
     graphs too, which the tests use to hold both routes to the same spikes). ``graded_input`` runs the
     first layer on Lava as well, fed the integer input as graded spikes (Lava's ``num_message_bits``;
-    process-graph route only).
+    process-graph route only). ``conv_model`` picks the process model of Lava's convolutions: ``"kdsnn"``
+    (default, :mod:`.conv_model`: vectorized, bit for bit Lava's arithmetic) or ``"lava"`` (Lava's own, a Python
+    loop over channel pairs).
     """
     ok, why = lava_available()
     if not ok:
         raise KdsnnError(f"Lava is not importable ({why}); "
                          "install lava-nc 0.10 and lava-dl 0.6 as docs/lava.md describes")
+    if conv_model not in CONV_MODELS:
+        raise KdsnnError(f"unknown Lava conv model {conv_model!r}; choose one of {', '.join(CONV_MODELS)}")
     if route not in (None, "netx", "process-graph"):
         raise KdsnnError(f"unknown Lava route {route!r}; choose 'netx' or 'process-graph'")
     view = lava_view(graph)
@@ -82,9 +89,17 @@ def run_lava(graph: nir.NIRGraph | GraphView, x: torch.Tensor, netx_path: str | 
 
         plan = netx_plan(view)
         check_steps(view, torch.as_tensor(x), plan.timesteps)
-        return run_netx(view, plan, x, netx_path, progress)
+        stage(estimate(plan, _samples(view, x), conv_model).line(_samples(view, x)), enabled=progress)
+        return run_netx(view, plan, x, netx_path, progress, conv_model)
     from .graph import run_graph
 
     gplan: LavaGraphPlan = lava_graph_plan(view, graded_input)
     check_steps(view, torch.as_tensor(x), gplan.timesteps)
-    return run_graph(view, gplan, x, progress)
+    stage(estimate(gplan, _samples(view, x), conv_model).line(_samples(view, x)), enabled=progress)
+    return run_graph(view, gplan, x, progress, conv_model)
+
+
+def _samples(view: GraphView, x: torch.Tensor) -> int:
+    """The batch size of ``x`` (``[B, ...]`` or ``[T, B, ...]``)."""
+    shape = torch.as_tensor(x).shape
+    return int(shape[1] if len(shape) == len(view.input_shape) + 2 else shape[0])

@@ -42,8 +42,10 @@ from .runtime import (
 )
 
 
-def run_graph(view: GraphView, plan: LavaGraphPlan, x: torch.Tensor, progress: bool) -> LavaRun:
-    """Run ``plan`` (of ``view``) as Lava processes on ``x``; see the module docstring."""
+def run_graph(view: GraphView, plan: LavaGraphPlan, x: torch.Tensor, progress: bool,
+              conv_model: str = "kdsnn") -> LavaRun:
+    """Run ``plan`` (of ``view``) as Lava processes on ``x`` (``conv_model``: :func:`.runtime.stream`'s); see the
+    module docstring."""
     T = plan.timesteps
     host = (graded_input(view, x) if plan.graded_input
             else host_first_layer(view, plan.host_nodes, x, plan.host_feedback))
@@ -56,7 +58,7 @@ def run_graph(view: GraphView, plan: LavaGraphPlan, x: torch.Tensor, progress: b
     startup = run_s = 0.0
     steps = 0
     for part in parts:
-        raw, up, per_sample, n = _simulate(plan, part, progress and len(parts) == 1)
+        raw, up, per_sample, n = _simulate(plan, part, progress and len(parts) == 1, conv_model)
         startup, run_s, steps = startup + up, run_s + per_sample * part.shape[1], steps + n
         for pop in plan.neurons:
             got[pop.name].append(aligned(raw[pop.name], pop.lag, T, part.shape[1], pop.shape))
@@ -155,7 +157,8 @@ def _connect(conn: Connection, out_ports: dict, in_ports: dict, shapes: dict):
     return proc
 
 
-def _simulate(plan: LavaGraphPlan, host: np.ndarray, progress: bool) -> tuple[dict[str, np.ndarray], float, float, int]:
+def _simulate(plan: LavaGraphPlan, host: np.ndarray, progress: bool,
+              conv_model: str) -> tuple[dict[str, np.ndarray], float, float, int]:
     """Build every process, stream all samples through one runtime, return each population's raw record."""
     with contextlib.redirect_stdout(io.StringIO()):
         from lava.proc.io.sink import RingBuffer as Sink
@@ -179,5 +182,5 @@ def _simulate(plan: LavaGraphPlan, host: np.ndarray, progress: bool) -> tuple[di
     for conn in plan.connections:
         _connect(conn, out_ports, in_ports, shapes)
     records, startup, per_sample = stream(source, batch, T, plan.max_lag, lambda: {
-        name: np.asarray(sink.data.get()) for name, sink in sinks.items()}, progress)
+        name: np.asarray(sink.data.get()) for name, sink in sinks.items()}, progress, conv_model)
     return records, startup, per_sample, steps

@@ -36,8 +36,9 @@ from .runtime import (
 
 
 def run_netx(view: GraphView, plan: NetxPlan, x: torch.Tensor, netx_path: str | Path | None,
-             progress: bool) -> LavaRun:
-    """Run ``plan`` (of ``view``) on Lava through a netx file; see the module docstring."""
+             progress: bool, conv_model: str = "kdsnn") -> LavaRun:
+    """Run ``plan`` (of ``view``) on Lava through a netx file (``conv_model``: :func:`.runtime.stream`'s); see the
+    module docstring."""
     T = plan.timesteps
     host = host_first_layer(view, plan.host_nodes, x)
     batch = host.shape[1]
@@ -49,7 +50,7 @@ def run_netx(view: GraphView, plan: NetxPlan, x: torch.Tensor, netx_path: str | 
             info = read_info(path)
             if info.get("graph_digest") != graph_digest(view.graph):
                 raise KdsnnError(f"{path} was exported from another graph than the one given; export this graph again")
-        raw, startup, per_sample, steps = _simulate(path, plan, host.numpy(), progress)
+        raw, startup, per_sample, steps = _simulate(path, plan, host.numpy(), progress, conv_model)
     spikes = {plan.host_neuron: host.numpy()}
     lags = {}
     for j, (layer, rec) in enumerate(zip(plan.layers, raw, strict=True), start=1):
@@ -65,8 +66,8 @@ def run_netx(view: GraphView, plan: NetxPlan, x: torch.Tensor, netx_path: str | 
     return LavaRun(logits, spikes, [plan.host_neuron], lags, startup, per_sample, steps, extremes, "netx")
 
 
-def _simulate(path: Path, plan: NetxPlan, host: np.ndarray,
-              progress: bool) -> tuple[list[np.ndarray], float, float, int]:
+def _simulate(path: Path, plan: NetxPlan, host: np.ndarray, progress: bool,
+              conv_model: str) -> tuple[list[np.ndarray], float, float, int]:
     """Stream all samples through one Lava runtime; return each layer's raw ``[..., steps]`` record."""
     with contextlib.redirect_stdout(io.StringIO()):
         from lava.lib.dl import netx
@@ -93,5 +94,6 @@ def _simulate(path: Path, plan: NetxPlan, host: np.ndarray,
         layer.out.connect(sink.a_in)
         sinks.append(sink)
     records, startup, per_sample = stream(net, batch, T, n_layers,
-                                          lambda: [np.asarray(sink.data.get()) for sink in sinks], progress)
+                                          lambda: [np.asarray(sink.data.get()) for sink in sinks], progress,
+                                          conv_model)
     return records, startup, per_sample, steps

@@ -250,19 +250,26 @@ def shutdown(process, failed: bool) -> None:
     process.stop()
 
 
-def stream(process, batch: int, timesteps: int, flush: int, read: Callable[[], T_], progress: bool
-           ) -> tuple[T_, float, float]:
+CONV_MODELS = ("kdsnn", "lava")
+
+
+def stream(process, batch: int, timesteps: int, flush: int, read: Callable[[], T_], progress: bool,
+           conv_model: str = "kdsnn") -> tuple[T_, float, float]:
     """Compile and start ``process``'s runtime (fixed_pt), run ``batch`` samples of ``timesteps`` steps
     each, then ``flush`` steps to drain the pipeline; returns (``read()``, start-up s, s per sample).
+    ``conv_model``: kdsnn's vectorized Conv model (:mod:`.conv_model`, the default) or Lava's own (``"lava"``).
 
     Any failure of a Lava actor becomes a one-line KdsnnError; the runtime is always torn down."""
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
 
+    from .conv_model import conv_model_map
+
     patch_lava_conv()
+    models = conv_model_map(conv_model)
     t0 = time.perf_counter()
     stage("Lava: compiling the process graph and starting the runtime", enabled=progress)
-    process.create_runtime(run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+    process.create_runtime(run_cfg=Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=models))
     failed = False
     try:
         startup = time.perf_counter() - t0
