@@ -79,11 +79,11 @@ def conv_sums(input_: np.ndarray, kernels: np.ndarray, kernel_size: tuple[int, i
 def single_threaded_blas() -> None:
     """Limit this process's BLAS to one thread. Lava steps every Conv process at once, one OS process each:
     a BLAS thread pool in each of them would only compete with the others for the cores, and OpenBLAS's
-    idle workers spin (measured: as much CPU as the products themselves). threadpoolctl comes with
-    scikit-learn; without it the BLAS keeps its default."""
+    idle workers spin (measured: as much CPU as the products themselves). threadpoolctl is a kdsnn
+    dependency; without it the BLAS keeps its default."""
     try:
         from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - scikit-learn (a kdsnn dependency) brings it
+    except ImportError:  # pragma: no cover - a kdsnn dependency
         return
     threadpool_limits(1, user_api="blas")
 
