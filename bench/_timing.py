@@ -30,3 +30,14 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int,
             if cpu is not None:
                 cpu[k] = min(cpu.get(k, float("inf")), time.process_time() - c0)
     return best
+
+
+def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float, float]:
+    """Least squares ``y = intercept + slope·x``: (intercept, slope, R²) — a benchmark's fixed and per-unit cost."""
+    import numpy as np
+
+    x, y = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+    slope, icpt = np.polyfit(x, y, 1)
+    ss = float(np.sum((y - y.mean()) ** 2))
+    r2 = 1 - float(np.sum((y - (slope * x + icpt)) ** 2)) / ss if ss else 1.0
+    return float(icpt), float(slope), r2

@@ -26,7 +26,7 @@ import torch
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._doc import replace_section  # noqa: E402
-from bench._timing import timed  # noqa: E402
+from bench._timing import fit_line, timed  # noqa: E402
 from kdsnn.deploy.simulator import Plan, simulate  # noqa: E402
 from kdsnn.export.graph import set_meta  # noqa: E402
 from kdsnn.export.runtime import GraphSNN  # noqa: E402
@@ -79,10 +79,7 @@ def delayed(a: argparse.Namespace) -> None:
                                               f"ms/inf, runtime's spikes: {same}"
                                               for name, (syn, rec, sec, _, same) in zip(("plain", "delayed"), got,
                                                                                          strict=True)))
-    s = np.array([g[1][0] for _, g in rows])
-    t = np.array([g[1][2] for _, g in rows])
-    slope, icpt = np.polyfit(s, t, 1)
-    r2 = 1 - float(((t - (slope * s + icpt)) ** 2).sum() / ((t - t.mean()) ** 2).sum())
+    icpt, slope, r2 = fit_line([g[1][0] for _, g in rows], [g[1][2] for _, g in rows])
     print(f"delayed: time ≈ {icpt * 1e3:.3f} ms + {slope * 1e9:.2f} ns × SynOps, R² = {r2:.4f}")
     if a.write:
         rates = " ".join(f"{r:g}" for r in a.rates)
@@ -138,10 +135,7 @@ def main() -> None:
         rows.append((rate, fire, syn, rec, sec, same))
         print(f"rate {rate:.2f}: firing {fire} %, {syn:,.0f} SynOps ({rec:,.0f} recurrent), {sec * 1e3:.3f} ms/inf, "
               f"spikes equal the runtime's: {same}")
-    s = np.array([r[2] for r in rows])
-    t = np.array([r[4] for r in rows])
-    slope, icpt = np.polyfit(s, t, 1)
-    r2 = 1 - float(((t - (slope * s + icpt)) ** 2).sum() / ((t - t.mean()) ** 2).sum())
+    icpt, slope, r2 = fit_line([r[2] for r in rows], [r[4] for r in rows])
     print(f"time ≈ {icpt * 1e3:.3f} ms + {slope * 1e9:.2f} ns × SynOps, R² = {r2:.4f}")
     if a.write:
         rates = " ".join(f"{r:g}" for r in a.rates)

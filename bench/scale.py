@@ -35,7 +35,7 @@ import torch
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]  # bench/lava.py
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._doc import replace_section  # noqa: E402
-from bench._timing import interleaved  # noqa: E402
+from bench._timing import fit_line, interleaved  # noqa: E402
 
 ARCHS = ["snn_2conv", "snn_resnet14", "snn_wrn16_2", "snn_vgg11", "snn_vgg16", "snn_resnet18"]
 SHAPES = {"snn_2conv": (1, 28, 28)}  # the MNIST-size student; every other one at 3×32×32 (CIFAR)
@@ -149,11 +149,9 @@ def _firing(res) -> float:
 
 
 def _fit(xs: list[float], ys: list[float]) -> tuple[tuple[float, float], float]:
-    """Least squares ``y = slope·x + intercept`` and its R²."""
-    slope, icpt = np.polyfit(xs, ys, 1)
-    pred = np.polyval([slope, icpt], xs)
-    ss = float(np.sum((np.array(ys) - np.mean(ys)) ** 2))
-    return (float(slope), float(icpt)), (1 - float(np.sum((np.array(ys) - pred) ** 2)) / ss if ss else 1.0)
+    """Least squares ``y = slope·x + intercept``: ((slope, intercept), R²)."""
+    icpt, slope, r2 = fit_line(xs, ys)
+    return (slope, icpt), r2
 
 
 def main() -> None:

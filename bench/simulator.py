@@ -34,7 +34,7 @@ import torch.nn.functional as F
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._doc import replace_section  # noqa: E402
-from bench._timing import interleaved  # noqa: E402
+from bench._timing import fit_line, interleaved  # noqa: E402
 from kdsnn.deploy.simulator import Plan, simulate  # noqa: E402
 from kdsnn.deploy.synops import graph_ann_macs  # noqa: E402
 from kdsnn.export.graph import student_to_graph  # noqa: E402
@@ -196,9 +196,7 @@ def main() -> None:
               f"{ops / t_sim / 1e6:6.1f} MSynOps/s  "
               f"lava {'—' if t_lava is None else f'{t_lava[0] * 1e3:.1f} ms (spikes equal: {t_lava[1]})'}"
               f"  firing % {rates}")
-    slope, icpt = np.polyfit(xs, ys, 1)
-    pred = np.polyval([slope, icpt], xs)
-    r2 = 1 - float(np.sum((np.array(ys) - pred) ** 2) / np.sum((np.array(ys) - np.mean(ys)) ** 2))
+    icpt, slope, r2 = fit_line(xs, ys)
     at5 = [r for r in rows if abs(r[0] - 0.05) < 1e-9]
     speed5 = at5[0][3] / at5[0][2] if at5 else float("nan")
     lava5 = _lava_ratio(at5)

@@ -231,14 +231,7 @@ class _Emitter:
     def _previous(self, source: str, x: str, v: dict[str, str | None], t: int) -> str:
         """``source``'s output of the step before (a recurrent edge): a state, zeros at the first step."""
         held = v.get(_state_key(source, "out"))
-        if held is not None:
-            return held
-        b = self.b
-        batch = b.op("Shape", [x], f"{source}@t{t}.batch", start=0, end=1)
-        dims = b.op("Concat", [batch, b.const(f"{source}.dims", list(self.view.shape[source]), np.int64)],
-                    f"{source}@t{t}.shape", axis=0)
-        return b.op("ConstantOfShape", [dims], f"{source}@t{t}.rest",
-                    value=numpy_helper.from_array(np.zeros(1, dtype=np.float32)))
+        return held if held is not None else self._zeros(source, x, t)
 
     def quantized_input(self, x: str) -> str:
         """``round(x / input_scale)`` in float64, as GraphSNN does, back to float32 (direct integer mode)."""
