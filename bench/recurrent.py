@@ -65,6 +65,14 @@ def _measure(g: nir.NIRGraph, x: torch.Tensor, repeats: int, batch: int) -> tupl
     return (sum(st.synops for st in res.layers.values()) / batch, res.layers["rec"].synops / batch, sec, fire, same)
 
 
+def _command(a: argparse.Namespace) -> str:
+    """The command line that reproduces this run (for the section it writes)."""
+    rates = " ".join(f"{r:g}" for r in a.rates)
+    delay = f" --delay {a.delay}" if a.delay else ""
+    return (f".venv/bin/python bench/recurrent.py --inputs {a.inputs} --hidden {a.hidden} --timesteps {a.timesteps} "
+            f"--batch {a.batch} --rates {rates} --repeats {a.repeats}{delay} --write {a.write}")
+
+
 def delayed(a: argparse.Namespace) -> None:
     """The network without and with a Delay of ``a.delay`` steps on its recurrent edge, side by side."""
     plain, slow = build_graph(a.inputs, a.hidden, a.timesteps), build_graph(a.inputs, a.hidden, a.timesteps,
@@ -82,9 +90,7 @@ def delayed(a: argparse.Namespace) -> None:
     icpt, slope, r2 = fit_line([g[1][0] for _, g in rows], [g[1][2] for _, g in rows])
     print(f"delayed: time ≈ {icpt * 1e3:.3f} ms + {slope * 1e9:.2f} ns × SynOps, R² = {r2:.4f}")
     if a.write:
-        rates = " ".join(f"{r:g}" for r in a.rates)
-        cmd = (f".venv/bin/python bench/recurrent.py --inputs {a.inputs} --hidden {a.hidden} --timesteps {a.timesteps} "
-               f"--batch {a.batch} --rates {rates} --repeats {a.repeats} --delay {a.delay} --write {a.write}")
+        cmd = _command(a)
         lines = [f"Command: `{cmd}`", "",
                  f"The network of the section above, and the same with a NIR `Delay` of {a.delay} steps on its "
                  f"recurrent edge (hidden → Delay → rec: the feedback arrives {a.delay + 1} steps after the spike), "
@@ -138,9 +144,7 @@ def main() -> None:
     icpt, slope, r2 = fit_line([r[2] for r in rows], [r[4] for r in rows])
     print(f"time ≈ {icpt * 1e3:.3f} ms + {slope * 1e9:.2f} ns × SynOps, R² = {r2:.4f}")
     if a.write:
-        rates = " ".join(f"{r:g}" for r in a.rates)
-        cmd = (f".venv/bin/python bench/recurrent.py --inputs {a.inputs} --hidden {a.hidden} --timesteps {a.timesteps} "
-               f"--batch {a.batch} --rates {rates} --repeats {a.repeats} --write {a.write}")
+        cmd = _command(a)
         lines = [f"Command: `{cmd}`", "",
                  f"Network: Bernoulli input ({a.inputs} channels) → Linear → {a.hidden} IF neurons with an all-to-all "
                  f"recurrent Linear ({a.hidden}×{a.hidden}, their spikes delivered at the next step) → Linear → 10 IF; "
