@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
@@ -27,6 +26,7 @@ from . import checkpoint, data, optim, recipes, run_folder
 from .atomic import write_text
 from .budget import fitting
 from .distill import DEFAULT_METHOD, build_loss
+from .distributed import Distributed
 from .errors import KdsnnError
 from .folder_lock import folder_lock
 from .memory import keep_freed_memory
@@ -98,47 +98,6 @@ def resolve_device(name: str) -> torch.device:
         raise KdsnnError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
 
 
-class _Distributed:
-    """Rank/world bookkeeping; a no-op outside torchrun."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.device = device
-        if self.world > 1 and not dist.is_initialized():
-            if device.type == "cuda":
-                self.device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
-                torch.cuda.set_device(self.device)
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def sync_buffers(self, module: nn.Module) -> None:
-        """Give every rank rank 0's buffers (BN running statistics drift apart per rank)."""
-        if self.world > 1:
-            for buf in module.buffers():
-                dist.broadcast(buf, 0)
-
-    def replicas_identical(self, module: nn.Module) -> bool:
-        """Whether every rank holds bit-identical parameters and buffers (checksums gathered)."""
-        with torch.no_grad():
-            flat = torch.cat([t.detach().double().flatten().cpu() for t in module.state_dict().values()])
-            mine = torch.stack([flat.sum(), (flat * torch.arange(1, flat.numel() + 1, dtype=torch.float64)).sum()])
-        gathered = [torch.zeros_like(mine) for _ in range(self.world)]
-        dist.all_gather(gathered, mine.to(self.device) if self.device.type == "cuda" else mine)
-        return all(torch.equal(g.cpu(), gathered[0].cpu()) for g in gathered)
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            dist.barrier()
-
-    def close(self) -> None:
-        if self.world > 1 and dist.is_initialized():
-            dist.destroy_process_group()
-
-
 class TrainStep(nn.Module):
     """Model and loss together, so DDP synchronizes the loss's connectors too."""
 
@@ -189,7 +148,7 @@ class _Run:
     kind: str
     ds: data.DataSpec
     device: torch.device
-    ddp: _Distributed
+    ddp: Distributed
     split: str  # the split every reported accuracy is measured on: test, or val with --validate
     recipe: recipes.Recipe | None = None
     train_set: Any = None
@@ -263,7 +222,7 @@ def _check_options(cfg: TrainConfig, kind: str) -> None:
 def _set_up(cfg: TrainConfig, kind: str) -> _Run:
     """Data spec, device and the distributed group."""
     ds = data.spec(cfg.dataset)
-    ddp = _Distributed(resolve_device(cfg.device))
+    ddp = Distributed(resolve_device(cfg.device))
     if ddp.device.type == "cpu":
         keep_freed_memory()  # T-folded maps exceed glibc's mmap threshold: reuse them (kdsnn/memory.py)
     return _Run(cfg, kind, ds, ddp.device, ddp, split="val" if cfg.validate else "test")
