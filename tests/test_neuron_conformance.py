@@ -205,7 +205,7 @@ def simulator_general_kernel(c: Case):
 
 
 def simulator_fast_kernel(c: Case):
-    from kdsnn.deploy.simulator.kernels import _integrate
+    from kdsnn.deploy.simulator.fast_kernels import _integrate
     th = np.ascontiguousarray(np.broadcast_to(c.threshold, (N,)), dtype=np.int64)
     vr = np.full(N, int(c.v_reset), dtype=np.int64)
     lim = np.array([-V24 - 1, V24, np.iinfo(np.int64).min, np.iinfo(np.int64).max], dtype=np.int64)

@@ -8,7 +8,7 @@ channels-last (position-major: index (y·W + x)·C + c), so that a spike through
 adds, per kernel row, one contiguous run of kw·C_out weights read from the kernel itself:
 delivery becomes vectorizable runs of integer adds instead of scattered float read-add-writes,
 and every step of every population runs in one compiled call per thread
-(:func:`kdsnn.deploy.simulator.kernels._run_fast`). Spikes and every counter are bit-identical with
+(:func:`kdsnn.deploy.simulator.fast_kernels._run_fast`). Spikes and every counter are bit-identical with
 the general path (:mod:`kdsnn.deploy.simulator.general`; tests compare the two); only the internal
 order of neurons differs, and the spike tensors handed back are permuted views in the public
 (C, H, W) order.
@@ -21,18 +21,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .kernels import (
-    P_CONN_HI,
-    P_CONN_LO,
-    P_OFF,
-    P_SIZE,
-    R_SYNOPS,
-    S_HMAX,
-    S_HMIN,
-    V_MAX,
-    V_MIN,
-    _run_fast,
-)
+from .fast_kernels import P_CONN_HI, P_CONN_LO, P_OFF, P_SIZE, R_SYNOPS, S_HMAX, S_HMIN, _run_fast
+from .kernels import V_MAX, V_MIN
 from .results import LayerStats, NeuronStats, SimState, parts
 from .tables import Tables, channels_last, exact
 
