@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from numba import njit
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._doc import replace_section  # noqa: E402
+from bench._timing import timed  # noqa: E402
 from kdsnn.deploy.simulator import fast_kernels as kernels  # noqa: E402
 from kdsnn.deploy.simulator.kernels import V_MAX, V_MIN  # noqa: E402
 
@@ -53,13 +53,9 @@ def _four(cur, weight, ats, ks, n):  # pragma: no cover - compiled
 
 
 def _best(fn, repeats: int) -> float:
+    """Best of ``repeats`` timed runs after one untimed run (numba compiles on the first call)."""
     fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    return timed(fn, repeats)
 
 
 def run_adds(c_out: int, repeats: int, rng: np.random.Generator) -> dict:
