@@ -93,3 +93,32 @@ def test_step_windows_change_nothing(window_steps, monkeypatch):
     assert plan.fast.window(5, n_in) == window_steps
     _same(simulate(plan, x), whole)
     _same(whole, simulate(plan, x, fast=False))
+
+
+def test_bench_split_without_spike_delivery_keeps_input_and_bias_only():
+    """bench/scale.py's fixed-cost run: the Input still reaches the first layer (its spikes unchanged), the
+    second population gets no spikes, only its bias, so it fires as an IF neuron fed by a constant would."""
+    from bench.scale import without_spike_delivery
+
+    graph = _two_conv_graph()
+    bias = np.array([1.0, 2.0, 3.0, 0.0, -1.0])
+    graph.nodes["conv2"].bias = bias
+    x = torch.from_numpy(np.random.default_rng(3).integers(0, 3, (2, 1, 6, 6)).astype(np.float32))
+    plan = Plan(graph)
+    assert plan.fast is not None
+    full = simulate(plan, x, timesteps=4)
+    bare = simulate(without_spike_delivery(plan), x, timesteps=4)
+    assert torch.equal(bare.spikes["if1"], full.spikes["if1"])
+    assert full.layers["conv2"].synops > 0 and bare.layers["conv2"].synops == 0
+    expected = np.zeros((4, 5))  # by hand: v += b each step, spike when v > 2, reset to 0
+    for c, b in enumerate(bias):
+        v = 0.0
+        for t in range(4):
+            v += b
+            if v > 2:
+                expected[t, c], v = 1, 0.0
+    got = bare.spikes["if2"].numpy()  # [T, B, 5, 6, 6]
+    want = np.broadcast_to(expected[:, None, :, None, None], got.shape)
+    np.testing.assert_array_equal(got, want)
+    assert full.spikes["if2"].sum() != bare.spikes["if2"].sum()  # delivery did matter in the full run
+    _same(simulate(plan, x, timesteps=4), full)  # the plan itself is left as it was
