@@ -18,6 +18,7 @@ from kdsnn.errors import KdsnnError
 from kdsnn.export.delay import path_delay
 from kdsnn.export.graph_view import SYNAPTIC, GraphView
 from kdsnn.export.loihi import weight_exponent
+from kdsnn.neuron_models import xylo_dash
 
 from . import speck
 from .spec import Target
@@ -73,6 +74,7 @@ def common_rules(view: GraphView, target: Target, max_membrane: dict[str, float]
         out.append(Violation(view.input, "analog_input", f"direct-encoded analog input; {target.name} takes only "
                              "events: train with --encoding bernoulli, or on an event data set "
                              "(--dataset nmnist, dvsgesture)"))
+    out += decay_rules(view, target)  # float graphs too: a decay no quantization can make the chip's is named
     if not view.integer:
         out.append(Violation("graph", "integer", f"float weights and thresholds; {target.name} runs integers: "
                              "quantize first (kdsnn quantize --bits 8, or export the integer graph)"))
@@ -111,6 +113,53 @@ def delay_rules(view: GraphView, target: Target) -> list[Violation]:
                 out.append(Violation(node, "delay", f"delays {path.source!r}'s spikes by up to {int(d.max())} steps; "
                                      f"{target.name} delays a synapse by at most {limit}: shorten the delay"))
     return out
+
+
+def decay_rules(view: GraphView, target: Target) -> list[Violation]:
+    """Leaky populations' decays as the target states them (``neuron.decay``): Xylo's bit shift (``v >> dash``,
+    ``dt/τ = 2^−dash``, 0 ≤ dash ≤ 15) or Loihi's 12-bit fraction (Lava's ``dv/4096``). A decay the chip cannot
+    hold, or an integer graph whose decays follow the other chip's rounding, would run differently there."""
+    rule = target.get("neuron", "decay")
+    out: list[Violation] = []
+    for p in view.populations:
+        rates = [np.asarray(a, dtype=np.float64) for a in view.models[p].decay_rates()]
+        if rule is None or not rates:
+            continue
+        if rule == "bit_shift":
+            for a in rates:
+                if xylo_dash(a) is None:
+                    out.append(Violation(p, "decay", f"{_decay_text(a)} is not a bit-shift decay 2^−dash (dash 0-15); "
+                                         f"{target.name} decays only so: {_nearest_shift(a)}"))
+                    break
+            else:
+                if view.integer and (view.models[p].kind != "LIF" or view.decays != "xylo"):
+                    out.append(Violation(p, "decay", f"its integer decay follows Loihi's rounding (toward zero on a "
+                                         f"1/64 grid), {target.name}'s bit shift floors: quantize the float graph "
+                                         "with kdsnn quantize FILE.nir --target xylo (LIF)"))
+        elif rule == "fraction12" and view.integer and view.decays == "xylo":
+            out.append(Violation(p, "decay", f"the graph states Xylo's bit-shift decays; {target.name} decays by "
+                                 "12-bit fractions dv/4096: quantize the float graph for it (kdsnn quantize "
+                                 "FILE.nir --target loihi2)"))
+    return out
+
+
+def _decay_text(a: np.ndarray) -> str:
+    lo, hi = float(a.min(initial=0.0)), float(a.max(initial=0.0))
+    return f"dt/τ = {lo:g}" if lo == hi else f"dt/τ from {lo:g} to {hi:g} (one value per population)"
+
+
+def _nearest_shift(a: np.ndarray) -> str:
+    """How to fix a decay that is no bit shift: the nearest dash, as ``kdsnn quantize --target xylo`` picks it."""
+    from kdsnn.export.quantize import xylo_shift
+
+    v = float(a.flat[0])
+    if v == 0 and np.all(a == 0):
+        return "the population does not leak (τ = ∞); the longest decay is dash 15 (τ = 2^15 steps)"
+    if not 0 < v <= 1 or not np.all(a == v):
+        return "give the population one decay and quantize with kdsnn quantize FILE.nir --target xylo"
+    dash = xylo_shift(v)
+    return (f"the nearest is dash {dash} (τ {1 / v:.4g} → {2 ** dash} steps); kdsnn quantize FILE.nir --target xylo "
+            "sets it")
 
 
 def _range_rules(view: GraphView, target: Target) -> list[Violation]:

@@ -44,7 +44,7 @@ STATUSES = ("published", "derived", "assumed")
 
 KEYS: dict[str, dict[str, str]] = {
     "neuron": {"models": _STRS, "resets": _STRS, "spike_condition": _STR, "max_spikes_per_step": _INT,
-               "analog_input": _STR, "exact_if": _BOOL, "multi_spike": _BOOL},
+               "analog_input": _STR, "exact_if": _BOOL, "multi_spike": _BOOL, "decay": _STR},
     "precision": {"weight_min": _INT, "weight_max": _INT, "state_bits": _INT, "threshold_min": _INT,
                   "threshold_max": _INT, "bias_max": _INT, "bias_min": _INT, "fixed_point_shift": _INT,
                   "weight_exponent_max": _INT},
@@ -75,6 +75,7 @@ MINIMUM: dict[str, int] = {
 NEURON_MODELS = ("IF", "LIF", "CubaLIF")
 RESETS = ("zero", "subtract")
 ANALOG_INPUT = ("host", "none", "counts", "graded")
+DECAYS = ("bit_shift", "fraction12")  # neuron.decay: Xylo's v >> dash, Loihi's 12-bit dv/4096 (rules.decay_rules)
 GRADED_SOURCE = ("kdsnn map --graded-input: the first connection takes the integer input as graded spikes "
                  "(Lava's Dense/Conv num_message_bits > 0: 'graded spikes', lava/proc/dense/process.py; lava-dl "
                  "netx's input_message_bits); kdsnn's Lava process-graph route runs it bit-exact")
@@ -259,6 +260,9 @@ def _semantic_checks(t: Target, where: str) -> None:
     ai = t.get("neuron", "analog_input")
     if ai not in (None, *ANALOG_INPUT):
         raise KdsnnError(f"{where}: neuron.analog_input must be one of {', '.join(ANALOG_INPUT)}, got {ai!r}")
+    dec = t.get("neuron", "decay")
+    if dec not in (None, *DECAYS):
+        raise KdsnnError(f"{where}: neuron.decay must be one of {', '.join(DECAYS)}, got {dec!r}")
     wmin, wmax = t.get("precision", "weight_min"), t.get("precision", "weight_max")
     if wmin is not None and wmax is not None and wmin > wmax:
         raise KdsnnError(f"{where}: precision.weight_min ({wmin}) is above precision.weight_max ({wmax})")

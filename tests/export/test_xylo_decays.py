@@ -127,3 +127,50 @@ def test_rockpool_chooses_the_same_shifts() -> None:
     assert got["dash"] == [xylo_shift(1 / t) for t in taus]
     assert got["keep"] == [1 - 2.0 ** -xylo_shift(1 / t) for t in taus]
     assert math.isclose(got["keep"][3], 0.75)
+
+
+def _decay_rules(graph: nir.NIRGraph, target: str) -> dict[str, str]:
+    from kdsnn.deploy.targets.mapping import map_graph
+
+    return {v["node"]: v["message"] for v in map_graph(graph, target)["violations"] if v["rule"] == "decay"}
+
+
+def test_map_names_decays_the_chip_cannot_hold(quantized, tmp_path) -> None:
+    """``kdsnn map``: Xylo holds only bit-shift decays and floors; Loihi only 12-bit fractions. τ = 3, 5, 12 steps
+    are no bit shift (nearest dash 2, 2, 4, as quantize picks); the Xylo-quantized graph fits Xylo's rule and
+    not Loihi's; the same graph quantized for Loihi (1365/4096, ... rounded toward zero) does not fit Xylo's."""
+    in_steps = _float_lif_graph()
+    for k, tau in enumerate(TAUS_MS, 1):
+        in_steps.nodes[f"lif{k}"].tau = np.full(in_steps.nodes[f"lif{k}"].tau.shape, tau)
+    got = _decay_rules(in_steps, "xylo")
+    assert set(got) == {"lif1", "lif2", "lif3"}
+    assert "nearest is dash 2 (τ 3 → 4 steps)" in got["lif1"] and "dash 4 (τ 12 → 16 steps)" in got["lif3"]
+    assert _decay_rules(in_steps, "loihi2") == {}  # a float graph: the integer rule asks to quantize first
+
+    _, xylo_q, _ = quantized
+    assert _decay_rules(xylo_q, "xylo") == {}
+    assert set(_decay_rules(xylo_q, "loihi2")) == {"lif1", "lif2", "lif3"}
+
+    nir_io.write(_float_lif_graph(), tmp_path / "f.nir")
+    np.save(tmp_path / "x.npy", np.random.default_rng(4).uniform(0, 2, (8, 4)))
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["quantize", str(tmp_path / "f.nir"), "--dt", "1e-3", "--timesteps", "12", "--inputs",
+                     str(tmp_path / "x.npy"), "--out", str(tmp_path / "loihi.nir")]) == 0
+    loihi_q = nir_io.read(tmp_path / "loihi.nir")
+    assert _decay_rules(loihi_q, "loihi2") == {}
+    xylo_of_loihi = _decay_rules(loihi_q, "xylo")
+    assert set(xylo_of_loihi) == {"lif1", "lif2", "lif3"}  # 1365/4096 etc.: no bit shift at all
+    assert "not a bit-shift decay" in xylo_of_loihi["lif1"]
+
+    powers = _float_lif_graph()  # τ = 4, 8, 16 ms: dt/τ are bit shifts, but Loihi's quantization rounds toward zero
+    for k, tau in enumerate((4e-3, 8e-3, 16e-3), 1):
+        powers.nodes[f"lif{k}"].tau = np.full(powers.nodes[f"lif{k}"].tau.shape, tau)
+    nir_io.write(powers, tmp_path / "p.nir")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["quantize", str(tmp_path / "p.nir"), "--dt", "1e-3", "--timesteps", "12", "--inputs",
+                     str(tmp_path / "x.npy"), "--out", str(tmp_path / "p_loihi.nir")]) == 0
+    rounding = _decay_rules(nir_io.read(tmp_path / "p_loihi.nir"), "xylo")
+    assert set(rounding) == {"lif1", "lif2", "lif3"} and "follows Loihi's rounding" in rounding["lif2"]
