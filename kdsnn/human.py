@@ -80,9 +80,18 @@ def seconds(s: float | None) -> str:
     return si(s, "s")
 
 
+def duration(s: float) -> str:
+    """A wait in the unit a person plans by: 40 s, 12 min, 2.5 h (estimates: whole seconds and minutes)."""
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 5400:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h"
+
+
 def ratio(r: float) -> str:
     """2.0, 25, 130, 12,000: one decimal below 10, none above."""
     return f"{r:.1f}" if r < 10 else f"{r:,.0f}"
 
 
-__all__ = ["count", "joules", "percent", "plain", "ratio", "seconds", "si"]
+__all__ = ["count", "duration", "joules", "percent", "plain", "ratio", "seconds", "si"]

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kdsnn import human
 from kdsnn.export.netx.plan import NetxPlan, Synapse
 
 from .plan import LavaGraphPlan
@@ -48,17 +49,9 @@ class LavaEstimate:
 
     def line(self, samples: int) -> str:
         """One stage line: the estimate and what it is made of."""
-        return (f"Lava: {samples:,} sample{'s' if samples != 1 else ''} ≈ {_duration(self.total_s)} estimated "
-                f"({_duration(self.startup_s)} start-up, {self.processes} Lava processes, "
+        return (f"Lava: {samples:,} sample{'s' if samples != 1 else ''} ≈ {human.duration(self.total_s)} estimated "
+                f"({human.duration(self.startup_s)} start-up, {self.processes} Lava processes, "
                 f"{self.macs_per_step / 1e6:,.1f} M synaptic multiply-adds per step, {self.steps:,} steps)")
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def synapse_work(syn: Synapse) -> tuple[int, int]:

@@ -50,3 +50,9 @@ def test_no_exponent_notation_anywhere_in_the_range():
             for unit in ("J", "s", ""):
                 assert not EXPONENT.search(human.si(mantissa * 10.0 ** exp, unit))
             assert not EXPONENT.search(human.count(mantissa * 10.0 ** exp))
+
+
+@pytest.mark.parametrize("s, text", [(0.4, "0 s"), (89.4, "89 s"), (90, "2 min"), (725, "12 min"),
+                                     (5399, "90 min"), (5400, "1.5 h"), (9000, "2.5 h")])
+def test_durations_in_the_unit_a_person_plans_by(s, text):
+    assert human.duration(s) == text
