@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._doc import replace_section  # noqa: E402
 from kdsnn import recipes  # noqa: E402
@@ -71,6 +73,40 @@ def run_once(folder: Path, cfg: TrainConfig, kind: str) -> dict[str, Any]:
     return result
 
 
+def predictions(checkpoint: str, dataset: str, split: str, root: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(predicted class, label) of every example of ``split`` (never augmented here), one thread."""
+    from kdsnn import data
+    from kdsnn.checkpoint import load_model
+
+    model, _ = load_model(checkpoint)
+    model.eval()
+    preds, labels = [], []
+    with torch.no_grad():
+        for x, y in data.loader(data.load(dataset, split, root), 256, shuffle=False):
+            preds.append(model(x).logits.argmax(1))
+            labels.append(y)
+    return torch.cat(preds), torch.cat(labels)
+
+
+def diagnose(run: dict[str, Any], teacher_right: torch.Tensor | None, a: argparse.Namespace) -> dict[str, Any]:
+    """Why KD can add little, measured per run (kept in the run's diagnosis.json): how well the model fits its
+    own training images without augmentation, and how many of its test errors the teacher gets right (all
+    that KD could fix) or also makes."""
+    record = Path(run["checkpoint"]).parent / "diagnosis.json"
+    if record.exists():
+        return json.loads(record.read_text())
+    fit_split, eval_split = ("fit", "val") if a.validate else ("train", "test")
+    p, y = predictions(run["checkpoint"], a.dataset, fit_split, a.data_root)
+    out: dict[str, Any] = {"fit_accuracy": float((p == y).double().mean())}
+    p, y = predictions(run["checkpoint"], a.dataset, eval_split, a.data_root)
+    wrong = p != y
+    out.update(errors=int(wrong.sum()), right=(~wrong).tolist())
+    if teacher_right is not None:
+        out.update(teacher_right=int((wrong & teacher_right).sum()), both_wrong=int((wrong & ~teacher_right).sum()))
+    write_text(record, json.dumps(out) + "\n")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="digits")
@@ -112,7 +148,11 @@ def main() -> None:
             r = run_once(root / name, cfg, "student")
             students.setdefault(kd, []).append(r)
             print(f"{kd} seed {seed}: {r['accuracy']:.4f} ({r['wall_s']:.0f} s)", flush=True)
-    table = _table(a, kd_teacher, teachers, students)
+    torch.set_num_threads(1)
+    t_diag = {arch: diagnose(t, None, a) for arch, t in teachers.items()}
+    t_right = torch.tensor(t_diag[kd_teacher]["right"])
+    diags = {kd: [diagnose(r, t_right, a) for r in runs] for kd, runs in students.items()}
+    table = _table(a, kd_teacher, teachers, students) + "\n\n" + _why_table(a, kd_teacher, t_diag, diags)
     print(table)
     elapsed = time.time() - t0
     print(f"({elapsed:.0f} s this invocation)")
@@ -156,6 +196,22 @@ def _table(a: argparse.Namespace, kd_teacher: str, teachers: dict[str, dict], st
     return "\n".join(rows)
 
 
+def _why_table(a: argparse.Namespace, kd_teacher: str, teachers: dict[str, dict],
+               students: dict[str, list[dict]]) -> str:
+    """Markdown: each model's fit of its own training images and its test errors, split by whether the teacher
+    gets them right (what KD could fix), means over seeds."""
+    fit_split = "fit part of the training split" if a.validate else "training split"
+    rows = [f"| model | method | accuracy on the {fit_split}, no augmentation | errors on the evaluated split | of "
+            f"them the {kd_teacher} teacher gets right (KD's headroom) | both wrong |", "|---|---|---|---|---|---|"]
+    for arch, d in teachers.items():
+        rows.append(f"| teacher {arch} | — | {d['fit_accuracy'] * 100:.2f} % | {d['errors']} | — | — |")
+    for kd, ds in students.items():
+        m = {k: statistics.mean(d[k] for d in ds) for k in ("fit_accuracy", "errors", "teacher_right", "both_wrong")}
+        rows.append(f"| student {a.student_arch} ×{a.width:g} | {kd} | {m['fit_accuracy'] * 100:.2f} % | "
+                    f"{m['errors']:.1f} | {m['teacher_right']:.1f} | {m['both_wrong']:.1f} |")
+    return "\n".join(rows)
+
+
 def _command(a: argparse.Namespace) -> str:
     parts = [f"--dataset {a.dataset}"] + ([f"--data-root {a.data_root}"] if a.data_root else [])
     parts += [f"--teachers {' '.join(a.teachers)}", f"--kd-teacher {a.kd_teacher or a.teachers[0]}",
@@ -180,7 +236,10 @@ def _write(a: argparse.Namespace, alphas: dict[str, float], kd_teacher: str, tab
             + (f"; overridden here: {overrides}" if overrides else "") + f". Students: {a.student_arch} at width "
             f"{a.width:g}, direct encoding, hard-reset IF (θ = 1), membrane readout, T = 4; KD students learn from "
             f"the {kd_teacher} teacher above. Time: one training run each, mean over seeds (wall clock / CPU time "
-            "of all threads).\n\n" + table)
+            "of all threads). The second table measures why KD can add little: each model's accuracy on its own "
+            "training images without augmentation (how well it fits them), and its errors on the evaluated split "
+            "divided into those the teacher gets right (all that KD could fix) and those both make (means over "
+            "seeds).\n\n" + table)
     section = a.section or SECTIONS.get((a.dataset, a.validate), f"Accuracy on {a.dataset}"
                                         + (", held-out split" if a.validate else ""))
     replace_section(Path(a.write), section, body)
