@@ -7,6 +7,9 @@ table shows each method's mean ± sample standard deviation over seeds and the m
 clock and CPU (all threads; on a machine shared with other jobs wall time is inflated).
 ``--validate`` measures the held-out fifth of the training split instead of the test split:
 choose options there, measure the test split once with the chosen ones.
+A second table says why KD can add little (bench/accuracy.py's ``diagnose``): each model's accuracy
+on its own training images without augmentation, and its test errors divided into those the
+teacher gets right (all that KD could fix) and those both make.
 
 Each finished run is kept in ``--runs`` (its checkpoint and a ``bench.json``), so a stopped
 benchmark continues where it stopped and a finished one only rewrites its table.
