@@ -127,6 +127,8 @@ def main() -> None:
     ap.add_argument("--runs", default=None, help="folder keeping every run (default: a new temporary folder)")
     ap.add_argument("--write", default=None)
     ap.add_argument("--section", default=None)
+    ap.add_argument("--table-only", action="store_true",
+                    help="write the table from the finished runs in --runs; train nothing (a stopped benchmark)")
     a = ap.parse_args()
     alphas = parse_alphas(a.alpha)
     kd_teacher = a.kd_teacher or a.teachers[0]
@@ -148,7 +150,9 @@ def main() -> None:
             name = f"{kd}-{seed}"
             cfg = TrainConfig(arch=a.student_arch, kd=kd, teacher=teachers[kd_teacher]["checkpoint"], epochs=a.epochs,
                               seed=seed, width=a.width, alpha=alphas.get(kd), out=str(root / name), **common)
-            r = run_once(root / name, cfg, "student")
+            if a.table_only and not (root / name / "bench.json").exists():
+                continue
+            r = run_once(root / name, cfg, "student") | {"seed": seed}
             students.setdefault(kd, []).append(r)
             print(f"{kd} seed {seed}: {r['accuracy']:.4f} ({r['wall_s']:.0f} s)", flush=True)
     torch.set_num_threads(1)
@@ -183,18 +187,19 @@ def _table(a: argparse.Namespace, kd_teacher: str, teachers: dict[str, dict], st
     for arch, t in teachers.items():
         rows.append(f"| teacher {arch} (ANN) | — | {t['accuracy'] * 100:.2f} % | seed 0 | | | {t['epochs']} "
                     f"| {_minutes([t])} |")
-    plain = [r["accuracy"] for r in students.get("none", [])]
+    plain = {r["seed"]: r["accuracy"] for r in students.get("none", [])}
     for kd, runs in students.items():
         accs = [r["accuracy"] for r in runs]
         delta = wins = ""
-        if plain and kd != "none":
-            diffs = [x - y for x, y in zip(accs, plain, strict=True)]
+        diffs = [r["accuracy"] - plain[r["seed"]] for r in runs if r["seed"] in plain]  # paired by seed
+        if diffs and kd != "none":
             sd = statistics.stdev(diffs) * 100 if len(diffs) > 1 else 0.0
             delta = f"{statistics.mean(diffs) * 100:+.2f} pp (± {sd:.2f})"
             wins = f"{sum(d > 0 for d in diffs)} / {sum(d == 0 for d in diffs)} / {sum(d < 0 for d in diffs)}"
         source = "" if kd == "none" else f" from {kd_teacher}"
+        per_seed = ", ".join(f"{r['accuracy'] * 100:.2f} (seed {r['seed']})" for r in runs)
         rows.append(f"| student {a.student_arch} ×{a.width:g} (SNN, T = 4) | {kd}{source} | {_mean_sd(accs)} | "
-                    f"{', '.join(f'{x * 100:.2f}' for x in accs)} | {delta} | {wins} | {runs[0]['epochs']} "
+                    f"{per_seed} | {delta} | {wins} | {runs[0]['epochs']} "
                     f"| {_minutes(runs)} |")
     return "\n".join(rows)
 
