@@ -5,6 +5,7 @@ tensors and plain data only. A file that is not ours, or is corrupt, gives a one
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,9 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
         raise KdsnnError(f"checkpoint {path} does not exist; "
                          "pass the checkpoint.pt a train-teacher or distill run wrote")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about a foreign pickle before refusing it: one line is ours
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch.load raises many types on corrupt input (IndexError, UnpicklingError, ...)
         raise KdsnnError(f"{path} is not a readable kdsnn checkpoint (corrupt, truncated or not a PyTorch file: "
                          f"{type(exc).__name__}); use the checkpoint.pt a kdsnn run wrote") from None
