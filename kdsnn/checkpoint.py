@@ -120,6 +120,11 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     except (KeyError, RuntimeError) as exc:
         raise KdsnnError(f"{path}: checkpoint does not match its architecture "
                          f"({str(exc).splitlines()[0][:120]})") from None
+    broken = next((k for k, v in ckpt["model"].items()
+                   if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if broken is not None:  # a run that diverged: every answer of the model would be NaN (10 % accuracy on digits)
+        raise KdsnnError(f"{path}: weight {broken!r} holds NaN or infinite values (the training diverged?); "
+                         "train it again, e.g. with a lower --lr")
     return model.eval(), ckpt
 
 

@@ -293,3 +293,18 @@ def test_an_if_with_r_zero_is_described_not_divided_by(tmp_path, capsys):
     nir.write(path, _if_graph(np.eye(3, 4), 4, r=0.0))
     assert main(["simulate", str(path), "--spike-rate", "0.5", "--timesteps", "2", "--samples", "2"]) == 0
     assert "r = 0: the neuron never receives its input" in capsys.readouterr().out
+
+
+def test_a_checkpoint_with_nan_weights_is_refused(student_ckpt, tmp_path, capsys):
+    """A diverged run's weights: evaluate reported 10.00 % (every answer NaN) as the model's accuracy."""
+    ckpt = torch.load(student_ckpt, weights_only=True)
+    name = next(k for k, v in ckpt["model"].items() if v.is_floating_point())
+    ckpt["model"][name] = torch.full_like(ckpt["model"][name], float("nan"))
+    path = tmp_path / "nan.pt"
+    torch.save(ckpt, path)
+    before = snapshot(path)
+    for argv in (["evaluate", str(path)], ["map", str(path)],
+                 ["distill", "--teacher", str(path), "--out", str(tmp_path / "run"), "--epochs", "1"]):
+        assert main(argv) == 2, argv
+        assert f"{path}: weight '{name}' holds NaN or infinite values (the training diverged?)" in error_line(capsys)
+    assert snapshot(path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["nan.pt"]
