@@ -19,7 +19,7 @@ def _simulate(a: argparse.Namespace) -> int:
     from .graph_inputs import accuracy, check_save, graph_batch, read_graph, save_run
 
     backend = get(a.backend)
-    if a.save:
+    if a.save is not None:
         check_save(a, backend)  # before the work: a wrong --save fails now, not after the simulation
     graph = read_graph(a)
     view = GraphView.of(graph, a.timesteps)
@@ -108,8 +108,8 @@ def _checkpoint_inputs(a: argparse.Namespace, dep, need_labels: bool = False):
     """``--inputs``/``--labels`` for a student checkpoint: ``(x, y or None)`` shaped like its input, or None."""
     if getattr(a, "spike_rate", None) is not None:
         raise KdsnnError("--spike-rate feeds NIR files that expect spikes; a student checkpoint encodes its own input")
-    if not getattr(a, "inputs", None):
-        if getattr(a, "labels", None):
+    if getattr(a, "inputs", None) is None:  # "" (an unset variable) is refused by the reader
+        if getattr(a, "labels", None) is not None:
             raise KdsnnError("--labels goes with --inputs (the labels of your own samples)")
         return None
     from kdsnn import checkpoint, data
@@ -266,9 +266,11 @@ def _report_done(a: argparse.Namespace, rep: dict) -> None:
 
 def _demo(a: argparse.Namespace) -> int:
     from kdsnn.distill import check_method
+    from kdsnn.outputs import require_path
 
     from .demo import run_demo
 
+    require_path(a.out, "--out", "folder")
     check_method(a.kd)  # before the teacher trains: a wrong name fails now, not after the first stage
     return run_demo(a.out, a.teacher_epochs, a.student_epochs, a.kd)
 

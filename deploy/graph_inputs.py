@@ -173,6 +173,8 @@ def check_save(a: argparse.Namespace, backend, view: GraphView | None = None, x:
     from kdsnn.outputs import check_file
 
     if view is None:
+        if not str(a.save).strip():
+            raise KdsnnError("--save is empty; give the path of the .npz file to write (an unset shell variable?)")
         if Path(a.save).suffix != ".npz":
             raise KdsnnError(f"--save {a.save}: give a file name ending in .npz")
         if not backend.sequences:

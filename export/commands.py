@@ -128,7 +128,7 @@ def _graphs(a: argparse.Namespace, integer: bool,
 
 def _user_inputs(a: argparse.Namespace) -> torch.Tensor | None:
     """``--inputs`` as a tensor shaped like the checkpoint's input (None when not given)."""
-    if not getattr(a, "inputs", None):
+    if getattr(a, "inputs", None) is None:  # "" (an unset variable) is refused by the reader
         return None
     from kdsnn import checkpoint, data
 
@@ -147,9 +147,12 @@ def _quantize(a: argparse.Namespace) -> int:
     from kdsnn.trainer import evaluate
 
     from . import nir_io
+    from .formats import check_name, get
     from .quantize import range_problems
     from .runtime import GraphSNN
 
+    if a.out:
+        check_name(get("nir"), a.out, choosing=False)  # quantize writes NIR, whatever the name says
     if getattr(a, "graph", None):
         from .quantize_file import quantize_file
 
@@ -186,7 +189,7 @@ def _quantize(a: argparse.Namespace) -> int:
 def _export(a: argparse.Namespace) -> int:
     from kdsnn import checkpoint, data
 
-    from .formats import get
+    from .formats import check_name, get
 
     _require(a, "checkpoint", "out")
     if getattr(a, "for_chip", None):
@@ -198,6 +201,7 @@ def _export(a: argparse.Namespace) -> int:
     fmt = get(a.format)
     if fmt.integer_only and a.float:
         raise KdsnnError(f"{fmt.name} holds integer networks only; drop --float")
+    check_name(fmt, a.out)
     _check_out(a)
     _, ckpt, _, graph = _graphs(a, integer=True, quantized=not a.float)
     path = fmt.write(graph, a.out)

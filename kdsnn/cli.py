@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     parser, subs = build_parser()
     try:
         args = parser.parse_args(argv)
-        if getattr(args, "config", None):
+        if getattr(args, "config", None) is not None:  # an empty path is refused, not ignored
             from . import config
             subs[args.command].set_defaults(**config.load(args.config, args.command, subs[args.command]))
             args = parser.parse_args(argv)

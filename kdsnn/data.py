@@ -377,6 +377,8 @@ def load_inputs(path: str | Path, labels: str | Path | None = None, shape: tuple
 
 def read_npy(path: str | Path, flag: str) -> np.ndarray:
     """Read one array from a ``.npy`` file (no pickles), or refuse in one line."""
+    if not str(path).strip():
+        raise KdsnnError(f"{flag} is empty; give the path of a .npy file (numpy.save; an unset shell variable?)")
     p = Path(path)
     if not p.is_file():
         raise KdsnnError(f"{flag} {path} does not exist; pass a .npy file (numpy.save)")
