@@ -197,6 +197,7 @@ def _export(a: argparse.Namespace) -> int:
             raise KdsnnError(f"unknown --for {a.for_chip!r}; choose one of {', '.join(HANDOFF_CHIPS)}")
         if _HANDOFF is None:
             raise KdsnnError("--for needs kdsnn's hardware targets (kdsnn.deploy), which are not installed")
+        _check_out(a)  # an existing file is replaced only with --force, an input never (it was overwritten)
         return _HANDOFF(a)
     fmt = get(a.format)
     if fmt.integer_only and a.float:

@@ -212,3 +212,27 @@ def test_a_name_no_format_claims_is_the_users_choice(student_ckpt, tmp_path, cap
     assert main(["export", "--checkpoint", str(student_ckpt), "--out", str(tmp_path / "s.h5"), "--no-check"]) == 0
     assert main(["export", "--checkpoint", str(student_ckpt), "--out", str(tmp_path / "S.NIR"), "--no-check"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["S.NIR", "s.h5"]
+
+
+def test_export_for_a_chip_guards_its_output_like_export(student_ckpt, tmp_path, capsys):
+    """export --for wrote over an existing file without --force (and over its own checkpoint's name), and put
+    Loihi 2's netx file under a .nir name."""
+    earlier = tmp_path / "student.net"
+    earlier.write_bytes(b"an earlier hand-off")
+    assert main(["export", "--checkpoint", str(student_ckpt), "--for", "loihi2", "--out", str(earlier),
+                 "--no-check"]) == 2
+    assert f"--out {earlier} already exists" in error_line(capsys)
+    assert earlier.read_bytes() == b"an earlier hand-off"
+    ckpt = tmp_path / "s.pt"
+    shutil.copy(student_ckpt, ckpt)
+    before = snapshot(ckpt)
+    assert main(["export", "--checkpoint", str(ckpt), "--for", "loihi2", "--out", str(ckpt), "--force"]) == 2
+    assert f"--out {ckpt} is also the input --checkpoint" in error_line(capsys)
+    assert snapshot(ckpt) == before
+    assert main(["export", "--checkpoint", str(student_ckpt), "--for", "loihi2", "--out", str(tmp_path / "s.nir"),
+                 "--no-check"]) == 2  # snn_2conv is sequential: Lava's netx route
+    assert "is named like a nir file, but netx is written; name it .net" in error_line(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.pt", "student.net"]
+    assert main(["export", "--checkpoint", str(student_ckpt), "--for", "loihi2", "--out", str(earlier), "--force",
+                 "--no-check"]) == 0  # the control: replaced when asked
+    assert earlier.read_bytes()[:4] == b"\x89HDF"
