@@ -159,6 +159,11 @@ def _quantize(a: argparse.Namespace) -> int:
         _emit(a, *quantize_file(a))
         return 0
     _require(a, "checkpoint", "out")
+    given = [f for f, v in (("--timesteps", a.timesteps), ("--dt", a.dt), ("--legacy-reset", a.legacy_if_reset))
+             if v is not None]
+    if given:  # they were ignored: the checkpoint's student records its own T, dt and reset
+        raise KdsnnError(f"{given[0]} says how to read a NIR file; --checkpoint {a.checkpoint} records its own "
+                         "T, dt and reset (drop it, or quantize the NIR file)")
     if getattr(a, "target", "loihi2") != "loihi2":
         raise KdsnnError("--target chooses the decays of a leaky NIR file; a checkpoint's IF student has none "
                          "(quantize it as it is, then kdsnn map --target xylo)")

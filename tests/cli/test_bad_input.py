@@ -274,6 +274,10 @@ def test_resume_on_another_data_set_is_refused(tmp_path, capsys):
     (["verify", "{ckpt}", "--timesteps", "9", "--samples", "2"], "--timesteps says how to read a NIR file;"),
     (["verify", "{ckpt}", "--dt", "0.5", "--samples", "2"], "--dt says how to read a NIR file;"),
     (["report", "{ckpt}", "--out", "{tmp}/r", "--legacy-reset", "zero"], "--legacy-reset says how to read a NIR file"),
+    (["quantize", "--checkpoint", "{ckpt}", "--timesteps", "9", "--out", "{tmp}/q.nir"],
+     "--timesteps says how to read a NIR file;"),
+    # quantize FILE calibrates on --inputs: a --dataset was ignored
+    (["quantize", "{nir}", "--dataset", "cifar10", "--out", "{tmp}/q.nir"], "--dataset goes with --checkpoint"),
 ])
 def test_deploy_options_are_refused_before_the_work(student_int_nir, student_ckpt, tmp_path, capsys, argv, says):
     argv = [a.format(nir=student_int_nir, ckpt=student_ckpt, tmp=tmp_path) for a in argv]
