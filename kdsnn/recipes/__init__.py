@@ -254,9 +254,9 @@ def check_resumable(saved: dict[str, Any], cfg: Any, ckpt_path: Path) -> None:
     if "schedule" not in saved:
         raise KdsnnError(f"--resume: {ckpt_path} was written by a kdsnn without recipes (per-epoch schedule state); "
                          "it cannot be continued: start it again without --resume, or use another --out")
-    # the data set and the KD method too: a run continued on other data (of the same shape) or with another loss
-    # would mix two trainings under one checkpoint
-    keys = [k for k in (*OPTIONS, *STUDENT_OPTIONS, "alpha", "dataset", "kd") if k != "epochs"]
+    # the data (set, split, seeded order) and the KD method too: a run continued on other data of the same shape or
+    # with another loss would mix two trainings under one checkpoint, and lose the resumed-equals-uninterrupted rule
+    keys = [k for k in (*OPTIONS, *STUDENT_OPTIONS, "alpha", "dataset", "validate", "seed", "kd") if k != "epochs"]
     differ = [k for k in keys if k in saved and saved[k] != getattr(cfg, k)]
     if differ:
         k = differ[0]

@@ -235,9 +235,10 @@ def test_demo_options_are_checked_before_the_teacher_trains(tmp_path, capsys, ar
     assert not out.exists()
 
 
-def test_resume_on_another_data_set_is_refused(tmp_path, capsys):
+def test_resume_on_other_data_is_refused(tmp_path, capsys):
     """A run resumed on other data of the same shape (digits, then fake 1×8×8 with 10 classes: the same model
-    spec, the same recipe) continued silently and mixed two trainings in one checkpoint."""
+    spec, the same recipe), on another split (--validate) or data order (--seed) continued silently and mixed two
+    trainings in one checkpoint."""
     run = tmp_path / "run"
     common = ["train-teacher", "--recipe", "digits-teacher", "--epochs", "2", "--max-batches", "1", "--out", str(run),
               "--quiet"]
@@ -247,6 +248,11 @@ def test_resume_on_another_data_set_is_refused(tmp_path, capsys):
     assert main([*common, "--dataset", "fake:1x8x8:10", "--resume"]) == 2
     line = error_line(capsys)
     assert "was trained with dataset = 'digits', this run asks for 'fake:1x8x8:10'" in line
+    assert snapshot(run / "checkpoint.pt") == before
+    for other, says in ((["--seed", "3"], "was trained with seed = 0, this run asks for 3"),
+                        (["--validate"], "was trained with validate = False, this run asks for True")):
+        assert main([*common, *other, "--resume"]) == 2
+        assert says in error_line(capsys)
     assert snapshot(run / "checkpoint.pt") == before
     assert main([*common, "--resume"]) == 0  # the same data set continues
 
