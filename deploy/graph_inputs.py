@@ -144,7 +144,7 @@ def _user_inputs(view: GraphView, a: argparse.Namespace) -> tuple[torch.Tensor, 
 
 def _labels(path: str, n: int, classes: int) -> torch.Tensor:
     """Labels of ``n`` inputs from ``path``: one integer class index below ``classes`` each."""
-    from kdsnn.data import read_npy
+    from kdsnn.npy_files import read_npy
 
     lab = read_npy(path, "--labels")
     if lab.ndim != 1 or len(lab) != n:

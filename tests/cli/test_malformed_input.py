@@ -308,3 +308,15 @@ def test_a_checkpoint_with_nan_weights_is_refused(student_ckpt, tmp_path, capsys
         assert main(argv) == 2, argv
         assert f"{path}: weight '{name}' holds NaN or infinite values (the training diverged?)" in error_line(capsys)
     assert snapshot(path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["nan.pt"]
+
+
+def test_a_truncated_npy_is_named_as_truncated(student_int_nir, tmp_path, capsys):
+    whole = tmp_path / "whole.npy"
+    np.save(whole, np.zeros((5, 1, 8, 8), dtype=np.float32))  # 1,280 bytes of data after the header
+    cut = tmp_path / "cut.npy"
+    cut.write_bytes(whole.read_bytes()[:-1000])
+    assert main(["simulate", str(student_int_nir), "--inputs", str(cut)]) == 2
+    assert (f"--inputs {cut} is truncated: its header declares shape [5, 1, 8, 8] (1,280 bytes) but it holds 280"
+            in error_line(capsys))
+    assert main(["simulate", str(student_int_nir), "--inputs", str(whole), "--json"]) == 0  # the control
+    assert '"samples": 5' in capsys.readouterr().out
