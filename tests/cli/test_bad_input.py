@@ -142,6 +142,9 @@ TINY = ["--dataset", "fake:1x8x8:3", "--epochs", "1", "--quiet"]
     (["train-teacher", "--max-batches", "0"], "argument --max-batches: must be an integer ≥ 1, got 0"),
     (["train-teacher", "--max-batches", "-1"], "argument --max-batches: must be an integer ≥ 1, got -1"),
     (["train-teacher", "--stop-after", "0"], "argument --stop-after: must be an integer ≥ 1, got 0"),
+    # continue and start over at once: --resume won silently
+    (["train-teacher", "--resume", "--force"], "give --resume (continue the run in --out) or --force (start it over), "
+                                               "not both"),
     # infinite or NaN hyper-parameters trained NaN weights and wrote them as a checkpoint
     (["train-teacher", "--lr", "inf"], "--lr must be > 0, got inf (a finite number)"),
     (["train-teacher", "--weight-decay", "nan"], "--weight-decay must be >= 0, got nan (a finite number)"),
