@@ -45,6 +45,7 @@ class Backend:
     chunk: int | None = 256  # report feeds it this many inputs at a time (None: it batches itself)
     float_dtype = "float32"  # the precision it computes float graphs in (integer graphs are exact in any)
     sequences = True    # it returns the output sequence and spikes (simulate --save needs them)
+    output_sequence = True  # it returns the Output's own sequence; if not, --save needs a spiking last layer
 
     def available(self) -> tuple[bool, str]:
         return True, ""
@@ -219,6 +220,7 @@ class Lava(Backend):
 
     name, label, title = "lava", "Lava (Loihi 2 sim, fixed_pt)", "Lava (Loihi 2 sim)"
     slow, chunk = True, None  # one Lava runtime streams all its samples
+    output_sequence = False  # the spikes of its populations only
 
     def available(self) -> tuple[bool, str]:
         from .lava import lava_available
@@ -260,6 +262,7 @@ class Norse(Backend):
 
     name, label, title = "norse", "Norse 1.1 (from_nir)", "Norse (independent NIR reader)"
     slow = True
+    output_sequence = False  # the spikes of its populations only
 
     def available(self) -> tuple[bool, str]:
         from .norse_backend import norse_available

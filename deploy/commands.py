@@ -19,7 +19,7 @@ def _simulate(a: argparse.Namespace) -> int:
     from .graph_inputs import accuracy, check_save, graph_batch, read_graph, save_run
 
     backend = get(a.backend)
-    if a.save:
+    if a.save is not None:
         check_save(a, backend)  # before the work: a wrong --save fails now, not after the simulation
     graph = read_graph(a)
     view = GraphView.of(graph, a.timesteps)
@@ -94,12 +94,22 @@ def _doctor(a: argparse.Namespace) -> int:
     return 0
 
 
+def _no_reading_options(a: argparse.Namespace) -> None:
+    """A checkpoint records its own T, dt and reset: the options that say how to read a NIR file are refused with
+    one (they were ignored before, so a user's --timesteps silently did not apply)."""
+    given = [f for f, v in (("--timesteps", a.timesteps), ("--dt", a.dt), ("--legacy-reset", a.legacy_if_reset))
+             if v is not None]
+    if given:
+        raise KdsnnError(f"{given[0]} says how to read a NIR file; {a.checkpoint} is a checkpoint, whose student "
+                         "records its own T, dt and reset (drop it, or give the NIR file)")
+
+
 def _checkpoint_inputs(a: argparse.Namespace, dep, need_labels: bool = False):
     """``--inputs``/``--labels`` for a student checkpoint: ``(x, y or None)`` shaped like its input, or None."""
     if getattr(a, "spike_rate", None) is not None:
         raise KdsnnError("--spike-rate feeds NIR files that expect spikes; a student checkpoint encodes its own input")
-    if not getattr(a, "inputs", None):
-        if getattr(a, "labels", None):
+    if getattr(a, "inputs", None) is None:  # "" (an unset variable) is refused by the reader
+        if getattr(a, "labels", None) is not None:
             raise KdsnnError("--labels goes with --inputs (the labels of your own samples)")
         return None
     from kdsnn import checkpoint, data
@@ -174,6 +184,7 @@ def _verify(a: argparse.Namespace) -> int:
     targets = [load_target(t) for t in (a.target or builtin_targets())]  # a wrong name fails before the work
     if graph_file:
         return _verify_graph(a, targets)
+    _no_reading_options(a)
 
     from kdsnn.export.student import load_student_graphs
 
@@ -211,6 +222,11 @@ def _report(a: argparse.Namespace) -> int:
     graph_file = _graph_or_checkpoint(a)
     inputs = {"the model": a.model, "--checkpoint": a.checkpoint, "--inputs": a.inputs, "--labels": a.labels,
               "--config": a.config, **{f"--profile {p}": p for p in a.profile or []}}
+    if graph_file and a.target:
+        raise KdsnnError("--target maps a checkpoint's integer graph in its report; for a NIR file run "
+                         f"`kdsnn map {a.model} --target {a.target[0]}`")
+    if not graph_file:
+        _no_reading_options(a)
     check_folder(a.out, "--out", REPORT_FILES, inputs, a.force)
     if graph_file:
         from kdsnn.export.graph_view import GraphView
@@ -249,8 +265,13 @@ def _report_done(a: argparse.Namespace, rep: dict) -> None:
 
 
 def _demo(a: argparse.Namespace) -> int:
+    from kdsnn.distill import check_method
+    from kdsnn.outputs import require_path
+
     from .demo import run_demo
 
+    require_path(a.out, "--out", "folder")
+    check_method(a.kd)  # before the teacher trains: a wrong name fails now, not after the first stage
     return run_demo(a.out, a.teacher_epochs, a.student_epochs, a.kd)
 
 
@@ -357,7 +378,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
                    help="use only the first N test samples (default: the whole test split of a checkpoint's data "
                         "set; 256 inputs for a NIR file)")
     p.add_argument("--limit", dest="samples", type=positive_int, help=argparse.SUPPRESS)  # its earlier name
-    p.add_argument("--slow-samples", "--lava-samples", type=int, default=32,
+    p.add_argument("--slow-samples", "--lava-samples", type=positive_int, default=32,
                    help=f"test samples run on the slow backends ({names_text(slow_only=True)})")
     _target_arg(p, "map the integer graph onto it (a checkpoint's report; the same answer as kdsnn map)")
     p.add_argument("--profile", action="append", default=None,
@@ -365,8 +386,8 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
 
     p = add("demo", "the whole road on digits: train, distill, quantize, export, simulate, verify, report", _demo)
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--teacher-epochs", type=int, default=15)
-    p.add_argument("--student-epochs", type=int, default=15)
+    p.add_argument("--teacher-epochs", type=positive_int, default=15)
+    p.add_argument("--student-epochs", type=positive_int, default=15)
     from kdsnn.distill import DEFAULT_METHOD, DEMO_METHOD
 
     p.add_argument("--kd", default=DEMO_METHOD,

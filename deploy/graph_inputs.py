@@ -16,6 +16,7 @@ import nir
 import numpy as np
 import torch
 
+from kdsnn.arg_types import seed
 from kdsnn.errors import KdsnnError
 from kdsnn.export.graph_view import GraphView
 
@@ -35,7 +36,7 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", default=None, help=".npy of N integer labels for --inputs (accuracy)")
     p.add_argument("--spike-rate", type=float, default=None,
                    help="feed Bernoulli spikes at this rate per input and step (needs --timesteps for foreign graphs)")
-    p.add_argument("--seed", type=int, default=0, help="seed of --spike-rate's spikes")
+    p.add_argument("--seed", type=seed, default=0, help="seed of --spike-rate's spikes")
 
 
 def read_graph(a: argparse.Namespace, path: str | None = None) -> nir.NIRGraph:
@@ -103,6 +104,10 @@ def graph_batch(view: GraphView, a: argparse.Namespace, samples: int) -> tuple[t
             x, what = _fit_steps(x, view, f"{dataset} event frames"), f"{x.shape[1]} {dataset} test recordings"
         else:
             x, what = _fit(x, view, f"{dataset} images"), f"{len(x)} {dataset} test samples"
+        classes, outputs = data.spec(dataset).classes, view.size(view.output)
+        if classes > outputs:
+            raise KdsnnError(f"{dataset} has {classes} classes but the graph has {outputs} outputs: labels "
+                             f"{outputs}..{classes - 1} could never be predicted; pass the data set it was trained on")
     if x.dim() == len(view.input_shape) + 1 and not view.timesteps:
         t = _timesteps(view, a)
         _require_inputs(t * x.numel(), f"{len(x)} inputs repeated over {t} steps")
@@ -139,7 +144,7 @@ def _user_inputs(view: GraphView, a: argparse.Namespace) -> tuple[torch.Tensor, 
 
 def _labels(path: str, n: int, classes: int) -> torch.Tensor:
     """Labels of ``n`` inputs from ``path``: one integer class index below ``classes`` each."""
-    from kdsnn.data import read_npy
+    from kdsnn.npy_files import read_npy
 
     lab = read_npy(path, "--labels")
     if lab.ndim != 1 or len(lab) != n:
@@ -168,6 +173,8 @@ def check_save(a: argparse.Namespace, backend, view: GraphView | None = None, x:
     from kdsnn.outputs import check_file
 
     if view is None:
+        if not str(a.save).strip():
+            raise KdsnnError("--save is empty; give the path of the .npz file to write (an unset shell variable?)")
         if Path(a.save).suffix != ".npz":
             raise KdsnnError(f"--save {a.save}: give a file name ending in .npz")
         if not backend.sequences:
@@ -178,6 +185,9 @@ def check_save(a: argparse.Namespace, backend, view: GraphView | None = None, x:
         return
     from .batched import count
 
+    if not backend.output_sequence and not view.spiking_output:
+        raise KdsnnError(f"--save needs the output sequence; backend {a.backend} returns only spikes, and this graph's "
+                         f"readout is the last layer's {view.readout} (use --backend pytorch or simulator)")
     values = sum(view.size(p) for p, m in view.models.items() if m.spiking) + view.size(view.output)
     require(2 * 8 * values * int(steps or 1) * count(x, view), f"keeping the spikes and outputs of {count(x, view)} "
             "inputs for --save", "use fewer --samples, or drop --save")

@@ -128,7 +128,7 @@ def _graphs(a: argparse.Namespace, integer: bool,
 
 def _user_inputs(a: argparse.Namespace) -> torch.Tensor | None:
     """``--inputs`` as a tensor shaped like the checkpoint's input (None when not given)."""
-    if not getattr(a, "inputs", None):
+    if getattr(a, "inputs", None) is None:  # "" (an unset variable) is refused by the reader
         return None
     from kdsnn import checkpoint, data
 
@@ -147,15 +147,23 @@ def _quantize(a: argparse.Namespace) -> int:
     from kdsnn.trainer import evaluate
 
     from . import nir_io
+    from .formats import check_name, get
     from .quantize import range_problems
     from .runtime import GraphSNN
 
+    if a.out:
+        check_name(get("nir"), a.out, choosing=False)  # quantize writes NIR, whatever the name says
     if getattr(a, "graph", None):
         from .quantize_file import quantize_file
 
         _emit(a, *quantize_file(a))
         return 0
     _require(a, "checkpoint", "out")
+    given = [f for f, v in (("--timesteps", a.timesteps), ("--dt", a.dt), ("--legacy-reset", a.legacy_if_reset))
+             if v is not None]
+    if given:  # they were ignored: the checkpoint's student records its own T, dt and reset
+        raise KdsnnError(f"{given[0]} says how to read a NIR file; --checkpoint {a.checkpoint} records its own "
+                         "T, dt and reset (drop it, or quantize the NIR file)")
     if getattr(a, "target", "loihi2") != "loihi2":
         raise KdsnnError("--target chooses the decays of a leaky NIR file; a checkpoint's IF student has none "
                          "(quantize it as it is, then kdsnn map --target xylo)")
@@ -186,7 +194,7 @@ def _quantize(a: argparse.Namespace) -> int:
 def _export(a: argparse.Namespace) -> int:
     from kdsnn import checkpoint, data
 
-    from .formats import get
+    from .formats import check_name, get
 
     _require(a, "checkpoint", "out")
     if getattr(a, "for_chip", None):
@@ -194,10 +202,12 @@ def _export(a: argparse.Namespace) -> int:
             raise KdsnnError(f"unknown --for {a.for_chip!r}; choose one of {', '.join(HANDOFF_CHIPS)}")
         if _HANDOFF is None:
             raise KdsnnError("--for needs kdsnn's hardware targets (kdsnn.deploy), which are not installed")
+        _check_out(a)  # an existing file is replaced only with --force, an input never (it was overwritten)
         return _HANDOFF(a)
     fmt = get(a.format)
     if fmt.integer_only and a.float:
         raise KdsnnError(f"{fmt.name} holds integer networks only; drop --float")
+    check_name(fmt, a.out)
     _check_out(a)
     _, ckpt, _, graph = _graphs(a, integer=True, quantized=not a.float)
     path = fmt.write(graph, a.out)

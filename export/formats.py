@@ -27,6 +27,7 @@ class Format:
     name = ""
     summary = ""
     integer_only = False
+    suffixes: tuple[str, ...] = ()  # the file names it is known by (an --out named like another format's is refused)
 
     def write(self, graph: nir.NIRGraph, path: str | Path) -> Path:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -36,7 +37,7 @@ class Format:
 
 
 class Nir(Format):
-    name, summary = "nir", "NIR graph (HDF5), the hub every tool reads"
+    name, summary, suffixes = "nir", "NIR graph (HDF5), the hub every tool reads", (".nir",)
 
     def write(self, graph, path):
         from . import nir_io
@@ -55,6 +56,7 @@ class Nir(Format):
 
 class Onnx(Format):
     name, summary, form = "onnx", "ONNX, unrolled over T (one call per inference)", "unrolled"
+    suffixes = (".onnx",)
 
     def write(self, graph, path):
         from .onnx import export_onnx
@@ -80,6 +82,7 @@ class OnnxStep(Onnx):
 
 class Netx(Format):
     name, summary, integer_only = "netx", "lava-dl netx (HDF5) for Loihi 2 via Lava; sequential graphs", True
+    suffixes = (".net",)
     checker: Checker | None = None
 
     def write(self, graph, path):
@@ -102,6 +105,19 @@ def get(name: str) -> Format:
     if name not in FORMATS:
         raise KdsnnError(f"unknown --format {name!r}; choose one of {', '.join(FORMATS)}")
     return FORMATS[name]
+
+
+def check_name(fmt: Format, path: str | Path, choosing: bool = True) -> None:
+    """Refuse an ``--out`` whose name says another format (``--format netx --out m.nir``): the file would be taken
+    for what its name says, by the user and by other tools. A name no format claims is the user's choice.
+    ``choosing``: the command has ``--format`` (export), else it always writes ``fmt`` (quantize)."""
+    suffix = Path(path).suffix.lower()
+    other = next((f for f in FORMATS.values() if suffix in f.suffixes and suffix not in fmt.suffixes), None)
+    if other is not None:
+        switch = (f"pass --format {other.name}" if choosing
+                  else f"write {other.name} with kdsnn export --format {other.name}")
+        raise KdsnnError(f"--out {path} is named like a{'n' if other.name[0] in 'aeiou' else ''} {other.name} file, "
+                         f"but {fmt.name} is written; name it {fmt.suffixes[0]} or {switch}")
 
 
 def set_checker(name: str, checker: Checker) -> None:

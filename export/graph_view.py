@@ -21,7 +21,7 @@ from kdsnn.neuron_models import MODELS, NeuronModel
 
 from .delay import delay_steps
 from .graph import get_meta
-from .graph_checks import check_size, check_values
+from .graph_checks import check_real, check_size, check_values
 from .nested import flatten
 from .node_shapes import POOLS, SYNAPTIC, node_shape, type_shape
 from .reading import Reading, resolve
@@ -87,6 +87,7 @@ class GraphView:
             if not isinstance(node, SUPPORTED):
                 raise KdsnnError(f"NIR node {name!r} of type {type(node).__name__} {purpose or 'is not supported'} "
                                  f"(supported: {', '.join(sorted({t.__name__ for t in SUPPORTED}))})")
+        check_real(self.nodes)
         self.preds: dict[str, list[str]] = {n: [] for n in self.nodes}
         self.succs: dict[str, list[str]] = {n: [] for n in self.nodes}
         for s, d in graph.edges:
@@ -100,6 +101,9 @@ class GraphView:
             raise KdsnnError(f"NIR graph must have exactly one Input and one Output node "
                              f"(has {len(inputs)} and {len(outputs)})")
         self.input, self.output = inputs[0], outputs[0]
+        if self.input in self.preds[self.output]:
+            raise KdsnnError(f"NIR graph connects its Input {self.input!r} straight to its Output {self.output!r}: "
+                             "the output would be the input itself, not a network's answer")
         # edges out of a population that close a cycle carry its previous step's output (export/recurrence.py)
         self.recurrent: frozenset[tuple[str, str]] = recurrent_edges(
             self.nodes, self.input, self.succs, lambda n: isinstance(self.nodes[n], NEURONS))
@@ -124,9 +128,11 @@ class GraphView:
         self.populations: list[str] = list(self.models)
         for n, m in self.models.items():
             if m.kind == "IF" and not m.unit_gain:
+                r = float(m.r.max())
+                meant = (f"a writer that sets r = 1/dt, as SpikingJelly does, meant --dt {1 / r:g}" if r > 0
+                         else "r = 0: the neuron never receives its input")
                 self.notes.append(f"IF node {n!r}: r·dt = {float(m.gain.max()):g} ≠ 1 multiplies its input "
-                                  f"at every step (dt = {self.dt:g}; a writer that sets r = 1/dt, "
-                                  f"as SpikingJelly does, meant --dt {1 / float(m.r.max()):g})")
+                                  f"at every step (dt = {self.dt:g}; {meant})")
                 break
         self.synaptic: list[str] = [n for n in self.order if isinstance(self.nodes[n], SYNAPTIC)]
         t = timesteps or self.meta.get("timesteps")

@@ -70,6 +70,9 @@ def quantize_file(a: argparse.Namespace) -> tuple[dict[str, Any], str]:
         raise KdsnnError("a NIR file is quantized to integers (Loihi's 12-bit decays); --float applies to checkpoints")
     if a.checkpoint:
         raise KdsnnError("give a NIR file or --checkpoint, not both")
+    if a.dataset is not None or a.data_root is not None:  # they were ignored: the file is calibrated on --inputs
+        raise KdsnnError(f"{'--dataset' if a.dataset is not None else '--data-root'} goes with --checkpoint; a NIR "
+                         "file is calibrated and compared on your --inputs")
     check_file(a.out, "--out", {"the NIR file": a.graph, "--inputs": a.inputs}, a.force)
     graph = nir_io.read(a.graph, a.dt, a.legacy_if_reset)
     view = GraphView.of(graph, a.timesteps)

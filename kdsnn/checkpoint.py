@@ -5,6 +5,7 @@ tensors and plain data only. A file that is not ours, or is corrupt, gives a one
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,9 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
         raise KdsnnError(f"checkpoint {path} does not exist; "
                          "pass the checkpoint.pt a train-teacher or distill run wrote")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about a foreign pickle before refusing it: one line is ours
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch.load raises many types on corrupt input (IndexError, UnpicklingError, ...)
         raise KdsnnError(f"{path} is not a readable kdsnn checkpoint (corrupt, truncated or not a PyTorch file: "
                          f"{type(exc).__name__}); use the checkpoint.pt a kdsnn run wrote") from None
@@ -117,6 +120,11 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     except (KeyError, RuntimeError) as exc:
         raise KdsnnError(f"{path}: checkpoint does not match its architecture "
                          f"({str(exc).splitlines()[0][:120]})") from None
+    broken = next((k for k, v in ckpt["model"].items()
+                   if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if broken is not None:  # a run that diverged: every answer of the model would be NaN (10 % accuracy on digits)
+        raise KdsnnError(f"{path}: weight {broken!r} holds NaN or infinite values (the training diverged?); "
+                         "train it again, e.g. with a lower --lr")
     return model.eval(), ckpt
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
-from .arg_types import positive_int
+from .arg_types import nonnegative_int, positive_int, seed
 from .errors import KdsnnError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -117,15 +117,16 @@ def _common_train(p: argparse.ArgumentParser, family: str) -> None:
     p.add_argument("--weight-decay", type=float, default=None, help="weight decay" + RECIPE)
     p.add_argument("--label-smoothing", type=float, default=None, help="label smoothing of the cross-entropy" + RECIPE)
     p.add_argument("--augment", default=None, help=augment_help())
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--seed", type=seed, default=0, help="random seed")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
+    p.add_argument("--workers", type=nonnegative_int, default=0, help="data-loader worker processes")
     p.add_argument("--out", default=None, help="run folder (checkpoint.pt, metrics.jsonl)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--force", action="store_true",
                    help="start over in an --out that holds an earlier run (its checkpoint is replaced)")
-    p.add_argument("--stop-after", type=int, default=None, help="stop after N epochs of this invocation (resume later)")
-    p.add_argument("--max-batches", type=int, default=None,
+    p.add_argument("--stop-after", type=positive_int, default=None,
+                   help="stop after N epochs of this invocation (resume later)")
+    p.add_argument("--max-batches", type=positive_int, default=None,
                    help="train on at most N batches per epoch and evaluate on as many images (a quick check "
                         "that a config runs end to end)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
@@ -267,7 +268,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--noise", default=None,
                    help="gaussian:SIGMA, background, noise:FRACTION, rotation, rotation_background")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--seed", type=int, default=0, help="seed of the corruption's noise")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the corruption's noise")
 
     from . import commands  # the export/deploy commands live beside their packages
     commands.register(add)
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     parser, subs = build_parser()
     try:
         args = parser.parse_args(argv)
-        if getattr(args, "config", None):
+        if getattr(args, "config", None) is not None:  # an empty path is refused, not ignored
             from . import config
             subs[args.command].set_defaults(**config.load(args.config, args.command, subs[args.command]))
             args = parser.parse_args(argv)

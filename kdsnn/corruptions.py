@@ -7,12 +7,15 @@ in [0, 2π)), ``rotation_background`` (both). Each is seeded so evaluation is re
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torchvision.transforms.functional as TF
 
 from .errors import KdsnnError
 
 KINDS = ("gaussian", "background", "noise", "rotation", "rotation_background")
+LEVELS = {"gaussian": 0.03, "noise": 0.2}  # the kinds that take a level (σ, fraction of pixels) and its default
 
 
 def parse(spec: str | None) -> tuple[str, float] | None:
@@ -22,12 +25,16 @@ def parse(spec: str | None) -> tuple[str, float] | None:
     kind, _, value = spec.partition(":")
     if kind not in KINDS:
         raise KdsnnError(f"unknown noise {kind!r}; choose one of {', '.join(KINDS)} (e.g. gaussian:0.03)")
+    if value and kind not in LEVELS:
+        raise KdsnnError(f"noise {kind} takes no level (got {spec!r}); write --noise {kind}")
     try:
-        level = float(value) if value else {"gaussian": 0.03, "noise": 0.2}.get(kind, 1.0)
+        level = float(value) if value else LEVELS.get(kind, 1.0)
     except ValueError:
         raise KdsnnError(f"noise level in {spec!r} is not a number") from None
-    if level < 0:
-        raise KdsnnError(f"noise level must be >= 0, got {level}")
+    if not 0 <= level < math.inf:
+        raise KdsnnError(f"noise level must be a finite number >= 0, got {level}")
+    if kind == "noise" and level > 1:
+        raise KdsnnError(f"noise:{value} replaces a fraction of the pixels: give a fraction in [0, 1], got {level}")
     return kind, level
 
 

@@ -21,6 +21,7 @@ from . import augment as augmentation
 from . import corruptions, event_data
 from .budget import require
 from .errors import KdsnnError
+from .npy_files import read_npy
 
 DATASETS = ("digits", "mnist", "cifar10", "cifar100", *event_data.EVENT_DATASETS, "fake:CxHxW:K")
 DATASETS_HELP = ("digits (embedded), mnist, cifar10, cifar100, and the event recordings nmnist, dvsgesture, "
@@ -373,21 +374,3 @@ def load_inputs(path: str | Path, labels: str | Path | None = None, shape: tuple
         raise KdsnnError(f"--labels {labels} holds labels from {ints.min()} to {ints.max()}; "
                          f"class indices must be {limit}")
     return x, torch.from_numpy(ints)
-
-
-def read_npy(path: str | Path, flag: str) -> np.ndarray:
-    """Read one array from a ``.npy`` file (no pickles), or refuse in one line."""
-    p = Path(path)
-    if not p.is_file():
-        raise KdsnnError(f"{flag} {path} does not exist; pass a .npy file (numpy.save)")
-    try:
-        arr = np.load(p, allow_pickle=False)
-    except Exception as exc:  # ValueError, EOFError, OSError, UnpicklingError on non-npy or truncated files
-        raise KdsnnError(f"{flag} {path} is not a readable .npy array (corrupt, truncated or another format: "
-                         f"{type(exc).__name__}); write it with numpy.save") from None
-    if not isinstance(arr, np.ndarray):  # an .npz archive
-        arr.close()
-        raise KdsnnError(f"{flag} {path} is an .npz archive; pass one array saved with numpy.save (.npy)")
-    if arr.dtype.kind not in "biuf":
-        raise KdsnnError(f"{flag} {path} holds {arr.dtype} values; it must be a numeric array")
-    return arr

@@ -14,6 +14,7 @@ simulator paths, ONNX and Lava are held to it by tests/test_neuron_conformance.p
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -45,6 +46,16 @@ class IFParams:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def check_options(threshold: float, surrogate_param: float | None) -> None:
+    """Refuse IF options no student can train with, naming the flag: a threshold at or below 0 (the neuron fires
+    at every step), NaN or infinite (it never fires), and a surrogate slope or width at or below 0 (no gradient)."""
+    if not 0 < threshold < math.inf:
+        raise KdsnnError(f"--threshold must be a finite number > 0, got {threshold}")
+    if surrogate_param is not None and not 0 < surrogate_param < math.inf:
+        raise KdsnnError(f"--surrogate-param must be a finite number > 0 (the surrogate's slope or width), "
+                         f"got {surrogate_param}")
 
 
 def if_step(x: torch.Tensor, v: torch.Tensor, p: IFParams) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,7 +22,9 @@ WRITES = (CHECKPOINT, METRICS)
 
 def check(out: str | Path, teacher: str | None, resume: bool, force: bool) -> Path:
     """Refuse an ``--out`` that cannot hold the run, would overwrite the teacher, or holds an earlier
-    run that neither ``--resume`` nor ``--force`` was given for."""
+    run that neither ``--resume`` nor ``--force`` was given for (or both: continue it and start it over)."""
+    if resume and force:  # --resume used to win silently
+        raise KdsnnError("give --resume (continue the run in --out) or --force (start it over), not both")
     return check_folder(out, "--out", WRITES, {"--teacher": teacher}, force=resume or force,
                         existing_hint="pass --resume to continue that run or --force to start over")
 

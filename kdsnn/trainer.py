@@ -33,6 +33,7 @@ from .memory import keep_freed_memory
 from .models import build_model, is_student
 from .models.output import ModelOutput
 from .models.sizing import require_fits
+from .neurons import check_options
 from .progress import progress
 
 EVAL_BATCH = 256
@@ -208,6 +209,8 @@ def _check_options(cfg: TrainConfig, kind: str) -> None:
         cfg.timesteps = 4  # a teacher's event frames, binned as the students' recipes bin them (T = 4)
     if (kind == "student" or data.event_data.is_event_dataset(cfg.dataset)) and cfg.timesteps < 1:
         raise KdsnnError(f"--timesteps must be at least 1, got {cfg.timesteps}")
+    if kind == "student":
+        check_options(cfg.threshold, cfg.surrogate_param)
     if kind == "student" and data.event_data.is_event_dataset(cfg.dataset):
         if cfg.encoding == "bernoulli":
             raise KdsnnError(f"{cfg.dataset} is event recordings, already spikes: drop --encoding bernoulli "

@@ -50,15 +50,15 @@ def _map(a: argparse.Namespace) -> int:
     graph, float_graph, dataset = _load_model(a)
     plan = mapping_plan(graph)
     x = None
-    if dataset or a.inputs:
+    if dataset or a.inputs is not None:  # --inputs "" (an unset variable) is refused by the reader, not ignored
         from ..graph_inputs import graph_batch
 
         source = argparse.Namespace(inputs=a.inputs, labels=None, spike_rate=None, seed=0, model=a.model,
-                                    dataset=None if a.inputs else dataset, data_root=a.data_root)
+                                    dataset=None if a.inputs is not None else dataset, data_root=a.data_root)
         x = graph_batch(plan.view, source, a.samples)[0]
     results, samples = map_onto(graph, targets, x, ann_graph=float_graph, plan=plan)
     if a.json:
-        print(json.dumps({"model": a.model, "dataset": None if a.inputs else dataset, "inputs": a.inputs,
+        print(json.dumps({"model": a.model, "dataset": None if a.inputs is not None else dataset, "inputs": a.inputs,
                           "samples": samples, "fits": all(r["fits"] for r in results), "targets": results},
                          default=float))
     else:

@@ -160,7 +160,7 @@ def export_xylo(graph: nir.NIRGraph, path: str | Path, x: torch.Tensor | None) -
 def export_loihi2(graph: nir.NIRGraph, path: str | Path, x: torch.Tensor | None) -> dict[str, Any]:
     """The netx file Lava loads for a sequential graph, the NIR file of the process-graph route otherwise."""
     from kdsnn.export.commands import check_file
-    from kdsnn.export.formats import get
+    from kdsnn.export.formats import check_name, get
     from kdsnn.export.graph import get_meta
 
     from ..lava import lava_route
@@ -168,6 +168,7 @@ def export_loihi2(graph: nir.NIRGraph, path: str | Path, x: torch.Tensor | None)
     _require(get_meta(graph), "loihi2", "hard", events=False, spikes=False)
     route = lava_route(graph)
     fmt = "netx" if route == "netx" else "nir"
+    check_name(get(fmt), path, choosing=False)  # the route decides the format: a name saying the other is refused
     written = get(fmt).write(graph, path)
     result: dict[str, Any] = {"out": str(written), "for": "loihi2", "format": fmt, "lava_route": route}
     if x is not None:

@@ -24,6 +24,13 @@ def methods_help() -> str:
     return f"{items}. Default: {DEFAULT_METHOD}. Every method but {alone} needs --teacher"
 
 
+def check_method(name: str) -> type[DistillLoss]:
+    """The method called ``name``, or a one-line refusal listing the methods (before any work is done)."""
+    if name not in METHODS:
+        raise KdsnnError(f"unknown distillation method {name!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[name]
+
+
 def feature_shapes(model: nn.Module, example: torch.Tensor) -> dict[str, tuple[int, ...]]:
     """Per-sample shapes of a model's feature taps, from one forward pass in eval mode."""
     was_training = model.training
@@ -37,9 +44,7 @@ def feature_shapes(model: nn.Module, example: torch.Tensor) -> dict[str, tuple[i
 def build_loss(name: str, student: nn.Module, teacher: nn.Module | None, example: torch.Tensor,
                alpha: float | None = None, temperature: float = 4.0, label_smoothing: float = 0.0) -> DistillLoss:
     """Construct method ``name`` for this student/teacher pair (connectors sized from ``example``)."""
-    if name not in METHODS:
-        raise KdsnnError(f"unknown distillation method {name!r}; choose one of {', '.join(METHODS)}")
-    cls = METHODS[name]
+    cls = check_method(name)
     if cls.needs_teacher and teacher is None:
         raise KdsnnError(f"--kd {name} needs a teacher: pass --teacher CKPT (a train-teacher checkpoint), "
                          "or --kd none to train without distillation")

@@ -46,6 +46,9 @@ def param(model: Any, value: np.ndarray, like: Any, key: str) -> Any:
 
 def value_range(a: Any) -> str:
     """``"lo..hi"`` of an array of parameters (one value when they are all equal), for summaries."""
-    a = np.asarray(a, dtype=np.float64)
+    a = np.asarray(a)
+    if a.size == 0 or a.dtype.kind == "c":  # what inspect shows of a file kdsnn refuses (an empty or complex array)
+        return "empty" if a.size == 0 else f"complex ({a.dtype})"
+    a = a.astype(np.float64)
     lo, hi = float(a.min()), float(a.max())
     return f"{lo:.4g}" if lo == hi else f"{lo:.4g}..{hi:.4g}"

@@ -20,6 +20,7 @@ File layout::
 """
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from functools import cache
@@ -196,15 +197,15 @@ def check_values(values: dict[str, Any], where: str) -> None:
         return f"{where}: {key.replace('_', '-')}" if where else f"--{key.replace('_', '-')}"
 
     positive = ("epochs", "batch_size", "lr", "timesteps", "temperature")
-    for key in positive:
-        if key in values and not values[key] > 0:
-            raise KdsnnError(f"{name(key)} must be > 0, got {values[key]}")
+    for key in positive:  # NaN fails every comparison; infinity is no step size, weight or temperature either
+        if key in values and not 0 < values[key] < math.inf:
+            raise KdsnnError(f"{name(key)} must be > 0, got {values[key]}" + _finite_hint(values[key]))
     for key in ("momentum", "label_smoothing"):
         if key in values and not 0 <= values[key] < 1:
             raise KdsnnError(f"{name(key)} must be in [0, 1), got {values[key]}")
     for key in ("weight_decay", "warmup_epochs", "alpha"):
-        if key in values and values[key] < 0:
-            raise KdsnnError(f"{name(key)} must be >= 0, got {values[key]}")
+        if key in values and not 0 <= values[key] < math.inf:
+            raise KdsnnError(f"{name(key)} must be >= 0, got {values[key]}" + _finite_hint(values[key]))
     if "optimizer" in values and values["optimizer"] not in optim.OPTIMIZERS:
         raise KdsnnError(f"{name('optimizer')}: unknown optimizer {values['optimizer']!r}; choose one of "
                          f"{', '.join(optim.OPTIMIZERS)}")
@@ -216,6 +217,11 @@ def check_values(values: dict[str, Any], where: str) -> None:
             augment.parse(values["augment"])
         except KdsnnError as exc:
             raise KdsnnError(f"{name('augment')}: {exc}") from None
+
+
+def _finite_hint(value: Any) -> str:
+    """The end of a range refusal for a value that is no finite number (NaN, infinity)."""
+    return " (a finite number)" if isinstance(value, float) and not math.isfinite(value) else ""
 
 
 def defaults_help(family: str) -> str:
@@ -248,7 +254,9 @@ def check_resumable(saved: dict[str, Any], cfg: Any, ckpt_path: Path) -> None:
     if "schedule" not in saved:
         raise KdsnnError(f"--resume: {ckpt_path} was written by a kdsnn without recipes (per-epoch schedule state); "
                          "it cannot be continued: start it again without --resume, or use another --out")
-    keys = [k for k in (*OPTIONS, *STUDENT_OPTIONS, "alpha") if k != "epochs"]
+    # the data (set, split, seeded order) and the KD method too: a run continued on other data of the same shape or
+    # with another loss would mix two trainings under one checkpoint, and lose the resumed-equals-uninterrupted rule
+    keys = [k for k in (*OPTIONS, *STUDENT_OPTIONS, "alpha", "dataset", "validate", "seed", "kd") if k != "epochs"]
     differ = [k for k in keys if k in saved and saved[k] != getattr(cfg, k)]
     if differ:
         k = differ[0]

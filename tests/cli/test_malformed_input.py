@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import nir
@@ -245,3 +246,77 @@ def test_a_fractional_delay_is_refused_by_every_command(tmp_path, capsys):
         assert says in line, line
     assert main(["inspect", str(bad), "--dt", "1e-3"]) == 0  # inspect describes the file and says why it cannot run
     assert f"kdsnn cannot run it: {says}" in capsys.readouterr().out
+
+
+def _if_graph(weight: np.ndarray, n_in: int, r: float = 1.0) -> nir.NIRGraph:
+    """input n_in → fc (weight) → if1 → output: a small foreign-style graph for the cases below."""
+    n = weight.shape[0]
+    nodes = {"input": nir.Input(np.array([n_in])), "fc": nir.Affine(weight, np.zeros(n)),
+             "if1": nir.IF(r=np.full(n, r), v_threshold=np.ones(n), v_reset=np.zeros(n)),
+             "output": nir.Output(np.array([n]))}
+    return nir.NIRGraph(nodes=nodes, edges=[("input", "fc"), ("fc", "if1"), ("if1", "output")], type_check=False)
+
+
+@pytest.mark.parametrize("graph, says", [
+    # numpy dropped the imaginary part with a warning on stderr, and the graph ran on other weights than the file's
+    (_if_graph(np.eye(3, 4).astype(np.complex128) * (1 + 2j), 4),
+     "NIR node 'fc': weight holds complex numbers (complex128)"),
+    # an Input of no elements ran as if it were a network (every output 0); inspect crashed on its empty weight
+    (_if_graph(np.zeros((3, 0)), 0), "NIR node 'input' has shape [0], which holds no values"),
+    # Input wired to Output: the simulator and map crashed ('input' is not in list)
+    (nir.NIRGraph(nodes={"input": nir.Input(np.array([4])), "output": nir.Output(np.array([4]))},
+                  edges=[("input", "output")], type_check=False),
+     "NIR graph connects its Input 'input' straight to its Output 'output'"),
+])
+def test_graphs_kdsnn_cannot_run_are_refused_by_every_command(tmp_path, capsys, graph, says):
+    path = tmp_path / "g.nir"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nir itself may warn while writing the odd graph
+        nir.write(path, graph)
+    before = snapshot(path)
+    for argv in (["simulate", str(path), "--spike-rate", "0.5", "--timesteps", "2", "--samples", "2"],
+                 ["verify", str(path), "--spike-rate", "0.5", "--timesteps", "2", "--samples", "2"],
+                 ["map", str(path)]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a warning on the way is a defect too: the user would see it
+            assert main(argv) == 2, argv
+        line = error_line(capsys)
+        assert says in line, line
+    assert main(["inspect", str(path)]) == 0  # inspect describes the file and says why kdsnn cannot run it
+    assert f"kdsnn cannot run it: {says}" in capsys.readouterr().out
+    assert snapshot(path) == before
+
+
+def test_an_if_with_r_zero_is_described_not_divided_by(tmp_path, capsys):
+    # r = 0 (the neuron never receives input) divided by zero in the note that suggests a dt
+    path = tmp_path / "r0.nir"
+    nir.write(path, _if_graph(np.eye(3, 4), 4, r=0.0))
+    assert main(["simulate", str(path), "--spike-rate", "0.5", "--timesteps", "2", "--samples", "2"]) == 0
+    assert "r = 0: the neuron never receives its input" in capsys.readouterr().out
+
+
+def test_a_checkpoint_with_nan_weights_is_refused(student_ckpt, tmp_path, capsys):
+    """A diverged run's weights: evaluate reported 10.00 % (every answer NaN) as the model's accuracy."""
+    ckpt = torch.load(student_ckpt, weights_only=True)
+    name = next(k for k, v in ckpt["model"].items() if v.is_floating_point())
+    ckpt["model"][name] = torch.full_like(ckpt["model"][name], float("nan"))
+    path = tmp_path / "nan.pt"
+    torch.save(ckpt, path)
+    before = snapshot(path)
+    for argv in (["evaluate", str(path)], ["map", str(path)],
+                 ["distill", "--teacher", str(path), "--out", str(tmp_path / "run"), "--epochs", "1"]):
+        assert main(argv) == 2, argv
+        assert f"{path}: weight '{name}' holds NaN or infinite values (the training diverged?)" in error_line(capsys)
+    assert snapshot(path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["nan.pt"]
+
+
+def test_a_truncated_npy_is_named_as_truncated(student_int_nir, tmp_path, capsys):
+    whole = tmp_path / "whole.npy"
+    np.save(whole, np.zeros((5, 1, 8, 8), dtype=np.float32))  # 1,280 bytes of data after the header
+    cut = tmp_path / "cut.npy"
+    cut.write_bytes(whole.read_bytes()[:-1000])
+    assert main(["simulate", str(student_int_nir), "--inputs", str(cut)]) == 2
+    assert (f"--inputs {cut} is truncated: its header declares shape [5, 1, 8, 8] (1,280 bytes) but it holds 280"
+            in error_line(capsys))
+    assert main(["simulate", str(student_int_nir), "--inputs", str(whole), "--json"]) == 0  # the control
+    assert '"samples": 5' in capsys.readouterr().out

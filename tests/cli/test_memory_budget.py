@@ -59,6 +59,10 @@ def refusals(student_ckpt, student_int_nir, tmp_path_factory) -> dict:
         dense = layer.create_group("1")
         dense.create_dataset("type", data=[b"dense"])
         dense.create_dataset("weight", shape=(100_000, 100_000), dtype="f8")
+    with open(root / "huge.npy", "wb") as f:  # a header declaring 400 GB of float32 over a few bytes
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False,
+                                                 "shape": (100_000, 1, 1000, 1000)})
+        f.write(bytes(64))
     out = str(root / "run")
     cases = {
         "fake image size": ["distill", "--dataset", "fake:3x100000x100000:10", "--kd", "none", "--epochs", "1",
@@ -72,6 +76,9 @@ def refusals(student_ckpt, student_int_nir, tmp_path_factory) -> dict:
         "checkpoint timesteps": ["evaluate", "--checkpoint", str(root / "t1e8.pt")],
         "netx weights": ["inspect", str(root / "huge.net")],
         "simulate timesteps": ["simulate", str(student_int_nir), "--spike-rate", "0.5", "--timesteps", "100000000"],
+        "npy header": ["simulate", str(student_int_nir), "--inputs", str(root / "huge.npy")],
+        "npy header export": ["export", "--checkpoint", str(student_ckpt), "--inputs", str(root / "huge.npy"),
+                              "--out", str(root / "x.nir")],
     }
     proc = subprocess.run([sys.executable, "-m", "tests.cli.bounded_run", str(CAP)], input=json.dumps(cases),
                           capture_output=True, text=True, cwd=REPO, timeout=600)
@@ -91,6 +98,9 @@ def refusals(student_ckpt, student_int_nir, tmp_path_factory) -> dict:
     ("checkpoint timesteps", "T = 100000000"),
     ("netx weights", "74.5 GB"),
     ("simulate timesteps", "over 100000000 steps"),
+    # numpy allocated what the header declared (a MemoryError, or the machine's memory for a large real file)
+    ("npy header", "huge.npy (an array of shape [100000, 1, 1000, 1000])"),
+    ("npy header export", "huge.npy (an array of shape [100000, 1, 1000, 1000])"),
 ])
 def test_huge_size_is_refused_before_allocation(refusals, case, names):
     r = refusals[case]

@@ -176,3 +176,63 @@ def test_interrupted_training_offers_resume(command, tmp_path, monkeypatch, caps
     assert main([*command, "--out", str(tmp_path / "r"), "--quiet"]) == 130
     assert "--resume continues from the last checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # no checkpoint yet: the run's folder is not left behind
+
+
+@pytest.mark.parametrize("argv, says", [
+    # Path("") is the current folder: train-teacher and report wrote checkpoint.pt / report.html where the user stood
+    (["train-teacher", "--epochs", "1", "--quiet", "--out", ""], "--out is empty; give the path of the folder"),
+    (["distill", "--kd", "none", "--epochs", "1", "--quiet", "--out", " "], "--out is empty"),
+    (["report", "{nir}", "--out", ""], "--out is empty; give the path of the folder"),
+    (["demo", "--out", ""], "--out is empty; give the path of the folder"),
+    # --save "" ran without saving; --inputs "" and --config "" were ignored (the data set and no options were used)
+    (["simulate", "{nir}", "--samples", "2", "--save", ""], "--save is empty; give the path of the .npz file"),
+    (["simulate", "{nir}", "--samples", "2", "--config", ""], "--config is empty"),
+    (["export", "--checkpoint", "{ckpt}", "--inputs", "", "--out", "{tmp}/s.nir"], "--inputs is empty"),
+    (["verify", "{ckpt}", "--samples", "2", "--inputs", ""], "--inputs is empty"),
+    (["map", "{nir}", "--inputs", ""], "--inputs is empty"),
+    # a file named like another format: a netx file called .nir is refused by every NIR reader afterwards
+    (["export", "--checkpoint", "{ckpt}", "--format", "netx", "--out", "{tmp}/s.nir"],
+     "is named like a nir file, but netx is written; name it .net or pass --format nir"),
+    (["export", "--checkpoint", "{ckpt}", "--format", "nir", "--out", "{tmp}/s.onnx"],
+     "is named like an onnx file, but nir is written; name it .nir or pass --format onnx"),
+    (["quantize", "--checkpoint", "{ckpt}", "--out", "{tmp}/s.onnx"],
+     "is named like an onnx file, but nir is written; name it .nir or write onnx with kdsnn export --format onnx"),
+])
+def test_empty_or_misnamed_paths_are_refused(student_ckpt, student_int_nir, tmp_path, monkeypatch, capsys, argv, says):
+    work = tmp_path / "cwd"  # where the user stands: nothing may appear here
+    work.mkdir()
+    monkeypatch.chdir(work)
+    argv = [a.format(nir=student_int_nir, ckpt=student_ckpt, tmp=tmp_path) for a in argv]
+    assert main(argv) == 2
+    assert says in error_line(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd"] and list(work.iterdir()) == []
+
+
+def test_a_name_no_format_claims_is_the_users_choice(student_ckpt, tmp_path, capsys):
+    assert main(["export", "--checkpoint", str(student_ckpt), "--out", str(tmp_path / "s.h5"), "--no-check"]) == 0
+    assert main(["export", "--checkpoint", str(student_ckpt), "--out", str(tmp_path / "S.NIR"), "--no-check"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["S.NIR", "s.h5"]
+
+
+def test_export_for_a_chip_guards_its_output_like_export(student_ckpt, tmp_path, capsys):
+    """export --for wrote over an existing file without --force (and over its own checkpoint's name), and put
+    Loihi 2's netx file under a .nir name."""
+    earlier = tmp_path / "student.net"
+    earlier.write_bytes(b"an earlier hand-off")
+    assert main(["export", "--checkpoint", str(student_ckpt), "--for", "loihi2", "--out", str(earlier),
+                 "--no-check"]) == 2
+    assert f"--out {earlier} already exists" in error_line(capsys)
+    assert earlier.read_bytes() == b"an earlier hand-off"
+    ckpt = tmp_path / "s.pt"
+    shutil.copy(student_ckpt, ckpt)
+    before = snapshot(ckpt)
+    assert main(["export", "--checkpoint", str(ckpt), "--for", "loihi2", "--out", str(ckpt), "--force"]) == 2
+    assert f"--out {ckpt} is also the input --checkpoint" in error_line(capsys)
+    assert snapshot(ckpt) == before
+    assert main(["export", "--checkpoint", str(student_ckpt), "--for", "loihi2", "--out", str(tmp_path / "s.nir"),
+                 "--no-check"]) == 2  # snn_2conv is sequential: Lava's netx route
+    assert "is named like a nir file, but netx is written; name it .net" in error_line(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.pt", "student.net"]
+    assert main(["export", "--checkpoint", str(student_ckpt), "--for", "loihi2", "--out", str(earlier), "--force",
+                 "--no-check"]) == 0  # the control: replaced when asked
+    assert earlier.read_bytes()[:4] == b"\x89HDF"

@@ -110,7 +110,7 @@ def _write(path, blob: bytes):
     (lambda d: d / "missing.npy", "does not exist"),
     (lambda d: _write(d / "x.txt", b"1 2 3\n"), "not a readable .npy array"),
     (lambda d: _write(d / "cut.npy", _save(d / "full.npy", np.zeros((4, 1, 8, 8), np.float32)).read_bytes()[:200]),
-     "not a readable .npy array"),
+     "cut.npy is truncated: its header declares shape [4, 1, 8, 8] (1,024 bytes) but it holds 72"),
     (lambda d: np.savez(d / "a.npz", x=np.zeros(3)) or d / "a.npz", "is an .npz archive"),
     (lambda d: _save(d / "obj.npy", np.array([{"a": 1}], dtype=object)), "not a readable .npy array"),
     (lambda d: _save(d / "int.npy", np.zeros((2, 1, 8, 8), np.uint8)), "must be a floating-point array"),
