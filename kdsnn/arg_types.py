@@ -4,26 +4,24 @@ from __future__ import annotations
 import argparse
 
 
-def positive_int(text: str) -> int:
-    """An integer ≥ 1 (time steps, sample counts)."""
+def _int_at_least(text: str, low: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer ≥ 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer ≥ 1, got {value}")
+        raise argparse.ArgumentTypeError(f"must be an integer ≥ {low}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be an integer ≥ {low}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An integer ≥ 1 (time steps, sample counts)."""
+    return _int_at_least(text, 1)
 
 
 def nonnegative_int(text: str) -> int:
     """An integer ≥ 0 (worker processes)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer ≥ 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer ≥ 0, got {value}")
-    return value
+    return _int_at_least(text, 0)
 
 
 SEED_LIMIT = 2**32  # PyTorch's generators take 64 bits; kdsnn derives per-epoch and per-sample seeds from this one
