@@ -270,7 +270,7 @@ def _demo(a: argparse.Namespace) -> int:
 
     from .demo import run_demo
 
-    require_path(a.out, "--out", "folder")
+    require_path(a.out, "--out", "folder to write")
     check_method(a.kd)  # before the teacher trains: a wrong name fails now, not after the first stage
     return run_demo(a.out, a.teacher_epochs, a.student_epochs, a.kd)
 

@@ -170,12 +170,10 @@ def check_save(a: argparse.Namespace, backend, view: GraphView | None = None, x:
     existing file only with --force) and the backend (it must return sequences); once the inputs are known,
     the memory of keeping every input's spikes and Output sequence until they are written."""
     from kdsnn.budget import require
-    from kdsnn.outputs import check_file
+    from kdsnn.outputs import check_file, require_path
 
     if view is None:
-        if not str(a.save).strip():
-            raise KdsnnError("--save is empty; give the path of the .npz file to write (an unset shell variable?)")
-        if Path(a.save).suffix != ".npz":
+        if require_path(a.save, "--save", ".npz file to write").suffix != ".npz":
             raise KdsnnError(f"--save {a.save}: give a file name ending in .npz")
         if not backend.sequences:
             raise KdsnnError(f"--save needs the output sequence and spikes, which backend {a.backend} does not "

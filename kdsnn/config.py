@@ -14,15 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import KdsnnError
+from .outputs import require_path
 
 MAX_BYTES = 1 << 20  # a config file is a few lines; anything larger is not one
 
 
 def load(path: str, command: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
     """Read ``path`` and return ``{dest: value}`` for ``command``'s parser, rejecting unknown keys."""
-    if not str(path).strip():
-        raise KdsnnError("--config is empty; give the path of a TOML file of options (an unset shell variable?)")
-    p = Path(path)
+    p = require_path(path, "--config", "TOML file of options")
     if not p.is_file():
         raise KdsnnError(f"config file {path} does not exist")
     if p.stat().st_size > MAX_BYTES:

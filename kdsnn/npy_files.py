@@ -10,13 +10,12 @@ from numpy.lib import format as npf
 
 from .budget import require
 from .errors import KdsnnError
+from .outputs import require_path
 
 
 def read_npy(path: str | Path, flag: str) -> np.ndarray:
     """Read one array from a ``.npy`` file (no pickles), or refuse in one line."""
-    if not str(path).strip():
-        raise KdsnnError(f"{flag} is empty; give the path of a .npy file (numpy.save; an unset shell variable?)")
-    p = Path(path)
+    p = require_path(path, flag, ".npy file (numpy.save)")
     if not p.is_file():
         raise KdsnnError(f"{flag} {path} does not exist; pass a .npy file (numpy.save)")
     try:

@@ -79,13 +79,13 @@ def require_path(path: str | os.PathLike, flag: str, what: str) -> Path:
     """``path`` as a Path, refused when it is empty: ``Path("")`` is the current folder, so an unset shell
     variable (``--out $RUN``) would write the command's files where the user happens to stand."""
     if not str(path).strip():
-        raise KdsnnError(f"{flag} is empty; give the path of the {what} to write (an unset shell variable?)")
+        raise KdsnnError(f"{flag} is empty; give the path of the {what} (an unset shell variable?)")
     return Path(path)
 
 
 def check_file(path: str | os.PathLike, flag: str, inputs: Inputs | None = None, force: bool = False) -> Path:
     """Check a file the command will write, before the work: see the module docstring."""
-    p = require_path(path, flag, "file")
+    p = require_path(path, flag, "file to write")
     check_inputs([p], flag, inputs or {})
     check_writable(p, flag, folder=False)
     if p.exists() and not force:
@@ -97,7 +97,7 @@ def check_file(path: str | os.PathLike, flag: str, inputs: Inputs | None = None,
 def check_folder(path: str | os.PathLike, flag: str, writes: Iterable[str], inputs: Inputs | None = None,
                  force: bool = False, existing_hint: str = "pass --force to replace them") -> Path:
     """Check a folder the command will write the files ``writes`` into (names relative to it)."""
-    p = require_path(path, flag, "folder")
+    p = require_path(path, flag, "folder to write")
     names = list(writes)
     check_inputs([p / n for n in names], flag, inputs or {})
     check_writable(p, flag, folder=True)
