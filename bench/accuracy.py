@@ -21,6 +21,7 @@ benchmark continues where it stopped and a finished one only rewrites its table.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -76,6 +77,14 @@ def run_once(folder: Path, cfg: TrainConfig, kind: str) -> dict[str, Any]:
     return result
 
 
+@functools.cache
+def _split(dataset: str, split: str, root: str | None):
+    """A split read once for every run's diagnosis (never augmented)."""
+    from kdsnn import data
+
+    return data.load(dataset, split, root)
+
+
 def predictions(checkpoint: str, dataset: str, split: str, root: str | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(predicted class, label) of every example of ``split`` (never augmented here), one thread."""
     from kdsnn import data
@@ -85,7 +94,7 @@ def predictions(checkpoint: str, dataset: str, split: str, root: str | None) -> 
     model.eval()
     preds, labels = [], []
     with torch.no_grad():
-        for x, y in data.loader(data.load(dataset, split, root), 256, shuffle=False):
+        for x, y in data.loader(_split(dataset, split, root), 256, shuffle=False):
             preds.append(model(x).logits.argmax(1))
             labels.append(y)
     return torch.cat(preds), torch.cat(labels)

@@ -120,10 +120,12 @@ def decay_rules(view: GraphView, target: Target) -> list[Violation]:
     ``dt/τ = 2^−dash``, 0 ≤ dash ≤ 15) or Loihi's 12-bit fraction (Lava's ``dv/4096``). A decay the chip cannot
     hold, or an integer graph whose decays follow the other chip's rounding, would run differently there."""
     rule = target.get("neuron", "decay")
+    if rule is None:
+        return []
     out: list[Violation] = []
     for p in view.populations:
         rates = [np.asarray(a, dtype=np.float64) for a in view.models[p].decay_rates()]
-        if rule is None or not rates:
+        if not rates:  # IF: no leak to state
             continue
         if rule == "bit_shift":
             for a in rates:
