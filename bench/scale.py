@@ -140,11 +140,11 @@ def measure(files: str, batch: int, repeats: int, inputs: str, lava: bool = Fals
     best = interleaved({"sim": lambda: simulate(plan, x), "fixed": lambda: simulate(bare, x), "dense": dense,
                         "graphsnn": lambda: ref.run(x)}, repeats, cpu)
 
-    def spike_synops(r, xs) -> float:  # SynOps per inference that spikes deliver (all but the Input's)
-        return r.per_sample()["synops"] - simulate(bare, xs).per_sample()["synops"]
+    def spike_synops(r) -> float:  # SynOps per inference that spikes deliver (all but the Input's), read off r
+        return r.per_sample()["synops"] - sum(s.synops for s in r.layers.values() if s.source == plan.input) / r.batch
 
     fixed = cpu["fixed"] / batch
-    delivered = spike_synops(res, x)
+    delivered = spike_synops(res)
     slope = (cpu["sim"] / batch - fixed) / delivered if delivered > 0 else float("nan")
     points = [(0.0, fixed, 0.0)]  # (spike SynOps per inference, simulator CPU seconds per inference, mean firing)
     for scale in SCALES:
@@ -153,7 +153,7 @@ def measure(files: str, batch: int, repeats: int, inputs: str, lava: bool = Fals
         c: dict[str, float] = {}
         if scale != 1.0:
             interleaved({"sim": lambda xs=xs: simulate(plan, xs)}, repeats, c)
-        points.append((spike_synops(r, xs), (cpu if scale == 1.0 else c)["sim"] / batch, _firing(r)))
+        points.append((spike_synops(r), (cpu if scale == 1.0 else c)["sim"] / batch, _firing(r)))
     _, _, r2 = fit_line([p[0] for p in points], [p[1] for p in points])
     dense_cpu = cpu["dense"] / batch
     per_rate = delivered / _firing(res) if _firing(res) > 0 else float("nan")  # spike SynOps per unit of firing
