@@ -91,7 +91,7 @@ def population_pass(repeats: int, rng: np.random.Generator, size: int = 65536) -
 
     def update():
         keep = cur.copy()  # _integrate clears the currents it reads; time the copy apart and take it off
-        kernels._integrate(v, keep, th, vr, spk, lim, stats, True, False)
+        kernels._integrate(v, keep, keep, th, vr, spk, lim, stats, False, True, False)
 
     copy_s = _best(lambda: cur.copy(), repeats)
     return {"stream": size / _best(lambda: np.add(v, cur, out=v), repeats) / 1e9,

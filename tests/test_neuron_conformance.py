@@ -214,7 +214,7 @@ def simulator_fast_kernel(c: Case):
         v, spk = np.zeros(N, np.int64), np.zeros(N, np.uint8)
         stats = np.array([0, 0, 0, np.iinfo(np.int64).min, np.iinfo(np.int64).max], dtype=np.int64)
         for t in range(T):
-            _integrate(v, c.x[t, b].astype(np.int64), th, vr, spk, lim, stats, not c.per_neuron, True)
+            _integrate(v, c.x[t, b].astype(np.int64), v, th, vr, spk, lim, stats, False, not c.per_neuron, True)
             s_all[t, b], v_all[t, b] = spk, v
     return s_all, v_all, None
 

@@ -142,13 +142,17 @@ def _add_run_scaled(cur: np.ndarray, at: np.uint64, weight: np.ndarray, k: np.ui
 
 
 @njit(cache=True, nogil=True)
-def _integrate(v: np.ndarray, cur: np.ndarray, th: np.ndarray, vr: np.ndarray, spk: np.ndarray, lim: np.ndarray,
-               stats: np.ndarray, uniform: bool, count: bool) -> int:  # pragma: no cover - compiled
-    """One integer IF step of one population, in place: ``h = v + cur``; spike iff ``h > θ``; reset; ``cur = 0``.
+def _integrate(v: np.ndarray, cur: np.ndarray, bias: np.ndarray, th: np.ndarray, vr: np.ndarray, spk: np.ndarray,
+               lim: np.ndarray, stats: np.ndarray, biased: bool, uniform: bool,
+               count: bool) -> int:  # pragma: no cover - compiled
+    """One integer IF step of one population, in place: ``h = v + cur (+ bias)``; spike iff ``h > θ``; reset;
+    ``cur = 0``.
 
-    One branch-free pass in the state dtype, so it vectorizes; the two flags are loop-invariant
-    (the compiler makes one loop per case): ``uniform`` reads θ and the reset once, not per
-    neuron; ``count`` counts ``h`` beyond 24-bit signed, which costs as much again and is asked
+    One branch-free pass in the state dtype, so it vectorizes; the flags are loop-invariant
+    (the compiler makes one loop per case): ``biased`` adds ``bias`` here, in the pass that reads the
+    currents anyway, instead of a pass that copies it into them before delivery (6 % of trained
+    snn_resnet18's run); ``uniform`` reads θ and the reset once, not per neuron; ``count`` counts ``h``
+    beyond 24-bit signed, which costs as much again and is asked
     for only when the bounds cannot rule it out. Adds to ``stats[S_OVERFLOW]`` and folds
     max/min ``h`` into ``stats[S_HMAX]``/``stats[S_HMIN]``; returns this step's min ``h``.
     """
@@ -156,7 +160,7 @@ def _integrate(v: np.ndarray, cur: np.ndarray, th: np.ndarray, vr: np.ndarray, s
     th0, vr0 = th[0], vr[0]
     overflow = 0
     for j in range(v.size):
-        v[j] += cur[j]
+        v[j] += (cur[j] + bias[j]) if biased else cur[j]
         h = v[j]
         cur[j] = 0
         hmax = max(hmax, h)
@@ -281,7 +285,8 @@ def _population_step(q: int, step: int, slots: int, values: np.ndarray, analog: 
     lo, size, grain = pops[q, P_OFF], pops[q, P_SIZE], pops[q, P_GRAIN]
     hi = lo + size
     slot = step % slots
-    if pops[q, P_BIAS]:
+    biased = pops[q, P_BIAS] != 0
+    if biased and pops[q, P_OUTPUT]:  # an IF population takes its bias in _integrate
         _copy(cur, bias, lo, hi)
     _fill(recv, lo, lo + size // grain)
     for c in range(pops[q, P_CONN_LO], pops[q, P_CONN_HI]):
@@ -298,8 +303,8 @@ def _population_step(q: int, step: int, slots: int, values: np.ndarray, analog: 
         return
     count = (floor[q] - bounds[q, B_REACH] < lim[L_VMIN]
              or bounds[q, B_HI] + bounds[q, B_REACH] > lim[L_VMAX])
-    h_min = _integrate(v[lo:hi], cur[lo:hi], th[lo:hi], vr[lo:hi], row[lo:hi], lim, stats[q],
-                       pops[q, P_UNIFORM] != 0, count)
+    h_min = _integrate(v[lo:hi], cur[lo:hi], bias[lo:hi], th[lo:hi], vr[lo:hi], row[lo:hi], lim, stats[q],
+                       biased, pops[q, P_UNIFORM] != 0, count)
     floor[q] = min(floor[q], h_min)
     n_ev = _compact(row, lo, lo + (size + 7) // 8 * 8, ev[slot], lo)
     cnt[slot, q] = n_ev
