@@ -157,8 +157,9 @@ def main() -> None:
     for seed in a.seeds:  # every method at one seed before the next seed: a stopped run still pairs
         for kd in a.methods:
             name = f"{kd}-{seed}"
-            cfg = TrainConfig(arch=a.student_arch, kd=kd, teacher=teachers[kd_teacher]["checkpoint"], epochs=a.epochs,
-                              seed=seed, width=a.width, alpha=alphas.get(kd), out=str(root / name), **common)
+            teacher = None if kd == "none" else teachers[kd_teacher]["checkpoint"]  # a plain SNN runs none
+            cfg = TrainConfig(arch=a.student_arch, kd=kd, teacher=teacher, epochs=a.epochs, seed=seed, width=a.width,
+                              alpha=alphas.get(kd), out=str(root / name), **common)
             if a.table_only and not (root / name / "bench.json").exists():
                 continue
             r = run_once(root / name, cfg, "student") | {"seed": seed}

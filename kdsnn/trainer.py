@@ -25,7 +25,7 @@ from tqdm import tqdm
 from . import checkpoint, data, optim, recipes, run_folder
 from .atomic import write_text
 from .budget import fitting
-from .distill import DEFAULT_METHOD, build_loss
+from .distill import DEFAULT_METHOD, build_loss, check_method
 from .distributed import Distributed
 from .errors import KdsnnError
 from .folder_lock import folder_lock
@@ -257,7 +257,11 @@ def _build_model(run: _Run) -> None:
 def _build_teacher_and_loss(run: _Run) -> nn.Module:
     """A student's frozen teacher (if any) and its distillation loss."""
     cfg, ds, device = run.cfg, run.ds, run.device
-    if cfg.teacher:
+    if cfg.teacher and not check_method(cfg.kd).needs_teacher:
+        if not cfg.quiet and run.ddp.main:  # a script looping over methods passes one teacher to all of them
+            print(f"note: --kd {cfg.kd} trains without a teacher; --teacher {cfg.teacher} is not loaded or run",
+                  flush=True)
+    elif cfg.teacher:
         teacher, t_ckpt = checkpoint.load_model(cfg.teacher, device)
         t_spec = checkpoint.model_spec(t_ckpt)
         if tuple(t_spec["input_shape"]) != ds.input_shape or t_spec["classes"] != ds.classes:

@@ -52,6 +52,24 @@ def test_validate_reports_the_held_out_split(teacher, tmp_path, capsys):
     assert evaluate(model, data.load("digits", "val"), torch.device("cpu")) == result["accuracy"]
 
 
+def test_a_plain_student_neither_loads_nor_runs_a_teacher_it_is_given(teacher, tmp_path, capsys, monkeypatch):
+    # bench/accuracy.py passes one teacher to every method; --kd none must not pay for its forward each step
+    import kdsnn.trainer as trainer
+
+    loaded = []
+    real = trainer.checkpoint.load_model
+    monkeypatch.setattr(trainer.checkpoint, "load_model", lambda *a, **k: loaded.append(a) or real(*a, **k))
+    code = main(["distill", "--arch", "snn_2conv", "--width", "0.25", "--teacher", str(teacher), "--kd", "none",
+                 "--epochs", "1", "--max-batches", "2", "--out", str(tmp_path)])
+    assert code == 0
+    assert f"--kd none trains without a teacher; --teacher {teacher} is not loaded or run" in capsys.readouterr().out
+    assert loaded == []
+    loaded.clear()
+    code = main(["distill", "--arch", "snn_2conv", "--width", "0.25", "--teacher", str(teacher), "--kd", "response",
+                 "--epochs", "1", "--max-batches", "2", "--out", str(tmp_path / "kd"), "--quiet"])
+    assert code == 0 and [str(a[0]) for a in loaded] == [str(teacher)]  # a KD method does load it
+
+
 def test_evaluate_with_noise(teacher, capsys):
     assert main(["evaluate", "--checkpoint", str(teacher), "--json"]) == 0
     clean = json.loads(capsys.readouterr().out)["accuracy"]
