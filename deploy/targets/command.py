@@ -82,8 +82,9 @@ def verdict(r: dict[str, Any]) -> tuple[str, str | None]:
     head = f"{r['target']}: {'fits' if r['fits'] else 'does NOT fit'}: {placed}"
     if r.get("load"):
         lat = r["latency"].get("inference_seconds")
-        head += f"; {r['human']['energy']} per inference" if r["energy"].get("joules") is not None \
-            else "; energy not published"
+        head += "; if it fit: " if not r["fits"] else "; "  # the figures of a network the chip cannot hold as it is
+        head += f"{r['human']['energy']} per inference" if r["energy"].get("joules") is not None \
+            else "energy not published"
         head += f", latency {human_seconds(lat)}" if lat is not None else ", latency not published"
         head += f" ({r['load']['samples']:,} sample{'s' if r['load']['samples'] != 1 else ''})"
     else:
@@ -122,6 +123,8 @@ def format_text(r: dict[str, Any], cores: bool = False) -> str:
     if cores:
         lines += _core_lines(r)
     if r.get("load"):
+        if not r["fits"]:
+            lines.append("  the figures below are what it would cost if it fit (it does not, as it is)")
         lines.append(f"  energy per inference: {r['human']['energy']}" + (
             f" (not published: {', '.join(r['energy']['missing'])})" if r["energy"]["missing"] else ""))
         lat = r["latency"]

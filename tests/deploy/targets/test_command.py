@@ -164,6 +164,8 @@ def test_map_exit_status_says_whether_every_target_fits(tmp_path, digits_preproc
     out = capsys.readouterr().out
     lines = out.strip().splitlines()
     assert lines[0].startswith("loihi2: fits") and lines[1].startswith("speck: does NOT fit")
+    assert "; if it fit: " in lines[1] and "if it fit" not in lines[0]  # an unfit chip's figures say so
+    assert "what it would cost if it fit" in out[out.index("\n\nspeck: "):]
     assert lines[2].startswith("    first problem: input: direct-encoded analog input")
     assert lines[-1] == "1 of 2 targets fit (loihi2); speck does not"
     details = out[out.index("\n\nspeck: "):]
