@@ -14,8 +14,12 @@ def _dot(h: int = 12, w: int = 12, at: tuple[int, int] = (6, 5)) -> torch.Tensor
 
 
 def test_spec_syntax_fills_defaults_and_reads_overrides():
-    assert augment.parse("affine") == ("affine", {"degrees": 10.0, "translate": 0.1, "scale": 0.1})
-    assert augment.parse("affine:degrees=5, scale=0") == ("affine", {"degrees": 5.0, "translate": 0.1, "scale": 0.0})
+    plain = {"width": 0.0, "gain": 0.0}
+    assert augment.parse("affine") == ("affine", {"degrees": 10.0, "translate": 0.1, "scale": 0.1} | plain)
+    assert augment.parse("affine:degrees=5, scale=0") == ("affine", {"degrees": 5.0, "translate": 0.1, "scale": 0.0}
+                                                          | plain)
+    assert augment.parse("affine:width=0.5,gain=0.2")[1] == {"degrees": 10.0, "translate": 0.1, "scale": 0.1,
+                                                              "width": 0.5, "gain": 0.2}
     assert augment.parse("shift:pad=2") == ("shift", {"pad": 2.0})
     assert augment.parse("none") == ("none", {})
     assert augment.build("none", (8, 8)) is None and augment.build(None, (8, 8)) is None
@@ -154,3 +158,44 @@ def test_a_batch_from_the_loader_is_the_batch_warped_once_then_normalized():
     want = (augment.apply_affine(raw, *params) - ds.mean) / ds.std
     assert torch.equal(torch.stack([x for x, _ in batch]), want)
     assert [y for _, y in batch] == [int(ds.base[i][1]) for i in (4, 1, 7)]
+
+
+def test_stroke_width_dilates_and_erodes_by_hand():
+    # a dot of 1 on 0: s = 1 grows it to its 3×3 block, s = 0.5 to a block of 0.5 around a 1; a 3×3 block
+    # of 1 eroded with s = 1 keeps only its centre, with s = 0.5 its border drops to 0.5; s = 0 changes nothing
+    dot = _dot(7, 7, (3, 3)).unsqueeze(0)
+    block = torch.zeros(1, 1, 7, 7)
+    block[..., 2:5, 2:5] = 1.0
+    grown = augment.apply_stroke(torch.cat([dot, dot, dot]), torch.tensor([1.0, 0.5, 0.0]))
+    want = torch.zeros(3, 1, 7, 7)
+    want[0, 0, 2:5, 2:5] = 1.0
+    want[1, 0, 2:5, 2:5] = 0.5
+    want[1:, 0, 3, 3] = 1.0
+    assert torch.equal(grown, want)
+    thin = augment.apply_stroke(torch.cat([block, block]), torch.tensor([-1.0, -0.5]))
+    want = torch.zeros(2, 1, 7, 7)
+    want[0, 0, 3, 3] = 1.0
+    want[1, 0, 2:5, 2:5] = 0.5
+    want[1, 0, 3, 3] = 1.0
+    assert torch.equal(thin, want)
+
+
+def test_width_and_gain_off_draw_nothing_and_on_stay_in_range():
+    # with width = gain = 0 the affine transform draws exactly what it drew before they existed (seeded
+    # runs and resumed runs see the same images); on, the images stay in [0, 1] and change
+    x = torch.rand(16, 1, 28, 28)
+    torch.manual_seed(3)
+    a = augment.BatchAffine(10, 0.1, 0.1)(x)
+    after_a = torch.rand(1)
+    torch.manual_seed(3)
+    b = augment.build("affine", (28, 28))(x)
+    assert torch.equal(a, b) and torch.equal(torch.rand(1), after_a)
+    torch.manual_seed(3)
+    c = augment.build("affine:width=0.5,gain=0.3", (28, 28))(x)
+    assert c.min() >= 0 and c.max() <= 1 and not torch.equal(c, a)
+    torch.manual_seed(3)
+    d = augment.build("affine:degrees=0,translate=0,scale=0,gain=0.5", (28, 28))(x)
+    ratio = d / x.clamp(min=1e-6)
+    unclipped = d < 1
+    per_image = [ratio[i][unclipped[i]] for i in range(len(x))]  # one gain per image, within 1 ± 0.5
+    assert all(torch.allclose(r, r[0], rtol=1e-4) and 0.5 <= float(r[0]) <= 1.5 for r in per_image)
