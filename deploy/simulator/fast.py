@@ -31,6 +31,8 @@ if TYPE_CHECKING:  # the plan builds a FastNet; this module only reads it
 
 INT_DTYPES = ((np.int32, 2.0 ** 31 - 1), (np.int64, 2.0 ** 52))  # state dtypes, and the |value| each holds exactly
 WINDOW_BYTES = 64 * 2 ** 20  # per worker: the events of the steps a population runs in a row (see FastNet.window)
+SUB_BATCH = 8  # at most this many rows run side by side, so they share each connection's tables in cache
+EVENT_BYTES = 4  # one entry of _run_fast's event lists (int32)
 
 
 def _uniform(model, n: int) -> bool:
@@ -216,6 +218,12 @@ class FastNet:
             return 1
         return int(min(timesteps, max(1, WINDOW_BYTES // (8 * (self.n + n_in)))))
 
+    def side_by_side(self, window: int, n_in: int) -> int:
+        """Rows :func:`_run_fast` runs side by side (up to :data:`SUB_BATCH`): each holds the event lists of
+        ``max(window, 2)`` steps, and all of them together stay within :data:`WINDOW_BYTES` per worker."""
+        per_row = EVENT_BYTES * max(window, 2) * (self.n + n_in)
+        return int(min(SUB_BATCH, max(1, WINDOW_BYTES // per_row)))
+
     def reach(self, input_max: float = 1.0) -> np.ndarray:
         """Per population: a bound on one step's current when inputs are at most ``input_max`` in
         magnitude (spikes: 1; an integer analog first layer: its largest |value|)."""
@@ -290,14 +298,15 @@ def simulate_fast(plan: Plan, net: FastNet, dtype: type, inp: FastInput, state: 
     spk = np.zeros((b, t, net.n), dtype=np.uint8)
     args = net.arrays(dtype, inp.input_max)
     window = net.window(t, inp.flags.shape[2])
+    side = net.side_by_side(window, inp.flags.shape[2])
 
     def job(rows: tuple[int, int]) -> tuple[int, np.ndarray, np.ndarray]:
         r0, r1 = rows
         stats = np.zeros((len(net.names), 5), dtype=np.int64)
         stats[:, S_HMAX], stats[:, S_HMIN] = np.iinfo(np.int64).min, np.iinfo(np.int64).max
         synops = np.zeros(len(net.conn_names), dtype=np.int64)
-        _run_fast(inp.flags[r0:r1], inp.values[r0:r1], inp.analog, *args, window, spk[r0:r1], state.out_seq[:, r0:r1],
-                  stats, synops)
+        _run_fast(inp.flags[r0:r1], inp.values[r0:r1], inp.analog, *args, window, side, spk[r0:r1],
+                  state.out_seq[:, r0:r1], stats, synops)
         return r1 - r0, stats, synops
 
     for lo in range(0, b, state.chunk):

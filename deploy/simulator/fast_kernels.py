@@ -22,7 +22,6 @@ S_SPIKES, S_ACTIVE, S_OVERFLOW, S_HMAX, S_HMIN = range(5)   # per-population cou
 B_LO, B_HI, B_REACH = range(3)                              # per-population membrane bounds
 L_VMIN, L_VMAX, L_HMAX0, L_HMIN0 = range(4)                 # lim: 24-bit range, running max/min start
 GROUP_MIN_RUN = 16  # spikes whose first run is shorter are added one by one (see _add_runs)
-SUB_BATCH = 8  # rows run side by side, population by population, so they share each connection's tables in cache
 
 
 @njit(cache=True, nogil=True)
@@ -226,7 +225,7 @@ def _fill(dst: np.ndarray, lo: int, hi: int) -> None:  # pragma: no cover - comp
 def _run_fast(flags: np.ndarray, values: np.ndarray, analog: bool, pops: np.ndarray, conns: np.ndarray,
               rows: np.ndarray, runs: np.ndarray, weight: np.ndarray, shape: np.ndarray, bias: np.ndarray,
               th: np.ndarray, vr: np.ndarray, lim: np.ndarray, bounds: np.ndarray, gather: np.ndarray, window: int,
-              spk: np.ndarray, out: np.ndarray, stats: np.ndarray,
+              side: int, spk: np.ndarray, out: np.ndarray, stats: np.ndarray,
               synops: np.ndarray) -> None:  # pragma: no cover - compiled
     """Simulate rows of a batch, every step and population, on a :class:`FastNet` (one call, no Python per step).
 
@@ -234,7 +233,7 @@ def _run_fast(flags: np.ndarray, values: np.ndarray, analog: bool, pops: np.ndar
     ``[B, T, n_in]``: their integer values when ``analog`` (else unread); ``spk`` ``[B, T, n]`` uint8 receives
     every population's spikes (internal order), ``out`` ``[T, B, n_out]`` the Output's values;
     ``stats`` ``[populations, 5]`` (spikes, active updates, overflow, max h, min h) and ``synops``
-    ``[connections]`` are added to. Rows are independent; they run ``SUB_BATCH`` at a time, each with its
+    ``[connections]`` are added to. Rows are independent; they run ``side`` at a time, each with its
     own membranes, event lists and bounds, population by population: a population's steps for every row
     of the sub-batch run before the next population starts, so its connection tables (tens of MB over a
     CIFAR-scale network, more than the L3 cache) are read from memory once per sub-batch instead of once
@@ -247,7 +246,10 @@ def _run_fast(flags: np.ndarray, values: np.ndarray, analog: bool, pops: np.ndar
     """
     n_pop, n, n_in, steps = pops.shape[0], spk.shape[2], flags.shape[2], flags.shape[1]
     slots = max(window, 2)
-    sub = max(1, min(SUB_BATCH, flags.shape[0]))
+    # as few sub-batches as ``side`` allows, of even size: 8 rows at side 7 run 4 + 4, not 7 + 1 (a lone row
+    # reads every table from memory again)
+    parts = -(-flags.shape[0] // max(1, side))
+    sub = max(1, -(-flags.shape[0] // max(1, parts)))
     v = np.empty((sub, n), dtype=bias.dtype)  # per row of the sub-batch: membranes (zeroed per row below)
     cur = np.zeros(n, dtype=bias.dtype)  # zero between steps: a step adds into it, the update clears it
     recv = np.zeros(n, dtype=np.uint8)  # per population: one byte per receive block, from its offset

@@ -124,17 +124,21 @@ def test_bench_split_without_spike_delivery_keeps_input_and_bias_only():
     _same(simulate(plan, x, timesteps=4), full)  # the plan itself is left as it was
 
 
-@pytest.mark.parametrize("window_steps", [1, 3])
+@pytest.mark.parametrize("window_steps", [1, 3, None])
 def test_rows_run_side_by_side_keep_their_own_state(window_steps, monkeypatch):
-    # One thread runs its rows SUB_BATCH at a time, population by population: 19 rows on one thread are
-    # two full sub-batches and a part. Each row's spikes must be those it gives when simulated alone (no
-    # membrane, event list or bound leaks between rows), and the whole run the general path's bits.
-    from kdsnn.deploy.simulator.fast_kernels import SUB_BATCH
+    # One thread runs its rows side by side, population by population: SUB_BATCH at a time within the
+    # default event budget (None: 19 rows on one thread are two full sub-batches and a part), fewer in a
+    # smaller one (1 and 2 rows for the budgets of 1 and 3 steps). Each row's spikes must be those it gives
+    # when simulated alone (no membrane, event list or bound leaks between rows), and the whole run the
+    # general path's bits.
+    from kdsnn.deploy.simulator.fast import SUB_BATCH
 
     g = _two_conv_graph()
     x = torch.bernoulli(torch.full((3, 2 * SUB_BATCH + 3, 1, 6, 6), 0.6), generator=torch.Generator().manual_seed(5))
     plan = Plan(g)
-    monkeypatch.setattr(fast_path, "WINDOW_BYTES", window_steps * 8 * (plan.fast.n + 40))
+    if window_steps is not None:
+        monkeypatch.setattr(fast_path, "WINDOW_BYTES", window_steps * 8 * (plan.fast.n + 40))
+    assert plan.fast.side_by_side(plan.fast.window(3, 40), 40) == {1: 1, 3: 2, None: SUB_BATCH}[window_steps]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
