@@ -180,10 +180,30 @@ class MnistCNN(nn.Module):
         return ModelOutput(logits, {"stage1": F.avg_pool2d(s1, 2), "stage2": F.avg_pool2d(s2, 2)})
 
 
+class Ann2Conv(nn.Module):
+    """The ANN twin of the ``snn_2conv`` student: its layers (conv 64 → BN → ReLU → pool → conv 128 → BN →
+    ReLU → pool → linear) with ReLU in place of IF. Trained with the student's recipe it shows what that
+    architecture reaches without spiking, so a gap to a teacher can be split into spiking and size."""
+
+    def __init__(self, input_shape: Shape, classes: int) -> None:
+        super().__init__()
+        c, h, w = input_shape
+        self.conv1 = nn.Sequential(nn.Conv2d(c, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64))
+        self.conv2 = nn.Sequential(nn.Conv2d(64, 128, 3, 1, 1, bias=False), nn.BatchNorm2d(128))
+        self.fc = nn.Linear(128 * (h // 4) * (w // 4), classes)
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        s1 = self.conv1(frame_rate(x))
+        s2 = self.conv2(F.avg_pool2d(F.relu(s1), 2))
+        logits = self.fc(F.avg_pool2d(F.relu(s2), 2).flatten(1))
+        return ModelOutput(logits, {"stage1": F.avg_pool2d(s1, 2), "stage2": F.avg_pool2d(s2, 2)})
+
+
 TEACHERS = {
     "resnet18": resnet18,
     "wrn28_4": lambda s, k: wrn(28, 4, s, k),
     "pyramidnet18": pyramidnet18,
     "preresnet20": preresnet20,
     "mnist_cnn": MnistCNN,
+    "ann_2conv": Ann2Conv,
 }

@@ -150,3 +150,30 @@ def test_pointwise_strided_conv_equals_the_strided_convolution(cin):
     torch.testing.assert_close(x.grad, x_ref.grad)
     torch.testing.assert_close(conv.weight.grad, w_ref.grad)
     assert isinstance(conv, torch.nn.Conv2d) and conv.stride == (2, 2) and conv.kernel_size == (1, 1)
+
+
+def test_ann_2conv_is_the_relu_twin_of_snn_2conv():
+    """Same layers and parameter shapes as snn_2conv; its forward, recomputed from the raw weights with
+    functional ops, is conv → BN → ReLU → 2×2 mean → conv → BN → ReLU → 2×2 mean → linear."""
+    torch.manual_seed(0)
+    ann = build_model("ann_2conv", (1, 8, 8), 10).eval()
+    snn = build_model("snn_2conv", (1, 8, 8), 10)
+    assert [tuple(p.shape) for p in ann.parameters()] == [tuple(p.shape) for p in snn.parameters()]
+    for bn in (ann.conv1[1], ann.conv2[1]):  # non-trivial running statistics
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+    x = torch.rand(3, 1, 8, 8)
+
+    def conv_bn_relu(h, conv, bn):
+        h = torch.nn.functional.conv2d(h, conv.weight, padding=1)
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        return torch.relu(h * scale[:, None, None] + (bn.bias - bn.running_mean * scale)[:, None, None])
+
+    def mean2x2(h):
+        n, c, hh, ww = h.shape
+        return h.reshape(n, c, hh // 2, 2, ww // 2, 2).mean((3, 5))
+
+    h = mean2x2(conv_bn_relu(x, ann.conv1[0], ann.conv1[1]))
+    h = mean2x2(conv_bn_relu(h, ann.conv2[0], ann.conv2[1]))
+    expected = h.flatten(1) @ ann.fc.weight.T + ann.fc.bias
+    torch.testing.assert_close(ann(x).logits, expected, rtol=1e-5, atol=1e-5)
